@@ -1,0 +1,11 @@
+"""One module per command; `register_all` attaches them to the app."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register_all(app: typer.Typer) -> None:
+    from . import models
+
+    models.register(app)

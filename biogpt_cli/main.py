@@ -1,0 +1,71 @@
+"""The `biogpt` entry point: builds the Typer app from the command modules and turns library
+errors into one line on stderr with a non-zero exit code (never a traceback)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+import typer
+
+from . import __version__
+from ._common import UserError, error_line, setup_logging
+from .commands import register_all
+
+app = typer.Typer(
+    name="biogpt",
+    help="Biomedical text mining with BioGPT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"biogpt-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging on stderr (-vv for debug)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    setup_logging(verbose, quiet)
+
+
+register_all(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from model.errors import BioGptError
+
+    try:
+        result = app(args=argv, prog_name="biogpt", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        print("biogpt: interrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return exc.exit_code
+    except BioGptError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `biogpt ... | head`: the reader left; not an error
+        try:
+            sys.stdout = None  # type: ignore[assignment]
+        finally:
+            return 0
+    except OSError as exc:
+        print(error_line(f"{exc.filename or ''}: {exc.strerror or exc}"), file=sys.stderr)
+        return 1

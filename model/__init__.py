@@ -1,0 +1,29 @@
+"""The BioGPT core: configuration, tokenizer, models, generation and checkpoint I/O.
+
+Depends only on torch, safetensors and (in the tokenizer) sacremoses, so it runs where the
+CLI's other dependencies are absent.
+"""
+
+from .config import PRESETS, BioGptConfig
+from .errors import (
+    BioGptError,
+    CheckpointError,
+    ConfigError,
+    ModelNotFoundError,
+    UnsafeCheckpointError,
+    VocabularyError,
+)
+from .tokenizer import BatchEncoding, BioGptTokenizer
+
+__all__ = [
+    "PRESETS",
+    "BatchEncoding",
+    "BioGptConfig",
+    "BioGptError",
+    "BioGptTokenizer",
+    "CheckpointError",
+    "ConfigError",
+    "ModelNotFoundError",
+    "UnsafeCheckpointError",
+    "VocabularyError",
+]

@@ -1,0 +1,92 @@
+"""Resolve a model name to local files: a directory, or a Hugging Face hub id via its cache.
+
+huggingface_hub is imported only when a hub id must be resolved, so the core runs (on local
+directories) where it is not installed. HF_HUB_OFFLINE and an already-filled cache are honoured
+by huggingface_hub itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from .errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def is_hub_id(name: str) -> bool:
+    """A string that can only mean a hub repository (not an existing local path)."""
+    return not Path(name).exists() and bool(_REPO_ID.match(name)) and "\\" not in name
+
+
+def resolve_file(
+    name_or_path: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    required: bool = True,
+) -> Path | None:
+    """Path of `filename` inside a local directory or a hub repository.
+
+    Returns None when the file does not exist there and `required` is false, so callers can
+    probe alternatives (model.safetensors, then an index, then pytorch_model.bin).
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        candidate = path / filename
+        if candidate.is_file():
+            return candidate
+        if required:
+            raise ModelNotFoundError(f"{candidate}: file not found in model directory {path}")
+        return None
+    if not is_hub_id(str(name_or_path)):
+        raise ModelNotFoundError(
+            f"{name_or_path}: no such directory, and not a Hugging Face hub id (owner/name)"
+        )
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hf_errors
+    except ImportError:  # pragma: no cover - huggingface_hub is a runtime dependency
+        raise ModelNotFoundError(
+            f"{name_or_path}: loading from the hub needs huggingface_hub (pip install huggingface_hub)"
+        ) from None
+    try:
+        local = huggingface_hub.hf_hub_download(
+            repo_id=str(name_or_path),
+            filename=filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
+    except hf_errors.EntryNotFoundError:
+        if required:
+            raise ModelNotFoundError(
+                f"{name_or_path}: the hub repository has no file {filename}"
+            ) from None
+        return None
+    except hf_errors.RevisionNotFoundError:
+        raise ModelNotFoundError(f"{name_or_path}: revision {revision!r} not found on the hub") from None
+    except hf_errors.RepositoryNotFoundError:
+        raise ModelNotFoundError(
+            f"{name_or_path}: no such model on the Hugging Face hub (or it is private)"
+        ) from None
+    except hf_errors.LocalEntryNotFoundError:
+        # Offline (HF_HUB_OFFLINE=1, local_files_only, or no network) and not cached. When
+        # probing for optional files, "not cached" is indistinguishable from "absent".
+        if not required:
+            return None
+        raise ModelNotFoundError(
+            f"{name_or_path}: {filename} is not in the Hugging Face cache and the hub cannot be "
+            "reached (offline or HF_HUB_OFFLINE=1); download it once on a connected machine, or "
+            "pass a local model directory"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"{name_or_path}: could not fetch {filename}: {exc}") from None
+    return Path(local)

@@ -1,0 +1,75 @@
+"""Shared fixtures: the ../shared data (skipped with a reason when absent), the transformers
+reference built from the same vocabulary files, and the --slow switch."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# No test may reach the network: hub loading is exercised against local caches only.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = Path(os.environ.get("BIOGPT_SHARED", ROOT.parent / "shared")) / "data"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow test: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "README.md").is_file():
+        pytest.skip(f"needs the full reference data in {SHARED} (present in CI, absent in a fresh clone)")
+    return SHARED
+
+
+def write_hf_vocab(dict_file: Path, bpecodes: Path, out: Path) -> Path:
+    """vocab.json + merges.txt of the hub tokenizer, built by the rule of ../shared/data/README.md
+    (independently of the product's own conversion)."""
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for line in dict_file.read_text(encoding="utf-8").splitlines():
+        word = line.rsplit(" ", 1)[0]
+        vocab[word[:-2] if word.endswith("@@") else word + "</w>"] = len(vocab)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (out / "merges.txt").write_bytes(bpecodes.read_bytes())
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_vocab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = ROOT / "model" / "vocab" / "biogpt"
+    return write_hf_vocab(base / "dict.txt", base / "bpecodes", tmp_path_factory.mktemp("hf-biogpt"))
+
+
+@pytest.fixture(scope="session")
+def hf_tokenizer(hf_vocab_dir: Path):
+    transformers = pytest.importorskip("transformers")
+    return transformers.BioGptTokenizer(str(hf_vocab_dir / "vocab.json"), str(hf_vocab_dir / "merges.txt"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from model import BioGptTokenizer
+
+    return BioGptTokenizer.from_pretrained("microsoft/biogpt")
+
+
+@pytest.fixture(scope="session")
+def tricky_strings() -> list[str]:
+    return json.loads((FIXTURES / "tricky_strings.json").read_text(encoding="utf-8"))
