@@ -13,6 +13,13 @@ from .errors import (
     UnsafeCheckpointError,
     VocabularyError,
 )
+from .kv_cache import KVCache
+from .modeling import (
+    BioGptForCausalLM,
+    BioGptForSequenceClassification,
+    BioGptForTokenClassification,
+    BioGptModel,
+)
 from .tokenizer import BatchEncoding, BioGptTokenizer
 
 __all__ = [
@@ -20,6 +27,11 @@ __all__ = [
     "BatchEncoding",
     "BioGptConfig",
     "BioGptError",
+    "BioGptForCausalLM",
+    "BioGptForSequenceClassification",
+    "BioGptForTokenClassification",
+    "BioGptModel",
+    "KVCache",
     "BioGptTokenizer",
     "CheckpointError",
     "ConfigError",

@@ -1,0 +1,433 @@
+"""BioGPT in one file, read top-down: embeddings -> attention -> MLP -> block -> model -> heads.
+
+The mathematics and the state-dict key names are transformers' BioGPT (itself fairseq's
+`transformer_lm` with pre-LayerNorm blocks), so a transformers checkpoint loads with no renaming:
+- token embeddings scaled by sqrt(hidden_size); learned positions with an offset of 2, computed
+  from the attention mask so a left-padded row sees the same positions as an unpadded one;
+- pre-LayerNorm blocks (LayerNorm eps 1e-5, as the reference: `layer_norm_eps` is not used),
+  a final LayerNorm, and an LM head tied to the token embeddings;
+- attention through `scaled_dot_product_attention`, with a preallocated KV cache (kv_cache.py).
+Checkpoint I/O (from_pretrained / save_pretrained) lives in checkpoint.py and is mixed in here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import PretrainedMixin
+from .config import BioGptConfig
+from .kv_cache import KVCache
+
+POSITION_OFFSET = 2  # fairseq reserves positions 0 and 1 (padding_idx + 1)
+LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, used by fairseq and transformers alike
+
+
+# ------------------------------------------------------------------------------ outputs
+@dataclass
+class BaseModelOutput:
+    last_hidden_state: torch.Tensor  # (B, T, C)
+    past_key_values: KVCache | None = None
+
+
+@dataclass
+class CausalLMOutput:
+    logits: torch.Tensor  # (B, T, V)
+    loss: torch.Tensor | None = None
+    past_key_values: KVCache | None = None
+
+
+@dataclass
+class TokenClassifierOutput:
+    logits: torch.Tensor  # (B, T, num_labels)
+    loss: torch.Tensor | None = None
+    past_key_values: KVCache | None = None
+
+
+@dataclass
+class SequenceClassifierOutput:
+    logits: torch.Tensor  # (B, num_labels)
+    loss: torch.Tensor | None = None
+    past_key_values: KVCache | None = None
+
+
+# ------------------------------------------------------------------------------ embeddings
+class BioGptScaledWordEmbedding(nn.Embedding):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None, embed_scale: float) -> None:
+        super().__init__(num_embeddings, embedding_dim, padding_idx)
+        self.embed_scale = embed_scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * self.embed_scale
+
+
+class BioGptLearnedPositionalEmbedding(nn.Embedding):
+    """Rows 0 and 1 are never used by real tokens: position p reads row p + 2."""
+
+    def __init__(self, max_positions: int, embedding_dim: int) -> None:
+        super().__init__(max_positions + POSITION_OFFSET, embedding_dim)
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(position_ids + POSITION_OFFSET)
+
+
+def positions_from_mask(attention_mask: torch.Tensor, past_length: int = 0) -> torch.Tensor:
+    """0-based positions counting only attended tokens; padding gets -1 (row 1, never attended)."""
+    positions = torch.cumsum(attention_mask, dim=1) * attention_mask - 1  # (B, S)
+    return positions[:, past_length:].long()
+
+
+# ------------------------------------------------------------------------------ attention
+class BioGptAttention(nn.Module):
+    def __init__(self, config: BioGptConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.dropout = config.attention_probs_dropout_prob
+        self.layer_idx = layer_idx
+        c = config.hidden_size
+        self.k_proj = nn.Linear(c, c)
+        self.v_proj = nn.Linear(c, c)
+        self.q_proj = nn.Linear(c, c)
+        self.out_proj = nn.Linear(c, c)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        v = self.v_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, D) with S = past + T
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+        )
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.out_proj(y)
+
+
+# ------------------------------------------------------------------------------ block (with its MLP)
+class BioGptDecoderLayer(nn.Module):
+    """Pre-LayerNorm block: x + Attn(LN(x)), then x + MLP(LN(x)); fc1/fc2 keep the reference's keys."""
+
+    def __init__(self, config: BioGptConfig, layer_idx: int) -> None:
+        super().__init__()
+        c = config.hidden_size
+        self.self_attn = BioGptAttention(config, layer_idx)
+        self.self_attn_layer_norm = nn.LayerNorm(c, eps=LAYER_NORM_EPS)
+        self.fc1 = nn.Linear(c, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, c)
+        self.final_layer_norm = nn.LayerNorm(c, eps=LAYER_NORM_EPS)
+        self.activation = _activation(config.hidden_act)
+        self.dropout = config.hidden_dropout_prob
+        self.activation_dropout = config.activation_dropout
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.activation(self.fc1(x))
+        x = F.dropout(x, p=self.activation_dropout, training=self.training)
+        return self.fc2(x)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        h = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+        x = x + F.dropout(h, p=self.dropout, training=self.training)
+        h = self.mlp(self.final_layer_norm(x))
+        return x + F.dropout(h, p=self.dropout, training=self.training)
+
+
+def _activation(name: str):
+    table = {
+        "gelu": F.gelu,
+        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+        "relu": F.relu,
+        "silu": F.silu,
+        "swish": F.silu,
+    }
+    if name not in table:
+        from .errors import ConfigError
+
+        raise ConfigError(f"hidden_act {name!r} is not supported; choose one of {', '.join(table)}")
+    return table[name]
+
+
+# ------------------------------------------------------------------------------ attention masks
+def build_attention_mask(
+    attention_mask: torch.Tensor | None, query_length: int, past_length: int
+) -> tuple[torch.Tensor | None, bool]:
+    """(attn_mask for SDPA, is_causal) for `query_length` new tokens after `past_length` cached ones.
+
+    Unpadded batches need no mask tensor at all (SDPA's causal kernels). With padding, a boolean
+    (B, 1, T, S) mask: causal, padding keys excluded, and every query may see itself, so a
+    padding row never has an empty softmax (which would give NaN and poison later layers).
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        if past_length == 0:
+            return None, query_length > 1
+        if query_length == 1:
+            return None, False
+        attention_mask = None
+    S = past_length + query_length
+    device = attention_mask.device if attention_mask is not None else None
+    q_pos = torch.arange(past_length, S, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
+    allowed = (k_pos <= q_pos)[None, None]  # (1, 1, T, S)
+    if attention_mask is not None:
+        allowed = allowed & attention_mask[:, None, None, :S].bool()  # (B, 1, T, S)
+        allowed = allowed | (k_pos == q_pos)[None, None]
+    return allowed, False
+
+
+# ------------------------------------------------------------------------------ model
+class BioGptPreTrainedModel(PretrainedMixin, nn.Module):
+    config_class = BioGptConfig
+    base_model_prefix = "biogpt"
+
+    def __init__(self, config: BioGptConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def init_weights(self) -> None:
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Heads tied to the input embeddings share the same Parameter (overridden where tied)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+class BioGptModel(BioGptPreTrainedModel):
+    base_model_prefix = ""
+
+    def __init__(self, config: BioGptConfig, *, init: bool = True) -> None:
+        super().__init__(config)
+        c = config.hidden_size
+        self.embed_tokens = BioGptScaledWordEmbedding(config.vocab_size, c, config.pad_token_id, config.embed_scale)
+        self.embed_positions = BioGptLearnedPositionalEmbedding(config.max_position_embeddings, c)
+        self.layers = nn.ModuleList(BioGptDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layer_norm = nn.LayerNorm(c, eps=LAYER_NORM_EPS)
+        if init:
+            self.init_weights()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+    ) -> BaseModelOutput:
+        """`attention_mask` covers the cached and the new tokens (B, past + T), as in transformers."""
+        B, T = input_ids.shape
+        if use_cache and past_key_values is None:
+            past_key_values = KVCache.for_model(self.config, B, dtype=self.dtype, device=input_ids.device)
+        cache = past_key_values if (use_cache or past_key_values is not None) else None
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.max_position_embeddings:
+            raise ValueError(
+                f"sequence of {past + T} tokens exceeds max_position_embeddings "
+                f"({self.config.max_position_embeddings})"
+            )
+        if position_ids is None:
+            if attention_mask is None:
+                position_ids = torch.arange(past, past + T, device=input_ids.device)[None, :]
+            else:
+                position_ids = positions_from_mask(attention_mask, past)
+        attn_mask, is_causal = build_attention_mask(attention_mask, T, past)
+        x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
+        x = F.dropout(x, p=self.config.hidden_dropout_prob, training=self.training)
+        for layer in self.layers:
+            if self.training and self.config.layerdrop > 0.0 and torch.rand(()) < self.config.layerdrop:
+                continue
+            x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+        if cache is not None:
+            cache.advance(T)
+        return BaseModelOutput(last_hidden_state=self.layer_norm(x), past_key_values=cache)
+
+
+# ------------------------------------------------------------------------------ heads
+class BioGptForCausalLM(BioGptPreTrainedModel):
+    def __init__(self, config: BioGptConfig, *, init: bool = True) -> None:
+        super().__init__(config)
+        self.biogpt = BioGptModel(config, init=False)
+        self.output_projection = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if init:
+            self.init_weights()
+        else:
+            self.tie_weights()
+
+    def tie_weights(self) -> None:
+        if self.config.tie_word_embeddings:
+            self.output_projection.weight = self.biogpt.embed_tokens.weight
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.biogpt.embed_tokens
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.output_projection
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        labels: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+    ) -> CausalLMOutput:
+        out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
+        hidden = out.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.output_projection(hidden)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            # Next-token loss: position t predicts labels[t + 1]; -100 is ignored.
+            shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]
+            loss = F.cross_entropy(logits.float().flatten(0, 1), shifted.flatten(), ignore_index=-100)
+        return CausalLMOutput(logits=logits, loss=loss, past_key_values=out.past_key_values)
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        """transformers-compatible generation; see model/generation.py for the options."""
+        from .generation import generate
+
+        return generate(self, input_ids, attention_mask=attention_mask, **kwargs)
+
+
+class BioGptForTokenClassification(BioGptPreTrainedModel):
+    def __init__(self, config: BioGptConfig, *, init: bool = True) -> None:
+        super().__init__(config)
+        self.biogpt = BioGptModel(config, init=False)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(p)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        if init:
+            self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        labels: torch.Tensor | None = None,
+    ) -> TokenClassifierOutput:
+        out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
+        logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, L)
+        loss = None
+        if labels is not None:
+            if attention_mask is not None:  # padding never counts, whatever its label
+                labels = labels.masked_fill(attention_mask[:, -labels.shape[1] :] == 0, -100)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return TokenClassifierOutput(logits=logits, loss=loss, past_key_values=out.past_key_values)
+
+
+class BioGptForSequenceClassification(BioGptPreTrainedModel):
+    def __init__(self, config: BioGptConfig, *, init: bool = True) -> None:
+        super().__init__(config)
+        self.biogpt = BioGptModel(config, init=False)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        if init:
+            self.init_weights()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+        labels: torch.Tensor | None = None,
+    ) -> SequenceClassifierOutput:
+        out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
+        logits = self.score(out.last_hidden_state)  # (B, T, L)
+        B, T = input_ids.shape
+        # Pool the rightmost non-pad token: right for right padding and for left padding alike.
+        if self.config.pad_token_id is None:
+            last = torch.full((B,), T - 1, device=logits.device)
+        else:
+            not_pad = (input_ids != self.config.pad_token_id).int()
+            last = (torch.arange(T, device=logits.device, dtype=torch.int32) * not_pad).argmax(-1)
+        pooled = logits[torch.arange(B, device=logits.device), last]  # (B, L)
+        loss = None
+        if labels is not None:
+            loss = self._loss(pooled, labels)
+        return SequenceClassifierOutput(logits=pooled, loss=loss, past_key_values=out.past_key_values)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        problem = self.config.problem_type
+        if problem is None:
+            if self.config.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+            self.config.problem_type = problem
+        if problem == "regression":
+            if self.config.num_labels == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+            return F.mse_loss(logits, labels.to(logits.dtype))
+        if problem == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+MODEL_CLASSES = {
+    "BioGptModel": BioGptModel,
+    "BioGptForCausalLM": BioGptForCausalLM,
+    "BioGptForTokenClassification": BioGptForTokenClassification,
+    "BioGptForSequenceClassification": BioGptForSequenceClassification,
+}
+
+__all__ = [*MODEL_CLASSES, "BaseModelOutput", "CausalLMOutput", "TokenClassifierOutput", "SequenceClassifierOutput"]
