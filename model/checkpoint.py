@@ -286,9 +286,9 @@ class CheckpointSource:
                     with safe_open(str(path), framework="pt", device="cpu") as f:
                         for key in f.keys():
                             yield key, f.get_tensor(key), path
-                except (OSError, ValueError, RuntimeError) as exc:
-                    if isinstance(exc, CheckpointError):
-                        raise
+                except CheckpointError:
+                    raise
+                except Exception as exc:  # safetensors raises its own SafetensorError
                     raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
             else:
                 state = safe_torch_load(path)

@@ -65,6 +65,16 @@ def resolve_file(
             cache_dir=cache_dir,
             local_files_only=local_files_only,
         )
+    except hf_errors.LocalEntryNotFoundError:
+        # Offline (HF_HUB_OFFLINE=1, local_files_only, or no network) and not cached. When
+        # probing for optional files, "not cached" is indistinguishable from "absent".
+        if not required:
+            return None
+        raise ModelNotFoundError(
+            f"{name_or_path}: {filename} is not in the Hugging Face cache and the hub cannot be "
+            "reached (offline or HF_HUB_OFFLINE=1); download it once on a connected machine, or "
+            "pass a local model directory"
+        ) from None
     except hf_errors.EntryNotFoundError:
         if required:
             raise ModelNotFoundError(
@@ -76,16 +86,6 @@ def resolve_file(
     except hf_errors.RepositoryNotFoundError:
         raise ModelNotFoundError(
             f"{name_or_path}: no such model on the Hugging Face hub (or it is private)"
-        ) from None
-    except hf_errors.LocalEntryNotFoundError:
-        # Offline (HF_HUB_OFFLINE=1, local_files_only, or no network) and not cached. When
-        # probing for optional files, "not cached" is indistinguishable from "absent".
-        if not required:
-            return None
-        raise ModelNotFoundError(
-            f"{name_or_path}: {filename} is not in the Hugging Face cache and the hub cannot be "
-            "reached (offline or HF_HUB_OFFLINE=1); download it once on a connected machine, or "
-            "pass a local model directory"
         ) from None
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"{name_or_path}: could not fetch {filename}: {exc}") from None

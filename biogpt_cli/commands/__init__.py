@@ -6,6 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from . import models
+    from . import convert, models
 
     models.register(app)
+    convert.register(app)

@@ -1,0 +1,40 @@
+"""`biogpt convert SRC DST`: a fairseq (or any loadable) checkpoint -> a Hugging Face directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from .._common import UserError
+
+logger = logging.getLogger(__name__)
+
+
+def convert_checkpoint(src: str, dst: Path, *, dtype: str | None = None, force: bool = False) -> Path:
+    """Load SRC with every format the core knows and write config.json, model.safetensors and the
+    tokenizer files (learned prompt tokens included) to DST, loadable by transformers too."""
+    from model import BioGptForCausalLM
+
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
+        raise UserError(f"{dst} exists and is not empty; pass --force to overwrite")
+    model = BioGptForCausalLM.from_pretrained(src, dtype=dtype)
+    model.save_pretrained(dst)
+    logger.info("wrote %s (%d parameters, vocabulary %d)", dst, model.num_parameters(), model.config.vocab_size)
+    return dst
+
+
+def convert(
+    src: str = typer.Argument(..., help="fairseq directory (checkpoint.pt + dict.txt + bpecodes), .pt file, HF directory or hub id."),
+    dst: Path = typer.Argument(..., help="Output directory (Hugging Face format)."),
+    dtype: str = typer.Option("float32", "--dtype", help="Weights dtype to write: float32, bfloat16, float16 or auto."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a non-empty DST."),
+) -> None:
+    """Convert a checkpoint (e.g. Microsoft's fine-tuned fairseq ones) to a Hugging Face directory."""
+    convert_checkpoint(src, dst, dtype=dtype, force=force)
+    typer.echo(str(dst))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)

@@ -1,0 +1,35 @@
+"""Packaging promises: the core's imports stay lean; the CLI starts and reports errors in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+
+def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, **kwargs)
+
+
+def test_model_package_imports_only_torch_safetensors_sacremoses():
+    code = (
+        "import sys\n"
+        "import model\n"
+        "from model import BioGptTokenizer, BioGptForCausalLM\n"
+        "BioGptTokenizer.from_pretrained('microsoft/biogpt')('COVID-19 is')\n"
+        "banned = ['transformers', 'typer', 'rich', 'datasets', 'huggingface_hub', 'sklearn', 'seqeval', 'omegaconf', 'fairseq']\n"
+        "print(','.join(b for b in banned if b in sys.modules))\n"
+    )
+    out = run("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_cli_entry_points():
+    out = run("-m", "biogpt_cli", "--version")
+    assert out.returncode == 0 and out.stdout.startswith("biogpt-cli ")
+    out = run("-m", "biogpt_cli", "models")
+    assert out.returncode == 0 and "microsoft/biogpt" in out.stdout and "biogpt-large" in out.stdout
+    out = run("-m", "biogpt_cli", "no-such-command")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
