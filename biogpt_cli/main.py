@@ -6,8 +6,12 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-import click
 import typer
+
+try:  # recent typer vendors click as typer._click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on top of click
+    from click import ClickException
 
 from . import __version__
 from ._common import UserError, error_line, setup_logging
@@ -47,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, prog_name="biogpt", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return exc.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("biogpt: interrupted", file=sys.stderr)
         return 130
     except UserError as exc:
