@@ -282,6 +282,20 @@ class BioGptModel(BioGptPreTrainedModel):
             else:
                 position_ids = positions_from_mask(attention_mask, past)
         attn_mask, is_causal = build_attention_mask(attention_mask, T, past)
+        hidden = self.run(input_ids, position_ids, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+        return BaseModelOutput(last_hidden_state=hidden, past_key_values=cache)
+
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        *,
+        attn_mask: torch.Tensor | None,
+        is_causal: bool,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        """The network itself, with positions and mask already decided (the generation engine's
+        prefill and decode steps call this directly)."""
         x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
         x = F.dropout(x, p=self.config.hidden_dropout_prob, training=self.training)
         for layer in self.layers:
@@ -289,8 +303,8 @@ class BioGptModel(BioGptPreTrainedModel):
                 continue
             x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
         if cache is not None:
-            cache.advance(T)
-        return BaseModelOutput(last_hidden_state=self.layer_norm(x), past_key_values=cache)
+            cache.advance(input_ids.shape[1])
+        return self.layer_norm(x)
 
 
 # ------------------------------------------------------------------------------ heads

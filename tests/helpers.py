@@ -84,3 +84,13 @@ def write_fairseq_dir(
         ckpt["last_optimizer_state"] = {"state": {0: {"exp_avg": torch.zeros(n), "exp_avg_sq": torch.zeros(n)}}}
     torch.save(ckpt, directory / checkpoint_name)
     return directory
+
+
+def eos_heavy_lm(seed: int = 0, boost: float = 0.3, vocab_size: int = 60) -> BioGptForCausalLM:
+    """A tiny model that ends sequences often (EOS logit raised through the final LayerNorm's
+    bias), so finishing logic of every search strategy is exercised."""
+    model = tiny_lm(seed, vocab_size=vocab_size)
+    with torch.no_grad():
+        e = model.biogpt.embed_tokens.weight[2]
+        model.biogpt.layer_norm.bias.add_(boost * e / e.norm() ** 2)
+    return model

@@ -1,0 +1,551 @@
+"""The decoding engine: plain functions over a preallocated KV cache.
+
+    prefill(prompt) -> logits of the last position
+    decode_step(one token per row) -> logits
+    search strategy: greedy / sample (one loop) or beam search, each step passing the
+    logits through the logits processors.
+
+Semantics are transformers' `generate` (same keyword names and defaults, same processor order,
+same beam-search bookkeeping), so the same weights give the same tokens. Speed comes from the
+structure: the cache and the output buffer are allocated once per call, a beam-search prompt
+is prefilled once per input (not once per beam), and the greedy/sampling fast path checks for
+end-of-sequence on the host only every few steps; hooks (prefix_allowed_tokens_fn, a streamer)
+take the path that synchronises each step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .kv_cache import KVCache
+from .modeling import build_attention_mask
+
+logger = logging.getLogger(__name__)
+
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids (N, L), scores (N, V)) -> scores
+EOS_CHECK_EVERY = 8  # fast path: host-side "all finished?" check period, in steps
+
+
+class Streamer(Protocol):
+    """transformers' streamer interface: `put` gets the prompt ids first, then each new token."""
+
+    def put(self, value: torch.Tensor) -> None: ...
+
+    def end(self) -> None: ...
+
+
+@dataclass
+class GenerationConfig:
+    """transformers' generation options, names and defaults."""
+
+    max_new_tokens: int | None = None
+    max_length: int | None = None  # prompt + new tokens; 20 when neither is given (as transformers)
+    min_new_tokens: int | None = None
+    do_sample: bool = False
+    num_beams: int = 1
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    num_return_sequences: int = 1
+    bad_words_ids: list[list[int]] | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+
+    def validate(self) -> None:
+        if self.num_beams < 1:
+            raise ValueError(f"num_beams must be at least 1, got {self.num_beams}")
+        if self.num_return_sequences < 1:
+            raise ValueError(f"num_return_sequences must be at least 1, got {self.num_return_sequences}")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise ValueError(
+                f"num_return_sequences ({self.num_return_sequences}) must be at most num_beams ({self.num_beams})"
+            )
+        if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
+            raise ValueError("greedy decoding returns one sequence; use do_sample=True or num_beams>1 for several")
+        if self.do_sample and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ValueError(f"top_p must be within [0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        if self.early_stopping not in (True, False, "never"):
+            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        for name in ("max_new_tokens", "min_new_tokens", "no_repeat_ngram_size"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+# ================================================================================ logits processors
+def repetition_penalty(penalty: float, ignore_lengths: torch.Tensor | None) -> LogitsProcessor:
+    """Divide positive / multiply negative scores of tokens already present (left padding ignored)."""
+
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        V = scores.shape[-1]
+        if ignore_lengths is not None:
+            cols = torch.arange(ids.shape[1], device=ids.device)
+            ids = ids.masked_fill(cols[None, :] < ignore_lengths[:, None], V)
+        ids = ids.clamp(max=V)
+        padded = F.pad(scores, (0, 1))
+        seen = padded.gather(1, ids)
+        seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+        return padded.scatter(1, ids, seen)[:, :V]
+
+    return apply
+
+
+def no_repeat_ngram(n: int) -> LogitsProcessor:
+    """Ban every token that would repeat an n-gram already in the sequence."""
+
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        if L < n:
+            return scores
+        prefix = ids[:, L + 1 - n :]  # (N, n-1)
+        windows = ids.unfold(1, n, 1)  # (N, L-n+1, n)
+        hits = (windows[..., :-1] == prefix[:, None, :]).all(-1)  # (N, L-n+1)
+        V = scores.shape[-1]
+        banned = torch.zeros(scores.shape[0], V + 1, dtype=torch.bool, device=scores.device)
+        banned.scatter_(1, torch.where(hits, windows[..., -1].clamp(max=V), V), True)
+        return scores.masked_fill(banned[:, :V], -math.inf)
+
+    return apply
+
+
+def bad_words(bad_words_ids: Sequence[Sequence[int]], eos: Sequence[int]) -> LogitsProcessor:
+    """Forbid the last token of each banned sequence when the tokens before it were just produced."""
+    if not bad_words_ids or any(not seq or any(int(t) < 0 for t in seq) for seq in bad_words_ids):
+        raise ValueError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids, got {bad_words_ids!r}")
+    sequences = [tuple(int(t) for t in seq) for seq in bad_words_ids if list(seq) not in ([e] for e in eos)]
+    singles = [s[0] for s in sequences if len(s) == 1]
+    multi: dict[int, list[tuple[int, ...]]] = {}
+    for seq in sequences:
+        if len(seq) > 1:
+            multi.setdefault(len(seq) - 1, []).append(seq)
+
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        V = scores.shape[-1]
+        if any(t >= V for seq in sequences for t in seq):
+            raise ValueError(f"bad_words_ids names token ids beyond the vocabulary ({V})")
+        banned = torch.zeros_like(scores, dtype=torch.bool)
+        if singles:
+            banned[:, singles] = True
+        for k, group in multi.items():
+            if k > ids.shape[1]:
+                continue
+            prefixes = torch.tensor([s[:-1] for s in group], device=ids.device)  # (G, k)
+            last = torch.tensor([s[-1] for s in group], device=ids.device)  # (G,)
+            match = (ids[:, None, -k:] == prefixes[None]).all(-1)  # (N, G)
+            rows, which = match.nonzero(as_tuple=True)
+            banned[rows, last[which]] = True
+        return scores.masked_fill(banned, -math.inf)
+
+    return apply
+
+
+def min_new_tokens(prompt_length: int, n: int, eos: Sequence[int]) -> LogitsProcessor:
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if ids.shape[1] - prompt_length < n:
+            scores = scores.clone()
+            scores[:, list(eos)] = -math.inf
+        return scores
+
+    return apply
+
+
+def prefix_allowed(fn: Callable[[int, torch.Tensor], list[int]], num_beams: int) -> LogitsProcessor:
+    """Constrained decoding: only the tokens `fn(batch_id, sequence)` allows (tasks use it to force
+    entity names copied from the source)."""
+
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        mask = torch.full_like(scores, -math.inf)
+        for row in range(ids.shape[0]):
+            allowed = fn(row // num_beams, ids[row])
+            if len(allowed) == 0:
+                raise ValueError(f"prefix_allowed_tokens_fn allowed no token for batch {row // num_beams}")
+            mask[row, allowed] = 0
+        out = scores + mask
+        # A row whose allowed tokens all score -inf keeps the allowed set (uniformly) instead.
+        dead = out.amax(-1).isneginf().view(-1, num_beams).all(-1, keepdim=True)
+        return torch.where(dead.repeat_interleave(num_beams, 0), mask, out)
+
+    return apply
+
+
+def temperature_warper(t: float) -> LogitsProcessor:
+    return lambda ids, scores: scores / t
+
+
+def top_k_warper(k: int, min_keep: int = 1) -> LogitsProcessor:
+    k = max(k, min_keep)
+
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        kth = torch.topk(scores, min(k, scores.shape[-1]))[0][..., -1, None]
+        return scores.masked_fill(scores < kth, -math.inf)
+
+    return apply
+
+
+def top_p_warper(p: float, min_keep: int = 1) -> LogitsProcessor:
+    def apply(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        sorted_scores, order = torch.sort(scores, descending=False)
+        cumulative = sorted_scores.softmax(-1).cumsum(-1)
+        remove = cumulative <= (1 - p)
+        remove[..., -min_keep:] = False
+        return scores.masked_fill(remove.scatter(1, order, remove), -math.inf)
+
+    return apply
+
+
+def build_processors(
+    cfg: GenerationConfig,
+    *,
+    prompt_length: int,
+    eos: Sequence[int],
+    pad_lengths: torch.Tensor | None,
+    prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None,
+) -> list[LogitsProcessor]:
+    """transformers' order: repetition penalty, no-repeat n-gram, bad words, min new tokens,
+    prefix constraint; then, when sampling, temperature, top-k, top-p."""
+    procs: list[LogitsProcessor] = []
+    if cfg.repetition_penalty != 1.0:
+        procs.append(repetition_penalty(float(cfg.repetition_penalty), pad_lengths))
+    if cfg.no_repeat_ngram_size:
+        procs.append(no_repeat_ngram(cfg.no_repeat_ngram_size))
+    if cfg.bad_words_ids is not None:
+        procs.append(bad_words(cfg.bad_words_ids, eos))
+    if cfg.min_new_tokens and eos:
+        procs.append(min_new_tokens(prompt_length, cfg.min_new_tokens, eos))
+    if prefix_allowed_tokens_fn is not None:
+        procs.append(prefix_allowed(prefix_allowed_tokens_fn, max(cfg.num_beams, cfg.num_return_sequences)))
+    if cfg.do_sample:
+        min_keep = (len(eos) + 1) if cfg.num_beams > 1 else 1
+        if cfg.temperature != 1.0:
+            procs.append(temperature_warper(float(cfg.temperature)))
+        if cfg.top_k:
+            procs.append(top_k_warper(int(cfg.top_k), min_keep))
+        if cfg.top_p < 1.0:
+            procs.append(top_p_warper(float(cfg.top_p), min_keep))
+    return procs
+
+
+def _apply(procs: list[LogitsProcessor], ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    for proc in procs:
+        scores = proc(ids, scores)
+    return scores
+
+
+# ================================================================================ prefill / decode
+@dataclass
+class DecodeState:
+    """What one decode step needs besides the token: the cache, where each row's next position
+    is, and (only for padded batches) which cached keys are real."""
+
+    cache: KVCache
+    next_position: torch.Tensor  # (N,) position of the next token of each row
+    key_mask: torch.Tensor | None  # (N, S_max) bool, None when no row is padded
+
+
+def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+    """Run the prompt through the model, filling the cache; logits of the last position (N, V)."""
+    body = model.biogpt
+    if attention_mask is None:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+    else:
+        positions = (torch.cumsum(attention_mask, 1) * attention_mask - 1).long()
+    attn_mask, is_causal = build_attention_mask(attention_mask, input_ids.shape[1], 0)
+    hidden = body.run(input_ids, positions, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+    return model.output_projection(hidden[:, -1])
+
+
+def decode_step(model, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+    """One token per row (N,) -> logits (N, V); the cache grows by one position."""
+    cache = state.cache
+    end = cache.length + 1
+    attn_mask = None if state.key_mask is None else state.key_mask[:, None, None, :end]  # (N, 1, 1, S)
+    positions = state.next_position[:, None]  # (N, 1)
+    hidden = model.biogpt.run(tokens[:, None], positions, attn_mask=attn_mask, is_causal=False, cache=cache)
+    state.next_position += 1
+    return model.output_projection(hidden[:, -1])
+
+
+def _start(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: int, total_length: int
+) -> tuple[torch.Tensor, DecodeState]:
+    """Prefill each distinct prompt once, then copy its cache to `rows // batch` rows (beams or
+    several samples per prompt). Returns the expanded last logits and the decode state."""
+    B, P = input_ids.shape
+    expand = rows // B
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    mask = attention_mask if padded else None
+    cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=input_ids.device)
+    if expand == 1:
+        logits = prefill(model, input_ids, mask, cache)
+    else:
+        tmp = KVCache.for_model(model.config, B, P, dtype=model.dtype, device=input_ids.device)
+        logits = prefill(model, input_ids, mask, tmp).repeat_interleave(expand, 0)
+        cache.k[:, :, :, :P] = tmp.k.repeat_interleave(expand, 1)
+        cache.v[:, :, :, :P] = tmp.v.repeat_interleave(expand, 1)
+        cache.length = P
+    if mask is not None:
+        key_mask = torch.ones(rows, total_length, dtype=torch.bool, device=input_ids.device)
+        key_mask[:, :P] = mask.bool().repeat_interleave(expand, 0)
+        next_position = mask.sum(1).repeat_interleave(expand, 0)
+    else:
+        key_mask = None
+        next_position = torch.full((rows,), P, dtype=torch.long, device=input_ids.device)
+    return logits, DecodeState(cache, next_position.long(), key_mask)
+
+
+# ================================================================================ strategies
+def _greedy_or_sample(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cfg: GenerationConfig,
+    procs: list[LogitsProcessor],
+    eos: torch.Tensor,
+    pad: int,
+    max_new: int,
+    streamer: Streamer | None,
+    sync_each_step: bool,
+) -> torch.Tensor:
+    B, P = input_ids.shape
+    n = cfg.num_return_sequences if cfg.do_sample else 1
+    rows = B * n
+    out = torch.full((rows, P + max_new), pad, dtype=torch.long, device=input_ids.device)
+    out[:, :P] = input_ids.repeat_interleave(n, 0)
+    if max_new == 0:
+        return out
+    logits, state = _start(model, input_ids, attention_mask, rows, P + max_new)
+    unfinished = torch.ones(rows, dtype=torch.bool, device=out.device)
+    last_step = torch.full((rows,), max_new - 1, dtype=torch.long, device=out.device)
+    if streamer is not None:
+        streamer.put(out[:, :P].cpu())
+    for step in range(max_new):
+        cur = P + step
+        scores = _apply(procs, out[:, :cur], logits.float())
+        if cfg.do_sample:
+            tokens = torch.multinomial(scores.softmax(-1), num_samples=1).squeeze(1)
+        else:
+            tokens = scores.argmax(-1)
+        tokens = torch.where(unfinished, tokens, pad)
+        out[:, cur] = tokens
+        if streamer is not None:
+            streamer.put(tokens.cpu())
+        if eos.numel():
+            just_done = unfinished & torch.isin(tokens, eos)
+            last_step = torch.where(just_done, step, last_step)
+            unfinished &= ~just_done
+        if step == max_new - 1:
+            break
+        if (sync_each_step or (step + 1) % EOS_CHECK_EVERY == 0) and not bool(unfinished.any()):
+            break
+        logits = decode_step(model, tokens, state)
+    if streamer is not None:
+        streamer.end()
+    # transformers stops at the step where the last row finished: trim to that length.
+    length = P + int(torch.where(unfinished, max_new - 1, last_step).max()) + 1
+    return out[:, :length]
+
+
+def _beam_search(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cfg: GenerationConfig,
+    procs: list[LogitsProcessor],
+    eos: torch.Tensor,
+    pad: int,
+    max_new: int,
+) -> torch.Tensor:
+    """transformers' vectorised beam search: keep 2·K candidates per step (so K can continue even
+    when some end), move finished ones into a K-best list scored with the length penalty, stop
+    by its early-stopping rule."""
+    B, P = input_ids.shape
+    K = cfg.num_beams
+    W = max(2, 1 + eos.numel()) * K  # candidates kept per step
+    max_length = P + max_new
+    device = input_ids.device
+    lp, early = cfg.length_penalty, cfg.early_stopping
+    if max_new == 0:
+        return input_ids.repeat_interleave(cfg.num_return_sequences, 0)
+
+    running = torch.full((B, K, max_length), pad, dtype=torch.long, device=device)
+    running[:, :, :P] = input_ids[:, None, :]
+    running_scores = torch.zeros(B, K, device=device)
+    running_scores[:, 1:] = -1e9  # all beams start identical: only the first may expand
+    finished = running.clone()
+    finished_scores = torch.full((B, K), -1e9, device=device)
+    finished_len = torch.zeros(B, K, dtype=torch.long, device=device)
+    is_finished = torch.zeros(B, K, dtype=torch.bool, device=device)
+    may_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
+    first_k = torch.arange(W, device=device) < K  # (W,)
+    batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
+
+    logits, state = _start(model, input_ids, attention_mask, B * K, max_length)
+    cur = P
+    while True:
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        log_probs = _apply(procs, running.view(B * K, -1)[:, :cur], log_probs)
+        V = log_probs.shape[-1]
+        flat = (log_probs.view(B, K, V) + running_scores[:, :, None]).view(B, K * V)
+        if cfg.do_sample:
+            cand = torch.multinomial(flat.softmax(-1), num_samples=W)
+            cand_scores = flat.gather(1, cand)
+            cand_scores, order = cand_scores.sort(-1, descending=True)
+            cand = cand.gather(1, order)
+        else:
+            cand_scores, cand = torch.topk(flat, W)  # (B, W)
+        src = cand // V  # beam each candidate extends
+        tok = cand % V
+        cand_seqs = running.gather(1, src[:, :, None].expand(-1, -1, max_length)).clone()  # (B, W, L)
+        cand_seqs[:, :, cur] = tok
+        ends = (torch.isin(tok, eos) if eos.numel() else torch.zeros_like(tok, dtype=torch.bool)) | (cur + 1 >= max_length)
+
+        # the K best candidates that did not end keep running
+        alive_scores = cand_scores + ends.float() * -1e9
+        keep = torch.topk(alive_scores, K).indices  # (B, K)
+        running = cand_seqs.gather(1, keep[:, :, None].expand(-1, -1, max_length))
+        running_scores = alive_scores.gather(1, keep)
+        reorder = (src.gather(1, keep) + batch_offset).flatten()
+
+        # candidates that ended among the top K join the finished list if good enough
+        just_ended = ends & first_k[None, :]
+        scored = cand_scores / ((cur + 1 - P) ** lp)
+        full = is_finished.all(-1, keepdim=True) & (early is True)
+        scored = scored + full.float() * -1e9 + (~may_improve).float() * -1e9 + (~just_ended).float() * -1e9
+        merged_scores = torch.cat([finished_scores, scored], 1)  # (B, K + W)
+        best = torch.topk(merged_scores, K).indices
+        finished = torch.cat([finished, cand_seqs], 1).gather(1, best[:, :, None].expand(-1, -1, max_length))
+        finished_scores = merged_scores.gather(1, best)
+        cand_len = torch.full((B, W), cur + 1 - P, dtype=torch.long, device=device)
+        finished_len = torch.cat([finished_len, cand_len], 1).gather(1, best)
+        is_finished = torch.cat([is_finished, just_ended], 1).gather(1, best)
+
+        state.cache.reorder(reorder)
+        if state.key_mask is not None:
+            state.key_mask = state.key_mask[reorder]
+        state.next_position = state.next_position[reorder]
+        cur += 1
+
+        # can the best running beam still beat the worst finished one?
+        horizon = (max_length - P) if (early == "never" and lp > 0.0) else (cur - P)
+        best_running = running_scores[:, :1] / (horizon**lp)
+        worst_finished = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], -1.0e9)
+        may_improve = may_improve & (best_running > worst_finished).any(-1, keepdim=True)
+        open_beams = not (bool(is_finished.all()) and early is True)
+        if not (bool(may_improve.any()) and open_beams and not bool(ends.all())):
+            break
+        logits = decode_step(model, running[:, :, cur - 1].flatten(), state)
+
+    R = cfg.num_return_sequences
+    out = finished[:, :R].flatten(0, 1)
+    length = P + int(finished_len[:, :R].max())
+    return out[:, :length]
+
+
+# ================================================================================ entry point
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    generation_config: GenerationConfig | None = None,
+    prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
+    streamer: Streamer | None = None,
+    **kwargs: Any,
+) -> torch.Tensor:
+    """Prompt plus continuation, (batch × num_return_sequences, length); finished rows are padded
+    with pad_token_id. Keyword names and defaults are transformers'."""
+    names = {f.name for f in fields(GenerationConfig)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(unknown)}")
+    cfg = replace(generation_config or GenerationConfig(), **kwargs)
+    cfg.validate()
+    config = model.config
+    eos_ids = cfg.eos_token_id if cfg.eos_token_id is not None else config.eos_token_id
+    eos_list = [] if eos_ids is None else ([eos_ids] if isinstance(eos_ids, int) else list(eos_ids))
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else config.pad_token_id
+    if pad is None:
+        pad = eos_list[0] if eos_list else 0
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None, :]
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, input_ids {tuple(input_ids.shape)}")
+    P = input_ids.shape[1]
+    if cfg.max_new_tokens is not None:
+        max_new = cfg.max_new_tokens
+    else:
+        max_new = max((cfg.max_length if cfg.max_length is not None else 20) - P, 0)
+    if P + max_new > config.max_position_embeddings:
+        raise ValueError(
+            f"prompt ({P} tokens) + max_new_tokens ({max_new}) exceeds the model's "
+            f"max_position_embeddings ({config.max_position_embeddings})"
+        )
+    if streamer is not None and (input_ids.shape[0] > 1 or cfg.num_beams > 1):
+        raise ValueError("streaming supports one prompt with num_beams=1")
+
+    eos = torch.tensor(eos_list, dtype=torch.long, device=input_ids.device)
+    pad_lengths = None
+    if attention_mask is not None and cfg.repetition_penalty != 1.0:
+        pad_lengths = (attention_mask != 0).int().argmax(1)
+        rows = cfg.num_beams if cfg.num_beams > 1 else (cfg.num_return_sequences if cfg.do_sample else 1)
+        pad_lengths = pad_lengths.repeat_interleave(rows, 0)
+    procs = build_processors(
+        cfg, prompt_length=P, eos=eos_list, pad_lengths=pad_lengths, prefix_allowed_tokens_fn=prefix_allowed_tokens_fn
+    )
+    with torch.inference_mode():
+        if cfg.num_beams > 1:
+            return _beam_search(model, input_ids, attention_mask, cfg, procs, eos, pad, max_new)
+        sync = streamer is not None or prefix_allowed_tokens_fn is not None
+        return _greedy_or_sample(model, input_ids, attention_mask, cfg, procs, eos, pad, max_new, streamer, sync)
+
+
+# ================================================================================ streaming text
+class TextStreamer:
+    """Calls `callback(text)` with each new piece of decoded text as tokens arrive.
+
+    Moses detokenisation can change the spacing of the last word once the next one arrives, so
+    the final word is held back until it is followed by another (or the stream ends)."""
+
+    def __init__(self, tokenizer, callback: Callable[[str], None], *, skip_prompt: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.callback = callback
+        self.skip_prompt = skip_prompt
+        self.ids: list[int] = []
+        self.printed = 0
+        self.prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        values = value.flatten().tolist()
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            if self.skip_prompt:
+                return
+        self.ids.extend(values)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = text.rfind(" ")
+        if cut > self.printed:
+            self.callback(text[self.printed : cut])
+            self.printed = cut
+
+    def end(self) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if len(text) > self.printed:
+            self.callback(text[self.printed :])
+        self.printed = len(text)

@@ -1,0 +1,158 @@
+"""Token-identical generation with transformers' generate on the same weights (fp32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model import BioGptConfig, BioGptForCausalLM
+from model.generation import TextStreamer
+
+from .helpers import eos_heavy_lm, tiny_lm
+
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+CASES = [
+    dict(),
+    dict(num_beams=1),
+    dict(num_beams=4),
+    dict(num_beams=5),
+    dict(num_beams=5, length_penalty=0.5),
+    dict(num_beams=5, length_penalty=2.0),
+    dict(num_beams=4, early_stopping=True),
+    dict(num_beams=4, early_stopping="never", length_penalty=1.5),
+    dict(num_beams=5, num_return_sequences=3),
+    dict(num_beams=4, num_return_sequences=4, length_penalty=0.3, early_stopping=True),
+    dict(no_repeat_ngram_size=2),
+    dict(num_beams=4, no_repeat_ngram_size=3),
+    dict(min_new_tokens=8),
+    dict(num_beams=4, min_new_tokens=6),
+    dict(repetition_penalty=1.3),
+    dict(num_beams=3, repetition_penalty=1.2, no_repeat_ngram_size=2),
+    dict(bad_words_ids=[[5], [7, 8]]),
+]
+
+
+def make_batch(vocab: int, B: int = 4, P: int = 8, seed: int = 0, padded: bool = True):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (B, P), generator=g)
+    ids[:, 0] = 2
+    mask = torch.ones_like(ids)
+    if padded:  # left padding of different amounts
+        for b in range(B):
+            mask[b, : b * 2] = 0
+        ids = ids.masked_fill(mask == 0, 1)
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    out = {}
+    for name, model in (("random", tiny_lm(vocab_size=1000)), ("eos-heavy", eos_heavy_lm())):
+        path = tmp_path_factory.mktemp(name)
+        model.save_pretrained(path)
+        out[name] = (model, transformers.BioGptForCausalLM.from_pretrained(str(path)).eval())
+    return out
+
+
+@pytest.mark.parametrize("kind", ["random", "eos-heavy"])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("options", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "greedy")
+def test_same_tokens_as_transformers(models, kind, padded, options):
+    ours, ref = models[kind]
+    ids, mask = make_batch(ours.config.vocab_size, padded=padded)
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=24, **options)
+    want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1, **options)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert torch.equal(got, want)
+
+
+def test_eos_heavy_model_finishes_rows_at_different_steps(models):
+    ours, _ = models["eos-heavy"]
+    ids, mask = make_batch(60, B=6, seed=0, padded=False)
+    out = ours.generate(ids, attention_mask=mask, max_new_tokens=30)
+    new = out[:, ids.shape[1] :]
+    finished = [(row == 2).any().item() for row in new]
+    assert any(finished) and not all(finished)  # mixed: the finishing logic is exercised
+    for row in new:  # after EOS only padding
+        hits = (row == 2).nonzero().flatten()
+        if len(hits):
+            assert (row[hits[0] + 1 :] == 1).all()
+
+
+def test_seeded_sampling_is_reproducible(models):
+    ours, ref = models["random"]
+    ids, mask = make_batch(1000)
+    options = dict(do_sample=True, top_k=20, top_p=0.9, temperature=0.8, max_new_tokens=16, num_return_sequences=2)
+    torch.manual_seed(123)
+    a = ours.generate(ids, attention_mask=mask, **options)
+    torch.manual_seed(123)
+    b = ours.generate(ids, attention_mask=mask, **options)
+    torch.manual_seed(124)
+    c = ours.generate(ids, attention_mask=mask, **options)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape[0] == 8
+    torch.manual_seed(123)  # and the same draws as transformers for the same seed
+    assert torch.equal(a, ref.generate(ids, attention_mask=mask, pad_token_id=1, **options))
+
+
+def test_prefix_allowed_tokens_fn_constrains_output(models):
+    ours, ref = models["random"]
+    ids, mask = make_batch(1000)
+    allowed = [10, 11, 12, 2]
+
+    def fn(batch_id, sent):
+        return allowed
+
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=10, prefix_allowed_tokens_fn=fn)
+    assert set(got[:, ids.shape[1] :].flatten().tolist()) <= set(allowed) | {1}
+    want = ref.generate(ids, attention_mask=mask, max_new_tokens=10, pad_token_id=1, prefix_allowed_tokens_fn=fn)
+    assert torch.equal(got, want)
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=3, prefix_allowed_tokens_fn=fn)
+    want = ref.generate(ids, attention_mask=mask, max_new_tokens=10, num_beams=3, pad_token_id=1, prefix_allowed_tokens_fn=fn)
+    assert torch.equal(got, want)
+
+
+def test_streamer_receives_the_generated_text(models, tokenizer):
+    ours, _ = models["random"]
+    model = tiny_lm(vocab_size=42384)
+    enc = tokenizer("COVID-19 is", return_tensors="pt")
+    pieces: list[str] = []
+    out = model.generate(enc.input_ids, max_new_tokens=12, streamer=TextStreamer(tokenizer, pieces.append))
+    new_text = tokenizer.decode(out[0, enc.input_ids.shape[1] :], skip_special_tokens=True)
+    assert "".join(pieces).strip() == new_text.strip()
+    assert len(pieces) > 1
+
+
+def test_errors_are_clear():
+    model = tiny_lm()
+    ids = torch.randint(4, 1000, (1, 120))
+    with pytest.raises(ValueError, match="exceeds the model's max_position_embeddings"):
+        model.generate(ids, max_new_tokens=20)
+    with pytest.raises(ValueError, match="num_return_sequences"):
+        model.generate(ids[:, :5], num_beams=2, num_return_sequences=3)
+    with pytest.raises(TypeError, match="unexpected keyword arguments: num_beam"):
+        model.generate(ids[:, :5], num_beam=2)
+    with pytest.raises(ValueError, match="greedy decoding returns one sequence"):
+        model.generate(ids[:, :5], num_return_sequences=2)
+
+
+def test_default_length_is_transformers_max_length_20():
+    model = tiny_lm()
+    ids = torch.randint(4, 1000, (1, 5))
+    assert model.generate(ids).shape[1] <= 20
+    assert model.generate(ids, max_length=12).shape[1] <= 12
+
+
+@pytest.mark.slow
+def test_full_size_greedy_and_beam_equal_transformers(tmp_path):
+    torch.manual_seed(0)
+    ours = BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
+    ours.save_pretrained(tmp_path)
+    ref = transformers.BioGptForCausalLM.from_pretrained(str(tmp_path)).eval()
+    ids, mask = make_batch(42384, B=3, P=16)
+    for options in (dict(), dict(num_beams=5)):
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=12, **options)
+        want = ref.generate(ids, attention_mask=mask, max_new_tokens=12, pad_token_id=1, **options)
+        assert torch.equal(got, want), options
