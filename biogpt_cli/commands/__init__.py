@@ -6,7 +6,8 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from . import convert, models
+    from . import convert, generate, models
 
-    models.register(app)
+    generate.register(app)
     convert.register(app)
+    models.register(app)

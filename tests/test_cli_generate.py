@@ -1,0 +1,106 @@
+"""End to end: the installed `biogpt` command in subprocesses, with a tiny model directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import BioGptForCausalLM, BioGptTokenizer
+
+from .helpers import tiny_lm
+
+BIN = Path(sys.executable).parent / "biogpt"
+
+
+def biogpt(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "biogpt_cli"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*cmd, *args], input=input, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny-biogpt")
+    tiny_lm(vocab_size=42384).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    return path
+
+
+def test_stdin_jsonl_round_trip(model_dir):
+    result = biogpt("generate", "--input", "-", "--format", "jsonl", "-m", str(model_dir), "--max-new-tokens", "6",
+                    input="COVID-19 is\nAspirin induced asthma\n\nThe p53 gene\n")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["id"] for r in records] == ["stdin:1", "stdin:2", "stdin:4"]
+    assert [r["prompt"] for r in records] == ["COVID-19 is", "Aspirin induced asthma", "The p53 gene"]
+    for r in records:
+        assert 0 < r["new_tokens"] <= 6 and r["generated"] and r["text"].startswith(r["prompt"].split()[0])
+        assert r["provenance"]["model"] == str(model_dir) and r["provenance"]["tool"].startswith("biogpt-cli")
+
+
+def test_cli_output_equals_library_generate(model_dir):
+    result = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--num-beams", "3")
+    assert result.returncode == 0, result.stderr
+    model = BioGptForCausalLM.from_pretrained(model_dir)
+    tok = BioGptTokenizer.from_pretrained(model_dir)
+    enc = tok("COVID-19 is", return_tensors="pt")
+    out = model.generate(enc.input_ids, attention_mask=enc.attention_mask, max_new_tokens=8, num_beams=3)
+    assert result.stdout.strip() == tok.decode(out[0], skip_special_tokens=True)
+
+
+def test_batched_jsonl_input_with_text_key_and_seeded_sampling(model_dir, tmp_path):
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"pmid": str(i), "sentence": f"Patient {i} received"}) for i in range(5)) + "\n")
+    args = ["generate", "--input", str(src), "--text-key", "sentence", "--id-key", "pmid", "-m", str(model_dir),
+            "--format", "jsonl", "--do-sample", "--seed", "7", "--max-new-tokens", "5", "-b", "2"]
+    first, second = biogpt(*args), biogpt(*args)
+    assert first.returncode == 0, first.stderr
+    ids = [json.loads(l)["id"] for l in first.stdout.splitlines()]
+    assert ids == ["0", "1", "2", "3", "4"]
+    strip = lambda out: [{k: v for k, v in json.loads(l).items() if k != "tokens_per_second"} for l in out.splitlines()]
+    assert strip(first.stdout) == strip(second.stdout)
+
+
+def test_output_file_is_never_overwritten_without_force(model_dir, tmp_path):
+    out = tmp_path / "out.txt"
+    out.write_text("precious\n")
+    result = biogpt("generate", "--prompt", "x", "-m", str(model_dir), "-o", str(out), "--max-new-tokens", "3")
+    assert result.returncode == 2 and "exists; pass --force" in result.stderr
+    assert out.read_text() == "precious\n"
+    result = biogpt("generate", "--prompt", "x", "-m", str(model_dir), "-o", str(out), "--force", "--max-new-tokens", "3")
+    assert result.returncode == 0 and out.read_text().startswith("x")
+
+
+def test_user_errors_are_one_line(model_dir, tmp_path):
+    for args, code, needle in (
+        (["generate", "--prompt", "x", "-m", str(tmp_path / "none")], 1, "no such directory"),
+        (["generate", "--input", str(tmp_path / "missing.txt"), "-m", str(model_dir)], 2, "missing.txt: no such file"),
+        (["generate", "--prompt", "x", "-m", str(model_dir), "--format", "xml"], 2, "--format xml"),
+        (["generate", "--prompt", "x", "-m", str(model_dir), "--num-beams", "2", "--num-return-sequences", "3"], 2, "at most --num-beams"),
+        (["generate", "--prompt", "x", "-m", str(model_dir), "--device", "cuda"] if not torch.cuda.is_available() else ["generate", "--bogus"], 2, "cuda" if not torch.cuda.is_available() else "bogus"),
+    ):
+        result = biogpt(*args)
+        assert result.returncode == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr and needle in result.stderr
+        assert len([l for l in result.stderr.splitlines() if l.startswith("biogpt: error")]) <= 1
+
+
+def test_long_prompt_is_truncated_with_a_warning(model_dir):
+    long = " ".join(["protein"] * 200)  # the tiny model has 128 positions
+    result = biogpt("generate", "--prompt", long, "-m", str(model_dir), "--max-new-tokens", "4", "--format", "jsonl")
+    assert result.returncode == 0, result.stderr
+    assert "truncated" in result.stderr
+    assert json.loads(result.stdout)["new_tokens"] <= 4
+
+
+def test_streaming_prints_the_same_text(model_dir):
+    plain = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--no-stream")
+    streamed = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--stream")
+    assert plain.returncode == streamed.returncode == 0
+    assert streamed.stdout.strip() == plain.stdout.strip()
