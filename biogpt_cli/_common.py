@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_MODEL = "microsoft/biogpt"
+DEBUG = False  # --debug: tracebacks for errors
+QUIET = False  # --quiet: no progress bars
 
 
 class UserError(Exception):
@@ -94,3 +96,67 @@ def open_output(path: "Path | None", *, force: bool = False, append: bool = Fals
     if path.parent and not path.parent.exists():
         raise UserError(f"{path.parent}: no such directory for the output file")
     return path.open("a" if append else "w", encoding="utf-8")
+
+
+class DocumentError(Exception):
+    """A document could not be processed and --keep-going was not given (exit code 1)."""
+
+    exit_code = 1
+
+
+class FailureLog:
+    """Counts failed documents; without --keep-going the first one stops the run (after
+    everything before it was written), with it they go to --errors FILE as JSONL."""
+
+    def __init__(self, *, keep_going: bool, errors_path: Path | None = None, force: bool = False) -> None:
+        self.keep_going = keep_going
+        self.count = 0
+        self._sink = open_output(errors_path, force=force) if errors_path is not None else None
+
+    def fail(self, location: str, message: str, record_id: str | None = None) -> None:
+        import json
+
+        self.count += 1
+        if not self.keep_going:
+            raise DocumentError(f"{location}: {message} (pass --keep-going to skip failing documents)")
+        logging.getLogger("biogpt").warning("skipped %s: %s", location, message)
+        if self._sink is not None:
+            self._sink.write(json.dumps({"id": record_id, "location": location, "error": message}, ensure_ascii=False) + "\n")
+            self._sink.flush()
+
+    def close(self) -> None:
+        if self._sink is not None and self._sink is not sys.stdout:
+            self._sink.close()
+
+
+def progress(total: int | None = None, *, description: str = "", quiet: bool = False):
+    """A rich progress bar on stderr when stderr is a terminal; otherwise a no-op object."""
+    if quiet or not sys.stderr.isatty():
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    bar.start()
+    bar.add_task(description, total=total)
+    return _RichProgress(bar)
+
+
+class _NoProgress:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _RichProgress:
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.advance(self.bar.task_ids[0], n)
+
+    def close(self) -> None:
+        self.bar.stop()

@@ -1,37 +1,65 @@
-"""Document readers shared by every command that reads input: one registry, streaming.
+"""Document readers and writers shared by every command that reads documents.
 
-Each reader yields `Record(id, text, fields)`; ids are the given ones or `file:line`.
+Readers (one registry, `READERS`) turn files, folders, gzip files or stdin into a stream of
+`Record`s; a record that cannot be used (malformed JSON, no text, not UTF-8, empty) comes out
+as a `BadRecord` naming `file:line` and the problem, so a command can stop with one clear line
+or, with --keep-going, count it and go on. Whole-file problems (missing, a directory with no
+files, binary) raise `UserError`. Everything streams: memory stays flat on huge inputs.
+
+Writers (`WRITERS`: jsonl, tsv, pubtator, text) write and flush one record at a time.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
+import re
 import sys
-from collections.abc import Callable, Iterator
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from ._common import UserError
 
+SNIFF_BYTES = 8192
 
+
+# ==================================================================================== records
 @dataclass
 class Record:
     id: str
     text: str
     fields: dict[str, Any] = field(default_factory=dict)
+    location: str = ""  # file:line where the record starts
 
 
-Reader = Callable[[TextIO, str, "ReadOptions"], Iterator[Record]]
-READERS: dict[str, Reader] = {}
+@dataclass
+class BadRecord:
+    """An input record that cannot be processed; `location` is file:line (or the record id)."""
+
+    location: str
+    message: str
+    id: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+Item = Record | BadRecord
 
 
 @dataclass
 class ReadOptions:
     text_key: str = "text"
     id_key: str | None = None
+
+
+Reader = Callable[["Source", ReadOptions], Iterator[Item]]
+READERS: dict[str, Reader] = {}
 
 
 def reader(name: str) -> Callable[[Reader], Reader]:
@@ -42,97 +70,480 @@ def reader(name: str) -> Callable[[Reader], Reader]:
     return register
 
 
+# ==================================================================================== sources
+class Source:
+    """One input (file, gzip file or stdin) as a binary stream with a name for messages."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path == "-":
+            self.name = "stdin"
+            raw: IO[bytes] = sys.stdin.buffer
+        else:
+            p = Path(path)
+            if not p.exists():
+                raise UserError(f"{path}: no such file")
+            if p.is_dir():
+                raise UserError(f"{path}: is a directory, expected a file")
+            self.name = str(path)
+            try:
+                raw = p.open("rb")
+            except OSError as exc:
+                raise UserError(f"{path}: cannot open ({exc.strerror})") from None
+        buffered = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
+        head = buffered.peek(2)[:2]
+        self.gzipped = head == b"\x1f\x8b"
+        self.stream: IO[bytes] = gzip.GzipFile(fileobj=buffered) if self.gzipped else buffered  # type: ignore[assignment]
+        self.stream = io.BufferedReader(self.stream) if self.gzipped else self.stream  # type: ignore[arg-type]
+        try:
+            self.head = self.stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]  # type: ignore[attr-defined]
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise UserError(f"{self.name}: cannot read ({exc})") from None
+        if b"\x00" in self.head and not self.head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise UserError(f"{self.name}: looks like a binary file (NUL bytes), expected text")
+
+    def lines(self) -> Iterator[tuple[int, str | None, bytes]]:
+        """(line number, decoded text or None if not UTF-8, raw bytes), streaming."""
+        try:
+            for number, raw in enumerate(self.stream, 1):
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n"), raw
+                except UnicodeDecodeError:
+                    yield number, None, raw
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise UserError(f"{self.name}: cannot read ({exc})") from None
+
+    def close(self) -> None:
+        if self.path != "-":
+            self.stream.close()
+
+
+def _not_utf8(source: Source, number: int, raw: bytes) -> BadRecord:
+    try:
+        raw.decode("utf-8")
+        column = 0
+    except UnicodeDecodeError as exc:
+        column = exc.start + 1
+    return BadRecord(f"{source.name}:{number}", f"bytes that are not UTF-8 (at column {column}); re-encode the file as UTF-8")
+
+
+# ==================================================================================== readers
 @reader("lines")
-def read_lines(stream: TextIO, source: str, opts: ReadOptions) -> Iterator[Record]:
-    for number, line in enumerate(stream, 1):
-        text = line.rstrip("\r\n")
+def read_lines(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """One document per line; blank lines are skipped."""
+    for number, text, raw in source.lines():
+        if text is None:
+            yield _not_utf8(source, number, raw)
+        elif text.strip():
+            yield Record(f"{source.name}:{number}", text, location=f"{source.name}:{number}")
+
+
+@reader("paragraphs")
+def read_paragraphs(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """Documents separated by blank lines; lines of one document are joined by a space."""
+    buf: list[str] = []
+    start = 0
+    bad: BadRecord | None = None
+    for number, text, raw in source.lines():
+        if text is None:
+            bad = bad or _not_utf8(source, number, raw)
+            if not buf:
+                start = number
+            buf.append("")
+            continue
         if text.strip():
-            yield Record(f"{source}:{number}", text)
+            if not buf:
+                start = number
+            buf.append(text.strip())
+        elif buf:
+            yield bad or Record(f"{source.name}:{start}", " ".join(b for b in buf if b), location=f"{source.name}:{start}")
+            buf, bad = [], None
+    if buf:
+        yield bad or Record(f"{source.name}:{start}", " ".join(b for b in buf if b), location=f"{source.name}:{start}")
+
+
+def join_title_abstract(title: str, abstract: str) -> str:
+    """Title and abstract as one text (the tasks re-join them by their own recipe from fields)."""
+    title, abstract = title.strip(), abstract.strip()
+    if title and abstract:
+        return f"{title} {abstract}"
+    return title or abstract
 
 
 @reader("jsonl")
-def read_jsonl(stream: TextIO, source: str, opts: ReadOptions) -> Iterator[Record]:
-    for number, line in enumerate(stream, 1):
+def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """One JSON object per line: the text in --text-key (or title + abstract), id in --id-key
+    (or `id` / `pmid`)."""
+    for number, line, raw in source.lines():
+        where = f"{source.name}:{number}"
+        if line is None:
+            yield _not_utf8(source, number, raw)
+            continue
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{source}:{number}: not valid JSON ({exc.msg}); is this really a JSONL file?") from None
+            yield BadRecord(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            continue
         if not isinstance(obj, dict):
-            raise UserError(f"{source}:{number}: expected a JSON object per line, found {type(obj).__name__}")
-        text = _text_of(obj, opts.text_key)
-        if text is None:
-            raise UserError(
-                f"{source}:{number}: no {opts.text_key!r} field (nor title/abstract); pass --text-key "
-                f"(fields here: {', '.join(list(obj)[:8])})"
-            )
+            yield BadRecord(where, f"expected a JSON object, found {type(obj).__name__}")
+            continue
         rid = obj.get(opts.id_key) if opts.id_key else obj.get("id", obj.get("pmid"))
-        yield Record(str(rid) if rid is not None else f"{source}:{number}", text, obj)
+        rid = str(rid) if rid is not None else where
+        value = obj.get(opts.text_key)
+        if isinstance(value, str):
+            text = value
+        elif value is None and opts.text_key == "text" and ("title" in obj or "abstract" in obj):
+            text = join_title_abstract(str(obj.get("title") or ""), str(obj.get("abstract") or ""))
+        else:
+            found = ", ".join(list(obj)[:8]) or "none"
+            what = "is not a string" if value is not None else "is missing"
+            yield BadRecord(where, f"field {opts.text_key!r} {what} (fields: {found}); pass --text-key", rid)
+            continue
+        yield Record(rid, text, obj, where)
 
 
-def _text_of(obj: dict[str, Any], key: str) -> str | None:
-    if isinstance(obj.get(key), str):
-        return obj[key]
-    if key == "text" and ("title" in obj or "abstract" in obj):
-        title, abstract = str(obj.get("title") or "").strip(), str(obj.get("abstract") or "").strip()
-        return f"{title} {abstract}".strip()
-    return None
+_PUBTATOR_TEXT = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$")
 
 
-def _open(path: str) -> tuple[TextIO, str]:
-    if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"), "stdin"
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"{path}: no such file")
-    if p.is_dir():
-        raise UserError(f"{path}: is a directory, expected a file")
-    raw = p.open("rb")
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8", errors="replace"), p.name
-    raw.seek(0)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace"), p.name
+@reader("pubtator")
+def read_pubtator(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """PubTator: `pmid|t|title`, `pmid|a|abstract`, tab-separated mention and relation lines,
+    documents separated by blank lines."""
+    doc: dict[str, Any] | None = None
+    bad: BadRecord | None = None
+
+    def finish() -> Iterator[Item]:
+        if doc is None:
+            return
+        if bad is not None:
+            yield BadRecord(bad.location, bad.message, doc["id"])
+            return
+        text = join_title_abstract(doc["title"], doc["abstract"])
+        yield Record(doc["id"], text, {k: v for k, v in doc.items() if k != "id"}, doc["location"])
+
+    for number, line, raw in source.lines():
+        where = f"{source.name}:{number}"
+        if line is None:
+            bad = bad or _not_utf8(source, number, raw)
+            continue
+        if not line.strip():
+            yield from finish()
+            doc, bad = None, None
+            continue
+        m = _PUBTATOR_TEXT.match(line)
+        if m:
+            pmid, part, text = m.groups()
+            if doc is not None and doc["id"] != pmid:
+                yield from finish()
+                doc, bad = None, None
+            if doc is None:
+                doc = {"id": pmid, "title": "", "abstract": "", "entities": [], "relations": [], "location": where}
+            doc["title" if part == "t" else "abstract"] = text
+            continue
+        cols = line.split("\t")
+        if doc is None:
+            yield BadRecord(where, "annotation line before any 'pmid|t|title' line; is this PubTator?")
+            continue
+        if cols[0] != doc["id"]:
+            bad = bad or BadRecord(where, f"annotation for {cols[0]} inside document {doc['id']}")
+            continue
+        if len(cols) >= 6 and cols[1].isdigit() and cols[2].isdigit():
+            doc["entities"].append(
+                {"start": int(cols[1]), "end": int(cols[2]), "text": cols[3], "label": cols[4], "id": cols[5]}
+            )
+        elif len(cols) == 4 and not cols[1].isdigit():
+            doc["relations"].append({"type": cols[1], "head": cols[2], "tail": cols[3]})
+        elif len(cols) == 5 and cols[1].isdigit() and cols[2].isdigit():  # mention without an id
+            doc["entities"].append({"start": int(cols[1]), "end": int(cols[2]), "text": cols[3], "label": cols[4], "id": ""})
+        else:
+            bad = bad or BadRecord(
+                where, "expected 'pmid<TAB>start<TAB>end<TAB>text<TAB>type<TAB>id' or 'pmid<TAB>REL<TAB>id1<TAB>id2'"
+            )
+    yield from finish()
 
 
-def detect_format(path: str, first_line: str) -> str:
+def _bioc_record(doc: dict[str, Any], where: str) -> Item:
+    rid = str(doc.get("id") or where)
+    passages = doc.get("passages") or []
+    if not isinstance(passages, list):
+        return BadRecord(where, "BioC document whose 'passages' is not a list", rid)
+    parts: list[str] = []
+    fields: dict[str, Any] = {"passages": passages}
+    for p in passages:
+        text = p.get("text") or ""
+        kind = str((p.get("infons") or {}).get("type", "")).lower()
+        if kind in ("title", "front") and "title" not in fields:
+            fields["title"] = text
+        elif kind.startswith("abstract"):
+            fields["abstract"] = (fields.get("abstract", "") + " " + text).strip()
+        if text:
+            parts.append(text)
+    return Record(rid, " ".join(parts), fields, where)
+
+
+@reader("bioc-json")
+def read_bioc_json(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """A BioC JSON collection; documents are decoded one at a time from the stream."""
+    text = codecs.getreader("utf-8")(source.stream, errors="strict")
+    try:
+        for index, doc in enumerate(_stream_json_array(text, "documents", source.name)):
+            where = f"{source.name}:document {index + 1}"
+            if not isinstance(doc, dict):
+                yield BadRecord(where, f"expected a BioC document object, found {type(doc).__name__}")
+                continue
+            yield _bioc_record(doc, where)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source.name}: bytes that are not UTF-8 ({exc.reason}); re-encode the file") from None
+
+
+def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
+    """Items of the array under `key` in a top-level JSON object, parsed incrementally."""
+    decoder = json.JSONDecoder()
+    buf = ""
+    pos = 0
+
+    def more() -> bool:
+        nonlocal buf, pos
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            return False
+        buf = buf[pos:] + chunk
+        pos = 0
+        return True
+
+    # find `"key"` then `[` at the top level (good enough for BioC, whose collection is flat)
+    marker = re.compile(r'"%s"\s*:\s*\[' % re.escape(key))
+    while True:
+        m = marker.search(buf, pos)
+        if m:
+            pos = m.end()
+            break
+        keep = max(len(buf) - 64, 0)
+        buf, pos = buf[keep:], 0
+        if not more():
+            raise UserError(f"{name}: no {key!r} array; is this a BioC JSON collection?")
+    while True:
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos < len(buf):
+                break
+            if not more():
+                raise UserError(f"{name}: unexpected end of file inside the {key!r} array")
+        if buf[pos] == "]":
+            return
+        while True:
+            try:
+                item, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as exc:
+                if not more():
+                    raise UserError(f"{name}: malformed JSON in the {key!r} array ({exc.msg})") from None
+        pos = end
+        yield item
+
+
+def _iterparse(source: Source, tag: str) -> Iterator[ET.Element]:
+    """Complete `tag` elements, freed after use (flat memory on baseline-sized files)."""
+    parser = ET.XMLPullParser(events=("start", "end"))
+    root: ET.Element | None = None
+    try:
+        while True:
+            chunk = source.stream.read(1 << 16)
+            if not chunk:
+                break
+            parser.feed(chunk)
+            for event, elem in parser.read_events():
+                if event == "start" and root is None:
+                    root = elem
+                elif event == "end" and elem.tag == tag:
+                    yield elem
+                    elem.clear()
+                    if root is not None:
+                        root.clear()
+        parser.close()
+    except ET.ParseError as exc:
+        raise UserError(f"{source.name}: malformed XML ({exc})") from None
+
+
+@reader("bioc-xml")
+def read_bioc_xml(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    for index, elem in enumerate(_iterparse(source, "document")):
+        passages = []
+        for p in elem.findall("passage"):
+            infons = {i.get("key", ""): (i.text or "") for i in p.findall("infon")}
+            passages.append({"infons": infons, "offset": int(p.findtext("offset") or 0), "text": p.findtext("text") or ""})
+        yield _bioc_record({"id": elem.findtext("id"), "passages": passages}, f"{source.name}:document {index + 1}")
+
+
+@reader("pubmed-xml")
+def read_pubmed_xml(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """PubMed efetch output and annual baseline files: PMID, title, abstract sections."""
+    for index, elem in enumerate(_iterparse(source, "PubmedArticle")):
+        where = f"{source.name}:article {index + 1}"
+        pmid = elem.findtext("MedlineCitation/PMID")
+        article = elem.find("MedlineCitation/Article")
+        if article is None or not pmid:
+            yield BadRecord(where, "PubmedArticle without MedlineCitation/PMID or Article")
+            continue
+        title_el = article.find("ArticleTitle")
+        title = " ".join("".join(title_el.itertext()).split()) if title_el is not None else ""
+        sections = []
+        for part in article.findall("Abstract/AbstractText"):
+            text = " ".join("".join(part.itertext()).split())
+            if text:
+                sections.append({"label": part.get("Label"), "text": text})
+        abstract = " ".join(s["text"] for s in sections)
+        fields = {"pmid": pmid, "title": title, "abstract": abstract, "sections": sections}
+        yield Record(pmid, join_title_abstract(title, abstract), fields, where)
+
+
+# ==================================================================================== detection
+def detect_format(path: str, head: bytes) -> str:
+    """By extension, then content; plain text defaults to `lines` (use --input-format paragraphs
+    for blank-line separated documents)."""
     name = path.lower().removesuffix(".gz")
-    if name.endswith((".jsonl", ".ndjson", ".json")):
+    text = head.lstrip(codecs.BOM_UTF8).lstrip().decode("utf-8", errors="replace")
+    if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
-    if first_line.lstrip().startswith("{"):
-        return "jsonl"
+    if name.endswith((".pubtator", ".pubtator.txt")) or re.match(r"^[^|\n\t]+\|[ta]\|", text):
+        return "pubtator"
+    if text.startswith("<"):
+        if re.search(r"<(PubmedArticleSet|PubmedArticle)\b", text):
+            return "pubmed-xml"
+        if re.search(r"<collection\b", text):
+            return "bioc-xml"
+        raise UserError(f"{path}: an XML file that is neither PubMed nor BioC XML; pass --input-format")
+    if text.startswith("{"):
+        first = text.split("\n", 1)[0]
+        try:
+            json.loads(first)
+            return "jsonl"
+        except json.JSONDecodeError:
+            if re.search(r'"documents"\s*:', text) or name.endswith(".json"):
+                return "bioc-json"
+            return "jsonl"
+    if text.startswith("["):
+        raise UserError(f"{path}: a JSON array is not supported; use JSONL (one object per line) or BioC JSON")
     return "lines"
 
 
-def read_records(path: str, *, input_format: str = "auto", options: ReadOptions | None = None) -> Iterator[Record]:
-    """Stream the records of one input (a file, a .gz file, or `-` for stdin)."""
+def expand_inputs(paths: Iterable[str]) -> list[str]:
+    """FILE arguments, folders (their files, sorted, recursively; hidden files skipped) and `-`."""
+    out: list[str] = []
+    for path in paths:
+        if path == "-":
+            out.append(path)
+            continue
+        p = Path(path)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not files:
+                raise UserError(f"{path}: folder holds no files")
+            out.extend(str(f) for f in files)
+        elif not p.exists():
+            raise UserError(f"{path}: no such file or folder")
+        else:
+            out.append(path)
+    return out
+
+
+def read_inputs(
+    paths: Iterable[str], *, input_format: str = "auto", options: ReadOptions | None = None
+) -> Iterator[Item]:
+    """Every record of every input, in order, streaming."""
     opts = options or ReadOptions()
-    stream, source = _open(path)
-    try:
-        first = stream.readline()
-        fmt = detect_format(path, first) if input_format == "auto" else input_format
-        if fmt not in READERS:
-            raise UserError(f"--input-format {fmt}: expected auto, {', '.join(READERS)}")
-        yield from READERS[fmt](_Chain(first, stream), source, opts)
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except (EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise UserError(f"{path}: cannot read ({exc})") from None
-    finally:
-        if stream is not None and path != "-":
-            stream.close()
+    if input_format != "auto" and input_format not in READERS:
+        raise UserError(f"--input-format {input_format}: expected auto, {', '.join(READERS)}")
+    for path in expand_inputs(paths):
+        source = Source(path)
+        try:
+            fmt = detect_format(path, source.head) if input_format == "auto" else input_format
+            yield from READERS[fmt](source, opts)
+        finally:
+            source.close()
 
 
-class _Chain(io.TextIOBase):
-    """A stream whose first line was already read (for format detection)."""
+def read_records(path: str, *, input_format: str = "auto", options: ReadOptions | None = None) -> Iterator[Item]:
+    return read_inputs([path], input_format=input_format, options=options)
 
-    def __init__(self, first: str, rest: TextIO) -> None:
-        self._first: str | None = first
-        self._rest = rest
 
-    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
-        if self._first:
-            yield self._first
-        self._first = None
-        yield from self._rest
+# ==================================================================================== writers
+class Writer:
+    """Writes one output record (a dict) at a time and flushes it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _emit(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+class JsonlWriter(Writer):
+    def write(self, record: dict[str, Any]) -> None:
+        self._emit(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _tsv_cell(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value).replace("\t", " ").replace("\n", " ")
+
+
+class TsvWriter(Writer):
+    """A header line from the first record's keys, then one row per record (nested values as
+    JSON); records with `rows` (e.g. one row per relation) expand to several lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.columns: list[str] | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        rows = record.get("rows")
+        items = rows if isinstance(rows, list) else [{k: v for k, v in record.items() if k != "provenance"}]
+        for item in items:
+            if self.columns is None:
+                self.columns = list(item)
+                self._emit("\t".join(self.columns) + "\n")
+            self._emit("\t".join(_tsv_cell(item.get(c)) for c in self.columns) + "\n")
+
+
+class PubtatorWriter(Writer):
+    """`id|t|title`, `id|a|abstract`, entity lines (start, end, text, label, id) and relation
+    lines (type, head, tail), then a blank line."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        rid = str(record.get("id", ""))
+        title = record.get("title")
+        abstract = record.get("abstract")
+        if title is None and abstract is None:
+            title, abstract = record.get("text", ""), ""
+        lines = [f"{rid}|t|{_tsv_cell(title)}", f"{rid}|a|{_tsv_cell(abstract)}"]
+        for e in record.get("entities") or []:
+            lines.append("\t".join([rid, str(e["start"]), str(e["end"]), _tsv_cell(e.get("text")), _tsv_cell(e.get("label")), _tsv_cell(e.get("id", ""))]))
+        for r in record.get("relations") or []:
+            lines.append("\t".join([rid, _tsv_cell(r.get("type", "REL")), _tsv_cell(r.get("head")), _tsv_cell(r.get("tail"))]))
+        self._emit("\n".join(lines) + "\n\n")
+
+
+class TextWriter(Writer):
+    def write(self, record: dict[str, Any]) -> None:
+        self._emit(str(record.get("text", "")) + "\n")
+
+
+WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "tsv": TsvWriter, "pubtator": PubtatorWriter, "text": TextWriter}
+
+
+def make_writer(fmt: str, stream: TextIO, *, allowed: Iterable[str] | None = None) -> Writer:
+    names = list(allowed) if allowed is not None else list(WRITERS)
+    if fmt not in names:
+        raise UserError(f"--format {fmt}: expected {' or '.join(names)}")
+    return WRITERS[fmt](stream)

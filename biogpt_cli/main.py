@@ -14,7 +14,8 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException
 
 from . import __version__
-from ._common import UserError, error_line, setup_logging
+from . import _common
+from ._common import DocumentError, UserError, error_line, setup_logging
 from .commands import register_all
 
 app = typer.Typer(
@@ -36,9 +37,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging on stderr (-vv for debug)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr (no progress bars)."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
     version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
+    _common.DEBUG = debug
+    _common.QUIET = quiet
     setup_logging(verbose, quiet)
 
 
@@ -59,17 +63,27 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         print("biogpt: interrupted", file=sys.stderr)
         return 130
-    except UserError as exc:
+    except (UserError, DocumentError, BioGptError) as exc:
+        _traceback_if_debug()
         print(error_line(exc), file=sys.stderr)
-        return exc.exit_code
-    except BioGptError as exc:
-        print(error_line(exc), file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
     except BrokenPipeError:  # `biogpt ... | head`: the reader left; not an error
         try:
             sys.stdout = None  # type: ignore[assignment]
         finally:
             return 0
     except OSError as exc:
+        _traceback_if_debug()
         print(error_line(f"{exc.filename or ''}: {exc.strerror or exc}"), file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug: still one line, the traceback only with --debug
+        _traceback_if_debug()
+        print(error_line(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"), file=sys.stderr)
+        return 1
+
+
+def _traceback_if_debug() -> None:
+    if _common.DEBUG:
+        import traceback
+
+        traceback.print_exc()

@@ -18,8 +18,10 @@ from typing import Any, Optional
 import typer
 
 from .. import __version__
-from .._common import DEFAULT_MODEL, UserError, load_causal_lm, open_output
-from ..io import ReadOptions, Record, read_records
+from .. import _common
+from .._common import DEFAULT_MODEL, FailureLog, UserError, load_causal_lm, open_output, progress
+from ..batching import limited, run_in_batches
+from ..io import BadRecord, Item, ReadOptions, Record, make_writer, read_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +50,40 @@ def truncate_prompt(ids: list[int], limit: int) -> list[int]:
     return ids[:1] + ids[len(ids) - (limit - 1) :]
 
 
+@dataclass
+class Prepared:
+    record: Record
+    ids: list[int]
+
+
+def prepare(item: Item, tokenizer, limit: int, max_new_tokens: int, max_positions: int) -> Prepared | BadRecord:
+    """Tokenize a prompt once; an over-long one keeps its last tokens, with a warning (never silent)."""
+    if isinstance(item, BadRecord):
+        return item
+    if not item.text.strip():
+        return BadRecord(item.location or item.id, "empty document", item.id)
+    ids = tokenizer(item.text)["input_ids"]
+    if len(ids) > limit:
+        logger.warning(
+            "%s: prompt of %d tokens truncated to its last %d so that %d new tokens fit in %d positions",
+            item.id, len(ids), limit, max_new_tokens, max_positions,
+        )
+        ids = truncate_prompt(ids, limit)
+    return Prepared(item, ids)
+
+
 def generate_records(
-    records: Iterable[Record],
+    items: Iterable[Item],
     *,
     model,
     tokenizer,
     options: DecodingOptions,
     batch_size: int = 8,
+    max_tokens: int | None = None,
     streamer=None,
-) -> Iterator[dict[str, Any]]:
-    """Generate for each record, in input order; yields one output dict per returned sequence."""
+) -> Iterator[list[dict[str, Any]] | BadRecord]:
+    """Per input item, in input order: the list of its outputs (one per returned sequence), or
+    the BadRecord that explains why there is none. Prompts are batched by length."""
     import torch
 
     limit = model.config.max_position_embeddings - options.max_new_tokens
@@ -66,62 +92,51 @@ def generate_records(
             f"--max-new-tokens {options.max_new_tokens} leaves no room for a prompt "
             f"(max_position_embeddings {model.config.max_position_embeddings})"
         )
-    batch: list[Record] = []
+    pad = tokenizer.pad_token_id
+    eos = model.config.eos_token_id
+    n = options.num_return_sequences
 
-    def run(batch: list[Record]) -> Iterator[dict[str, Any]]:
-        encoded = []
-        for rec in batch:
-            ids = tokenizer(rec.text)["input_ids"]
-            if len(ids) > limit:
-                logger.warning(
-                    "%s: prompt of %d tokens truncated to its last %d so that %d new tokens fit in %d positions",
-                    rec.id, len(ids), limit, options.max_new_tokens, model.config.max_position_embeddings,
-                )
-                ids = truncate_prompt(ids, limit)
-            encoded.append(ids)
-        width = max(len(ids) for ids in encoded)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded], device=model.device)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=model.device)
+    def run(batch: list[Prepared]) -> list[list[dict[str, Any]]]:
+        width = max(len(p.ids) for p in batch)
+        input_ids = torch.tensor([[pad] * (width - len(p.ids)) + p.ids for p in batch], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p.ids)) + [1] * len(p.ids) for p in batch], device=model.device)
         start = time.perf_counter()
         out = model.generate(input_ids, attention_mask=mask, streamer=streamer, **options.as_kwargs())
         seconds = time.perf_counter() - start
-        new = out[:, width:]
-        n = options.num_return_sequences
-        eos = model.config.eos_token_id
-        for i, row in enumerate(new.tolist()):
-            rec = batch[i // n]
-            tokens = row
-            for j, t in enumerate(row):
-                if t == eos:
-                    tokens = row[: j + 1]
-                    break
-            else:
-                tokens = [t for t in row if t != pad] if pad in row else row
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            yield {
-                "id": rec.id,
-                "sequence": i % n,
-                "prompt": rec.text,
-                "generated": text,
-                "text": tokenizer.decode(encoded[i // n] + tokens, skip_special_tokens=True),
-                "new_tokens": len(tokens),
-                "tokens_per_second": round(len(tokens) / seconds, 2) if seconds > 0 else None,
-            }
+        results: list[list[dict[str, Any]]] = [[] for _ in batch]
+        for i, row in enumerate(out[:, width:].tolist()):
+            prepared = batch[i // n]
+            tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
+            results[i // n].append(
+                {
+                    "id": prepared.record.id,
+                    "sequence": i % n,
+                    "prompt": prepared.record.text,
+                    "generated": tokenizer.decode(tokens, skip_special_tokens=True),
+                    "text": tokenizer.decode(prepared.ids + tokens, skip_special_tokens=True),
+                    "new_tokens": len(tokens),
+                    "tokens_per_second": round(len(tokens) / seconds, 2) if seconds > 0 else None,
+                }
+            )
+        return results
 
-    for rec in records:
-        batch.append(rec)
-        if len(batch) == batch_size:
-            yield from run(batch)
-            batch = []
-    if batch:
-        yield from run(batch)
+    prepared = (
+        prepare(item, tokenizer, limit, options.max_new_tokens, model.config.max_position_embeddings) for item in items
+    )
+    yield from run_in_batches(
+        prepared,
+        run,
+        length=lambda p: len(p.ids),
+        passthrough=lambda p: p if isinstance(p, BadRecord) else None,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
 
 
 def generate(
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
-    input: Optional[str] = typer.Option(None, "--input", "-i", help="File of prompts (one per line, or JSONL); - for stdin."),
-    input_format: str = typer.Option("auto", "--input-format", help="auto, lines or jsonl."),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="File or folder of prompts (repeatable); - for stdin."),
+    input_format: str = typer.Option("auto", "--input-format", help="auto, lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml."),
     text_key: str = typer.Option("text", "--text-key", help="JSONL field holding the prompt."),
     id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field holding the record id."),
     model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Local directory, hub id, or fairseq directory."),
@@ -137,6 +152,10 @@ def generate(
     num_return_sequences: int = typer.Option(1, "--num-return-sequences", min=1, help="Outputs per prompt (≤ beams, or with sampling)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (sampling is reproducible with it)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Prompts per batch."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (padded prompt tokens)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N prompts (quick trials)."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Skip failing documents instead of stopping; count them."),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: write failures here as JSONL."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     output_format: str = typer.Option("text", "--format", "-f", help="text (one output per line) or jsonl."),
@@ -147,13 +166,14 @@ def generate(
     """Continue biomedical text, e.g. biogpt generate --prompt "COVID-19 is"."""
     import torch
 
+    writer_format = output_format
     if output_format not in ("text", "jsonl"):
         raise UserError(f"--format {output_format}: expected text or jsonl")
-    if not prompt and input is None:
+    if not prompt and not input:
         if sys.stdin.isatty():
             raise UserError("nothing to do: give --prompt TEXT or --input FILE (- for stdin)")
-        input = "-"
-    if prompt and input is not None:
+        input = ["-"]
+    if prompt and input:
         raise UserError("give either --prompt or --input, not both")
     if do_sample and temperature <= 0:
         raise UserError("--temperature must be > 0 when sampling")
@@ -161,6 +181,8 @@ def generate(
         raise UserError(f"--num-return-sequences ({num_return_sequences}) must be at most --num-beams ({num_beams})")
     if num_beams == 1 and not do_sample and num_return_sequences > 1:
         raise UserError("--num-return-sequences > 1 needs --do-sample or --num-beams")
+    if errors is not None and not keep_going:
+        raise UserError("--errors needs --keep-going")
     if seed is not None:
         torch.manual_seed(seed)
     options = DecodingOptions(
@@ -175,13 +197,14 @@ def generate(
         no_repeat_ngram_size=no_repeat_ngram_size,
         num_return_sequences=num_return_sequences,
     )
-    sink = open_output(output, force=force)
     if prompt:
-        records: Iterable[Record] = [Record(f"prompt:{i}", p) for i, p in enumerate(prompt, 1)]
+        items: Iterable[Item] = [Record(f"prompt:{i}", p) for i, p in enumerate(prompt, 1)]
     else:
-        assert input is not None
-        records = read_records(input, input_format=input_format, options=ReadOptions(text_key=text_key, id_key=id_key))
+        items = read_inputs(input or [], input_format=input_format, options=ReadOptions(text_key=text_key, id_key=id_key))
+    items = limited(items, limit)
     model, tokenizer = load_causal_lm(model_name, device=device, dtype=dtype)
+    sink = open_output(output, force=force)
+    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
 
     streaming = stream
     if streaming is None:
@@ -201,20 +224,34 @@ def generate(
         streamer = TextStreamer(tokenizer, show, skip_prompt=False)
 
     provenance = {"tool": f"biogpt-cli {__version__}", "model": model_name, "options": options.as_kwargs(), "seed": seed}
+    writer = make_writer(writer_format, sink)
+    bar = progress(description="generate", quiet=_common.QUIET or streamer is not None)
+    written = 0
     try:
         for result in generate_records(
-            records, model=model, tokenizer=tokenizer, options=options, batch_size=1 if streamer else batch_size, streamer=streamer
+            items, model=model, tokenizer=tokenizer, options=options,
+            batch_size=1 if streamer else batch_size, max_tokens=max_tokens, streamer=streamer,
         ):
-            if streamer is not None:
-                sink.write("\n")
-            elif output_format == "jsonl":
-                sink.write(json.dumps({**result, "provenance": provenance}, ensure_ascii=False) + "\n")
-            else:
-                sink.write(result["text"] + "\n")
-            sink.flush()
+            if isinstance(result, BadRecord):
+                failures.fail(result.location, result.message, result.id)
+                continue
+            for output_record in result:
+                if streamer is not None:
+                    sink.write("\n")
+                    sink.flush()
+                elif writer_format == "jsonl":
+                    writer.write({**output_record, "provenance": provenance})
+                else:
+                    writer.write(output_record)
+                written += 1
+            bar.advance()
     finally:
+        bar.close()
+        failures.close()
         if sink is not sys.stdout:
             sink.close()
+    if failures.count:
+        logger.warning("%d outputs written, %d documents failed", written, failures.count)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,241 @@
+"""The one small interface every task implements, and the helpers they share.
+
+A task turns the official data of one BioGPT benchmark into `Example`s whose `source` and
+`target` are *exactly* the text of the official fine-tuning recipe (so a model fine-tuned by
+that recipe is prompted the same way), parses a generated text into a structured
+`Prediction` with the official post-processing rules, and scores predictions with numbers
+equal to the official evaluators' (see ../shared/TASK_FORMATS.md, which this package follows
+to the letter).
+
+Nothing here needs a model: later commands (generation, training) call the same `load`,
+`parse` and `score` so that every path agrees on formats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from model.errors import BioGptError
+
+logger = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+class TaskDataError(BioGptError):
+    """A task's data file is missing or malformed; the message names the file (and the line or
+    record) so that the user can fix the path or the file."""
+
+
+@dataclass
+class Example:
+    """One scored unit (a document, a question, a sentence).
+
+    `source` is the model input *before* BPE (the tokenizer applies Moses + BPE), `target` the
+    text the model is trained to generate, `gold` the structured truth the metric compares with.
+    """
+
+    id: str
+    source: str
+    target: str
+    gold: Any
+    text: str | None = None
+    title: str | None = None
+    abstract: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Prediction:
+    """A parsed model output.
+
+    `value` is the structured prediction (a list of clauses, an answer, a label list, spans);
+    `failed` says the output could not be parsed at all (it is still scored: as an empty set of
+    relations, or as a wrong answer). `missing` marks an example that had no prediction record.
+    """
+
+    id: str
+    value: Any
+    failed: bool = False
+    output: str | None = None
+    malformed_clauses: int = 0
+    missing: bool = False
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding defaults. The official inference scripts call fairseq without `--beam`, i.e. beam 1."""
+
+    num_beams: int = 1
+    max_new_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Facts of the official fine-tuning recipe (TASK_FORMATS.md's table); training reads them."""
+
+    lr: float
+    warmup_updates: int
+    max_source_positions: int
+    prompt_length: int
+    max_epochs: int | None = None
+    max_updates: int | None = None
+
+
+class Task:
+    """Base class of every task. Subclasses set the class attributes and implement `load`,
+    `parse` and `score`; the rest has working defaults.
+
+    Interface (what later commands rely on):
+      - `load(data, split="test", **options) -> list[Example]`
+      - `parse(output, example=None) -> Prediction`
+      - `prediction_from_record(record, example) -> Prediction` (a predictions-file line)
+      - `empty_prediction(example) -> Prediction` (an id absent from the predictions)
+      - `score(examples, predictions) -> dict` (same order, same length)
+      - `bootstrap_statistic(examples, predictions) -> f(indices) -> headline metrics`
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = "generative"
+    headline: ClassVar[tuple[str, ...]] = ("precision", "recall", "f1")
+    splits: ClassVar[tuple[str, ...]] = SPLITS
+    decoding: ClassVar[Decoding] = Decoding()
+    recipe: ClassVar[Recipe | None] = None
+    #: prefix patterns stripped from generated text, tried in this order
+    prefixes: ClassVar[tuple[str, ...]] = (r"(learned[0-9]+ )+", "we can conclude that", "we have that", "in conclusion,")
+    #: what `options` `load` accepts (the CLI checks flags against it)
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
+        raise NotImplementedError
+
+    def parse(self, output: str, example: Example | None = None) -> Prediction:
+        raise NotImplementedError
+
+    def score(self, examples: Sequence[Example], predictions: Sequence[Prediction]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- defaults shared by the generative tasks ---------------------------------------------
+
+    def prediction_from_record(self, record: dict[str, Any], example: Example) -> Prediction:
+        """A predictions-file line → Prediction. Generative tasks read the raw `output` text."""
+        output = record.get("output")
+        if not isinstance(output, str):
+            pred = self.parse("", example)
+            pred.failed = True
+            return pred
+        return self.parse(output, example)
+
+    def empty_prediction(self, example: Example) -> Prediction:
+        """What an id absent from the predictions file counts as: an output that parses to nothing."""
+        pred = self.parse("", example)
+        pred.failed = True
+        pred.missing = True
+        return pred
+
+    def bootstrap_statistic(
+        self, examples: Sequence[Example], predictions: Sequence[Prediction]
+    ) -> Callable[[Sequence[int]], dict[str, float]]:
+        """A function of resampled document indices → headline metrics. The default re-runs
+        `score` on the resampled documents; tasks with additive counts override it for speed."""
+
+        def stat(indices: Sequence[int]) -> dict[str, float]:
+            result = self.score([examples[i] for i in indices], [predictions[i] for i in indices])
+            return {k: float(result[k]) for k in self.headline}
+
+        return stat
+
+    def target_for(self, gold: Any) -> str:  # pragma: no cover - optional helper
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def clean_line(output: str) -> str:
+    """The official post-processing's first step: strip, then drop one final '.'."""
+    line = output.strip()
+    if line.endswith("."):
+        line = line[:-1]
+    return line
+
+
+def strip_prefix(line: str, patterns: Sequence[str]) -> str:
+    """Try the patterns in order; the first found anywhere in the line keeps the text after its
+    last occurrence (`re.split(p, line)[-1].strip()`), and no other pattern is tried."""
+    for pattern in patterns:
+        if re.search(pattern, line) is not None:
+            return re.split(pattern, line)[-1].strip()
+    return line
+
+
+def prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    """Micro precision/recall/F1 from counts; 0 where a denominator is 0."""
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return p, r, f1_of(p, r)
+
+
+def f1_of(p: float, r: float) -> float:
+    return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
+
+
+def resolve_split_file(
+    task: str, data: Path | str | None, split: str, filename: Callable[[str], str], splits: Sequence[str] = SPLITS
+) -> tuple[Path, str]:
+    """`--data` is the split's file or the folder holding it. Returns (file, split): when a file
+    is given, its split is read from its name when it names one (test.json → test)."""
+    if data is None:
+        raise TaskDataError(f"{task}: no data given; pass the split's file or the folder holding it")
+    path = Path(data)
+    if split not in splits:
+        raise TaskDataError(f"{task}: unknown split {split!r}; expected one of {', '.join(splits)}")
+    if path.is_dir():
+        candidate = path / filename(split)
+        if not candidate.is_file():
+            present = [s for s in splits if (path / filename(s)).is_file()]
+            hint = (
+                f"splits present there: {', '.join(present)} (pass --data-split {present[0]})"
+                if present
+                else f"expected files such as {', '.join(filename(s) for s in splits)}"
+            )
+            raise TaskDataError(f"{task}: no {split} split in {path}: {candidate.name} is missing; {hint}")
+        return candidate, split
+    if path.is_file():
+        for s in splits:
+            if path.name == filename(s):
+                return path, s
+        return path, split
+    raise TaskDataError(f"{task}: {path}: no such file or directory")
+
+
+def read_json(path: Path) -> Any:
+    """JSON with the error naming the file and position (never a bare JSONDecodeError)."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise TaskDataError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise TaskDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def require_mapping(obj: Any, path: Path, what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise TaskDataError(f"{path}: expected a JSON object of {what}, found {type(obj).__name__}")
+    return obj
+
+
+def mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values) if values else 0.0
