@@ -160,3 +160,20 @@ class _RichProgress:
 
     def close(self) -> None:
         self.bar.stop()
+
+
+def provenance(model, model_name: str, **options) -> dict:
+    """What every JSONL record and metrics file carries: tool version, model id, revision or
+    weights hash, and the options that shaped the output."""
+    from model.checkpoint import weights_fingerprint
+
+    from . import __version__
+
+    info = {"tool": f"biogpt-cli {__version__}", "model": model_name}
+    cached = getattr(model, "_fingerprint", None)
+    if cached is None:
+        cached = weights_fingerprint(getattr(model, "weight_files", []))
+        model._fingerprint = cached
+    info.update(cached)
+    info.update(options)
+    return info

@@ -617,6 +617,7 @@ class PretrainedMixin:
         model.eval()
         model.name_or_path = str(name_or_path)  # type: ignore[attr-defined]
         model.tokenizer_source = (source.tokenizer_path, source.extra_symbols)  # type: ignore[attr-defined]
+        model.weight_files = list(source.files)  # type: ignore[attr-defined]
         return model
 
     def save_pretrained(
@@ -676,6 +677,26 @@ class PretrainedMixin:
                 return tok
         logger.warning("no tokenizer saved: pass tokenizer= to save_pretrained (vocab_size %d)", vocab)
         return None
+
+
+def weights_fingerprint(files: list[Path]) -> dict[str, str]:
+    """Provenance for outputs: the hub revision when the files come from the hub cache, and a
+    content hash (blake2b over the weight files) that identifies local weights exactly."""
+    import hashlib
+
+    out: dict[str, str] = {}
+    for f in files:
+        parts = Path(f).parts
+        if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
+            out["revision"] = parts[parts.index("snapshots") + 1]
+            break
+    digest = hashlib.blake2b(digest_size=16)
+    for f in sorted(str(x) for x in files):
+        with open(f, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+    out["weights_blake2b"] = digest.hexdigest()
+    return out
 
 
 def _shard(state: dict[str, torch.Tensor], max_shard_size: int | None) -> list[dict[str, torch.Tensor]]:

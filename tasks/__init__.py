@@ -1,0 +1,34 @@
+"""The paper's downstream tasks as plug-ins: data loaders, the official prompt formats, output
+parsers and metrics equal to the official evaluators (see ../shared/TASK_FORMATS.md).
+
+One registry: `get_task(name)` returns a fresh `Task` (bc5cdr, kd-dti / kd_dti, ddi, pubmedqa,
+hoc, ner); `TASKS` lists the canonical names.
+"""
+
+from __future__ import annotations
+
+from .base import Decoding, Example, Prediction, Recipe, Task, TaskDataError
+from .bc5cdr import BC5CDRTask
+from .ddi import DDITask
+from .hoc import HoCTask
+from .kd_dti import KDDTITask
+from .ner import NERTask
+from .pubmedqa import PubMedQATask
+
+_REGISTRY: dict[str, type[Task]] = {
+    cls.name: cls for cls in (BC5CDRTask, KDDTITask, DDITask, PubMedQATask, HoCTask, NERTask)
+}
+TASKS: tuple[str, ...] = tuple(_REGISTRY)
+_ALIASES: dict[str, str] = {alias: cls.name for cls in _REGISTRY.values() for alias in (cls.name, *cls.aliases)}
+
+
+def get_task(name: str) -> Task:
+    """A new task object by name or alias (case, '-' and '_' do not matter)."""
+    wanted = name.strip().lower()
+    canonical = _ALIASES.get(wanted) or _ALIASES.get(wanted.replace("_", "-"))
+    if canonical is None:
+        raise TaskDataError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return _REGISTRY[canonical]()
+
+
+__all__ = ["TASKS", "Decoding", "Example", "Prediction", "Recipe", "Task", "TaskDataError", "get_task"]

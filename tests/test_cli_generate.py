@@ -42,6 +42,7 @@ def test_stdin_jsonl_round_trip(model_dir):
     for r in records:
         assert 0 < r["new_tokens"] <= 6 and r["generated"] and r["text"].startswith(r["prompt"].split()[0])
         assert r["provenance"]["model"] == str(model_dir) and r["provenance"]["tool"].startswith("biogpt-cli")
+        assert len(r["provenance"]["weights_blake2b"]) == 32 and r["provenance"]["options"]["max_new_tokens"] == 6
 
 
 def test_cli_output_equals_library_generate(model_dir):
@@ -104,3 +105,35 @@ def test_streaming_prints_the_same_text(model_dir):
     streamed = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--stream")
     assert plain.returncode == streamed.returncode == 0
     assert streamed.stdout.strip() == plain.stdout.strip()
+
+
+def test_bad_documents_stop_the_run_or_are_skipped_with_keep_going(model_dir, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "Aspirin"}) + "\n{broken\n" + json.dumps({"id": "c", "text": "  "}) + "\n" + json.dumps({"id": "d", "text": "Heparin"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = biogpt("generate", "--input", str(src), "-m", str(model_dir), "--format", "jsonl", "--max-new-tokens", "3", "-o", str(out))
+    assert result.returncode == 1
+    assert "in.jsonl:2: malformed JSON" in result.stderr and "Traceback" not in result.stderr
+    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a"]  # what was written before stays
+
+    errors = tmp_path / "errors.jsonl"
+    result = biogpt("generate", "--input", str(src), "-m", str(model_dir), "--format", "jsonl", "--max-new-tokens", "3",
+                    "-o", str(out), "--force", "--keep-going", "--errors", str(errors))
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a", "d"]
+    failed = [json.loads(l) for l in errors.read_text().splitlines()]
+    assert [f["location"].rsplit(":", 1)[1] for f in failed] == ["2", "3"]
+    assert "empty document" in failed[1]["error"] and "2 documents failed" in result.stderr
+
+
+def test_limit_formats_and_binary_input(model_dir, tmp_path):
+    pubtator = Path(__file__).parent / "fixtures" / "io" / "sample.pubtator"
+    result = biogpt("generate", "--input", str(pubtator), "-m", str(model_dir), "--format", "jsonl", "--max-new-tokens", "2", "--limit", "2")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 2
+    binary = tmp_path / "x.bin"
+    binary.write_bytes(b"\x00\x01\x02garbage")
+    result = biogpt("generate", "--input", str(binary), "-m", str(model_dir))
+    assert result.returncode == 2 and "binary file" in result.stderr and "Traceback" not in result.stderr
+    result = biogpt("--debug", "generate", "--input", str(binary), "-m", str(model_dir))
+    assert result.returncode == 2 and "Traceback" in result.stderr

@@ -17,9 +17,8 @@ from typing import Any, Optional
 
 import typer
 
-from .. import __version__
 from .. import _common
-from .._common import DEFAULT_MODEL, FailureLog, UserError, load_causal_lm, open_output, progress
+from .._common import DEFAULT_MODEL, FailureLog, UserError, load_causal_lm, open_output, progress, provenance
 from ..batching import limited, run_in_batches
 from ..io import BadRecord, Item, ReadOptions, Record, make_writer, read_inputs
 
@@ -223,7 +222,7 @@ def generate(
 
         streamer = TextStreamer(tokenizer, show, skip_prompt=False)
 
-    provenance = {"tool": f"biogpt-cli {__version__}", "model": model_name, "options": options.as_kwargs(), "seed": seed}
+    record_provenance = provenance(model, model_name, options=options.as_kwargs(), seed=seed)
     writer = make_writer(writer_format, sink)
     bar = progress(description="generate", quiet=_common.QUIET or streamer is not None)
     written = 0
@@ -240,7 +239,7 @@ def generate(
                     sink.write("\n")
                     sink.flush()
                 elif writer_format == "jsonl":
-                    writer.write({**output_record, "provenance": provenance})
+                    writer.write({**output_record, "provenance": record_provenance})
                 else:
                     writer.write(output_record)
                 written += 1
