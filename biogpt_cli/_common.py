@@ -69,12 +69,21 @@ def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
     return table[dtype]
 
 
-def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto"):
+def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None):
     """(model, tokenizer) for a local directory, hub id or fairseq directory, checked to fit."""
+    import torch
+
     from model import BioGptForCausalLM, BioGptTokenizer, CheckpointError
 
     dev = resolve_device(device)
-    model = BioGptForCausalLM.from_pretrained(name, dtype=resolve_dtype(dtype, dev), device=dev)
+    if quantize not in (None, "none", "int8"):
+        raise UserError(f"--quantize {quantize}: expected none or int8")
+    if quantize == "int8" and dev.type != "cpu":
+        raise UserError("--quantize int8 is for CPU inference; on a GPU use --dtype bfloat16")
+    load_dtype = torch.float32 if quantize == "int8" else resolve_dtype(dtype, dev)
+    model = BioGptForCausalLM.from_pretrained(name, dtype=load_dtype, device=dev)
+    if quantize == "int8":
+        model.quantize("int8")
     tok_path, extra = getattr(model, "tokenizer_source", (name, []))
     tokenizer = BioGptTokenizer.from_pretrained(tok_path or name, extra_symbols=extra)
     if len(tokenizer) > model.config.vocab_size:

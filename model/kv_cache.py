@@ -88,8 +88,13 @@ class KVCache:
     def reorder(self, index: torch.Tensor) -> None:
         """Keep rows `index` (beam search: each new beam continues an old one), in place."""
         n = self.length
-        self.k[:, :, :, :n] = self.k[:, index, :, :n]
-        self.v[:, :, :, :n] = self.v[:, index, :, :n]
+        moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().flatten()
+        if moved.numel() == 0:  # every beam continued itself: nothing to copy
+            return
+        source = index[moved]
+        # The right-hand side is gathered before the write, so overlapping rows are safe.
+        self.k[:, moved, :, :n] = self.k[:, source, :, :n]
+        self.v[:, moved, :, :n] = self.v[:, source, :, :n]
 
     def to_legacy(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """transformers' legacy format: per layer (keys, values), each (B, H, T, D)."""

@@ -153,9 +153,6 @@ class Task:
 
         return stat
 
-    def target_for(self, gold: Any) -> str:  # pragma: no cover - optional helper
-        raise NotImplementedError
-
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 

@@ -41,7 +41,7 @@ def read_predictions(path: Path | str, kind: str = "generative") -> PredictionFi
     result = PredictionFile()
     field_name = "entities" if kind == "ner" else "output"
     try:
-        handle = path.open(encoding="utf-8", errors="replace")
+        handle = path.open(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise TaskDataError(f"{path}: cannot read the predictions ({exc.strerror})") from None
     with handle:

@@ -81,16 +81,21 @@ def _split(dataset: dict[str, Any], fold: int, rng: random.Random, path: Path) -
         parts_by_label[label] = [pmids[i * size : (i + 1) * size] if i < fold - 1 else pmids[i * size :] for i in range(fold)]
     output = [{p: dataset[p] for label in LABELS for p in parts_by_label[label][i]} for i in range(fold)]
     if len(output[-1]) != len(output[0]):
+        if any(not part for part in output[:-1]):
+            raise TaskDataError(f"{path}: {len(dataset)} questions are too few for the official {fold}-part split")
         for i in range(fold - 1):
             picked = rng.choice(list(output[i]))
             output[-1][picked] = output[i].pop(picked)
     return output
 
 
-def official_splits(dataset: dict[str, Any], path: Path) -> dict[str, list[str]]:
-    """pmids of test (500), fold-0 train (450) and fold-0 valid (50), in the split's own order."""
+def official_splits(dataset: dict[str, Any], path: Path, *, folds: bool = True) -> dict[str, list[str]]:
+    """pmids of test (500), fold-0 train (450) and fold-0 valid (50), in the split's own order.
+    `folds=False` stops after the test half (the 10-part split needs enough questions)."""
     rng = random.Random(0)
     cv, test = _split(dataset, 2, rng, path)
+    if not folds:
+        return {"test": list(test), "cv": list(cv)}
     parts = _split(cv, 10, rng, path)
     return {
         "test": list(test),
@@ -144,7 +149,7 @@ class PubMedQATask(Task):
             if not isinstance(record, dict) or any(k not in record for k in ("QUESTION", "CONTEXTS", "final_decision")):
                 raise TaskDataError(f"{path}: record {pmid!r} lacks QUESTION, CONTEXTS or final_decision")
         if path.name == "ori_pqal.json":
-            pmids = official_splits(dataset, path)[split]
+            pmids = official_splits(dataset, path, folds=split != "test")[split]
             self._check_ground_truth(path, split, pmids, dataset)
         else:
             logger.info("%s is not ori_pqal.json: using all its %d questions as the %s split", path, len(dataset), split)

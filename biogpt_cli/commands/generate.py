@@ -157,6 +157,7 @@ def generate(
     errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: write failures here as JSONL."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 linear layers (fast CPU decoding)."),
     output_format: str = typer.Option("text", "--format", "-f", help="text (one output per line) or jsonl."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
@@ -201,7 +202,7 @@ def generate(
     else:
         items = read_inputs(input or [], input_format=input_format, options=ReadOptions(text_key=text_key, id_key=id_key))
     items = limited(items, limit)
-    model, tokenizer = load_causal_lm(model_name, device=device, dtype=dtype)
+    model, tokenizer = load_causal_lm(model_name, device=device, dtype=dtype, quantize=quantize)
     sink = open_output(output, force=force)
     failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
 
@@ -222,7 +223,7 @@ def generate(
 
         streamer = TextStreamer(tokenizer, show, skip_prompt=False)
 
-    record_provenance = provenance(model, model_name, options=options.as_kwargs(), seed=seed)
+    record_provenance = provenance(model, model_name, options=options.as_kwargs(), seed=seed, dtype=str(model.dtype).removeprefix("torch."), quantize=quantize)
     writer = make_writer(writer_format, sink)
     bar = progress(description="generate", quiet=_common.QUIET or streamer is not None)
     written = 0

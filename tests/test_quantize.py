@@ -1,0 +1,54 @@
+"""Reduced-precision paths: int8 weight-only and bfloat16, with stated tolerances."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
+from model.quantize import Int8Linear
+
+from .conftest import FIXTURES
+
+INT8_TOLERANCE = 0.02  # relative L2 error of teacher-forced logits vs fp32
+BF16_TOLERANCE = 0.02
+
+
+def abstracts(n: int = 4) -> list[str]:
+    docs = json.loads((FIXTURES / "bc5cdr_test_sample.json").read_text(encoding="utf-8"))
+    return [d["title"] + " " + d["abstract"] for d in list(docs.values())[:n]]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    torch.manual_seed(0)
+    cfg = BioGptConfig.from_preset("small", num_hidden_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BioGptForCausalLM(cfg).eval()
+
+
+@torch.no_grad()
+def test_int8_logits_close_to_fp32_on_real_abstracts(small_model, tokenizer, tmp_path):
+    small_model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    q = BioGptForCausalLM.from_pretrained(tmp_path).quantize("int8")
+    assert sum(isinstance(m, Int8Linear) for m in q.modules()) == 2 * 6 + 1  # 4 attn + 2 mlp per layer, LM head
+    for text in abstracts():
+        ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]
+        err = relative_error(q(ids).logits, small_model(ids).logits)
+        assert err < INT8_TOLERANCE, err
+    out = q.generate(ids[:, :20], max_new_tokens=5)
+    assert out.shape == (1, 25)
+
+
+@torch.no_grad()
+def test_bf16_logits_close_to_fp32(small_model, tokenizer, tmp_path):
+    small_model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    half = BioGptForCausalLM.from_pretrained(tmp_path, dtype="bfloat16")
+    for text in abstracts(2):
+        ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]
+        assert relative_error(half(ids).logits, small_model(ids).logits) < BF16_TOLERANCE
