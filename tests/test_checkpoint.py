@@ -231,14 +231,19 @@ def test_cli_reports_missing_model_in_one_line(tmp_path):
 
 # ------------------------------------------------------------------ lean loading
 LEAN_SCRIPT = """
-import resource, sys, torch
+import sys, torch
+def peak_kb():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's at fork)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 from model import BioGptForCausalLM
 path = sys.argv[1]
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kb()
 m = BioGptForCausalLM.from_pretrained(path)
 with torch.no_grad():  # touch every weight, so lazily mapped pages count too
     total = sum(float(p.float().sum()) for p in m.parameters())
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 size = sum(p.numel() * p.element_size() for p in {id(p): p for p in m.parameters()}.values())
 print((after - before) * 1024 / size)
 """

@@ -1,0 +1,250 @@
+"""Side-by-side speed of biogpt-cli and transformers on the same random weights of the real shapes.
+
+    python -m benchmarks.run --suite cpu [--repeats 3] [--quick] [--json out.json] [--markdown BENCHMARKS.md]
+
+Method: both implementations load the same safetensors directory (random weights, BioGPT 347M
+shapes) in one process; each measurement alternates ours / theirs (A B A B ...) and reports
+the median over the repeats with the spread (min-max). Ratios are ours ÷ transformers
+throughput measured in the same run; no absolute time is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    ours: list[float] = field(default_factory=list)
+    theirs: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ours) / statistics.median(self.theirs)
+
+    def row(self) -> str:
+        def fmt(xs: list[float]) -> str:
+            return f"{statistics.median(xs):.1f} ({min(xs):.1f}–{max(xs):.1f})"
+
+        return f"| {self.name} | {self.unit} | {fmt(self.ours)} | {fmt(self.theirs)} | **{self.ratio:.2f}×** | {self.note} |"
+
+
+def interleave(ours: Callable[[], float], theirs: Callable[[], float], repeats: int, result: Result) -> Result:
+    ours()  # warm-up of each (allocator, oneDNN kernels)
+    theirs()
+    for _ in range(repeats):
+        result.ours.append(ours())
+        result.theirs.append(theirs())
+    return result
+
+
+def tokens_per_second(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int = 1) -> float:
+    start = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - start
+    assert out.shape[0] >= rows
+    return new_tokens * rows / seconds
+
+
+# ---------------------------------------------------------------------------------------- setup
+def make_checkpoint(directory: Path) -> None:
+    from model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
+
+    torch.manual_seed(0)
+    model = BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    model.save_pretrained(directory, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+
+
+def abstract_prompt(tokenizer, length: int) -> torch.Tensor:
+    """A real BC5CDR abstract (shipped fixture) cut to `length` tokens."""
+    docs = json.loads((ROOT / "tests" / "fixtures" / "bc5cdr_test_sample.json").read_text(encoding="utf-8"))
+    text = " ".join(d["title"] + " " + d["abstract"] for d in docs.values())
+    return tokenizer(text, return_tensors="pt").input_ids[:, :length]
+
+
+LOAD_SCRIPT = """
+import sys, time, torch
+def peak_kb():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's at fork)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+impl, path = sys.argv[1], sys.argv[2]
+if impl == "ours":
+    from model import BioGptForCausalLM
+else:
+    import transformers
+    transformers.logging.set_verbosity_error()
+    from transformers import BioGptForCausalLM
+before = peak_kb()
+start = time.perf_counter()
+m = BioGptForCausalLM.from_pretrained(path)
+with torch.no_grad():
+    total = sum(float(p.float().sum()) for p in m.parameters())
+seconds = time.perf_counter() - start
+after = peak_kb()
+size = sum(p.numel() * p.element_size() for p in {id(p): p for p in m.parameters()}.values())
+print((after - before) * 1024 / size, seconds)
+"""
+
+
+def load_rss(path: Path, impl: str) -> tuple[float, float]:
+    out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, impl, str(path)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    ratio, seconds = out.stdout.split()
+    return float(ratio), float(seconds)
+
+
+# ---------------------------------------------------------------------------------------- suite
+def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
+    import transformers
+
+    from model import BioGptForCausalLM, BioGptTokenizer
+
+    transformers.logging.set_verbosity_error()
+    notes: list[str] = []
+    results: list[Result] = []
+    new = 16 if quick else 64
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "biogpt-random"
+        make_checkpoint(path)
+
+        # loading: peak RSS increase / weights size (fresh processes, alternating)
+        res = Result("load: RSS increase ÷ weights size (lower is better)", "×")
+        times = Result("load: seconds to a usable model (lower is better)", "s")
+        for _ in range(max(1, repeats - 1)):
+            for impl, target in (("ours", res.ours), ("theirs", res.theirs)):
+                ratio, seconds = load_rss(path, impl)
+                target.append(ratio)
+                (times.ours if impl == "ours" else times.theirs).append(seconds)
+        res.note = "ratio column: theirs ÷ ours would be the gain; here ours ÷ theirs"
+        results += [res, times]
+
+        tok = BioGptTokenizer.from_pretrained(path)
+        ours = BioGptForCausalLM.from_pretrained(path).eval()
+        ref = transformers.BioGptForCausalLM.from_pretrained(str(path)).eval()
+
+        def run_ours(model, ids, mask=None, **kw):
+            return lambda: tokens_per_second(lambda: model.generate(ids, attention_mask=mask, min_new_tokens=kw["max_new_tokens"], **kw), kw["max_new_tokens"], ids.shape[0])
+
+        def run_ref(ids, mask=None, **kw):
+            mask = torch.ones_like(ids) if mask is None else mask
+
+            def call():
+                with torch.inference_mode():
+                    return ref.generate(ids, attention_mask=mask, pad_token_id=1, min_new_tokens=kw["max_new_tokens"], **kw)
+
+            return lambda: tokens_per_second(call, kw["max_new_tokens"], ids.shape[0])
+
+        short = tok("COVID-19 is a disease caused by", return_tensors="pt").input_ids[:, :8]
+        results.append(interleave(run_ours(ours, short, max_new_tokens=new), run_ref(short, max_new_tokens=new), repeats,
+                                  Result(f"greedy, batch 1, 8-token prompt, {new} new, fp32", "tokens/s")))
+
+        prompt = abstract_prompt(tok, 135)
+        beam_new = 8 if quick else 32
+        results.append(interleave(run_ours(ours, prompt, max_new_tokens=beam_new, num_beams=5), run_ref(prompt, max_new_tokens=beam_new, num_beams=5),
+                                  repeats, Result(f"beam 5, 135-token abstract prompt, {beam_new} new, fp32", "tokens/s")))
+
+        batch_new = 8 if quick else 32
+        long = abstract_prompt(tok, 1024)
+        ids8 = torch.stack([long[0, i * 20 : i * 20 + 300] for i in range(8)])
+        ids8[:, 0] = 2
+        results.append(interleave(run_ours(ours, ids8, max_new_tokens=batch_new), run_ref(ids8, max_new_tokens=batch_new), repeats,
+                                  Result(f"greedy, batch 8, 300-token prompts, {batch_new} new, fp32", "tokens/s")))
+
+        half = BioGptForCausalLM.from_pretrained(path, dtype="bfloat16").eval()
+        results.append(interleave(run_ours(half, short, max_new_tokens=new), run_ref(short, max_new_tokens=new), repeats,
+                                  Result(f"greedy, batch 1, ours bfloat16 vs transformers fp32, {new} new", "tokens/s")))
+        del half
+        q = BioGptForCausalLM.from_pretrained(path).quantize("int8")
+        results.append(interleave(run_ours(q, short, max_new_tokens=new), run_ref(short, max_new_tokens=new), repeats,
+                                  Result(f"greedy, batch 1, ours int8 weight-only vs transformers fp32, {new} new", "tokens/s")))
+        with torch.inference_mode():
+            real = abstract_prompt(tok, 300)
+            base = ours(real).logits.float()
+            err = float((q(real).logits.float() - base).norm() / base.norm())
+            half = BioGptForCausalLM.from_pretrained(path, dtype="bfloat16").eval()
+            err16 = float((half(real).logits.float() - base).norm() / base.norm())
+        notes.append(f"int8 teacher-forced logits on a real 300-token abstract: relative L2 error {err:.4f} vs fp32 (bf16: {err16:.4f}).")
+        del q, half, ref, ours
+
+    try:
+        from benchmarks.tokenizer_speed import measure
+
+        tk = measure(repeats)
+        res = Result("tokenizer, BC5CDR test abstracts, cold start", "abstracts/s", tk["ours"], tk["theirs"], "identical ids (tests)")
+        results.append(res)
+    except ImportError as exc:
+        notes.append(f"tokenizer benchmark unavailable: {exc}")
+    return results, notes
+
+
+def environment() -> str:
+    import transformers
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, Python {platform.python_version()}, {date.today().isoformat()}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=["cpu"], default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer new tokens (smoke run)")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path, help="write the table here (e.g. BENCHMARKS.md)")
+    args = parser.parse_args(argv)
+    results, notes = cpu_suite(args.repeats, args.quick)
+    command = "python -m benchmarks.run --suite cpu" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")
+    lines = [
+        f"Machine: {environment()}",
+        f"Command: `{command}`",
+        "",
+        "| measurement | unit | ours: median (min–max) | transformers: median (min–max) | ours ÷ transformers | note |",
+        "|---|---|---|---|---|---|",
+        *[r.row() for r in results],
+        "",
+        *[f"- {n}" for n in notes],
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ | {"ratio": r.ratio} for r in results], indent=2))
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
