@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Example, Prediction, Task, TaskDataError, clean_line, read_json, require_mapping, resolve_split_file, strip_prefix
+from .base import COPY, Example, Prediction, Task, TaskDataError, clean_line, read_json, require_mapping, resolve_split_file, strip_prefix
 from .hard_match import score_triples
 
 CLAUSE = re.compile(r"the interaction between (.*) and (.*) is (.*)")
@@ -32,6 +32,10 @@ class TripleTask(Task):
 
     kind = "generative"
     headline = ("precision", "recall", "f1")
+    clause_template: tuple[Any, ...] | None = ("the interaction between", COPY, "and", COPY, "is", None)
+
+    def relations(self, prediction: Prediction) -> list[dict[str, Any]]:
+        return [{"head": d, "tail": t, "relation": i} for d, t, i in prediction.value]
 
     def source_of(self, record: dict[str, Any]) -> str:
         raise NotImplementedError

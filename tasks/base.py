@@ -27,6 +27,7 @@ from model.errors import BioGptError
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
+COPY = "<copy>"  # a clause slot filled by an entity name copied from the source
 
 
 class TaskDataError(BioGptError):
@@ -114,8 +115,29 @@ class Task:
     #: what `options` `load` accepts (the CLI checks flags against it)
     options: ClassVar[tuple[str, ...]] = ()
 
+    #: one output clause for constrained decoding (`--constrained`): words, COPY (an entity name
+    #: copied from the source) or a tuple of allowed words; None when the task has no clauses
+    clause_template: ClassVar[tuple[Any, ...] | None] = None
+    #: how clauses are joined, and what ends the output
+    clause_separator: ClassVar[str] = "; "
+
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         raise NotImplementedError
+
+    # -- running a model on user documents (extract-relations, qa, classify) ---------------------
+
+    def source_for_document(self, *, text: str, title: str | None = None, abstract: str | None = None, **options: Any) -> str:
+        """The model input for a user's document, built by the same recipe as `load` builds it
+        for the official data (so a fine-tuned model sees what it was trained on)."""
+        raise TaskDataError(f"{self.name}: this task does not take free documents")
+
+    def relations(self, prediction: Prediction) -> list[dict[str, Any]]:
+        """Parsed relations as `{head, tail, relation, ...}` dicts (relation tasks only)."""
+        return []
+
+    def answer_candidates(self) -> list[tuple[str, str]]:
+        """(label, target text) pairs a model can be scored on (question answering)."""
+        return []
 
     def parse(self, output: str, example: Example | None = None) -> Prediction:
         raise NotImplementedError

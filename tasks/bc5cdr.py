@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (
+    COPY,
     Decoding,
     Example,
     Prediction,
@@ -64,6 +65,24 @@ class BC5CDRTask(Task):
     decoding = Decoding(num_beams=1, max_new_tokens=256)
     recipe = Recipe(lr=1e-5, warmup_updates=100, max_source_positions=640, prompt_length=9, max_epochs=100)
     prefixes = (r"(learned[0-9]+ )+", "in conclusion ,", "we can conclude that", "we have that")
+    clause_template = ("the relation between", COPY, "and", COPY, "exists")
+    clause_separator = ";"
+
+    def source_for_document(self, *, text: str, title: str | None = None, abstract: str | None = None, **options: Any) -> str:
+        if title is not None and abstract is not None:
+            return join_title_abstract(title, abstract).lower()
+        return text.lower()
+
+    def relations(self, prediction: Prediction) -> list[dict[str, Any]]:
+        return [
+            {"head": chem, "tail": dis, "relation": "CID", "head_id": c, "tail_id": d}
+            for chem, dis, c, d in prediction.value
+        ]
+
+    def parse_unmapped(self, output: str) -> Prediction:
+        """Parse without an entities file (user documents): MeSH ids are "-1"."""
+        empty = {"chemical2id": {}, "disease2id": {}}
+        return self.parse(output, Example("", "", "", frozenset(), meta={"entities": empty}))
 
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         """Read `<split>.json`, its `<split>.entities.json` (names → MeSH for parsing) and, when

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .base import COPY
 from ._triples import TripleTask
 from .base import Decoding, Recipe
 
@@ -19,6 +20,11 @@ class DDITask(TripleTask):
     aliases = ("ddi", "ddi2013", "re-ddi")
     decoding = Decoding(num_beams=1, max_new_tokens=256)
     recipe = Recipe(lr=1e-4, warmup_updates=500, max_source_positions=640, prompt_length=9, max_epochs=100)
+
+    clause_template = ("the interaction between", COPY, "and", COPY, "is", ("mechanism", "effect", "advise", "int"))
+
+    def source_for_document(self, *, text: str, title: str | None = None, abstract: str | None = None, **options: Any) -> str:
+        return self.source_of({"abstract": abstract if abstract is not None else text})
 
     def source_of(self, record: dict[str, Any]) -> str:
         return record["abstract"].strip().replace("\n", " ").lower()

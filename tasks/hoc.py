@@ -53,6 +53,10 @@ class HoCTask(Task):
     decoding = Decoding(num_beams=1, max_new_tokens=64)
     recipe = Recipe(lr=1e-5, warmup_updates=1000, max_source_positions=900, prompt_length=1, max_updates=20000)
 
+    def source_for_document(self, *, text: str, title: str | None = None, abstract: str | None = None, **options: Any) -> str:
+        text = text.strip()
+        return text if text.endswith(".") else text + "."
+
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         path, split = resolve_split_file("hoc", data, split, lambda s: f"{s}.tsv")
         examples: list[Example] = []

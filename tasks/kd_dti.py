@@ -25,5 +25,10 @@ class KDDTITask(TripleTask):
     def required_fields(self) -> tuple[str, ...]:
         return ("title", "abstract", "triples")
 
+    def source_for_document(self, *, text: str, title: str | None = None, abstract: str | None = None, **options: Any) -> str:
+        if title is not None and abstract is not None:
+            return self.source_of({"title": title, "abstract": abstract})
+        return text.lower()
+
     def source_of(self, record: dict[str, Any]) -> str:
         return join_title_abstract(record["title"], record["abstract"]).lower()

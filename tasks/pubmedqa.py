@@ -129,6 +129,15 @@ class PubMedQATask(Task):
     recipe = Recipe(lr=1e-5, warmup_updates=100, max_source_positions=900, prompt_length=9, max_epochs=100)
     options = ("setting",)
 
+    def source_for_question(self, question: str, context: str | list[str], *, long_answer: str = "", setting: str | None = None) -> str:
+        """The model input for a user's question, by the recipe of the chosen setting."""
+        contexts = [context] if isinstance(context, str) else list(context)
+        record = {"QUESTION": question, "CONTEXTS": contexts, "LONG_ANSWER": long_answer}
+        return build_source(record, normalize_setting(setting))
+
+    def answer_candidates(self) -> list[tuple[str, str]]:
+        return [(label, build_target(label)) for label in ("yes", "no", "maybe")]
+
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         """`data`: ori_pqal.json or its folder (the official split is rebuilt), or any JSON of
         the same shape (used whole, e.g. a saved pqal_test_set.json)."""
