@@ -120,6 +120,8 @@ class Task:
     clause_template: ClassVar[tuple[Any, ...] | None] = None
     #: how clauses are joined, and what ends the output
     clause_separator: ClassVar[str] = "; "
+    #: entity types of a relation's head and tail (for PubTator output)
+    relation_roles: ClassVar[tuple[str, str]] = ("Entity", "Entity")
 
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         raise NotImplementedError

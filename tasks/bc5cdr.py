@@ -62,6 +62,7 @@ class BC5CDRTask(Task):
     aliases = ("bc5cdr", "bc5cdr-re", "cdr")
     kind = "generative"
     headline = ("precision", "recall", "f1")
+    relation_roles = ("Chemical", "Disease")
     decoding = Decoding(num_beams=1, max_new_tokens=256)
     recipe = Recipe(lr=1e-5, warmup_updates=100, max_source_positions=640, prompt_length=9, max_epochs=100)
     prefixes = (r"(learned[0-9]+ )+", "in conclusion ,", "we can conclude that", "we have that")

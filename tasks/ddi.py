@@ -18,6 +18,7 @@ from .base import Decoding, Recipe
 class DDITask(TripleTask):
     name = "ddi"
     aliases = ("ddi", "ddi2013", "re-ddi")
+    relation_roles = ("Drug", "Drug")
     decoding = Decoding(num_beams=1, max_new_tokens=256)
     recipe = Recipe(lr=1e-4, warmup_updates=500, max_source_positions=640, prompt_length=9, max_epochs=100)
 

@@ -19,6 +19,7 @@ from .bc5cdr import join_title_abstract
 class KDDTITask(TripleTask):
     name = "kd-dti"
     aliases = ("kd-dti", "kd_dti", "kddti", "dti", "re-dti")
+    relation_roles = ("Drug", "Target")
     decoding = Decoding(num_beams=1, max_new_tokens=256)
     recipe = Recipe(lr=1e-5, warmup_updates=1000, max_source_positions=640, prompt_length=9, max_epochs=30)
 

@@ -6,10 +6,13 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from . import convert, generate, models
+    from . import classify, convert, extract_relations, generate, models, qa
     from . import eval as eval_cmd
 
     generate.register(app)
     eval_cmd.register(app)
+    extract_relations.register(app)
+    qa.register(app)
+    classify.register(app)
     convert.register(app)
     models.register(app)

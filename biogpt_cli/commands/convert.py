@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -12,7 +13,9 @@ from .._common import UserError
 logger = logging.getLogger(__name__)
 
 
-def convert_checkpoint(src: str, dst: Path, *, dtype: str | None = None, force: bool = False) -> Path:
+def convert_checkpoint(
+    src: str, dst: Path, *, dtype: str | None = None, force: bool = False, task: str | None = None, setting: str | None = None
+) -> Path:
     """Load SRC with every format the core knows and write config.json, model.safetensors and the
     tokenizer files (learned prompt tokens included) to DST, loadable by transformers too."""
     from model import BioGptForCausalLM
@@ -20,6 +23,20 @@ def convert_checkpoint(src: str, dst: Path, *, dtype: str | None = None, force: 
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
         raise UserError(f"{dst} exists and is not empty; pass --force to overwrite")
     model = BioGptForCausalLM.from_pretrained(src, dtype=dtype)
+    _, extra = getattr(model, "tokenizer_source", (None, []))
+    if extra or task is not None:
+        # The prompt recipe travels with the model, so task commands never guess it again.
+        from tasks.runner import PromptRecipe, save_recipe
+
+        from .._taskrun import get_task
+
+        task_obj = get_task(task) if task is not None else None
+        save_recipe(model, PromptRecipe(
+            task=task_obj.name if task_obj else None,
+            setting=setting,
+            prompt_tokens=[t for t in extra if t.startswith("learned")],
+            max_source_positions=task_obj.recipe.max_source_positions if task_obj and task_obj.recipe else None,
+        ))
     model.save_pretrained(dst)
     logger.info("wrote %s (%d parameters, vocabulary %d)", dst, model.num_parameters(), model.config.vocab_size)
     return dst
@@ -30,9 +47,11 @@ def convert(
     dst: Path = typer.Argument(..., help="Output directory (Hugging Face format)."),
     dtype: str = typer.Option("float32", "--dtype", help="Weights dtype to write: float32, bfloat16, float16 or auto."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty DST."),
+    task: Optional[str] = typer.Option(None, "--task", help="Record the task the checkpoint was fine-tuned for (e.g. bc5cdr)."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA checkpoints: reasoning-required or reasoning-free."),
 ) -> None:
     """Convert a checkpoint (e.g. Microsoft's fine-tuned fairseq ones) to a Hugging Face directory."""
-    convert_checkpoint(src, dst, dtype=dtype, force=force)
+    convert_checkpoint(src, dst, dtype=dtype, force=force, task=task, setting=setting)
     typer.echo(str(dst))
 
 

@@ -42,28 +42,126 @@ def _data_hint(task_name: str) -> str:
     }.get(task_name, "the task's data folder")
 
 
+def hub_data(task_name: str) -> Path:
+    """The task's labelled data from the Hugging Face hub (through `datasets`, into its standard
+    cache), written once in the official file layout. Only PubMedQA's labelled set is published
+    there in a form the official split can be rebuilt from: qiaojin/PubMedQA, config pqa_labeled."""
+    if task_name != "pubmedqa":
+        raise UserError(f"{task_name}: pass --data PATH ({_data_hint(task_name)})")
+    import os
+
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or Path.home() / ".cache" / "huggingface" / "datasets") / "biogpt-cli" / "PubMedQA"
+    target = cache / "ori_pqal.json"
+    if target.is_file():
+        return cache
+    try:
+        import datasets
+
+        rows = datasets.load_dataset("qiaojin/PubMedQA", "pqa_labeled", split="train")
+    except Exception as exc:  # offline, or the hub refused
+        raise UserError(
+            f"pubmedqa: could not fetch qiaojin/PubMedQA from the Hugging Face hub ({type(exc).__name__}); "
+            "pass --data PATH (the PubMedQA folder or ori_pqal.json)"
+        ) from None
+    data = {
+        str(r["pubid"]): {
+            "QUESTION": r["question"],
+            "CONTEXTS": list(r["context"]["contexts"]),
+            "LABELS": list(r["context"]["labels"]),
+            "MESHES": list(r["context"]["meshes"]),
+            "final_decision": r["final_decision"],
+            "LONG_ANSWER": r["long_answer"],
+        }
+        for r in rows
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data), encoding="utf-8")
+    return cache
+
+
+def generate_predictions(
+    task: Any,
+    examples: list[Any],
+    *,
+    model_name: str | None,
+    decoding: dict[str, Any],
+    batch_size: int,
+    device: str,
+    dtype: str,
+    constrained: bool,
+    save_path: Path | None,
+    setting: str | None,
+) -> tuple[Any, dict[str, Any]]:
+    """Run the model over the examples with the task's defaults; predictions as `--predictions`
+    would read them (and, with --save-predictions, written in that format)."""
+    from tasks.evaluate import PredictionFile
+    from tasks.runner import encode_source
+
+    from .._common import progress, provenance
+    from .._taskrun import Prepared, generate_in_batches, load_task_model
+
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
+    if task.name == "pubmedqa" and recipe.setting and setting and recipe.setting != setting:
+        logger.warning("the model was fine-tuned in the %s setting; scoring in %s", recipe.setting, setting)
+    room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
+    prepared = (Prepared(ex, encode_source(tokenizer, ex.source, recipe, limit=max(room, 8))) for ex in examples)
+    result = PredictionFile()
+    sink = save_path.open("w", encoding="utf-8") if save_path is not None else None
+    bar = progress(len(examples), description=f"eval {task.name}")
+    try:
+        for item in generate_in_batches(prepared, model=model, tokenizer=tokenizer, task=task, decoding=decoding,
+                                        batch_size=batch_size, max_tokens=None, constrained=constrained):
+            ex, generated = item[0].item, item[1]
+            parsed = task.parse(generated.output, ex)
+            record = {"id": ex.id, "output": generated.output, "prediction": _jsonable(parsed.value),
+                      "failed": parsed.failed, "gold": _jsonable(ex.gold)}
+            result.records[ex.id] = record
+            result.lines += 1
+            if sink is not None:
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+            bar.advance()
+    finally:
+        bar.close()
+        if sink is not None:
+            sink.close()
+    return result, provenance(model, name, decoding={"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens, **decoding},
+                               prompt=recipe.to_dict(), constrained=constrained)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def score_predictions(
     task_name: str,
     data: Path | str | None,
-    predictions_path: Path | str,
+    predictions_path: Path | str | None,
     *,
     split: str = "test",
     setting: str | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score a predictions file; returns the metrics dict with provenance (what `eval` writes)."""
+    """Score a predictions file, or (with `model` options) a model's predictions; returns the
+    metrics dict with provenance (what `eval` writes)."""
     from tasks.evaluate import evaluate, read_predictions
 
     task = _task(task_name)
     if data is None:
-        raise UserError(f"{task.name}: pass --data PATH ({_data_hint(task.name)})")
+        data = hub_data(task.name)
     data = Path(data)
     if not data.exists():
         raise UserError(f"--data {data}: no such file or directory")
-    predictions_path = Path(predictions_path)
-    if not predictions_path.is_file():
-        raise UserError(f"--predictions {predictions_path}: no such file")
+    if predictions_path is not None:
+        predictions_path = Path(predictions_path)
+        if not predictions_path.is_file():
+            raise UserError(f"--predictions {predictions_path}: no such file")
     if bootstrap < 0:
         raise UserError("--bootstrap must be 0 or more")
     options: dict[str, Any] = {}
@@ -74,7 +172,15 @@ def score_predictions(
     examples = task.load(data, split, **options)
     if not examples:
         raise UserError(f"{data}: no {split} examples to score")
-    predictions = read_predictions(predictions_path, task.kind)
+    model_provenance = None
+    if predictions_path is not None:
+        predictions = read_predictions(predictions_path, task.kind)
+    else:
+        assert model is not None
+        limit = model.pop("limit", None)
+        if limit:
+            examples = examples[:limit]
+        predictions, model_provenance = generate_predictions(task, examples, setting=setting, **model)
     metrics: dict[str, Any] = {"task": task.name}
     metrics.update(evaluate(task, examples, predictions, bootstrap_samples=bootstrap, seed=seed))
     used = dict(options)
@@ -85,9 +191,11 @@ def score_predictions(
         "task": task.name,
         "data": str(data),
         "split": split,
-        "predictions": str(predictions_path),
+        "predictions": str(predictions_path) if predictions_path is not None else None,
         "options": {**used, "bootstrap": bootstrap, "seed": seed},
     }
+    if model_provenance is not None:
+        metrics["provenance"]["model"] = model_provenance
     return metrics
 
 
@@ -131,19 +239,41 @@ def eval_command(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Resample documents N times for 95% confidence intervals."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="Generate the predictions with this model (pubmedqa default: microsoft/BioGPT-Large-PubMedQA)."),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="With -m: write the predictions (JSONL, the --predictions format)."),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="With -m: beam width (default: the task's, 1)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="With -m: generation budget."),
+    constrained: bool = typer.Option(False, "--constrained", help="With -m, relation tasks: entity names copied from the source only."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="With -m: documents per batch."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With -m: only the first N examples."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
 ) -> None:
     """Score predictions with the official metrics, e.g. biogpt eval ddi --data DDI --predictions p.jsonl."""
     if data_split not in ("train", "valid", "test"):
         raise UserError(f"--data-split {data_split}: expected train, valid or test")
+    model_options = None
+    if predictions is not None and (model_name is not None or save_predictions is not None):
+        raise UserError("give either --predictions FILE or -m MODEL, not both")
     if predictions is None:
-        raise UserError("nothing to score: pass --predictions FILE (JSONL of {\"id\", \"output\"})")
+        from .._taskrun import decoding_options
+
+        task_obj = _task(task)
+        if task_obj.kind == "ner":
+            raise UserError("ner: pass --predictions FILE (model-based NER evaluation comes with `biogpt tag`)")
+        if save_predictions is not None and save_predictions.exists() and not force:
+            raise UserError(f"{save_predictions} exists; pass --force to overwrite it")
+        model_options = {
+            "model_name": model_name, "decoding": decoding_options(num_beams, max_new_tokens), "batch_size": batch_size,
+            "device": device, "dtype": dtype, "constrained": constrained, "save_path": save_predictions, "limit": limit,
+        }
     if output is not None and str(output) != "-":
         if output.exists() and not force:
             raise UserError(f"{output} exists; pass --force to overwrite it")
         if not output.parent.exists():
             raise UserError(f"{output.parent}: no such directory for the output file")
     metrics = score_predictions(
-        task, data, predictions, split=data_split, setting=setting, bootstrap=bootstrap, seed=seed
+        task, data, predictions, split=data_split, setting=setting, bootstrap=bootstrap, seed=seed, model=model_options
     )
     from rich.console import Console
 

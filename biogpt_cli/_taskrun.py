@@ -1,0 +1,103 @@
+"""What the task commands (extract-relations, qa, classify, eval -m) share: the task and model
+defaults, and batched generation over prepared inputs in input order. Task details stay in
+`tasks/`; this module only wires them to the I/O layer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._common import UserError, load_causal_lm
+from .batching import run_in_batches
+from .io import BadRecord
+
+logger = logging.getLogger(__name__)
+
+HUB_CHECKPOINTS = {"pubmedqa": ("microsoft/BioGPT-Large-PubMedQA", "reasoning-free")}
+OFFICIAL_FAIRSEQ = {
+    "bc5cdr": "RE-BC5CDR-BioGPT",
+    "ddi": "RE-DDI-BioGPT",
+    "kd-dti": "RE-DTI-BioGPT",
+    "pubmedqa": "QA-PubMedQA-BioGPT",
+    "hoc": "DC-HoC-BioGPT",
+}
+
+
+def get_task(name: str):
+    from tasks import TaskDataError
+    from tasks import get_task as lookup
+
+    try:
+        return lookup(name)
+    except TaskDataError as exc:
+        raise UserError(f"--task {name}: {exc}") from None
+
+
+def default_model(task) -> str:
+    if task.name in HUB_CHECKPOINTS:
+        return HUB_CHECKPOINTS[task.name][0]
+    official = OFFICIAL_FAIRSEQ.get(task.name, "")
+    raise UserError(
+        f"{task.name}: no fine-tuned checkpoint is published on the Hugging Face hub; pass -m MODEL: "
+        f"a model fine-tuned with `biogpt train re --task {task.name}`, or Microsoft's fairseq checkpoint "
+        f"{official} (its folder with checkpoint.pt, dict.txt, bpecodes; `biogpt convert` makes it a "
+        "Hugging Face directory)"
+    )
+
+
+def load_task_model(task, model_name: str | None, *, device: str, dtype: str, quantize: str | None = None):
+    from tasks.runner import read_recipe
+
+    name = model_name or default_model(task)
+    model, tokenizer = load_causal_lm(name, device=device, dtype=dtype, quantize=quantize)
+    recipe = read_recipe(model, tokenizer, task)
+    if recipe.setting is None and name in (v[0] for v in HUB_CHECKPOINTS.values()):
+        recipe.setting = dict(HUB_CHECKPOINTS.values()).get(name)
+    return name, model, tokenizer, recipe
+
+
+@dataclass
+class Prepared:
+    item: Any  # the record or example
+    input_ids: list[int]
+
+
+def generate_in_batches(
+    items: Iterable[Prepared | BadRecord],
+    *,
+    model: Any,
+    tokenizer: Any,
+    task: Any,
+    decoding: dict[str, Any],
+    batch_size: int,
+    max_tokens: int | None,
+    constrained: bool,
+) -> Iterator[tuple[Prepared, Any] | BadRecord]:
+    """(prepared, Generated) per item in input order (BadRecords pass through)."""
+    from tasks.runner import generate_outputs
+
+    def run(batch: list[Prepared]) -> list[tuple[Prepared, Any]]:
+        outs = generate_outputs(
+            model, tokenizer, [p.input_ids for p in batch], task=task, decoding=decoding, constrained=constrained
+        )
+        return list(zip(batch, outs))
+
+    yield from run_in_batches(
+        items,
+        run,
+        length=lambda p: len(p.input_ids),
+        passthrough=lambda p: p if isinstance(p, BadRecord) else None,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+    )
+
+
+def decoding_options(num_beams: int | None, max_new_tokens: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if num_beams is not None:
+        out["num_beams"] = num_beams
+    if max_new_tokens is not None:
+        out["max_new_tokens"] = max_new_tokens
+    return out

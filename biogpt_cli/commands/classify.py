@@ -1,0 +1,153 @@
+"""`biogpt classify`: document labels.
+
+Two kinds of model, told apart by the model's config: a fine-tuned causal LM with a generative
+task (`--task hoc`: generate `the type of this document is ...` and parse it), or a
+sequence-classification model (trained with `biogpt train classify`: its head's labels, with a
+probability each). A document longer than the model's positions is classified in overlapping
+windows whose probabilities are averaged (documented, never silent).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .. import _common
+from .._common import FailureLog, UserError, load_causal_lm, open_output, progress, provenance, resolve_device, resolve_dtype
+from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
+from ..batching import limited
+from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
+
+logger = logging.getLogger(__name__)
+
+
+def is_head_model(name: str) -> bool:
+    from model import BioGptConfig
+
+    try:
+        config = BioGptConfig.from_pretrained(name)
+    except Exception:  # a fairseq folder has no config.json: it is a causal LM
+        return False
+    return "BioGptForSequenceClassification" in (config.extra.get("architectures") or [])
+
+
+def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: float = 0.5) -> dict[str, Any]:
+    import torch
+
+    ids = tokenizer(text)["input_ids"]
+    size = model.config.max_position_embeddings
+    windows = [ids] if len(ids) <= size else [
+        ids[:1] + ids[start : start + size - 1] for start in range(1, max(len(ids) - size + 2, 2), (size - 1) // 2)
+    ]
+    if len(windows) > 1:
+        logger.warning("document of %d tokens classified in %d overlapping windows", len(ids), len(windows))
+    probs = []
+    with torch.inference_mode():
+        for w in windows:
+            logits = model(torch.tensor([w], device=model.device)).logits[0].float()
+            multi = model.config.problem_type == "multi_label_classification"
+            probs.append(torch.sigmoid(logits) if multi else torch.softmax(logits, -1))
+    p = torch.stack(probs).mean(0)
+    labels = model.config.id2label
+    if model.config.problem_type == "multi_label_classification":
+        chosen = [labels[i] for i in range(len(p)) if p[i] >= threshold]
+    else:
+        chosen = [labels[int(p.argmax())]]
+    return {"labels": chosen, "scores": {labels[i]: round(float(p[i]), 6) for i in range(len(p))}}
+
+
+def classify(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="hoc: a generative fine-tuned causal LM."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model directory, hub id or fairseq folder."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Multi-label heads: probability to assign a label."),
+    input_format: str = typer.Option("auto", "--input-format"),
+    text_key: str = typer.Option("text", "--text-key"),
+    id_key: Optional[str] = typer.Option(None, "--id-key"),
+    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or tsv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+    force: bool = typer.Option(False, "--force"),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    keep_going: bool = typer.Option(False, "--keep-going"),
+    errors: Optional[Path] = typer.Option(None, "--errors"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+) -> None:
+    """Label documents: --task hoc with a generative model, or a classification-head model."""
+    if errors is not None and not keep_going:
+        raise UserError("--errors needs --keep-going")
+    if model_name is None and task_name is None:
+        raise UserError("pass -m MODEL (a classification model) or --task hoc with -m a fine-tuned causal LM")
+    items = limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
+    sink = open_output(output, force=force)
+    writer = make_writer(output_format, sink, allowed=("jsonl", "tsv"))
+    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    bar = progress(description="classify", quiet=_common.QUIET)
+
+    def emit(result: dict[str, Any], meta: dict[str, Any]) -> None:
+        if output_format == "tsv":
+            writer.write({"id": result["id"], "labels": "|".join(result["labels"])})
+        else:
+            writer.write({**result, "provenance": meta})
+        bar.advance()
+
+    try:
+        if model_name is not None and is_head_model(model_name):
+            from model import BioGptForSequenceClassification, BioGptTokenizer
+
+            dev = resolve_device(device)
+            model = BioGptForSequenceClassification.from_pretrained(model_name, dtype=resolve_dtype(dtype, dev), device=dev)
+            tokenizer = BioGptTokenizer.from_pretrained(model_name)
+            meta = provenance(model, model_name, threshold=threshold)
+            for item in items:
+                if isinstance(item, BadRecord):
+                    failures.fail(item.location, item.message, item.id)
+                elif not item.text.strip():
+                    failures.fail(item.location or item.id, "empty document", item.id)
+                else:
+                    emit({"id": item.id, **classify_with_head(model, tokenizer, item.text, threshold=threshold)}, meta)
+            return
+        task = get_task(task_name or "hoc")
+        if task.name != "hoc":
+            raise UserError(f"--task {task_name}: generative classification is --task hoc")
+        from tasks.runner import encode_source
+
+        name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
+        decoding = decoding_options(num_beams, max_new_tokens)
+        room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
+        meta = provenance(model, name, task=task.name, prompt=recipe.to_dict(), decoding=decoding)
+
+        def prepare(item: Item) -> Prepared | BadRecord:
+            if isinstance(item, BadRecord):
+                return item
+            if not item.text.strip():
+                return BadRecord(item.location or item.id, "empty document", item.id)
+            return Prepared(item, encode_source(tokenizer, task.source_for_document(text=item.text), recipe, limit=max(room, 8)))
+
+        for result in generate_in_batches(
+            (prepare(i) for i in items), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
+            batch_size=batch_size, max_tokens=max_tokens, constrained=False,
+        ):
+            if isinstance(result, BadRecord):
+                failures.fail(result.location, result.message, result.id)
+                continue
+            prepared, generated = result
+            parsed = task.parse(generated.output)
+            emit({"id": prepared.item.id, "labels": [] if parsed.failed else parsed.value, "output": generated.output, "failed": parsed.failed}, meta)
+    finally:
+        bar.close()
+        failures.close()
+        if sink is not sys.stdout:
+            sink.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("classify")(classify)

@@ -1,0 +1,179 @@
+"""`biogpt extract-relations --task bc5cdr|kd-dti|ddi`: relation triples from documents.
+
+    cat abstracts.jsonl | biogpt extract-relations --task bc5cdr -m MODEL > triples.jsonl
+
+Each output record: the document id, its relations (head, tail, relation; each entity with its
+character spans in the input text, found case-insensitively, and a `found` flag), a probability
+per relation (the model's probability of the generated clause), and the raw output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .. import _common
+from .._common import FailureLog, UserError, open_output, progress, provenance
+from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
+from ..batching import limited
+from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
+
+logger = logging.getLogger(__name__)
+RE_TASKS = ("bc5cdr", "kd-dti", "ddi")
+
+
+def load_entities(path: Path | None) -> dict[str, dict[str, str]] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--entities {path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"--entities {path}: not a JSON file ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("chemical2id", "disease2id")):
+        raise UserError(f"--entities {path}: expected {{\"chemical2id\": {{name: MeSH}}, \"disease2id\": {{...}}}}")
+    return {"chemical2id": data["chemical2id"], "disease2id": data["disease2id"]}
+
+
+def relations_record(task: Any, record: Any, generated: Any, *, model: Any, tokenizer: Any, entities: dict | None) -> dict[str, Any]:
+    """Parse one output into grounded, scored relations."""
+    from tasks import Example
+    from tasks.runner import clause_probabilities, find_spans
+
+    def parse(text: str):
+        if task.name == "bc5cdr":
+            maps = entities or {"chemical2id": {}, "disease2id": {}}
+            return task.parse(text, Example(record.id, "", "", frozenset(), meta={"entities": maps}))
+        return task.parse(text)
+
+    prediction = parse(generated.output)
+    scores: dict[tuple, float] = {}
+    for piece, probability in clause_probabilities(model, tokenizer, generated, separators=(";",)):
+        for rel in task.relations(parse(piece)):
+            scores.setdefault((rel["head"], rel["tail"], rel["relation"]), probability)
+    relations = []
+    for rel in task.relations(prediction):
+        head_spans, tail_spans = find_spans(record.text, rel["head"]), find_spans(record.text, rel["tail"])
+        head = {"text": rel["head"], "spans": head_spans, "found": bool(head_spans)}
+        tail = {"text": rel["tail"], "spans": tail_spans, "found": bool(tail_spans)}
+        if entities is not None and "head_id" in rel:
+            head["id"], tail["id"] = rel["head_id"], rel["tail_id"]
+        relations.append(
+            {"head": head, "tail": tail, "relation": rel["relation"], "score": scores.get((rel["head"], rel["tail"], rel["relation"]))}
+        )
+    return {"id": record.id, "relations": relations, "output": generated.output, "failed": prediction.failed}
+
+
+def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Mentions (every found span) and, for BC5CDR with --entities, CID lines."""
+    title = record.fields.get("title")
+    abstract = record.fields.get("abstract")
+    if title is None or abstract is None or f"{title} {abstract}".strip() != record.text:
+        title, abstract = record.text, ""
+    entities, relations, seen = [], [], set()
+    head_role, tail_role = task.relation_roles
+    for rel in result["relations"]:
+        for ent, role in ((rel["head"], head_role), (rel["tail"], tail_role)):
+            for start, end in ent["spans"]:
+                if (start, end, role) not in seen:
+                    seen.add((start, end, role))
+                    entities.append({"start": start, "end": end, "text": record.text[start:end], "label": role, "id": ent.get("id", "")})
+        if task.name == "bc5cdr" and rel["head"].get("id", "-1") != "-1" and rel["tail"].get("id", "-1") != "-1":
+            relations.append({"type": "CID", "head": rel["head"]["id"], "tail": rel["tail"]["id"]})
+    entities.sort(key=lambda e: (e["start"], e["end"]))
+    return {"id": record.id, "title": title, "abstract": abstract, "entities": entities, "relations": relations}
+
+
+def extract_relations(
+    inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
+    task_name: str = typer.Option(..., "--task", "-t", help="bc5cdr, kd-dti or ddi."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model: directory, hub id or fairseq folder."),
+    entities_file: Optional[Path] = typer.Option(None, "--entities", help="BC5CDR: name→MeSH JSON (e.g. test.entities.json) for MeSH ids."),
+    constrained: bool = typer.Option(False, "--constrained", help="Entity names may only be copied from the document."),
+    input_format: str = typer.Option("auto", "--input-format", help="auto, lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml."),
+    text_key: str = typer.Option("text", "--text-key", help="JSONL field with the text (default: text, or title + abstract)."),
+    id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field with the document id."),
+    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl, tsv or pubtator (pubtator: bc5cdr CID lines)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Beam width (default: the task's, 1 as the official scripts)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per document."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N documents."),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Skip failing documents; count them."),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: failures as JSONL."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+) -> None:
+    """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug)."""
+    from tasks.runner import encode_source
+
+    task = get_task(task_name)
+    if task.name not in RE_TASKS:
+        raise UserError(f"--task {task_name}: expected one of {', '.join(RE_TASKS)}")
+    if output_format == "pubtator" and task.name != "bc5cdr":
+        raise UserError("--format pubtator is for --task bc5cdr (CID relations)")
+    if errors is not None and not keep_going:
+        raise UserError("--errors needs --keep-going")
+    entities = load_entities(entities_file)
+    if entities is not None and task.name != "bc5cdr":
+        raise UserError("--entities applies to --task bc5cdr")
+    items = limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
+    decoding = decoding_options(num_beams, max_new_tokens)
+    room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
+
+    def prepare(item: Item) -> Prepared | BadRecord:
+        if isinstance(item, BadRecord):
+            return item
+        if not item.text.strip():
+            return BadRecord(item.location or item.id, "empty document", item.id)
+        source = task.source_for_document(text=item.text, title=item.fields.get("title"), abstract=item.fields.get("abstract"))
+        return Prepared(item, encode_source(tokenizer, source, recipe, limit=max(room, 8)))
+
+    sink = open_output(output, force=force)
+    writer = make_writer(output_format, sink, allowed=("jsonl", "tsv", "pubtator"))
+    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    meta = provenance(model, name, task=task.name, constrained=constrained, decoding={**{"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens}, **decoding}, prompt=recipe.to_dict())
+    bar = progress(description="extract-relations", quiet=_common.QUIET)
+    try:
+        for result in generate_in_batches(
+            (prepare(i) for i in items), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
+            batch_size=batch_size, max_tokens=max_tokens, constrained=constrained,
+        ):
+            if isinstance(result, BadRecord):
+                failures.fail(result.location, result.message, result.id)
+                continue
+            prepared, generated = result
+            record = relations_record(task, prepared.item, generated, model=model, tokenizer=tokenizer, entities=entities)
+            if output_format == "jsonl":
+                writer.write({**record, "provenance": meta})
+            elif output_format == "tsv":
+                rows = [
+                    {"id": record["id"], "head": r["head"]["text"], "tail": r["tail"]["text"], "relation": r["relation"],
+                     "score": r["score"], "head_found": r["head"]["found"], "tail_found": r["tail"]["found"]}
+                    for r in record["relations"]
+                ]
+                if rows:
+                    writer.write({"rows": rows})
+            else:
+                writer.write(pubtator_record(task, prepared.item, record))
+            bar.advance()
+    finally:
+        bar.close()
+        failures.close()
+        if sink is not sys.stdout:
+            sink.close()
+    if failures.count:
+        logger.warning("%d documents failed", failures.count)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract-relations")(extract_relations)

@@ -1,0 +1,125 @@
+"""`biogpt qa`: yes / no / maybe answers to biomedical questions (PubMedQA's format).
+
+The answer comes from scoring the three candidate target continuations with the model in one
+batched forward pass (a probability for each answer, summing to 1) — more robust than parsing
+free text; `--generate` adds the raw greedy output too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .. import _common
+from .._common import FailureLog, UserError, open_output, progress, provenance
+from .._taskrun import get_task, load_task_model
+from ..batching import limited
+from ..io import BadRecord, ReadOptions, Record, make_writer, read_inputs
+
+logger = logging.getLogger(__name__)
+
+
+def answer_question(
+    task: Any, model: Any, tokenizer: Any, recipe: Any, record: Record, *, context_key: str, long_answer_key: str,
+    setting: str | None, generate: bool,
+) -> dict[str, Any]:
+    from tasks.runner import candidate_probabilities, encode_source, generate_outputs
+
+    context = record.fields.get(context_key, record.fields.get("CONTEXTS"))
+    if context is None:
+        raise ValueError(f"no {context_key!r} field")
+    long_answer = str(record.fields.get(long_answer_key, record.fields.get("LONG_ANSWER", "")) or "")
+    source = task.source_for_question(record.text, context, long_answer=long_answer, setting=setting or recipe.setting)
+    room = model.config.max_position_embeddings - 24
+    input_ids = encode_source(tokenizer, source, recipe, limit=room)
+    labels, targets = zip(*task.answer_candidates())
+    probs = candidate_probabilities(model, tokenizer, input_ids, targets)
+    best = max(range(len(labels)), key=lambda i: probs[i])
+    out: dict[str, Any] = {
+        "id": record.id,
+        "question": record.text,
+        "answer": labels[best],
+        "probabilities": {label: round(p, 6) for label, p in zip(labels, probs)},
+    }
+    if generate:
+        generated = generate_outputs(model, tokenizer, [input_ids], task=task, decoding={})[0]
+        parsed = task.parse(generated.output)
+        out["output"] = generated.output
+        out["generated_answer"] = None if parsed.failed else parsed.value
+    return out
+
+
+def qa(
+    inputs: Optional[list[str]] = typer.Argument(None, help="JSONL files with question/context fields (default: stdin)."),
+    question: Optional[str] = typer.Option(None, "--question", "-q", help="One question (with --context)."),
+    context: Optional[str] = typer.Option(None, "--context", "-c", help="The context (abstract) of --question."),
+    long_answer: str = typer.Option("", "--long-answer", help="reasoning-free setting: the long answer of --question."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="Default: microsoft/BioGPT-Large-PubMedQA (reasoning-free)."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="reasoning-required or reasoning-free (default: the model's recipe)."),
+    generate: bool = typer.Option(False, "--generate", help="Also generate greedily and report the raw output."),
+    question_key: str = typer.Option("question", "--question-key", help="JSONL field with the question."),
+    context_key: str = typer.Option("context", "--context-key", help="JSONL field with the context (string or list)."),
+    long_answer_key: str = typer.Option("long_answer", "--long-answer-key", help="JSONL field with the long answer."),
+    id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field with the id."),
+    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or tsv."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+    force: bool = typer.Option(False, "--force"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    keep_going: bool = typer.Option(False, "--keep-going"),
+    errors: Optional[Path] = typer.Option(None, "--errors"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+) -> None:
+    """Answer yes/no/maybe questions about an abstract, with a probability for each answer."""
+    task = get_task("pubmedqa")
+    if setting is not None and setting not in ("reasoning-required", "reasoning-free"):
+        raise UserError(f"--setting {setting}: expected reasoning-required or reasoning-free")
+    if (question is None) != (context is None):
+        raise UserError("--question and --context go together")
+    if question is not None and inputs:
+        raise UserError("give either --question/--context or input files, not both")
+    if errors is not None and not keep_going:
+        raise UserError("--errors needs --keep-going")
+    if question is not None:
+        items: Any = [Record("question:1", question, {context_key: context, long_answer_key: long_answer})]
+    else:
+        items = read_inputs(inputs or ["-"], input_format="jsonl", options=ReadOptions(question_key, id_key))
+    items = limited(items, limit)
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
+    sink = open_output(output, force=force)
+    writer = make_writer(output_format, sink, allowed=("jsonl", "tsv"))
+    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    meta = provenance(model, name, task="pubmedqa", setting=setting or recipe.setting or "reasoning-required", prompt=recipe.to_dict())
+    bar = progress(description="qa", quiet=_common.QUIET)
+    try:
+        for item in items:
+            if isinstance(item, BadRecord):
+                failures.fail(item.location, item.message, item.id)
+                continue
+            if not item.text.strip():
+                failures.fail(item.location or item.id, "empty question", item.id)
+                continue
+            try:
+                result = answer_question(task, model, tokenizer, recipe, item, context_key=context_key,
+                                         long_answer_key=long_answer_key, setting=setting, generate=generate)
+            except ValueError as exc:
+                failures.fail(item.location or item.id, f"{exc}; pass --context-key", item.id)
+                continue
+            if output_format == "tsv":
+                writer.write({k: v for k, v in result.items() if k != "probabilities"} | {f"p_{k}": v for k, v in result["probabilities"].items()})
+            else:
+                writer.write({**result, "provenance": meta})
+            bar.advance()
+    finally:
+        bar.close()
+        failures.close()
+        if sink is not sys.stdout:
+            sink.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("qa")(qa)

@@ -1,0 +1,207 @@
+"""Running a causal LM on a task: the official input layout, generation, scoring of candidates.
+
+Input at inference (TASK_FORMATS.md): `</s>` + BPE(Moses(source)) + the learned prompt tokens
+when the model has them; a source longer than the recipe's max_source_positions is cut with its
+last kept token replaced by `...`. The prompt recipe (task, setting, prompt tokens) is read from
+the model's config (`biogpt_task`, written when we save a fine-tuned model) or, for official
+fairseq checkpoints, from the tokenizer's `learned1...learnedN` symbols — never guessed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .base import Task
+
+logger = logging.getLogger(__name__)
+
+LEARNED = re.compile(r"^learned(\d+)$")
+RECIPE_KEY = "biogpt_task"
+
+
+@dataclass
+class PromptRecipe:
+    """How a model expects its task input; saved with fine-tuned models under `biogpt_task`."""
+
+    task: str | None = None
+    setting: str | None = None
+    prompt_tokens: list[str] = field(default_factory=list)
+    max_source_positions: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, [])}
+
+
+def read_recipe(model: Any, tokenizer: Any, task: Task) -> PromptRecipe:
+    stored = (getattr(model.config, "extra", {}) or {}).get(RECIPE_KEY) or {}
+    recipe = PromptRecipe(
+        task=stored.get("task"),
+        setting=stored.get("setting"),
+        prompt_tokens=list(stored.get("prompt_tokens") or []),
+        max_source_positions=stored.get("max_source_positions"),
+    )
+    if recipe.task is not None and recipe.task != task.name:
+        logger.warning("%s was fine-tuned for %s, not %s", getattr(model, "name_or_path", "the model"), recipe.task, task.name)
+    if not stored:
+        learned = sorted(
+            (int(m.group(1)), t) for t in tokenizer.added_tokens_encoder if (m := LEARNED.match(t))
+        )
+        recipe.prompt_tokens = [t for _, t in learned]
+    if recipe.max_source_positions is None and task.recipe is not None:
+        recipe.max_source_positions = task.recipe.max_source_positions
+    return recipe
+
+
+def save_recipe(model: Any, recipe: PromptRecipe) -> None:
+    model.config.extra[RECIPE_KEY] = recipe.to_dict()
+
+
+def encode_source(tokenizer: Any, source: str, recipe: PromptRecipe, *, limit: int | None = None) -> list[int]:
+    """`</s>` + source tokens (cut with `...` when too long) + prompt tokens."""
+    ids = list(tokenizer(source, add_special_tokens=False)["input_ids"])
+    prompt = [tokenizer.convert_tokens_to_ids(t) for t in recipe.prompt_tokens]
+    cap = recipe.max_source_positions
+    if limit is not None:
+        room = limit - 1 - len(prompt)
+        cap = room if cap is None else min(cap, room)
+    if cap is not None and len(ids) > cap:
+        logger.warning("source of %d tokens cut to %d (last kept token replaced by '...')", len(ids), cap)
+        ids = ids[:cap]
+        ids[-1] = tokenizer.convert_tokens_to_ids("...</w>")
+    return [tokenizer.eos_token_id, *ids, *prompt]
+
+
+def _pad_left(rows: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
+@dataclass
+class Generated:
+    output: str  # decoded text, learned prompt tokens removed
+    tokens: list[int]  # generated ids up to and including EOS
+    input_ids: list[int]
+
+
+def generate_outputs(
+    model: Any,
+    tokenizer: Any,
+    inputs: Sequence[Sequence[int]],
+    *,
+    task: Task,
+    decoding: dict[str, Any],
+    constrained: bool = False,
+) -> list[Generated]:
+    """One batch: left-padded generation with the task's defaults (overridden by `decoding`)."""
+    ids, mask = _pad_left(inputs, tokenizer.pad_token_id, model.device)
+    options = {"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens, **decoding}
+    options["max_new_tokens"] = min(options["max_new_tokens"], model.config.max_position_embeddings - ids.shape[1])
+    if constrained:
+        if task.clause_template is None:
+            raise ValueError(f"{task.name} has no clause grammar to constrain")
+        from .constraints import CopyConstraint
+
+        # what may be copied: the document's own tokens, not </s>, the prompt or a cut's "..."
+        special = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.added_tokens_encoder}
+        cut = tokenizer.convert_tokens_to_ids("...</w>")
+        sources = []
+        for r in inputs:
+            body = [t for t in r if t not in special]
+            sources.append(body[:-1] if body and body[-1] == cut else body)
+        constraint = CopyConstraint(
+            tokenizer, task.clause_template, separator=task.clause_separator, sources=sources,
+            prompt_length=ids.shape[1], vocab_size=model.config.vocab_size,
+        )
+        options["prefix_allowed_tokens_fn"] = constraint.prefix_allowed_tokens_fn()
+    out = model.generate(ids, attention_mask=mask, **options)
+    rows = max(1, out.shape[0] // ids.shape[0])
+    learned = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.added_tokens_encoder if LEARNED.match(t)}
+    results = []
+    for i in range(ids.shape[0]):
+        row = out[i * rows, ids.shape[1] :].tolist()
+        eos = tokenizer.eos_token_id
+        tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != tokenizer.pad_token_id]
+        text = tokenizer.decode([t for t in tokens if t not in learned], skip_special_tokens=True)
+        results.append(Generated(text, tokens, list(inputs[i])))
+    return results
+
+
+@torch.inference_mode()
+def token_logprobs(model: Any, sequences: Sequence[Sequence[int]], pad: int) -> list[list[float]]:
+    """log p(token t | tokens < t) for every token after the first, teacher-forced, one batch."""
+    width = max(len(s) for s in sequences)
+    ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in sequences], device=model.device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=model.device)
+    logits = model(ids, attention_mask=mask).logits.float()
+    logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None]).squeeze(-1)
+    return [logp[i, : len(s) - 1].tolist() for i, s in enumerate(sequences)]
+
+
+def candidate_probabilities(
+    model: Any, tokenizer: Any, input_ids: Sequence[int], candidates: Sequence[str]
+) -> list[float]:
+    """P(candidate | input) normalised over the candidates: each full target (with its final
+    end-of-sequence) scored teacher-forced, in one batched forward pass."""
+    seqs = []
+    for text in candidates:
+        target = list(tokenizer(text, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+        seqs.append(list(input_ids) + target)
+    logps = token_logprobs(model, seqs, tokenizer.pad_token_id)
+    start = len(input_ids) - 1
+    totals = torch.tensor([sum(lp[start:]) for lp in logps])
+    return torch.softmax(totals, 0).tolist()
+
+
+def clause_probabilities(model: Any, tokenizer: Any, generated: Generated, separators: Sequence[str] = (";",)) -> list[tuple[str, float]]:
+    """(clause text, probability) for each separator-delimited piece of a generated output:
+    the product of the model's probabilities of the piece's tokens where they were generated."""
+    seq = generated.input_ids + generated.tokens
+    if len(generated.tokens) == 0:
+        return []
+    logp = token_logprobs(model, [seq], tokenizer.pad_token_id)[0][len(generated.input_ids) - 1 :]
+    sep_ids = {tokenizer.convert_tokens_to_ids(s + "</w>") for s in separators}
+    stop = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(".</w>")}
+    learned = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.added_tokens_encoder if LEARNED.match(t)}
+    pieces: list[tuple[str, float]] = []
+    current: list[int] = []
+    total = 0.0
+    for tok, lp in zip(generated.tokens, logp):
+        if tok in learned:
+            continue
+        if tok in sep_ids or tok in stop:
+            if current:
+                pieces.append((tokenizer.decode(current, skip_special_tokens=True), math.exp(total)))
+            current, total = [], 0.0
+            continue
+        current.append(tok)
+        total += lp
+    if current:
+        pieces.append((tokenizer.decode(current, skip_special_tokens=True), math.exp(total)))
+    return pieces
+
+
+def find_spans(text: str, name: str) -> list[list[int]]:
+    """Every occurrence of `name` in `text`, as [start, end] character spans: case-insensitive
+    and blind to whitespace, since generated names are Moses-detokenized ("4 mg / kg" names the
+    text's "4 mg/kg")."""
+    key = "".join(name.split()).lower()
+    if not key:
+        return []
+    positions = [i for i, ch in enumerate(text) if not ch.isspace()]
+    squeezed = "".join(text[i] for i in positions).lower()
+    spans = []
+    start = squeezed.find(key)
+    while start != -1:
+        spans.append([positions[start], positions[start + len(key) - 1] + 1])
+        start = squeezed.find(key, start + 1)
+    return spans
