@@ -117,7 +117,11 @@ def generate_outputs(
         sources = []
         for r in inputs:
             body = [t for t in r if t not in special]
-            sources.append(body[:-1] if body and body[-1] == cut else body)
+            if body and body[-1] == cut:  # a cut source: drop "..." and the word it cut into
+                body.pop()
+                while body and not tokenizer.convert_ids_to_tokens(body[-1]).endswith("</w>"):
+                    body.pop()
+            sources.append(body)
         constraint = CopyConstraint(
             tokenizer, task.clause_template, separator=task.clause_separator, sources=sources,
             prompt_length=ids.shape[1], vocab_size=model.config.vocab_size,
