@@ -6,7 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from . import classify, convert, extract_relations, generate, models, qa
+    from . import classify, convert, data, extract_relations, generate, models, qa, tag, train
     from . import eval as eval_cmd
 
     generate.register(app)
@@ -14,5 +14,8 @@ def register_all(app: typer.Typer) -> None:
     extract_relations.register(app)
     qa.register(app)
     classify.register(app)
+    tag.register(app)
+    train.register(app)
+    data.register(app)
     convert.register(app)
     models.register(app)

@@ -1,0 +1,378 @@
+"""One training loop for every model of ours (token/sequence classification, causal LM).
+
+Why one loop: checkpointing, exact resume, schedules, early stopping and signal handling are
+subtle; writing them once means every `biogpt train ...` task gets the same guarantees.
+
+Exact resume: the data order of epoch `e` is a permutation drawn from a generator seeded with
+`seed + e`, so a checkpoint only needs (epoch, batch index) plus the RNG states (python, torch,
+CUDA) to continue with bit-identical losses. Checkpoints are written only at optimizer-step
+boundaries. Everything is stored as tensors or plain containers and read back with
+`torch.load(..., weights_only=True)`: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._common import UserError, progress
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("linear", "cosine", "inverse_sqrt", "constant")
+STATE_FILE = "trainer_state.pt"
+
+
+class TrainingInterrupted(UserError):
+    """SIGTERM/SIGINT during training: a checkpoint was written, the run stops (exit 130)."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainingArgs:
+    """The resolved hyper-parameters; saved as training_config.json next to every model."""
+
+    output_dir: str
+    epochs: int = 3
+    max_steps: int | None = None
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_grad_norm: float | None = 1.0
+    scheduler: str = "linear"
+    warmup_steps: int = 0
+    bf16: bool = False
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    save_total_limit: int | None = None
+    patience: int | None = None
+    seed: int = 42
+    logging_steps: int = 1
+    metric: str = "loss"
+    greater_is_better: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise UserError(f"--scheduler {self.scheduler}: expected {', '.join(SCHEDULERS)}")
+        for name in ("epochs", "batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError("--max-steps must be at least 1")
+
+
+def lr_factor(step: int, *, kind: str, warmup: int, total: int) -> float:
+    """Multiplier of the peak learning rate after `step` optimizer steps: linear warmup, then
+    linear/cosine decay to 0 at `total`, inverse square root, or constant."""
+    if warmup and step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant":
+        return 1.0
+    if kind == "inverse_sqrt":
+        return math.sqrt(max(warmup, 1)) / math.sqrt(max(step, 1))
+    progress_ = min(1.0, (step - warmup) / max(1, total - warmup))
+    if kind == "linear":
+        return max(0.0, 1.0 - progress_)
+    return 0.5 * (1.0 + math.cos(math.pi * progress_))
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint with the highest step under OUTDIR/checkpoints, or None."""
+    root = output_dir / "checkpoints"
+    found = sorted(
+        (p for p in root.glob("step-*") if (p / STATE_FILE).is_file() and p.name[5:].isdigit()),
+        key=lambda p: int(p.name[5:]),
+    )
+    return found[-1] if found else None
+
+
+class Trainer:
+    """Trains `model` on `dataset` (a sequence of examples) batched by `collate`.
+
+    `eval_fn(model) -> dict[str, float]` scores the dev set (the model is in eval mode during
+    the call); `args.metric` picks the number that decides model-best and early stopping.
+    `on_step(step, loss)` is called after every optimizer step (tests use it).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        args: TrainingArgs,
+        dataset: Sequence[Any],
+        collate: Callable[[list[Any]], dict[str, torch.Tensor]],
+        *,
+        eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        tokenizer: Any = None,
+        device: torch.device | None = None,
+        on_step: Callable[[int, float], None] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        if not len(dataset):
+            raise UserError("no training examples")
+        self.model = model
+        self.args = args
+        self.dataset = dataset
+        self.collate = collate
+        self.eval_fn = eval_fn
+        self.tokenizer = tokenizer
+        self.device = device or next(model.parameters()).device
+        self.on_step = on_step
+        self.quiet = quiet
+        self.out = Path(args.output_dir)
+        self.batches_per_epoch = math.ceil(len(dataset) / args.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.grad_accum)
+        self.total_steps = args.max_steps or args.epochs * self.steps_per_epoch
+        decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, kind=args.scheduler, warmup=args.warmup_steps, total=self.total_steps),
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_index = 0  # next micro-batch of the current epoch
+        self.best: float | None = None
+        self.bad_evals = 0
+        self.stopped_early = False
+        self._signal: int | None = None
+
+    # ------------------------------------------------------------------ data order
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The shuffled order of epoch `epoch`: a function of (seed, epoch) only."""
+        g = torch.Generator().manual_seed(self.args.seed + epoch)
+        return torch.randperm(len(self.dataset), generator=g).tolist()
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """OUTDIR/checkpoints/step-N: weights (safetensors via save_pretrained), optimizer,
+        scheduler, RNG states and data position; written to a temporary folder then renamed."""
+        root = self.out / "checkpoints"
+        final = root / f"step-{self.step}"
+        tmp = root / f".tmp-step-{self.step}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self._save_model(tmp)
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "order_seed": self.args.seed + self.epoch,
+            "order": torch.tensor(self.epoch_order(self.epoch)),
+            "best": self.best,
+            "bad_evals": self.bad_evals,
+        }
+        torch.save(state, tmp / STATE_FILE)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        self._prune_checkpoints()
+        logger.info("checkpoint %s", final)
+        return final
+
+    def _prune_checkpoints(self) -> None:
+        limit = self.args.save_total_limit
+        if not limit:
+            return
+        root = self.out / "checkpoints"
+        steps = sorted((p for p in root.glob("step-*") if p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+        for old in steps[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything `save_checkpoint` wrote (weights_only loading: no pickled code)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / STATE_FILE).is_file():
+            raise UserError(f"--resume {path}: not a training checkpoint (no {STATE_FILE})")
+        weights = load_file(str(path / "model.safetensors"), device=str(self.device))
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if not k.endswith("output_projection.weight")]
+        if missing or unexpected:
+            raise UserError(f"--resume {path}: checkpoint does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch_index = int(state["step"]), int(state["epoch"]), int(state["batch_index"])
+        self.best, self.bad_evals = state["best"], int(state["bad_evals"])
+        self._truncate_metrics()
+        logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_index)
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines logged after the checkpoint: the resumed run logs them again."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+    def _save_model(self, directory: Path) -> None:
+        self.model.save_pretrained(directory, tokenizer=self.tokenizer)  # type: ignore[attr-defined]
+        config = {**asdict(self.args), "total_steps": self.total_steps, "step": self.step}
+        (directory / "training_config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, record: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _show_eval(self, metrics: dict[str, float]) -> None:
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"evaluation at step {self.step}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in metrics.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        Console(stderr=True).print(table)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, float] | None:
+        if self.eval_fn is None:
+            return None
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                metrics = dict(self.eval_fn(self.model))
+        finally:
+            self.model.train()
+        self._log({"step": self.step, "epoch": self.epoch, "eval": metrics})
+        self._show_eval(metrics)
+        value = metrics.get(self.args.metric)
+        if value is None:
+            raise UserError(f"evaluation gave no {self.args.metric!r} (got {', '.join(metrics)})")
+        better = self.best is None or (value > self.best if self.args.greater_is_better else value < self.best)
+        if better:
+            self.best = float(value)
+            self.bad_evals = 0
+            self._save_model(self.out / "model-best")
+        else:
+            self.bad_evals += 1
+            if self.args.patience is not None and self.bad_evals >= self.args.patience:
+                logger.warning("early stop: %s has not improved for %d evaluations", self.args.metric, self.bad_evals)
+                self.stopped_early = True
+        return metrics
+
+    # ------------------------------------------------------------------ signals
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._signal = signum
+
+    def _install_handlers(self) -> dict[int, Any]:
+        old: dict[int, Any] = {}
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                old[sig] = signal.signal(sig, self._on_signal)
+        except ValueError:  # not the main thread: no handlers, training still works
+            pass
+        return old
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, resume: Path | None = None) -> dict[str, Any]:
+        """Run to max_steps / epochs or early stop; returns a summary. Raises
+        TrainingInterrupted (after writing a checkpoint) on SIGTERM/SIGINT."""
+        args = self.args
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume is not None:
+            self.load_checkpoint(resume)
+        else:
+            random.seed(args.seed)
+            torch.manual_seed(args.seed)
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+        self.model.to(self.device)
+        self.model.train()
+        old_handlers = self._install_handlers()
+        bar = progress(self.total_steps, description="train", quiet=self.quiet)
+        bar.advance(self.step)
+        try:
+            while self.step < self.total_steps and not self.stopped_early:
+                order = self.epoch_order(self.epoch)
+                while self.batch_index < self.batches_per_epoch and self.step < self.total_steps:
+                    first = self.batch_index
+                    micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
+                    losses = []
+                    for b in micro:
+                        idx = order[b * args.batch_size : (b + 1) * args.batch_size]
+                        batch = {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
+                        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                            loss = self.model(**batch).loss
+                        (loss.float() / len(micro)).backward()
+                        losses.append(float(loss.detach()))
+                    if args.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                    lr = self.scheduler.get_last_lr()[0]
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.step += 1
+                    self.batch_index = micro[-1] + 1
+                    step_loss = sum(losses) / len(losses)
+                    if self.step % args.logging_steps == 0 or self.step == self.total_steps:
+                        self._log({"step": self.step, "epoch": self.epoch, "loss": step_loss, "lr": lr})
+                    bar.advance()
+                    if self.on_step is not None:
+                        self.on_step(self.step, step_loss)
+                    if args.eval_steps and self.step % args.eval_steps == 0:
+                        self.evaluate()
+                    if self.batch_index >= self.batches_per_epoch:  # epoch end: next position is epoch+1
+                        self.epoch += 1
+                        self.batch_index = 0
+                        if not (args.eval_steps and self.step % args.eval_steps == 0):
+                            self.evaluate()
+                    if args.save_steps and self.step % args.save_steps == 0:
+                        self.save_checkpoint()
+                    if self._signal is not None:
+                        path = self.save_checkpoint()
+                        name = signal.Signals(self._signal).name
+                        raise TrainingInterrupted(
+                            f"{name} at step {self.step}: checkpoint saved to {path}; continue with --resume"
+                        )
+                    if self.stopped_early or self.batch_index == 0:  # early stop, or a new epoch's order
+                        break
+        finally:
+            bar.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        self.model.eval()
+        self._save_model(self.out / "model-last")
+        if self.eval_fn is None or not (self.out / "model-best").is_dir():
+            self._save_model(self.out / "model-best")  # no dev set: the last model is the best we know
+        summary = {"step": self.step, "epoch": self.epoch, "best": self.best, "stopped_early": self.stopped_early}
+        self._log({"step": self.step, "summary": summary})
+        return summary

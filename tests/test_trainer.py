@@ -1,0 +1,149 @@
+"""The shared training loop: schedules, checkpoints, exact resume, signals, early stopping."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from biogpt_cli.trainer import Trainer, TrainingArgs, TrainingInterrupted, latest_checkpoint, lr_factor
+from model import BioGptConfig, BioGptForTokenClassification
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run far faster on one thread (and are immune to a busy machine's contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model(seed: int = 0) -> BioGptForTokenClassification:
+    torch.manual_seed(seed)
+    # dropout on, so that resuming must restore the torch RNG to reproduce the losses
+    config = BioGptConfig.from_preset("tiny", vocab_size=100, id2label={0: "O", 1: "B-X", 2: "I-X"}, hidden_dropout_prob=0.2)
+    return BioGptForTokenClassification(config)
+
+
+def _data(n: int = 24) -> list[dict[str, list[int]]]:
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for i in range(n):
+        length = 4 + i % 5
+        ids = torch.randint(3, 100, (length,), generator=g).tolist()
+        out.append({"input_ids": [2] + ids, "labels": [-100] + [t % 3 for t in ids]})
+    return out
+
+
+def _collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), 1)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        labels[i, : len(r["labels"])] = torch.tensor(r["labels"])
+        mask[i, : len(r["input_ids"])] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _losses(out: Path) -> dict[int, float]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in lines if "loss" in r}
+
+
+def _args(out: Path, **kw) -> TrainingArgs:
+    base = dict(output_dir=str(out), epochs=2, lr=1e-3, batch_size=4, grad_accum=2, warmup_steps=2, scheduler="cosine", seed=3)
+    return TrainingArgs(**{**base, **kw})
+
+
+def test_lr_schedules() -> None:
+    assert lr_factor(0, kind="linear", warmup=4, total=10) == pytest.approx(0.2)
+    assert lr_factor(4, kind="linear", warmup=4, total=10) == pytest.approx(1.0)
+    assert lr_factor(10, kind="linear", warmup=4, total=10) == pytest.approx(0.0)
+    assert lr_factor(7, kind="cosine", warmup=4, total=10) == pytest.approx(0.5)
+    assert lr_factor(16, kind="inverse_sqrt", warmup=4, total=10) == pytest.approx(0.5)
+    assert lr_factor(9, kind="constant", warmup=0, total=10) == 1.0
+
+
+def test_interrupted_and_resumed_run_has_identical_losses(tmp_path: Path) -> None:
+    # uninterrupted: 24 examples, batch 4, accumulation 2 -> 3 steps per epoch, 2 epochs = 6 steps
+    full = Trainer(_model(), _args(tmp_path / "a"), _data(), _collate, quiet=True)
+    full.train()
+    expected = _losses(tmp_path / "a")
+    assert sorted(expected) == [1, 2, 3, 4, 5, 6]
+
+    def kill_at_4(step: int, loss: float) -> None:
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "b"
+    first = Trainer(_model(), _args(out), _data(), _collate, quiet=True, on_step=kill_at_4)
+    with pytest.raises(TrainingInterrupted, match="SIGTERM at step 4") as info:
+        first.train()
+    from biogpt_cli._common import error_line
+
+    assert info.value.exit_code == 130 and "\n" not in error_line(info.value)
+    assert signal.getsignal(signal.SIGTERM) != first._on_signal  # handlers restored
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and ckpt.name == "step-4"
+    assert {"model.safetensors", "config.json", "trainer_state.pt", "training_config.json"} <= {p.name for p in ckpt.iterdir()}
+    # a different initial model: every weight must come from the checkpoint
+    second = Trainer(_model(seed=99), _args(out), _data(), _collate, quiet=True)
+    second.train(resume=ckpt)
+    assert _losses(out) == expected  # exact equality, not approximate
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, second.model.state_dict()[name]), name
+
+
+def test_periodic_checkpoints_limit_and_resume(tmp_path: Path) -> None:
+    full = Trainer(_model(), _args(tmp_path / "a", grad_accum=1, epochs=1), _data(), _collate, quiet=True)
+    full.train()
+    out = tmp_path / "b"
+    run = Trainer(_model(), _args(out, grad_accum=1, epochs=1, save_steps=2, save_total_limit=2), _data(), _collate, quiet=True)
+    run.train()
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step-4", "step-6"]
+    state = torch.load(out / "checkpoints" / "step-4" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4 and state["batch_index"] == 4 and state["epoch"] == 0
+    resumed = Trainer(_model(seed=5), _args(out, grad_accum=1, epochs=1), _data(), _collate, quiet=True)
+    resumed.train(resume=out / "checkpoints" / "step-4")
+    assert _losses(out) == _losses(tmp_path / "a")
+
+
+def test_eval_best_last_and_early_stopping(tmp_path: Path) -> None:
+    scores = iter([0.5, 0.7, 0.6, 0.6, 0.6, 0.9])
+
+    def eval_fn(model: torch.nn.Module) -> dict[str, float]:
+        assert not model.training
+        return {"f1": next(scores)}
+
+    args = _args(tmp_path, epochs=10, grad_accum=1, eval_steps=1, patience=3, metric="f1", greater_is_better=True)
+    summary = Trainer(_model(), args, _data(), _collate, eval_fn=eval_fn, quiet=True).train()
+    assert summary["stopped_early"] and summary["step"] == 5 and summary["best"] == 0.7
+    for sub in ("model-best", "model-last"):
+        cfg = json.loads((tmp_path / sub / "training_config.json").read_text())
+        assert cfg["metric"] == "f1" and cfg["patience"] == 3
+        loaded = BioGptForTokenClassification.from_pretrained(tmp_path / sub)
+        assert loaded.config.num_labels == 3
+    assert json.loads((tmp_path / "model-best" / "training_config.json").read_text())["step"] == 2
+    evals = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "eval" in x]
+    assert [e["eval"]["f1"] for e in evals] == [0.5, 0.7, 0.6, 0.6, 0.6]
+
+
+def test_bf16_autocast_runs(tmp_path: Path) -> None:
+    summary = Trainer(_model(), _args(tmp_path, epochs=1, bf16=True), _data(8), _collate, quiet=True).train()
+    assert summary["step"] == 1
+    assert (tmp_path / "model-last" / "model.safetensors").is_file()
+
+
+def test_bad_args() -> None:
+    from biogpt_cli._common import UserError
+
+    with pytest.raises(UserError, match="scheduler"):
+        TrainingArgs(output_dir="x", scheduler="step")
