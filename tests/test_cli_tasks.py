@@ -200,3 +200,36 @@ def test_find_spans_is_case_and_space_insensitive():
     assert find_spans(text, "4 mg / kg") == [[6, 13]]
     assert find_spans(text, "idm") == [[14, 17]]
     assert find_spans(text, "aspirin") == []
+
+
+# ------------------------------------------------------------------ eval lm / eval ner with a model
+def test_eval_lm_perplexity_scores_every_token_once(tmp_path):
+    from .helpers import tiny_lm as make
+
+    tok = BioGptTokenizer.from_pretrained("microsoft/biogpt")
+    make(vocab_size=42384).save_pretrained(tmp_path / "lm", tokenizer=tok)
+    corpus = tmp_path / "corpus.txt"
+    docs = [" ".join(f"protein {i} binds receptor {i + 1} ." for i in range(40)), "Aspirin reduces fever.", "COVID-19 is a disease."]
+    corpus.write_text("\n".join(docs) + "\n")
+    result = biogpt("eval", "lm", str(corpus), "-m", str(tmp_path / "lm"), "--stride", "50")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    stream = sum(len(tok(d)["input_ids"]) for d in docs)
+    assert stream > 128  # more than one window of the tiny model
+    assert metrics["counts"]["tokens"] == stream - 1 and metrics["stride"] == 50 and metrics["window"] == 128
+    assert 1.0 < metrics["perplexity"] < 1e6
+
+
+def test_eval_ner_with_a_model(tmp_path):
+    from model import BioGptForTokenClassification
+
+    torch.manual_seed(0)
+    labels = {0: "O", 1: "B-Chemical", 2: "I-Chemical", 3: "B-Disease", 4: "I-Disease"}
+    BioGptForTokenClassification(BioGptConfig.from_preset("tiny", id2label=labels)).save_pretrained(
+        tmp_path / "ner", tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    data = Path(__file__).parent / "fixtures" / "ner" / "bc5cdr_titles.jsonl"
+    result = biogpt("eval", "ner", "-m", str(tmp_path / "ner"), "--data", str(data), "-o", str(tmp_path / "m.json"))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert {"precision", "recall", "f1"} <= set(metrics) and 0.0 <= metrics["f1"] <= 1.0
+    assert metrics["counts"]["gold_items"] > 0

@@ -199,12 +199,97 @@ def score_predictions(
     return metrics
 
 
+def lm_perplexity(model_name: str, corpus: Path, *, stride: int | None, device: str, dtype: str, limit: int | None) -> dict[str, Any]:
+    """Perplexity of a causal LM on a corpus (one document per line, or JSONL with `text`).
+
+    Documents, each starting with </s>, are concatenated; windows of the model's positions move
+    by `stride` tokens (default: half a window) and each token is scored once, with at least
+    `window - stride` tokens of context except at the very start (the usual sliding-window
+    evaluation)."""
+    import math
+
+    import torch
+
+    from .._common import load_causal_lm, provenance
+    from .train import corpus_texts
+
+    if not corpus.is_file():
+        raise UserError(f"{corpus}: no such file")
+    model, tokenizer = load_causal_lm(model_name, device=device, dtype=dtype)
+    texts = corpus_texts(corpus)[:limit]
+    stream = [i for t in texts for i in tokenizer(t)["input_ids"]]
+    window = model.config.max_position_embeddings
+    stride = stride or window // 2
+    if not 0 < stride <= window:
+        raise UserError(f"--stride must be within 1..{window}")
+    total, count, scored_to = 0.0, 0, 1
+    with torch.inference_mode():
+        for start in range(0, max(len(stream) - 1, 1), stride):
+            chunk = stream[start : start + window]
+            if len(chunk) < 2:
+                break
+            ids = torch.tensor([chunk], device=model.device)
+            logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+            targets = ids[0, 1:]
+            first_new = max(scored_to - start, 1)  # token positions within the chunk not scored yet
+            picked = logp[first_new - 1 :].gather(1, targets[first_new - 1 :, None]).squeeze(1)
+            total -= float(picked.sum())
+            count += picked.numel()
+            scored_to = start + len(chunk)
+            if scored_to >= len(stream):
+                break
+    loss = total / max(count, 1)
+    return {
+        "task": "lm",
+        "perplexity": math.exp(min(loss, 700.0)),
+        "loss": loss,
+        "counts": {"documents": len(texts), "tokens": count},
+        "window": window,
+        "stride": stride,
+        "provenance": provenance(model, model_name, corpus=str(corpus)),
+    }
+
+
+def ner_with_model(task: Any, model_name: str, data: Path, split: str, *, device: str, dtype: str, limit: int | None) -> dict[str, Any]:
+    """Tag the documents of --data (our NER JSONL, or BC5CDR's PubTator) and score the spans."""
+    from tasks import Example, Prediction
+
+    from .._common import provenance
+    from .tag import load_tagger, tag_text
+    from .train import ner_documents
+
+    if data.is_file() and data.suffix in (".jsonl", ".json"):
+        examples = [
+            Example(id=i, source=t, target="", gold=[{"start": s, "end": e, "label": l} for s, e, l in spans], text=t)
+            for i, t, spans in ner_documents(data)
+        ]
+    else:
+        examples = task.load(data, split)
+    examples = examples[:limit] if limit else examples
+    model, tokenizer = load_tagger(model_name, device=device, dtype=dtype)
+    predictions = [Prediction(id=ex.id, value=tag_text(model, tokenizer, ex.text or ex.source)) for ex in examples]
+    metrics: dict[str, Any] = {"task": "ner"}
+    metrics.update(task.score(examples, predictions))
+    metrics["provenance"] = {"tool": f"biogpt-cli {__version__}", "task": "ner", "data": str(data), "split": split,
+                             "model": provenance(model, model_name)}
+    return metrics
+
+
 def render_table(metrics: dict[str, Any]) -> Any:
     """A rich table of the headline metrics, per-document/per-type rows and the counts."""
     from rich.table import Table
 
     from tasks import get_task
 
+    if metrics["task"] == "lm":
+        table = Table(title="biogpt eval lm", show_header=True, header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in ("perplexity", "loss", "window", "stride"):
+            table.add_row(key, f"{metrics[key]:.4f}" if isinstance(metrics[key], float) else str(metrics[key]))
+        for key, value in metrics["counts"].items():
+            table.add_row(key, str(value))
+        return table
     task = get_task(metrics["task"])
     ci = metrics.get("bootstrap", {}).get("ci95", {})
     table = Table(title=f"biogpt eval {task.name}", show_header=True, header_style="bold")
@@ -230,7 +315,8 @@ def render_table(metrics: dict[str, Any]) -> Any:
 
 
 def eval_command(
-    task: str = typer.Argument(..., help="bc5cdr, kd-dti, ddi, pubmedqa, hoc or ner."),
+    task: str = typer.Argument(..., help="bc5cdr, kd-dti, ddi, pubmedqa, hoc, ner, or lm (perplexity)."),
+    corpus: Optional[Path] = typer.Argument(None, help="lm: the corpus (one document per line, or JSONL with text)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="The split's file or the folder holding it."),
     data_split: str = typer.Option("test", "--data-split", help="train, valid or test."),
     setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA: reasoning-required (default) or reasoning-free."),
@@ -248,10 +334,36 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With -m: only the first N examples."),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
+    stride: Optional[int] = typer.Option(None, "--stride", min=1, help="lm: window stride in tokens (default: half the model's positions)."),
 ) -> None:
     """Score predictions with the official metrics, e.g. biogpt eval ddi --data DDI --predictions p.jsonl."""
     if data_split not in ("train", "valid", "test"):
         raise UserError(f"--data-split {data_split}: expected train, valid or test")
+    if output is not None and str(output) != "-" and output.exists() and not force:
+        raise UserError(f"{output} exists; pass --force to overwrite it")
+    special: dict[str, Any] | None = None
+    if task == "lm":
+        if model_name is None:
+            raise UserError("lm: pass -m MODEL")
+        if corpus is None and data is None:
+            raise UserError("lm: pass the corpus: biogpt eval lm -m MODEL CORPUS")
+        special = lm_perplexity(model_name, corpus or data, stride=stride, device=device, dtype=dtype, limit=limit)
+    elif _task(task).kind == "ner" and model_name is not None:
+        if data is None:
+            raise UserError(f"ner: pass --data PATH ({_data_hint('ner')}, or an NER JSONL file)")
+        if not data.exists():
+            raise UserError(f"--data {data}: no such file or directory")
+        special = ner_with_model(_task(task), model_name, data, data_split, device=device, dtype=dtype, limit=limit)
+    if special is not None:
+        from rich.console import Console
+
+        Console(stderr=True).print(render_table(special))
+        text = json.dumps(special, indent=2, ensure_ascii=False) + "\n"
+        if output is None or str(output) == "-":
+            sys.stdout.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+        return
     model_options = None
     if predictions is not None and (model_name is not None or save_predictions is not None):
         raise UserError("give either --predictions FILE or -m MODEL, not both")
