@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from .checkpoint import PretrainedMixin
@@ -262,6 +263,11 @@ class BioGptPreTrainedModel(PretrainedMixin, nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each block's activations during backward (transformers' method name)."""
+        body = self if isinstance(self, BioGptModel) else self.biogpt  # type: ignore[attr-defined]
+        body.gradient_checkpointing = True
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
@@ -276,6 +282,7 @@ class BioGptModel(BioGptPreTrainedModel):
         self.embed_positions = BioGptLearnedPositionalEmbedding(config.max_position_embeddings, c)
         self.layers = nn.ModuleList(BioGptDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.layer_norm = nn.LayerNorm(c, eps=LAYER_NORM_EPS)
+        self.gradient_checkpointing = False
         if init:
             self.init_weights()
 
@@ -323,10 +330,18 @@ class BioGptModel(BioGptPreTrainedModel):
         prefill and decode steps call this directly)."""
         x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
         x = F.dropout(x, p=self.config.hidden_dropout_prob, training=self.training)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
         for layer in self.layers:
             if self.training and self.config.layerdrop > 0.0 and torch.rand(()) < self.config.layerdrop:
                 continue
-            x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+            if checkpointing:  # recompute activations in backward: memory for compute
+                x = torch.utils.checkpoint.checkpoint(
+                    lambda h, layer=layer: layer(h, attn_mask=attn_mask, is_causal=is_causal, cache=None),
+                    x,
+                    use_reentrant=False,
+                )
+            else:
+                x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
         if cache is not None:
             cache.advance(input_ids.shape[1])
         return self.layer_norm(x)

@@ -204,3 +204,17 @@ def test_full_size_logits_equal_transformers(tmp_path):
         want = ref(pids, attention_mask=mask, position_ids=hf_positions(mask)).logits
         real = mask.bool()
         assert (got[real] - want[real]).abs().max() < TOL_FULL, side
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    ids = batch(1000)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_lm(seed=3).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(ids, labels=ids).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name

@@ -27,7 +27,7 @@ train_app = typer.Typer(help="Train or fine-tune a model (NER, classification, l
 DEFAULTS: dict[str, Any] = {
     "model": DEFAULT_MODEL, "from_scratch": None, "epochs": 3, "max_steps": None, "lr": 5e-5, "batch_size": 8,
     "grad_accum": 1, "max_samples": None, "seed": 42, "dropout": None, "eval_steps": None, "save_steps": None,
-    "save_total_limit": None, "patience": None, "scheduler": "linear", "warmup_steps": 0, "bf16": False,
+    "save_total_limit": None, "patience": None, "scheduler": "linear", "warmup_steps": 0, "bf16": False, "gradient_checkpointing": False,
     "resume": None, "device": "auto", "dev": None, "block_size": None,
 }
 
@@ -128,7 +128,7 @@ def run(
         warmup_steps=options["warmup_steps"], bf16=options["bf16"], eval_steps=options["eval_steps"],
         save_steps=options["save_steps"], save_total_limit=options["save_total_limit"], patience=options["patience"],
         seed=options["seed"], metric=metric if eval_fn is not None else "loss", greater_is_better=greater_is_better and eval_fn is not None,
-        extra={"task": task, **{k: options[k] for k in ("model", "from_scratch", "dropout", "max_samples", "dev")}},
+        extra={"task": task, **{k: options[k] for k in ("model", "from_scratch", "dropout", "max_samples", "dev", "gradient_checkpointing")}},
     )
     resume = options["resume"]
     checkpoint: Path | None = None
@@ -138,6 +138,8 @@ def run(
             raise UserError(f"--resume: no checkpoint under {output / 'checkpoints'}")
     elif (output / "model-last").exists() or (output / "checkpoints").exists():
         raise UserError(f"{output} already holds a training run; pass --resume to continue it or choose another -o")
+    if options["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable()
     trainer = Trainer(model, args, dataset, collate, eval_fn=eval_fn, tokenizer=tokenizer, device=device, quiet=_common.QUIET)
     summary = trainer.train(resume=checkpoint)
     logger.info("training done: %s", summary)
@@ -242,6 +244,7 @@ def ner(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="linear, cosine, inverse_sqrt or constant."),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON of these options; flags override it."),
@@ -256,7 +259,7 @@ def ner(
         model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
         grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
         save_steps=save_steps, save_total_limit=save_total_limit, patience=patience, scheduler=scheduler,
-        warmup_steps=warmup_steps, bf16=bf16, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
+        warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
     ))
     docs = ner_documents(train_file)[: options["max_samples"]]
     dev_docs = ner_documents(Path(options["dev"])) if options["dev"] else None
@@ -313,6 +316,7 @@ def classify(
     scheduler: Optional[str] = typer.Option(None, "--scheduler"),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config"),
@@ -326,7 +330,7 @@ def classify(
         model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
         grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
         save_steps=save_steps, save_total_limit=save_total_limit, patience=patience, scheduler=scheduler,
-        warmup_steps=warmup_steps, bf16=bf16, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
+        warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
     ))
     rows, multi = classify_rows(train_file)
     rows = rows[: options["max_samples"]]
@@ -428,6 +432,7 @@ def lm(
     scheduler: Optional[str] = typer.Option(None, "--scheduler"),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config"),
@@ -441,7 +446,7 @@ def lm(
         model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
         grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
         save_steps=save_steps, save_total_limit=save_total_limit, patience=patience, scheduler=scheduler,
-        warmup_steps=warmup_steps, bf16=bf16, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
+        warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
         block_size=block_size,
     ))
     dev_ = resolve_device(options["device"])
