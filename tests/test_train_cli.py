@@ -288,3 +288,20 @@ def test_sigterm_writes_checkpoint_then_resume_finishes(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     steps = [r["step"] for r in _jsonl(metrics.read_text()) if "loss" in r]
     assert steps == list(range(1, step + 3))
+
+
+def test_yaml_config_with_command_line_override(tmp_path):
+    from biogpt_cli.commands.train import resolve_options
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("lr: 0.001\nbatch-size: 4\nepochs: 2\n")
+    options = resolve_options(cfg, {"epochs": 5, "lr": None})
+    assert options["lr"] == 0.001 and options["batch_size"] == 4 and options["epochs"] == 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nonsense: 1\n")
+    import pytest as _pytest
+
+    from biogpt_cli._common import UserError
+
+    with _pytest.raises(UserError, match="unknown keys nonsense"):
+        resolve_options(bad, {})

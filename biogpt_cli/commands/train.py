@@ -38,11 +38,20 @@ def resolve_options(config_file: Optional[Path], given: dict[str, Any]) -> dict[
     options = dict(DEFAULTS)
     if config_file is not None:
         try:
-            data = json.loads(config_file.read_text(encoding="utf-8"))
+            text = config_file.read_text(encoding="utf-8")
+            if config_file.suffix.lower() in (".yaml", ".yml"):
+                import yaml  # PyYAML comes with `datasets`
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
         except (OSError, ValueError) as exc:
             raise UserError(f"--config {config_file}: {exc}") from None
+        except Exception as exc:  # yaml.YAMLError
+            raise UserError(f"--config {config_file}: not valid YAML ({exc})") from None
         if not isinstance(data, dict):
-            raise UserError(f"--config {config_file}: expected a JSON object")
+            raise UserError(f"--config {config_file}: expected a mapping of option names to values")
+        data = {k.replace("-", "_"): v for k, v in data.items()}
         unknown = set(data) - set(DEFAULTS)
         if unknown:
             raise UserError(f"--config {config_file}: unknown keys {', '.join(sorted(unknown))}")
@@ -247,7 +256,7 @@ def ner(
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="JSON of these options; flags override it."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
     """Token classification (NER) with labels on each word's first BPE piece."""
@@ -319,7 +328,7 @@ def classify(
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
-    config_file: Optional[Path] = typer.Option(None, "--config"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
     """Document classification head (single- or multi-label); the result works with `biogpt classify -m`."""
@@ -435,7 +444,7 @@ def lm(
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
-    config_file: Optional[Path] = typer.Option(None, "--config"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
     """Continued causal-LM training on packed blocks; dev perplexity picks model-best."""
