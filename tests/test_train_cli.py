@@ -305,3 +305,23 @@ def test_yaml_config_with_command_line_override(tmp_path):
 
     with _pytest.raises(UserError, match="unknown keys nonsense"):
         resolve_options(bad, {})
+
+
+def test_tokenized_features_are_cached_with_datasets(tmp_path):
+    from biogpt_cli.commands.train import cached_features
+
+    src = tmp_path / "train.jsonl"
+    src.write_text('{"text": "a"}\n')
+    calls = []
+
+    def build():
+        calls.append(1)
+        return [{"input_ids": [2, 5, 6], "label": 1}, {"input_ids": [2, 7], "label": 0}]
+
+    first = cached_features([src], {"kind": "t"}, build)
+    second = cached_features([src], {"kind": "t"}, build)
+    assert len(calls) == 1 and len(second) == 2 and second[0] == {"input_ids": [2, 5, 6], "label": 1}
+    assert type(second).__name__ == "Dataset" and first[1] == second[1]
+    src.write_text('{"text": "b"}\n')  # other content: tokenized again
+    cached_features([src], {"kind": "t"}, build)
+    assert len(calls) == 2

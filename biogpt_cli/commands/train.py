@@ -60,6 +60,38 @@ def resolve_options(config_file: Optional[Path], given: dict[str, Any]) -> dict[
     return options
 
 
+def cached_features(
+    sources: list[Path], key: dict[str, Any], build: Callable[[], list[dict[str, Any]]]
+) -> Any:
+    """Tokenize once: the features of `sources` are stored with `datasets` (Arrow, memory-mapped
+    on reuse) under its cache, keyed by the files' contents and the tokenization settings, so a
+    second run on the same data (another seed, --resume, a sweep) skips tokenization."""
+    import hashlib
+
+    import datasets
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(key, sort_keys=True, default=str).encode())
+    for path in sources:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    cache = Path(datasets.config.HF_DATASETS_CACHE) / "biogpt-cli-features" / digest.hexdigest()
+    if (cache / "dataset_info.json").is_file():
+        logger.info("tokenized features from the cache: %s", cache)
+        return datasets.load_from_disk(str(cache))
+    features = build()
+    if not features:
+        return features
+    dataset = datasets.Dataset.from_list(features)
+    try:
+        dataset.save_to_disk(str(cache))
+        logger.info("tokenized features cached in %s", cache)
+    except OSError as exc:  # a read-only cache is not an error: train from memory
+        logger.warning("could not cache tokenized features in %s: %s", cache, exc)
+    return dataset
+
+
 def _resume_value(flag: bool, path: Optional[Path]) -> str | None:
     """--resume-from PATH, else --resume (the latest checkpoint), else not given."""
     if path is not None:
@@ -279,7 +311,10 @@ def ner(
     model, tokenizer = build_model(BioGptForTokenClassification, options, dev_, id2label=id2label)
     label2id = model.config.label2id
     size = model.config.max_position_embeddings
-    dataset = [f for _, text, spans in docs for f in ner_features(tokenizer, text, spans, label2id, size)]
+    dataset = cached_features(
+        [train_file], {"kind": "ner", "labels": label2id, "size": size, "vocab": len(tokenizer), "max_samples": options["max_samples"]},
+        lambda: [f for _, text, spans in docs for f in ner_features(tokenizer, text, spans, label2id, size)],
+    )
     eval_fn = (lambda m: {k: v for k, v in ner_score(m, tokenizer, dev_docs).items() if isinstance(v, float)}) if dev_docs else None
     run(model, tokenizer, options, output, dataset, token_collate(tokenizer.pad_token_id), eval_fn,
         metric="f1", greater_is_better=True, task="ner", device=dev_)
@@ -361,13 +396,20 @@ def classify(
             logger.warning("document of %d tokens truncated to %d for training", len(ids), size)
         return ids[:size]
 
-    dataset = []
-    for text, labels in rows:
-        if multi:
-            target: Any = [1.0 if name in labels else 0.0 for name in names]
-        else:
-            target = index[labels[0]]
-        dataset.append({"input_ids": encode(text), "label": target})
+    def featurize() -> list[dict[str, Any]]:
+        features = []
+        for text, labels in rows:
+            if multi:
+                target: Any = [1.0 if name in labels else 0.0 for name in names]
+            else:
+                target = index[labels[0]]
+            features.append({"input_ids": encode(text), "label": target})
+        return features
+
+    dataset = cached_features(
+        [train_file], {"kind": "classify", "labels": names, "multi": multi, "size": size, "vocab": len(tokenizer),
+                       "max_samples": options["max_samples"]}, featurize,
+    )
     pad = tokenizer.pad_token_id
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -462,8 +504,11 @@ def lm(
     model, tokenizer = build_model(BioGptForCausalLM, options, dev_)
     block = min(options["block_size"] or model.config.max_position_embeddings, model.config.max_position_embeddings)
     texts = corpus_texts(corpus)[: options["max_samples"]]
-    dataset = pack_blocks(tokenizer, texts, block)
-    if not dataset:
+    dataset = cached_features(
+        [corpus], {"kind": "lm", "block": block, "vocab": len(tokenizer), "max_samples": options["max_samples"]},
+        lambda: pack_blocks(tokenizer, texts, block),
+    )
+    if not len(dataset):
         raise UserError(f"{corpus}: too little text for one block")
     collate = token_collate(tokenizer.pad_token_id)
     eval_fn = None
