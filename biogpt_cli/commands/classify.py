@@ -17,10 +17,11 @@ from typing import Any, Optional
 import typer
 
 from .. import _common
-from .._common import FailureLog, UserError, load_causal_lm, open_output, progress, provenance, resolve_device, resolve_dtype
+from .._common import UserError, load_causal_lm, progress, provenance, resolve_device, resolve_dtype
 from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
 from ..batching import limited
 from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
+from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +81,23 @@ def classify(
     errors: Optional[Path] = typer.Option(None, "--errors"),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
     """Label documents: --task hoc with a generative model, or a classification-head model."""
     if errors is not None and not keep_going:
         raise UserError("--errors needs --keep-going")
     if model_name is None and task_name is None:
         raise UserError("pass -m MODEL (a classification model) or --task hoc with -m a fine-tuned causal LM")
-    items = limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
-    sink = open_output(output, force=force)
-    writer = make_writer(output_format, sink, allowed=("jsonl", "tsv"))
-    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    run = RunState.start(command="classify", output=output, output_format=output_format, inputs=inputs or ["-"],
+                         resume=resume, shard=shard, force=force)
+    device = run.device(device)
+    items = run.select(limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
+    sink = run.open()
+    writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "tsv")))
+    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
     bar = progress(description="classify", quiet=_common.QUIET)
+    finished = False  # run.finish() only after the loop completed (its `return` passes the finally)
 
     def emit(result: dict[str, Any], meta: dict[str, Any]) -> None:
         if output_format == "tsv":
@@ -107,13 +114,14 @@ def classify(
             model = BioGptForSequenceClassification.from_pretrained(model_name, dtype=resolve_dtype(dtype, dev), device=dev)
             tokenizer = BioGptTokenizer.from_pretrained(model_name)
             meta = provenance(model, model_name, threshold=threshold)
-            for item in items:
+            for item in run.track(items):
                 if isinstance(item, BadRecord):
                     failures.fail(item.location, item.message, item.id)
                 elif not item.text.strip():
                     failures.fail(item.location or item.id, "empty document", item.id)
                 else:
                     emit({"id": item.id, **classify_with_head(model, tokenizer, item.text, threshold=threshold)}, meta)
+            finished = True
             return
         task = get_task(task_name or "hoc")
         if task.name != "hoc":
@@ -132,21 +140,24 @@ def classify(
                 return BadRecord(item.location or item.id, "empty document", item.id)
             return Prepared(item, encode_source(tokenizer, task.source_for_document(text=item.text), recipe, limit=max(room, 8)))
 
-        for result in generate_in_batches(
+        for result in run.track(generate_in_batches(
             (prepare(i) for i in items), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
             batch_size=batch_size, max_tokens=max_tokens, constrained=False,
-        ):
+        )):
             if isinstance(result, BadRecord):
                 failures.fail(result.location, result.message, result.id)
                 continue
             prepared, generated = result
             parsed = task.parse(generated.output)
             emit({"id": prepared.item.id, "labels": [] if parsed.failed else parsed.value, "output": generated.output, "failed": parsed.failed}, meta)
+        finished = True
     finally:
         bar.close()
         failures.close()
         if sink is not sys.stdout:
             sink.close()
+        if finished:
+            run.finish()
 
 
 def register(app: typer.Typer) -> None:

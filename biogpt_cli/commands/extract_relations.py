@@ -18,10 +18,11 @@ from typing import Any, Optional
 import typer
 
 from .. import _common
-from .._common import FailureLog, UserError, open_output, progress, provenance
+from .._common import UserError, progress, provenance
 from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
 from ..batching import limited
 from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
+from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
 RE_TASKS = ("bc5cdr", "kd-dti", "ddi")
@@ -111,6 +112,8 @@ def extract_relations(
     errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: failures as JSONL."),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
     """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug)."""
     from tasks.runner import encode_source
@@ -125,8 +128,10 @@ def extract_relations(
     entities = load_entities(entities_file)
     if entities is not None and task.name != "bc5cdr":
         raise UserError("--entities applies to --task bc5cdr")
-    items = limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
-    name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
+    run = RunState.start(command="extract-relations", output=output, output_format=output_format, inputs=inputs or ["-"],
+                         resume=resume, shard=shard, force=force)
+    items = run.select(limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=run.device(device), dtype=dtype)
     decoding = decoding_options(num_beams, max_new_tokens)
     room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
 
@@ -138,16 +143,16 @@ def extract_relations(
         source = task.source_for_document(text=item.text, title=item.fields.get("title"), abstract=item.fields.get("abstract"))
         return Prepared(item, encode_source(tokenizer, source, recipe, limit=max(room, 8)))
 
-    sink = open_output(output, force=force)
-    writer = make_writer(output_format, sink, allowed=("jsonl", "tsv", "pubtator"))
-    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    sink = run.open()
+    writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "tsv", "pubtator")))
+    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
     meta = provenance(model, name, task=task.name, constrained=constrained, decoding={**{"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens}, **decoding}, prompt=recipe.to_dict())
     bar = progress(description="extract-relations", quiet=_common.QUIET)
     try:
-        for result in generate_in_batches(
+        for result in run.track(generate_in_batches(
             (prepare(i) for i in items), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
             batch_size=batch_size, max_tokens=max_tokens, constrained=constrained,
-        ):
+        )):
             if isinstance(result, BadRecord):
                 failures.fail(result.location, result.message, result.id)
                 continue
@@ -171,6 +176,7 @@ def extract_relations(
         failures.close()
         if sink is not sys.stdout:
             sink.close()
+    run.finish()
     if failures.count:
         logger.warning("%d documents failed", failures.count)
 

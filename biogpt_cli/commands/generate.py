@@ -18,9 +18,10 @@ from typing import Any, Optional
 import typer
 
 from .. import _common
-from .._common import DEFAULT_MODEL, FailureLog, UserError, load_causal_lm, open_output, progress, provenance
+from .._common import DEFAULT_MODEL, UserError, load_causal_lm, progress, provenance
 from ..batching import limited, run_in_batches
 from ..io import BadRecord, Item, ReadOptions, Record, make_writer, read_inputs
+from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,8 @@ def generate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream text as it is generated (default: one prompt to a terminal)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
     """Continue biomedical text, e.g. biogpt generate --prompt "COVID-19 is"."""
     import torch
@@ -201,10 +204,12 @@ def generate(
         items: Iterable[Item] = [Record(f"prompt:{i}", p) for i, p in enumerate(prompt, 1)]
     else:
         items = read_inputs(input or [], input_format=input_format, options=ReadOptions(text_key=text_key, id_key=id_key))
-    items = limited(items, limit)
-    model, tokenizer = load_causal_lm(model_name, device=device, dtype=dtype, quantize=quantize)
-    sink = open_output(output, force=force)
-    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    run = RunState.start(command="generate", output=output, output_format=output_format, inputs=input,
+                         resume=resume, shard=shard, force=force)
+    items = run.select(limited(items, limit))
+    model, tokenizer = load_causal_lm(model_name, device=run.device(device), dtype=dtype, quantize=quantize)
+    sink = run.open()
+    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
 
     streaming = stream
     if streaming is None:
@@ -224,14 +229,14 @@ def generate(
         streamer = TextStreamer(tokenizer, show, skip_prompt=False)
 
     record_provenance = provenance(model, model_name, options=options.as_kwargs(), seed=seed, dtype=str(model.dtype).removeprefix("torch."), quantize=quantize)
-    writer = make_writer(writer_format, sink)
+    writer = run.adopt(make_writer(writer_format, sink))
     bar = progress(description="generate", quiet=_common.QUIET or streamer is not None)
     written = 0
     try:
-        for result in generate_records(
+        for result in run.track(generate_records(
             items, model=model, tokenizer=tokenizer, options=options,
             batch_size=1 if streamer else batch_size, max_tokens=max_tokens, streamer=streamer,
-        ):
+        )):
             if isinstance(result, BadRecord):
                 failures.fail(result.location, result.message, result.id)
                 continue
@@ -250,6 +255,7 @@ def generate(
         failures.close()
         if sink is not sys.stdout:
             sink.close()
+    run.finish()
     if failures.count:
         logger.warning("%d outputs written, %d documents failed", written, failures.count)
 

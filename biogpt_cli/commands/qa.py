@@ -15,10 +15,11 @@ from typing import Any, Optional
 import typer
 
 from .. import _common
-from .._common import FailureLog, UserError, open_output, progress, provenance
+from .._common import UserError, progress, provenance
 from .._taskrun import get_task, load_task_model
 from ..batching import limited
 from ..io import BadRecord, ReadOptions, Record, make_writer, read_inputs
+from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def qa(
     errors: Optional[Path] = typer.Option(None, "--errors"),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
     """Answer yes/no/maybe questions about an abstract, with a probability for each answer."""
     task = get_task("pubmedqa")
@@ -88,15 +91,17 @@ def qa(
         items: Any = [Record("question:1", question, {context_key: context, long_answer_key: long_answer})]
     else:
         items = read_inputs(inputs or ["-"], input_format="jsonl", options=ReadOptions(question_key, id_key))
-    items = limited(items, limit)
-    name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
-    sink = open_output(output, force=force)
-    writer = make_writer(output_format, sink, allowed=("jsonl", "tsv"))
-    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    run = RunState.start(command="qa", output=output, output_format=output_format,
+                         inputs=None if question is not None else (inputs or ["-"]), resume=resume, shard=shard, force=force)
+    items = run.select(limited(items, limit))
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=run.device(device), dtype=dtype)
+    sink = run.open()
+    writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "tsv")))
+    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
     meta = provenance(model, name, task="pubmedqa", setting=setting or recipe.setting or "reasoning-required", prompt=recipe.to_dict())
     bar = progress(description="qa", quiet=_common.QUIET)
     try:
-        for item in items:
+        for item in run.track(items):
             if isinstance(item, BadRecord):
                 failures.fail(item.location, item.message, item.id)
                 continue
@@ -119,6 +124,7 @@ def qa(
         failures.close()
         if sink is not sys.stdout:
             sink.close()
+    run.finish()
 
 
 def register(app: typer.Typer) -> None:

@@ -19,9 +19,10 @@ from typing import Any, Optional
 import typer
 
 from .. import _common
-from .._common import FailureLog, UserError, open_output, progress, provenance, resolve_device, resolve_dtype
+from .._common import UserError, progress, provenance, resolve_device, resolve_dtype
 from ..batching import limited
 from ..io import BadRecord, ReadOptions, make_writer, read_inputs
+from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -168,19 +169,23 @@ def tag(
     errors: Optional[Path] = typer.Option(None, "--errors"),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
     """Tag named entities: one JSONL record per document with character-offset entities."""
     if errors is not None and not keep_going:
         raise UserError("--errors needs --keep-going")
-    model, tokenizer = load_tagger(model_name, device=device, dtype=dtype)
-    items = limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
-    sink = open_output(output, force=force)
-    writer = make_writer(output_format, sink, allowed=("jsonl", "pubtator"))
-    failures = FailureLog(keep_going=keep_going, errors_path=errors, force=force)
+    run = RunState.start(command="tag", output=output, output_format=output_format, inputs=inputs or ["-"],
+                         resume=resume, shard=shard, force=force)
+    model, tokenizer = load_tagger(model_name, device=run.device(device), dtype=dtype)
+    items = run.select(limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
+    sink = run.open()
+    writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "pubtator")))
+    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
     bar = progress(description="tag", quiet=_common.QUIET)
     meta = provenance(model, model_name)
     try:
-        for item in items:
+        for item in run.track(items):
             if isinstance(item, BadRecord):
                 failures.fail(item.location, item.message, item.id)
                 continue
@@ -195,6 +200,7 @@ def tag(
         failures.close()
         if sink is not sys.stdout:
             sink.close()
+    run.finish()
 
 
 def register(app: typer.Typer) -> None:
