@@ -209,3 +209,17 @@ def find_spans(text: str, name: str) -> list[list[int]]:
         spans.append([positions[start], positions[start + len(key) - 1] + 1])
         start = squeezed.find(key, start + 1)
     return spans
+
+
+def ground(text: str, name: str) -> tuple[str, list[list[int]]]:
+    """(surface, spans): where a generated name occurs in the document. Exact (case-insensitive)
+    occurrences first; otherwise whitespace-blind ones, reported with the document's own surface
+    form, so that text[start:end] always equals the returned surface (case aside)."""
+    exact = [[m.start(), m.end()] for m in re.finditer(re.escape(name), text, flags=re.IGNORECASE)] if name else []
+    if exact:
+        return name, exact
+    spans = find_spans(text, name)
+    if not spans:
+        return name, []
+    surface = text[spans[0][0] : spans[0][1]]
+    return surface, [s for s in spans if text[s[0] : s[1]].lower() == surface.lower()]

@@ -13,7 +13,7 @@ import torch
 
 from model import BioGptConfig, BioGptForSequenceClassification, BioGptTokenizer
 from tasks import get_task
-from tasks.runner import PromptRecipe, encode_source, find_spans, read_recipe
+from tasks.runner import PromptRecipe, encode_source, find_spans, ground, read_recipe
 
 from .helpers import tiny_lm, write_fairseq_dir
 from .test_cli_generate import biogpt
@@ -85,7 +85,8 @@ def test_extract_relations_constrained_entities_occur_in_the_source(finetuned, d
             for ent in (rel["head"], rel["tail"]):
                 assert ent["found"], (task, ent["text"])  # copied from the source, so found
                 for start, end in ent["spans"]:
-                    assert "".join(text[start:end].split()).lower() == "".join(ent["text"].split()).lower()
+                    assert text[start:end].lower() == ent["text"].lower()  # spans point at the named text
+                assert "".join(ent["text"].split()).lower() == "".join(ent["name"].split()).lower()
             assert rel["score"] is None or 0.0 <= rel["score"] <= 1.0
         assert rec["output"] is not None and rec["provenance"]["constrained"] is True
     assert n > 0
@@ -198,6 +199,7 @@ def test_eval_without_data_offline_names_the_flag(monkeypatch, tmp_path):
 def test_find_spans_is_case_and_space_insensitive():
     text = "After 4 mg/kg IDM, Famotidine-associated delirium."
     assert find_spans(text, "4 mg / kg") == [[6, 13]]
+    assert ground(text, "4 mg / kg") == ("4 mg/kg", [[6, 13]]) and ground(text, "idm") == ("idm", [[14, 17]])
     assert find_spans(text, "idm") == [[14, 17]]
     assert find_spans(text, "aspirin") == []
 

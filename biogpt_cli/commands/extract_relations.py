@@ -45,7 +45,7 @@ def load_entities(path: Path | None) -> dict[str, dict[str, str]] | None:
 def relations_record(task: Any, record: Any, generated: Any, *, model: Any, tokenizer: Any, entities: dict | None) -> dict[str, Any]:
     """Parse one output into grounded, scored relations."""
     from tasks import Example
-    from tasks.runner import clause_probabilities, find_spans
+    from tasks.runner import clause_probabilities, ground
 
     def parse(text: str):
         if task.name == "bc5cdr":
@@ -60,9 +60,11 @@ def relations_record(task: Any, record: Any, generated: Any, *, model: Any, toke
             scores.setdefault((rel["head"], rel["tail"], rel["relation"]), probability)
     relations = []
     for rel in task.relations(prediction):
-        head_spans, tail_spans = find_spans(record.text, rel["head"]), find_spans(record.text, rel["tail"])
-        head = {"text": rel["head"], "spans": head_spans, "found": bool(head_spans)}
-        tail = {"text": rel["tail"], "spans": tail_spans, "found": bool(tail_spans)}
+        (head_text, head_spans), (tail_text, tail_spans) = ground(record.text, rel["head"]), ground(record.text, rel["tail"])
+        # `text` is the document's surface form (text[start:end] for every span); `name` is what
+        # the model generated (Moses-detokenized, lower-cased by the recipe)
+        head = {"text": head_text, "name": rel["head"], "spans": head_spans, "found": bool(head_spans)}
+        tail = {"text": tail_text, "name": rel["tail"], "spans": tail_spans, "found": bool(tail_spans)}
         if entities is not None and "head_id" in rel:
             head["id"], tail["id"] = rel["head_id"], rel["tail_id"]
         relations.append(
