@@ -84,7 +84,10 @@ def classify(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
-    """Label documents: --task hoc with a generative model, or a classification-head model."""
+    """Label documents: --task hoc with a generative model, or a classification-head model.
+
+    Example: biogpt classify --task hoc -m DC-HoC-BioGPT/ sentences.txt
+    """
     if errors is not None and not keep_going:
         raise UserError("--errors needs --keep-going")
     if model_name is None and task_name is None:

@@ -28,7 +28,10 @@ def ner_from_pubtator(
     types: Optional[list[str]] = typer.Option(None, "--type", help="Keep only these entity types (repeatable)."),
     force: bool = typer.Option(False, "--force"),
 ) -> None:
-    """PubTator mentions to {"id","text","entities":[{"start","end","label"}]} JSONL."""
+    """PubTator mentions to {"id","text","entities":[{"start","end","label"}]} JSONL.
+
+    Example: biogpt data ner-from-pubtator CDR_TrainingSet.PubTator.txt -o train.jsonl
+    """
     from tasks.base import TaskDataError
     from tasks.pubtator import read_pubtator
 

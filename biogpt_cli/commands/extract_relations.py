@@ -117,7 +117,10 @@ def extract_relations(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
-    """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug)."""
+    """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug).
+
+    Example: cat abstracts.jsonl | biogpt extract-relations --task bc5cdr -m RE-BC5CDR-BioGPT/ > triples.jsonl
+    """
     from tasks.runner import encode_source
 
     task = get_task(task_name)

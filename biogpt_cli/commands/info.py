@@ -65,7 +65,10 @@ def collect() -> dict[str, Any]:
 
 
 def info(as_json: bool = typer.Option(False, "--json", help="Print as one JSON object.")) -> None:
-    """Show devices, dtype support, versions and the Hugging Face cache location."""
+    """Show devices, dtype support, versions and the Hugging Face cache location.
+
+    Example: biogpt info --json
+    """
     data = collect()
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")

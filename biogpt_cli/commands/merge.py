@@ -24,7 +24,10 @@ def merge(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
-    """Merge the parts of a sharded run (--shard i/N) into one output in input order."""
+    """Merge the parts of a sharded run (--shard i/N) into one output in input order.
+
+    Example: biogpt merge out.jsonl.part-0-of-2 out.jsonl.part-1-of-2 -o out.jsonl
+    """
     from ..runstate import merge_parts
 
     for p in parts:

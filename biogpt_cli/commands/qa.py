@@ -77,7 +77,10 @@ def qa(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
-    """Answer yes/no/maybe questions about an abstract, with a probability for each answer."""
+    """Answer yes/no/maybe questions about an abstract, with a probability for each answer.
+
+    Example: biogpt qa --question "Do statins reduce mortality?" --context "..."
+    """
     task = get_task("pubmedqa")
     if setting is not None and setting not in ("reasoning-required", "reasoning-free"):
         raise UserError(f"--setting {setting}: expected reasoning-required or reasoning-free")

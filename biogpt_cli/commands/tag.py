@@ -172,7 +172,10 @@ def tag(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
 ) -> None:
-    """Tag named entities: one JSONL record per document with character-offset entities."""
+    """Tag named entities: one JSONL record per document with character-offset entities.
+
+    Example: biogpt tag -m ner-run/model-best abstracts.jsonl --format pubtator
+    """
     if errors is not None and not keep_going:
         raise UserError("--errors needs --keep-going")
     run = RunState.start(command="tag", output=output, output_format=output_format, inputs=inputs or ["-"],

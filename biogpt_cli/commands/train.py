@@ -291,7 +291,10 @@ def ner(
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
-    """Token classification (NER) with labels on each word's first BPE piece."""
+    """Token classification (NER) with labels on each word's first BPE piece.
+
+    Example: biogpt train ner train.jsonl --dev dev.jsonl -o ner-run
+    """
     from model import BioGptForTokenClassification
 
     from .tag import ner_features
@@ -489,7 +492,10 @@ def lm(
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
-    """Continued causal-LM training on packed blocks; dev perplexity picks model-best."""
+    """Continued causal-LM training on packed blocks; dev perplexity picks model-best.
+
+    Example: biogpt train lm my_abstracts.txt --dev held_out.txt -o lm-run
+    """
     import torch
     from model import BioGptForCausalLM
 
