@@ -33,3 +33,23 @@ def test_cli_entry_points():
     assert out.returncode == 0 and "microsoft/biogpt" in out.stdout and "biogpt-large" in out.stdout
     out = run("-m", "biogpt_cli", "no-such-command")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_every_command_has_help_with_an_example():
+    from typer.main import get_command
+
+    from biogpt_cli.main import app
+
+    def leaves(cmd, prefix=()):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            if hasattr(sub, "commands"):
+                yield from leaves(sub, prefix + (name,))
+            else:
+                yield prefix + (name,), sub
+
+    found = dict(leaves(get_command(app)))
+    assert {("generate",), ("eval",), ("extract-relations",), ("qa",), ("classify",), ("tag",), ("convert",), ("models",), ("train", "ner")} <= set(found)
+    for path, cmd in found.items():
+        assert cmd.help and ("Example" in cmd.help or "e.g." in cmd.help or "biogpt " in cmd.help), path
+    out = run("-m", "biogpt_cli", "extract-relations", "--help")
+    assert out.returncode == 0 and "Example" in out.stdout
