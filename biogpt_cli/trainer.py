@@ -62,6 +62,9 @@ class TrainingArgs:
     logging_steps: int = 1
     metric: str = "loss"
     greater_is_better: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    #: also write a checkpoint at the end of every epoch (checkpoint averaging, the official recipe)
+    save_epochs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +105,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -147,13 +159,20 @@ class Trainer:
         self.on_step = on_step
         self.quiet = quiet
         self.out = Path(args.output_dir)
-        self.batches_per_epoch = math.ceil(len(dataset) / args.batch_size)
+        # Under torchrun every rank takes its strided shard of each epoch's order (rank::world):
+        # the union of the ranks' micro-batches b is the single-process batch b of size
+        # batch_size * world; only rank 0 writes checkpoints, models and logs.
+        self.rank, self.world = dist_info()
+        self.is_main = self.rank == 0
+        self.shard_size = math.ceil(len(dataset) / self.world)
+        self.batches_per_epoch = math.ceil(self.shard_size / args.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.grad_accum)
         self.total_steps = args.max_steps or args.epochs * self.steps_per_epoch
         decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr,
+            betas=tuple(args.betas),
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -173,12 +192,25 @@ class Trainer:
         g = torch.Generator().manual_seed(self.args.seed + epoch)
         return torch.randperm(len(self.dataset), generator=g).tolist()
 
+    def shard_order(self, epoch: int) -> list[int]:
+        """This rank's part of the epoch order (the whole order in a single process). A short
+        shard is padded by wrapping around so that every rank runs the same number of steps."""
+        order = self.epoch_order(epoch)
+        if self.world == 1:
+            return order
+        shard = order[self.rank :: self.world]
+        while len(shard) < self.shard_size:
+            shard.append(order[len(shard) % len(order)])
+        return shard
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         """OUTDIR/checkpoints/step-N: weights (safetensors via save_pretrained), optimizer,
         scheduler, RNG states and data position; written to a temporary folder then renamed."""
         root = self.out / "checkpoints"
         final = root / f"step-{self.step}"
+        if not self.is_main:
+            return final
         tmp = root / f".tmp-step-{self.step}"
         shutil.rmtree(tmp, ignore_errors=True)
         self._save_model(tmp)
@@ -240,18 +272,22 @@ class Trainer:
         path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
     def _save_model(self, directory: Path) -> None:
+        if not self.is_main:
+            return
         self.model.save_pretrained(directory, tokenizer=self.tokenizer)  # type: ignore[attr-defined]
         config = {**asdict(self.args), "total_steps": self.total_steps, "step": self.step}
         (directory / "training_config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def _show_eval(self, metrics: dict[str, float]) -> None:
-        if self.quiet:
+        if self.quiet or not self.is_main:
             return
         from rich.console import Console
         from rich.table import Table
@@ -314,15 +350,22 @@ class Trainer:
         else:
             random.seed(args.seed)
             torch.manual_seed(args.seed)
-            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            if self.is_main:
+                (self.out / "metrics.jsonl").unlink(missing_ok=True)
         self.model.to(self.device)
         self.model.train()
+        forward: Any = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            forward = DistributedDataParallel(self.model, device_ids=ids)
         old_handlers = self._install_handlers()
-        bar = progress(self.total_steps, description="train", quiet=self.quiet)
+        bar = progress(self.total_steps, description="train", quiet=self.quiet or not self.is_main)
         bar.advance(self.step)
         try:
             while self.step < self.total_steps and not self.stopped_early:
-                order = self.epoch_order(self.epoch)
+                order = self.shard_order(self.epoch)
                 while self.batch_index < self.batches_per_epoch and self.step < self.total_steps:
                     first = self.batch_index
                     micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
@@ -331,7 +374,7 @@ class Trainer:
                         idx = order[b * args.batch_size : (b + 1) * args.batch_size]
                         batch = {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
                         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                            loss = self.model(**batch).loss
+                            loss = forward(**batch).loss
                         (loss.float() / len(micro)).backward()
                         losses.append(float(loss.detach()))
                     if args.max_grad_norm:
@@ -355,6 +398,8 @@ class Trainer:
                         self.batch_index = 0
                         if not (args.eval_steps and self.step % args.eval_steps == 0):
                             self.evaluate()
+                        if args.save_epochs and not (args.save_steps and self.step % args.save_steps == 0):
+                            self.save_checkpoint()
                     if args.save_steps and self.step % args.save_steps == 0:
                         self.save_checkpoint()
                     if self._signal is not None:
@@ -375,4 +420,8 @@ class Trainer:
             self._save_model(self.out / "model-best")  # no dev set: the last model is the best we know
         summary = {"step": self.step, "epoch": self.epoch, "best": self.best, "stopped_early": self.stopped_early}
         self._log({"step": self.step, "summary": summary})
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # rank 0's models are on disk when any rank returns
         return summary

@@ -19,6 +19,8 @@ _REGISTRY: dict[str, type[Task]] = {
     cls.name: cls for cls in (BC5CDRTask, KDDTITask, DDITask, PubMedQATask, HoCTask, NERTask)
 }
 TASKS: tuple[str, ...] = tuple(_REGISTRY)
+from .custom import CustomRelationTask  # noqa: E402  user relation schemas (not one of the paper's TASKS)
+_REGISTRY[CustomRelationTask.name] = CustomRelationTask
 _ALIASES: dict[str, str] = {alias: cls.name for cls in _REGISTRY.values() for alias in (cls.name, *cls.aliases)}
 
 

@@ -6,7 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from . import classify, convert, data, extract_relations, generate, info, merge, models, qa, tag, train
+    from . import average, classify, convert, data, extract_relations, generate, info, merge, models, qa, tag, train
     from . import eval as eval_cmd
 
     generate.register(app)
@@ -18,6 +18,7 @@ def register_all(app: typer.Typer) -> None:
     train.register(app)
     data.register(app)
     merge.register(app)
+    average.register(app)
     convert.register(app)
     info.register(app)
     models.register(app)

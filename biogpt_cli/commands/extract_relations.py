@@ -25,7 +25,41 @@ from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
 from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
-RE_TASKS = ("bc5cdr", "kd-dti", "ddi")
+RE_TASKS = ("bc5cdr", "kd-dti", "ddi", "custom")
+
+
+def stored_task(model_name: str | None) -> dict[str, Any]:
+    """The prompt recipe a model directory stores (config.json's `biogpt_task`), or {}."""
+    if model_name is None:
+        return {}
+    path = Path(model_name) / "config.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8")).get("biogpt_task")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def resolve_task(task_name: str | None, model_name: str | None) -> Any:
+    """--task, else the task the model was fine-tuned for; `custom` models carry their template."""
+    stored = stored_task(model_name)
+    if task_name is None:
+        if not stored.get("task"):
+            raise UserError("--task is required (bc5cdr, kd-dti, ddi): the model stores no task")
+        task_name = str(stored["task"])
+    task = get_task(task_name)
+    if task.name == "custom":
+        from tasks import TaskDataError
+        from tasks.custom import CustomRelationTask
+
+        template = stored.get("template")
+        if not template:
+            raise UserError("--task custom needs -m MODEL trained with `biogpt train re --template ...`")
+        try:
+            task = CustomRelationTask(template)
+        except TaskDataError as exc:
+            raise UserError(f"{model_name}: {exc}") from None
+    return task
 
 
 def load_entities(path: Path | None) -> dict[str, dict[str, str]] | None:
@@ -95,7 +129,7 @@ def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str,
 
 def extract_relations(
     inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
-    task_name: str = typer.Option(..., "--task", "-t", help="bc5cdr, kd-dti or ddi."),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi or custom (default: the task -m MODEL was fine-tuned for)."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model: directory, hub id or fairseq folder."),
     entities_file: Optional[Path] = typer.Option(None, "--entities", help="BC5CDR: name→MeSH JSON (e.g. test.entities.json) for MeSH ids."),
     constrained: bool = typer.Option(False, "--constrained", help="Entity names may only be copied from the document."),
@@ -123,7 +157,7 @@ def extract_relations(
     """
     from tasks.runner import encode_source
 
-    task = get_task(task_name)
+    task = resolve_task(task_name, model_name)
     if task.name not in RE_TASKS:
         raise UserError(f"--task {task_name}: expected one of {', '.join(RE_TASKS)}")
     if output_format == "pubtator" and task.name != "bc5cdr":

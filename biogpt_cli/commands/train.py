@@ -29,13 +29,18 @@ DEFAULTS: dict[str, Any] = {
     "grad_accum": 1, "max_samples": None, "seed": 42, "dropout": None, "eval_steps": None, "save_steps": None,
     "save_total_limit": None, "patience": None, "scheduler": "linear", "warmup_steps": 0, "bf16": False, "gradient_checkpointing": False,
     "resume": None, "device": "auto", "dev": None, "block_size": None,
+    # generative task fine-tuning (train re / qa / classify --generative)
+    "task": None, "recipe": "default", "max_tokens": None, "data_split": "train", "dev_split": "valid", "dev_limit": None,
+    "setting": None, "template": None, "max_new_tokens": None, "loss": None, "betas": [0.9, 0.999], "max_grad_norm": 1.0,
+    "weight_decay": 0.01, "save_epochs": False, "average_last": None,
 }
 
 
 # ============================================================================ shared plumbing
-def resolve_options(config_file: Optional[Path], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults < --config file < flags given on the command line (None means not given)."""
-    options = dict(DEFAULTS)
+def resolve_options(config_file: Optional[Path], given: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults < `base` (a recipe's defaults) < --config file < flags given on the command line
+    (None means not given)."""
+    options = {**DEFAULTS, **(base or {})}
     if config_file is not None:
         try:
             text = config_file.read_text(encoding="utf-8")
@@ -169,6 +174,8 @@ def run(
         warmup_steps=options["warmup_steps"], bf16=options["bf16"], eval_steps=options["eval_steps"],
         save_steps=options["save_steps"], save_total_limit=options["save_total_limit"], patience=options["patience"],
         seed=options["seed"], metric=metric if eval_fn is not None else "loss", greater_is_better=greater_is_better and eval_fn is not None,
+        betas=tuple(options["betas"]), max_grad_norm=options["max_grad_norm"], weight_decay=options["weight_decay"],
+        save_epochs=bool(options["save_epochs"]),
         extra={"task": task, **{k: options[k] for k in ("model", "from_scratch", "dropout", "max_samples", "dev", "gradient_checkpointing")}},
     )
     resume = options["resume"]
@@ -185,6 +192,30 @@ def run(
     summary = trainer.train(resume=checkpoint)
     logger.info("training done: %s", summary)
     return summary
+
+
+def resolve_train_device(name: str) -> Any:
+    """The device, after joining the process group when run under torchrun (WORLD_SIZE > 1):
+    gloo on CPU, nccl on GPU (each rank on cuda:LOCAL_RANK)."""
+    import os
+
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return resolve_device(name)
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if dist.get_rank() != 0:
+        _common.QUIET = True
+    return device
 
 
 def _pad(rows: list[list[int]], value: int) -> Any:
@@ -310,7 +341,7 @@ def ner(
     types = sorted({label for _, _, spans in docs + (dev_docs or []) for _, _, label in spans})
     tags = ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
     id2label = dict(enumerate(tags))
-    dev_ = resolve_device(options["device"])
+    dev_ = resolve_train_device(options["device"])
     model, tokenizer = build_model(BioGptForTokenClassification, options, dev_, id2label=id2label)
     label2id = model.config.label2id
     size = model.config.max_position_embeddings
@@ -368,11 +399,36 @@ def classify(
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
     device: Optional[str] = typer.Option(None, "--device"),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="With --generative: the task (hoc) whose data TRAIN_FILE is."),
+    generative: bool = typer.Option(False, "--generative", help="Fine-tune the causal LM to generate the labels (HoC recipe) instead of a head."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="--generative: default or official."),
+    data_split: Optional[str] = typer.Option(None, "--data-split", help="--generative: the training split."),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="--generative: the dev split."),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="--generative: score the first N dev examples (0: none)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="--generative: token budget per batch."),
 ) -> None:
-    """Document classification head (single- or multi-label); the result works with `biogpt classify -m`."""
+    """Document classification head (single- or multi-label); the result works with `biogpt classify -m`.
+    With --task hoc --generative: the paper's generative HoC fine-tuning (TRAIN_FILE: the HoC folder or file)."""
     import torch
     from model import BioGptForSequenceClassification
 
+    if task_name is not None and not generative:
+        raise UserError("--task needs --generative (the head model reads JSONL documents)")
+    if generative:
+        given = _generative_options(
+            task=task_name or "hoc", recipe=recipe, data_split=data_split, dev_split=dev_split, dev=dev,
+            dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, model=model_name, from_scratch=from_scratch,
+            epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_samples=max_samples,
+            seed=seed, dropout=dropout, eval_steps=eval_steps, save_steps=save_steps, save_total_limit=save_total_limit,
+            patience=patience, scheduler=scheduler, warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+            resume_flag=resume, resume_from=resume_from, device=device,
+        )
+        train_generative("classify", task_name or "hoc", train_file, output, config_file, given)
+        return
+    for flag, value in (("--recipe", recipe), ("--data-split", data_split), ("--dev-split", dev_split), ("--dev-limit", dev_limit), ("--max-tokens", max_tokens)):
+        if value is not None:
+            raise UserError(f"{flag} needs --generative")
     options = resolve_options(config_file, dict(
         model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
         grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
@@ -387,7 +443,7 @@ def classify(
         multi = multi or dev_multi
     names = sorted({label for _, labels in rows + (dev_rows or []) for label in labels})
     problem = "multi_label_classification" if multi else "single_label_classification"
-    dev_ = resolve_device(options["device"])
+    dev_ = resolve_train_device(options["device"])
     model, tokenizer = build_model(BioGptForSequenceClassification, options, dev_, id2label=dict(enumerate(names)), problem_type=problem)
     model.config.problem_type = problem
     index = model.config.label2id
@@ -506,7 +562,7 @@ def lm(
         warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
         block_size=block_size,
     ))
-    dev_ = resolve_device(options["device"])
+    dev_ = resolve_train_device(options["device"])
     model, tokenizer = build_model(BioGptForCausalLM, options, dev_)
     block = min(options["block_size"] or model.config.max_position_embeddings, model.config.max_position_embeddings)
     texts = corpus_texts(corpus)[: options["max_samples"]]
@@ -533,6 +589,347 @@ def lm(
 
     run(model, tokenizer, options, output, dataset, collate, eval_fn,
         metric="loss", greater_is_better=False, task="lm", device=dev_)
+
+
+# ============================================================================ generative tasks
+RECIPES = ("default", "official")
+OFFICIAL_MAX_TOKENS = 1024
+OFFICIAL_GRAD_ACCUM = 32
+OFFICIAL_AVERAGE = 5
+
+
+def official_defaults(task: Any) -> dict[str, Any]:
+    """TASK_FORMATS.md's recipe of `task` as option defaults (config file and flags still win)."""
+    r = task.recipe
+    base: dict[str, Any] = {
+        "lr": r.lr, "warmup_steps": r.warmup_updates, "scheduler": "inverse_sqrt", "betas": [0.9, 0.98],
+        "weight_decay": 0.01, "max_grad_norm": None, "max_tokens": OFFICIAL_MAX_TOKENS, "grad_accum": OFFICIAL_GRAD_ACCUM,
+        "loss": "full",
+    }
+    if r.max_epochs is not None:
+        base.update(epochs=r.max_epochs, save_epochs=True, average_last=OFFICIAL_AVERAGE, save_total_limit=OFFICIAL_AVERAGE)
+    if r.max_updates is not None:
+        base["max_steps"] = r.max_updates
+    return base
+
+
+def learned_tokens(n: int) -> list[str]:
+    return [f"learned{i}" for i in range(1, n + 1)]
+
+
+def add_prompt_tokens(model: Any, tokenizer: Any, tokens: list[str]) -> None:
+    """Add `tokens` to the tokenizer and grow the embedding rows (the tied LM head follows):
+    old rows copied, new rows drawn like the model's own initialisation."""
+    import torch
+
+    tokenizer.add_tokens(tokens)
+    size = max(model.config.vocab_size, max(tokenizer.convert_tokens_to_ids(t) for t in tokens) + 1)
+    old = model.biogpt.embed_tokens
+    if size <= old.num_embeddings:
+        return
+    new = type(old)(size, old.embedding_dim, old.padding_idx, old.embed_scale).to(device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        torch.nn.init.normal_(new.weight, mean=0.0, std=model.config.initializer_range)
+        new.weight[: old.num_embeddings] = old.weight
+    model.biogpt.embed_tokens = new
+    head = model.output_projection
+    if model.config.tie_word_embeddings:
+        head.weight = new.weight
+    else:
+        grown = torch.nn.Parameter(torch.empty(size, head.in_features, device=head.weight.device, dtype=head.weight.dtype))
+        with torch.no_grad():
+            torch.nn.init.normal_(grown, mean=0.0, std=model.config.initializer_range)
+            grown[: head.out_features] = head.weight
+        head.weight = grown
+    head.out_features = size
+    model.config.vocab_size = size
+
+
+def generative_features(
+    tokenizer: Any, examples: list[Any], prompt: Any, *, positions: int, prompt_length: int, full_loss: bool
+) -> list[dict[str, list[int]]]:
+    """`</s>` + source (cut at max_source_positions with `...`) + prompt + target + `</s>`; the
+    target is cut at 1024 − max_source_positions − prompt length (and to fit the model's
+    positions) with its last kept token replaced by `...`. Labels: the whole sequence
+    (`full_loss`, the official recipe) or only target + `</s>`."""
+    from tasks.runner import encode_source
+
+    eos, dots = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("...</w>")
+    msp = prompt.max_source_positions or positions
+    # small models (tests, --from-scratch): keep a quarter of the positions for the target
+    limit = None if positions >= 1024 else max(8, positions - max(4, positions // 4))
+    out = []
+    for ex in examples:
+        src = encode_source(tokenizer, ex.source, prompt, limit=limit)
+        tgt = list(tokenizer(ex.target, add_special_tokens=False)["input_ids"])
+        cap = min(1024 - msp - prompt_length, positions - len(src) - 1)
+        if cap < 1:
+            raise UserError(f"{ex.id}: no room for the target after a source of {len(src)} tokens")
+        if len(tgt) > cap:
+            tgt = tgt[:cap]
+            tgt[-1] = dots
+        ids = src + tgt + [eos]
+        labels = list(ids) if full_loss else [-100] * len(src) + tgt + [eos]
+        out.append({"input_ids": ids, "labels": labels})
+    return out
+
+
+def token_budget_batches(features: list[dict[str, list[int]]], max_tokens: int, max_sentences: int | None) -> list[dict[str, Any]]:
+    """Deterministic batches of at most `max_tokens` (padded) tokens, examples grouped by length
+    (fairseq's batching): each item of the returned dataset is one batch; the trainer shuffles
+    batches per epoch. An example longer than the budget is a batch of its own."""
+    order = sorted(range(len(features)), key=lambda i: (len(features[i]["input_ids"]), i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for i in order:
+        n = len(features[i]["input_ids"])
+        grown = max(width, n)
+        if current and (grown * (len(current) + 1) > max_tokens or (max_sentences and len(current) >= max_sentences)):
+            batches.append(current)
+            current, grown = [], n
+        current.append(i)
+        width = grown
+    if current:
+        batches.append(current)
+    return [{"input_ids": [features[i]["input_ids"] for i in b], "labels": [features[i]["labels"] for i in b]} for b in batches]
+
+
+def batch_collate(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    inner = token_collate(pad_id)
+
+    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return inner([{"input_ids": i, "labels": l} for item in items for i, l in zip(item["input_ids"], item["labels"])])
+
+    return collate
+
+
+def generative_eval(task: Any, tokenizer: Any, examples: list[Any], prompt: Any, *, positions: int, max_new_tokens: int | None) -> Callable[[Any], dict[str, float]]:
+    """Greedy generation on the dev examples, parsed and scored by the task."""
+    from tasks.runner import encode_source, generate_outputs
+
+    limit = None if positions >= 1024 else max(8, positions - max(4, positions // 4))
+    inputs = [encode_source(tokenizer, ex.source, prompt, limit=limit) for ex in examples]
+    decoding: dict[str, Any] = {"num_beams": 1}
+    if max_new_tokens:
+        decoding["max_new_tokens"] = max_new_tokens
+
+    def eval_fn(model: Any) -> dict[str, float]:
+        predictions = []
+        for i in range(0, len(examples), 8):
+            outs = generate_outputs(model, tokenizer, inputs[i : i + 8], task=task, decoding=decoding)
+            predictions += [task.parse(o.output, ex) for o, ex in zip(outs, examples[i : i + 8])]
+        scores = task.score(examples, predictions)
+        return {k: float(v) for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    return eval_fn
+
+
+def train_generative(command: str, task_name: str | None, data: Optional[Path], output: Path, config_file: Optional[Path], given: dict[str, Any]) -> dict[str, Any]:
+    """Causal-LM fine-tuning on a task's source → target (train re / qa / classify --generative)."""
+    from model import BioGptForCausalLM
+    from tasks import TaskDataError
+    from tasks.runner import PromptRecipe, save_recipe
+
+    from .._taskrun import get_task
+
+    options = resolve_options(config_file, given)
+    if options["template"] and options["task"] in (None, "custom"):
+        options["task"] = "custom"
+    name = options["task"] or task_name
+    if not name:
+        raise UserError(f"train {command}: pass --task (or --template for your own relation schema)")
+    task = get_task(name)
+    if options["recipe"] not in RECIPES:
+        raise UserError(f"--recipe {options['recipe']}: expected {', '.join(RECIPES)}")
+    if task.name == "custom":
+        from tasks.custom import CustomRelationTask
+
+        try:
+            task = CustomRelationTask(options["template"])
+        except TaskDataError as exc:
+            raise UserError(f"--template: {exc}") from None
+    official = options["recipe"] == "official"
+    if official:
+        if task.recipe is None:
+            raise UserError(f"--recipe official: {task.name} has no official recipe (use --recipe default)")
+        options = resolve_options(config_file, given, base=official_defaults(task))
+    if data is None:
+        raise UserError(f"train {command}: no data given (the task's folder or file)")
+    load_options: dict[str, Any] = {}
+    if "setting" in task.options and options["setting"]:
+        load_options["setting"] = options["setting"]
+    try:
+        examples = task.load(data, options["data_split"], **load_options)[: options["max_samples"]]
+    except TaskDataError as exc:
+        raise UserError(str(exc)) from None
+    dev_examples: list[Any] = []
+    if options["dev_limit"] != 0:
+        dev_source = Path(options["dev"]) if options["dev"] else data
+        try:
+            dev_examples = task.load(dev_source, options["dev_split"], **load_options)[: options["dev_limit"]]
+        except TaskDataError as exc:
+            if options["dev"]:
+                raise UserError(str(exc)) from None
+            logger.warning("no dev set (%s): model-best is the last model", exc)
+    dev_ = resolve_train_device(options["device"])
+    model, tokenizer = build_model(BioGptForCausalLM, options, dev_)
+    prompt_length = task.recipe.prompt_length if (official and task.recipe) else 0
+    tokens = learned_tokens(prompt_length)
+    if tokens:
+        add_prompt_tokens(model, tokenizer, tokens)
+    setting = None
+    if examples and "setting" in (examples[0].meta or {}):
+        setting = examples[0].meta["setting"]
+    prompt = PromptRecipe(task=task.name, setting=setting, prompt_tokens=tokens,
+                          max_source_positions=task.recipe.max_source_positions if task.recipe else None)
+    save_recipe(model, prompt)  # before any save: model-best / model-last / checkpoints carry it
+    if task.name == "custom":
+        model.config.extra["biogpt_task"]["template"] = task.template
+    positions = model.config.max_position_embeddings
+    full_loss = (options["loss"] or ("full" if official else "target")) == "full"
+    features = generative_features(tokenizer, examples, prompt, positions=positions, prompt_length=prompt_length, full_loss=full_loss)
+    pad = tokenizer.pad_token_id
+    if options["max_tokens"]:
+        dataset: Any = token_budget_batches(features, options["max_tokens"], None if official else given.get("batch_size"))
+        collate = batch_collate(pad)
+        options = {**options, "batch_size": 1}
+    else:
+        dataset, collate = features, token_collate(pad)
+    eval_fn = generative_eval(task, tokenizer, dev_examples, prompt, positions=positions, max_new_tokens=options["max_new_tokens"]) if dev_examples else None
+    metric = "f1" if "f1" in task.headline else task.headline[0]
+    summary = run(model, tokenizer, options, output, dataset, collate, eval_fn, metric=metric, greater_is_better=True,
+                  task=f"{command}:{task.name}", device=dev_)
+    if options["average_last"]:
+        from ..trainer import dist_info
+        from .average import average_checkpoints, newest_checkpoints
+
+        if dist_info()[0] == 0:
+            dirs = newest_checkpoints(output, options["average_last"])
+            if dirs:
+                average_checkpoints(dirs, output / "model-average")
+                logger.info("averaged %d checkpoints into %s", len(dirs), output / "model-average")
+    return summary
+
+
+def _generative_options(**kw: Any) -> dict[str, Any]:
+    kw["resume"] = _resume_value(kw.pop("resume_flag"), kw.pop("resume_from"))
+    kw["dev"] = str(kw["dev"]) if kw.get("dev") else None
+    return kw
+
+
+@train_app.command("re")
+def re_(
+    data_arg: Optional[Path] = typer.Argument(None, help="The task's data: folder (train.json, valid.json) or file; or --data."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi, or custom (with --template)."),
+    data_opt: Optional[Path] = typer.Option(None, "--data", help="The task's data (as the argument)."),
+    template: Optional[str] = typer.Option(None, "--template", help="Your relation schema: a clause with {head}, {tail} and {relation}; data: JSONL {'text','relations':[{'head','tail','relation'}]}."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="default (loss on the target, no prompt) or official (TASK_FORMATS.md)."),
+    data_split: Optional[str] = typer.Option(None, "--data-split"),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split"),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data if not in the training folder."),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="Score only the first N dev examples (0: no dev)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget when scoring dev."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (official: 1024)."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m"),
+    from_scratch: Optional[str] = typer.Option(None, "--from-scratch"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", min=0.0, max=1.0),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps", min=1),
+    save_total_limit: Optional[int] = typer.Option(None, "--save-total-limit", min=1),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler"),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
+    average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (official: 5)."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    resume: bool = typer.Option(False, "--resume"),
+    resume_from: Optional[Path] = typer.Option(None, "--resume-from"),
+    config_file: Optional[Path] = typer.Option(None, "--config"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Relation extraction as generation (BC5CDR, KD-DTI, DDI, or your own schema); the result
+    works with `biogpt extract-relations -m OUTDIR/model-best`.
+
+    Example: biogpt train re --task bc5cdr data/BC5CDR -o re-run --recipe official
+    """
+    given = _generative_options(
+        task=task_name, template=template, recipe=recipe, data_split=data_split, dev_split=dev_split, dev=dev,
+        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, model=model_name, from_scratch=from_scratch,
+        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_samples=max_samples,
+        seed=seed, dropout=dropout, eval_steps=eval_steps, save_steps=save_steps, save_total_limit=save_total_limit,
+        patience=patience, scheduler=scheduler, warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+        resume_flag=resume, resume_from=resume_from, device=device, average_last=average_last,
+        save_epochs=True if average_last else None,
+    )
+    from tasks.runner import RECIPE_KEY  # noqa: F401  (the recipe key extract-relations reads)
+
+    name = task_name or ("custom" if template else None)
+    if name is not None and name.lower() not in ("bc5cdr", "kd-dti", "kd_dti", "ddi", "custom", "cdr", "dti"):
+        raise UserError(f"--task {name}: train re takes bc5cdr, kd-dti, ddi or custom (--template)")
+    train_generative("re", name, data_opt or data_arg, output, config_file, given)
+
+
+@train_app.command("qa")
+def qa_(
+    data_arg: Optional[Path] = typer.Argument(None, help="ori_pqal.json or its folder; or --data."),
+    output: Path = typer.Option(..., "--output", "-o"),
+    task_name: str = typer.Option("pubmedqa", "--task", "-t"),
+    data_opt: Optional[Path] = typer.Option(None, "--data"),
+    setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA setting (default: the task's)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="default or official."),
+    data_split: Optional[str] = typer.Option(None, "--data-split"),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split"),
+    dev: Optional[Path] = typer.Option(None, "--dev"),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m"),
+    from_scratch: Optional[str] = typer.Option(None, "--from-scratch"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", min=1),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    dropout: Optional[float] = typer.Option(None, "--dropout", min=0.0, max=1.0),
+    eval_steps: Optional[int] = typer.Option(None, "--eval-steps", min=1),
+    save_steps: Optional[int] = typer.Option(None, "--save-steps", min=1),
+    save_total_limit: Optional[int] = typer.Option(None, "--save-total-limit", min=1),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler"),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
+    average_last: Optional[int] = typer.Option(None, "--average-last", min=1),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    resume: bool = typer.Option(False, "--resume"),
+    resume_from: Optional[Path] = typer.Option(None, "--resume-from"),
+    config_file: Optional[Path] = typer.Option(None, "--config"),
+    device: Optional[str] = typer.Option(None, "--device"),
+) -> None:
+    """Question answering as generation (PubMedQA); the result works with `biogpt qa -m`.
+
+    Example: biogpt train qa --task pubmedqa data/PubMedQA -o qa-run --recipe official
+    """
+    given = _generative_options(
+        task=task_name, setting=setting, recipe=recipe, data_split=data_split, dev_split=dev_split, dev=dev,
+        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, model=model_name, from_scratch=from_scratch,
+        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_samples=max_samples,
+        seed=seed, dropout=dropout, eval_steps=eval_steps, save_steps=save_steps, save_total_limit=save_total_limit,
+        patience=patience, scheduler=scheduler, warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
+        resume_flag=resume, resume_from=resume_from, device=device, average_last=average_last,
+        save_epochs=True if average_last else None,
+    )
+    train_generative("qa", task_name, data_opt or data_arg, output, config_file, given)
 
 
 def register(app: typer.Typer) -> None:
