@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -192,7 +193,8 @@ def test_train_ner_resume_and_existing_output(app: typer.Typer, tmp_path: Path) 
 
     # max-steps changes the schedule's length: compare with a resume that keeps the same total
     again = tmp_path / "again"
-    invoke(app, *base, "-o", again, "--max-steps", "6", "--save-steps", "3")
+    # (epoch-end checkpoints are on by default and only the newest two are kept: keep step-3 here)
+    invoke(app, *base, "-o", again, "--max-steps", "6", "--save-steps", "3", "--save-total-limit", "10")
     invoke(app, *base, "-o", again, "--max-steps", "6", "--resume-from", again / "checkpoints" / "step-3")
     assert losses(again) == losses(full)
     assert len(losses(part)) == 6
@@ -325,3 +327,26 @@ def test_tokenized_features_are_cached_with_datasets(tmp_path):
     src.write_text('{"text": "b"}\n')  # other content: tokenized again
     cached_features([src], {"kind": "t"}, build)
     assert len(calls) == 2
+
+
+def test_from_scratch_defaults_yield_to_flags_and_config(tmp_path):
+    from biogpt_cli.commands.train import resolve_options
+
+    scratch = resolve_options(None, {"from_scratch": "tiny", "lr": None, "epochs": None})
+    assert scratch["lr"] == 1e-3 and scratch["epochs"] == 20
+    assert resolve_options(None, {"from_scratch": "tiny", "lr": 5e-4})["lr"] == 5e-4
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"epochs": 2}')
+    assert resolve_options(cfg, {"from_scratch": "tiny"})["epochs"] == 2
+    assert resolve_options(None, {"model": "x"})["lr"] == 5e-5  # fine-tuning keeps its defaults
+
+
+def test_a_hard_killed_run_resumes_from_its_last_epoch_checkpoint(app: typer.Typer, tmp_path: Path) -> None:
+    """No --save-steps: the default epoch-end checkpoints (newest two kept) are enough to resume."""
+    out = tmp_path / "run"
+    base = ["train", "ner", FIXTURE, "--from-scratch", "tiny", "-b", "4", "--device", "cpu", "-o", out]
+    invoke(app, *base, "--epochs", "3")
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert len(kept) == 2
+    shutil.rmtree(out / "model-last")  # as if killed before the end
+    invoke(app, *base, "--epochs", "3", "--resume")

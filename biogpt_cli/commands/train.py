@@ -32,11 +32,14 @@ DEFAULTS: dict[str, Any] = {
     # generative task fine-tuning (train re / qa / classify --generative)
     "task": None, "recipe": "default", "max_tokens": None, "data_split": "train", "dev_split": "valid", "dev_limit": None,
     "setting": None, "template": None, "max_new_tokens": None, "loss": None, "betas": [0.9, 0.999], "max_grad_norm": 1.0,
-    "weight_decay": 0.01, "save_epochs": False, "average_last": None,
+    "weight_decay": 0.01, "save_epochs": True, "average_last": None,
 }
 
 
 # ============================================================================ shared plumbing
+FROM_SCRATCH_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "epochs": 20}
+
+
 def resolve_options(config_file: Optional[Path], given: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults < `base` (a recipe's defaults) < --config file < flags given on the command line
     (None means not given)."""
@@ -62,6 +65,13 @@ def resolve_options(config_file: Optional[Path], given: dict[str, Any], base: di
             raise UserError(f"--config {config_file}: unknown keys {', '.join(sorted(unknown))}")
         options.update(data)
     options.update({k: v for k, v in given.items() if v is not None})
+    if options["from_scratch"]:
+        # A randomly initialised model needs a larger step and more passes than fine-tuning;
+        # these apply only where neither --config nor a flag chose a value.
+        chosen = {k for k, v in given.items() if v is not None} | set(base or {}) | set(data if config_file is not None else {})
+        for key, value in FROM_SCRATCH_DEFAULTS.items():
+            if key not in chosen:
+                options[key] = value
     return options
 
 
@@ -75,6 +85,7 @@ def cached_features(
 
     import datasets
 
+    datasets.disable_progress_bars()  # our own progress goes to stderr; keep -q quiet
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps(key, sort_keys=True, default=str).encode())
     for path in sources:
@@ -168,11 +179,18 @@ def run(
     task: str,
     device: Any,
 ) -> dict[str, Any]:
+    # A checkpoint at every epoch end (the last two kept unless --save-total-limit says otherwise)
+    # makes any run resumable, even after a hard kill; --average-last K keeps at least K.
+    keep = options["save_total_limit"]
+    if keep is None and options["save_epochs"]:
+        keep = max(2, options.get("average_last") or 0)
+    elif keep is not None and options.get("average_last"):
+        keep = max(keep, options["average_last"])
     args = TrainingArgs(
         output_dir=str(output), epochs=options["epochs"], max_steps=options["max_steps"], lr=options["lr"],
         batch_size=options["batch_size"], grad_accum=options["grad_accum"], scheduler=options["scheduler"],
         warmup_steps=options["warmup_steps"], bf16=options["bf16"], eval_steps=options["eval_steps"],
-        save_steps=options["save_steps"], save_total_limit=options["save_total_limit"], patience=options["patience"],
+        save_steps=options["save_steps"], save_total_limit=keep, patience=options["patience"],
         seed=options["seed"], metric=metric if eval_fn is not None else "loss", greater_is_better=greater_is_better and eval_fn is not None,
         betas=tuple(options["betas"]), max_grad_norm=options["max_grad_norm"], weight_decay=options["weight_decay"],
         save_epochs=bool(options["save_epochs"]),
@@ -300,7 +318,7 @@ def ner(
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Dev JSONL (same formats): seqeval F1 picks model-best."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="Pretrained model to fine-tune (default microsoft/biogpt)."),
-    from_scratch: Optional[str] = typer.Option(None, "--from-scratch", help="A preset (tiny, small, biogpt) or config.json."),
+    from_scratch: Optional[str] = typer.Option(None, "--from-scratch", help="A preset (tiny, small, biogpt) or config.json; defaults then --lr 1e-3 --epochs 20."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
     lr: Optional[float] = typer.Option(None, "--lr"),
