@@ -277,9 +277,29 @@ def decode_step(model, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor
     end = cache.length + 1
     attn_mask = None if state.key_mask is None else state.key_mask[:, None, None, :end]  # (N, 1, 1, S)
     positions = state.next_position[:, None]  # (N, 1)
-    hidden = model.biogpt.run(tokens[:, None], positions, attn_mask=attn_mask, is_causal=False, cache=cache)
+    with _matvec_kernels(tokens):
+        hidden = model.biogpt.run(tokens[:, None], positions, attn_mask=attn_mask, is_causal=False, cache=cache)
+        logits = model.output_projection(hidden[:, -1])
     state.next_position += 1
-    return model.output_projection(hidden[:, -1])
+    return logits
+
+
+class _matvec_kernels:
+    """For a single row on CPU, ATen's own reduced-precision matrix-vector kernels beat oneDNN's
+    (measured here: bf16 LM head 2.3 ms vs 4.9 ms, fc2 194 vs 259 µs); oneDNN stays on for
+    several rows (prefill, beams), where it is several times faster."""
+
+    def __init__(self, tokens: torch.Tensor) -> None:
+        self.active = tokens.device.type == "cpu" and tokens.shape[0] == 1
+
+    def __enter__(self) -> None:
+        if self.active:
+            self.saved = torch._C._get_mkldnn_enabled()
+            torch._C._set_mkldnn_enabled(False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            torch._C._set_mkldnn_enabled(self.saved)
 
 
 def _start(
