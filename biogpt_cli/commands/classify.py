@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import typer
 
+from .. import _options as opts
+
 from .. import _common
 from .._common import UserError, load_causal_lm, progress, provenance, resolve_device, resolve_dtype
 from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
@@ -71,18 +73,18 @@ def classify(
     id_key: Optional[str] = typer.Option(None, "--id-key"),
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or tsv."),
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
-    force: bool = typer.Option(False, "--force"),
+    force: bool = opts.FORCE,
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
-    keep_going: bool = typer.Option(False, "--keep-going"),
-    errors: Optional[Path] = typer.Option(None, "--errors"),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
+    keep_going: bool = opts.KEEP_GOING,
+    errors: Optional[Path] = opts.ERRORS,
+    device: str = opts.DEVICE,
+    dtype: str = opts.DTYPE,
+    resume: bool = opts.RESUME,
+    shard: Optional[str] = opts.SHARD,
 ) -> None:
     """Label documents: --task hoc with a generative model, or a classification-head model.
 

@@ -14,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from .. import _options as opts
+
 from .._common import UserError, open_output
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ def ner_from_pubtator(
     source: Path = typer.Argument(..., help="A PubTator file (e.g. CDR_TrainingSet.PubTator.txt)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSONL output (default: stdout)."),
     types: Optional[list[str]] = typer.Option(None, "--type", help="Keep only these entity types (repeatable)."),
-    force: bool = typer.Option(False, "--force"),
+    force: bool = opts.FORCE,
 ) -> None:
     """PubTator mentions to {"id","text","entities":[{"start","end","label"}]} JSONL.
 

@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import typer
 
+from .. import _options as opts
+
 from .. import __version__
 from .._common import UserError
 
@@ -332,8 +334,8 @@ def eval_command(
     constrained: bool = typer.Option(False, "--constrained", help="With -m, relation tasks: entity names copied from the source only."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="With -m: documents per batch."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With -m: only the first N examples."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
+    device: str = opts.DEVICE,
+    dtype: str = opts.DTYPE,
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="lm: window stride in tokens (default: half the model's positions)."),
 ) -> None:
     """Score predictions with the official metrics, e.g. biogpt eval ddi --data DDI --predictions p.jsonl."""

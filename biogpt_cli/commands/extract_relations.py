@@ -17,6 +17,8 @@ from typing import Any, Optional
 
 import typer
 
+from .. import _options as opts
+
 from .. import _common
 from .._common import UserError, progress, provenance
 from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
@@ -146,10 +148,10 @@ def extract_relations(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N documents."),
     keep_going: bool = typer.Option(False, "--keep-going", help="Skip failing documents; count them."),
     errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: failures as JSONL."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
+    device: str = opts.DEVICE,
+    dtype: str = opts.DTYPE,
+    resume: bool = opts.RESUME,
+    shard: Optional[str] = opts.SHARD,
 ) -> None:
     """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug).
 

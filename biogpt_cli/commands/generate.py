@@ -11,11 +11,16 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+from .. import _options as opts
+
+if TYPE_CHECKING:
+    from model.generation import GenerationConfig
 
 from .. import _common
 from .._common import DEFAULT_MODEL, UserError, load_causal_lm, progress, provenance
@@ -24,23 +29,6 @@ from ..io import BadRecord, Item, ReadOptions, Record, make_writer, read_inputs
 from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DecodingOptions:
-    max_new_tokens: int = 64
-    min_new_tokens: int | None = None
-    do_sample: bool = False
-    num_beams: int = 1
-    temperature: float = 1.0
-    top_k: int | None = 50
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    no_repeat_ngram_size: int = 0
-    num_return_sequences: int = 1
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def truncate_prompt(ids: list[int], limit: int) -> list[int]:
@@ -77,7 +65,7 @@ def generate_records(
     *,
     model,
     tokenizer,
-    options: DecodingOptions,
+    options: GenerationConfig,
     batch_size: int = 8,
     max_tokens: int | None = None,
     streamer=None,
@@ -101,7 +89,7 @@ def generate_records(
         input_ids = torch.tensor([[pad] * (width - len(p.ids)) + p.ids for p in batch], device=model.device)
         mask = torch.tensor([[0] * (width - len(p.ids)) + [1] * len(p.ids) for p in batch], device=model.device)
         start = time.perf_counter()
-        out = model.generate(input_ids, attention_mask=mask, streamer=streamer, **options.as_kwargs())
+        out = model.generate(input_ids, attention_mask=mask, streamer=streamer, generation_config=options)
         seconds = time.perf_counter() - start
         results: list[list[dict[str, Any]]] = [[] for _ in batch]
         for i, row in enumerate(out[:, width:].tolist()):
@@ -163,8 +151,8 @@ def generate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream text as it is generated (default: one prompt to a terminal)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
+    resume: bool = opts.RESUME,
+    shard: Optional[str] = opts.SHARD,
 ) -> None:
     """Continue biomedical text, e.g. biogpt generate --prompt "COVID-19 is"."""
     import torch
@@ -188,7 +176,9 @@ def generate(
         raise UserError("--errors needs --keep-going")
     if seed is not None:
         torch.manual_seed(seed)
-    options = DecodingOptions(
+    from model.generation import GenerationConfig
+
+    options = GenerationConfig(
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,
         do_sample=do_sample,
@@ -228,7 +218,7 @@ def generate(
 
         streamer = TextStreamer(tokenizer, show, skip_prompt=False)
 
-    record_provenance = provenance(model, model_name, options=options.as_kwargs(), seed=seed, dtype=str(model.dtype).removeprefix("torch."), quantize=quantize)
+    record_provenance = provenance(model, model_name, options=asdict(options), seed=seed, dtype=str(model.dtype).removeprefix("torch."), quantize=quantize)
     writer = run.adopt(make_writer(writer_format, sink))
     bar = progress(description="generate", quiet=_common.QUIET or streamer is not None)
     written = 0

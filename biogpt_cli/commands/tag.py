@@ -18,6 +18,8 @@ from typing import Any, Optional
 
 import typer
 
+from .. import _options as opts
+
 from .. import _common
 from .._common import UserError, progress, provenance, resolve_device, resolve_dtype
 from ..batching import limited
@@ -163,14 +165,14 @@ def tag(
     id_key: Optional[str] = typer.Option(None, "--id-key"),
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or pubtator."),
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
-    force: bool = typer.Option(False, "--force"),
+    force: bool = opts.FORCE,
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
-    keep_going: bool = typer.Option(False, "--keep-going"),
-    errors: Optional[Path] = typer.Option(None, "--errors"),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run with -o FILE (same input and options)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
+    keep_going: bool = opts.KEEP_GOING,
+    errors: Optional[Path] = opts.ERRORS,
+    device: str = opts.DEVICE,
+    dtype: str = opts.DTYPE,
+    resume: bool = opts.RESUME,
+    shard: Optional[str] = opts.SHARD,
 ) -> None:
     """Tag named entities: one JSONL record per document with character-offset entities.
 

@@ -18,7 +18,6 @@ import typer
 
 from .. import _common
 from .._common import DEFAULT_MODEL, UserError, resolve_device
-from ..trainer import Trainer, TrainingArgs, latest_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +185,8 @@ def run(
         keep = max(2, options.get("average_last") or 0)
     elif keep is not None and options.get("average_last"):
         keep = max(keep, options["average_last"])
+    from ..trainer import Trainer, TrainingArgs, latest_checkpoint  # torch: only when training
+
     args = TrainingArgs(
         output_dir=str(output), epochs=options["epochs"], max_steps=options["max_steps"], lr=options["lr"],
         batch_size=options["batch_size"], grad_accum=options["grad_accum"], scheduler=options["scheduler"],
