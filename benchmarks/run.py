@@ -200,6 +200,179 @@ def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
     return results, notes
 
 
+# ---------------------------------------------------------------------------------------- GPU suite
+def cuda_rate(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    assert out.shape[0] >= rows
+    return new_tokens * rows / (time.perf_counter() - start)
+
+
+def peak_gib(fn: Callable[[], object]) -> float:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() / 2**30
+
+
+def agreement(ours: torch.Tensor, theirs: torch.Tensor, prompt: int) -> tuple[float, float]:
+    """(share of rows with identical new tokens, mean share of new tokens before the first
+    difference): reduced precision sums in other orders, so near-ties can flip a token."""
+    a, b = ours[:, prompt:].cpu(), theirs[:, prompt:].cpu()
+    n = min(a.shape[1], b.shape[1])
+    same = a[:, :n] == b[:, :n]
+    prefix = same.int().cumprod(1).sum(1).float() / n
+    return float(same.all(1).float().mean()), float(prefix.mean())
+
+
+def gpu_suite(repeats: int, quick: bool, train_compile: bool = False) -> tuple[list[Result], list[str]]:
+    """Ours vs transformers' default generate / eager training on one CUDA device, fp16 inference."""
+    import transformers
+
+    from model import BioGptConfig, BioGptForCausalLM
+    from model.training import TrainStep, adamw
+
+    transformers.logging.set_verbosity_error()
+    dev = torch.device("cuda")
+    half = torch.float16
+    results: list[Result] = []
+    notes: list[str] = [f"GPU: {torch.cuda.get_device_name(dev)}; inference in float16 for both; ours decodes through a captured CUDA graph."]
+    g = torch.Generator().manual_seed(0)
+
+    def ids(rows: int, length: int, vocab: int = 42384) -> torch.Tensor:
+        out = torch.randint(4, vocab, (rows, length), generator=g)
+        out[:, 0] = 2
+        return out.to(dev)
+
+    def ours_gen(model, x, **kw):
+        return lambda: model.generate(x, min_new_tokens=kw["max_new_tokens"], **kw)
+
+    def ref_gen(model, x, **kw):
+        mask = torch.ones_like(x)
+        return lambda: model.generate(x, attention_mask=mask, pad_token_id=1, min_new_tokens=kw["max_new_tokens"], **kw)
+
+    def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int) -> None:
+        res = Result(name, "tokens/s")
+        interleave(lambda: cuda_rate(ours_fn, new, rows), lambda: cuda_rate(ref_fn, new, rows), repeats, res)
+        mem_ours, mem_ref = peak_gib(ours_fn), peak_gib(ref_fn)
+        rows_same, prefix = agreement(ours_fn(), ref_fn(), prompt)
+        res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB; fp16 agreement: {rows_same:.0%} rows identical, {prefix:.0%} of tokens before a first difference"
+        results.append(res)
+        print(res.row(), flush=True)  # as it comes: a run cut short still reports
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "biogpt-random"
+        torch.manual_seed(0)
+        BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path)
+        ours = BioGptForCausalLM.from_pretrained(path, dtype=half, device=dev).eval()
+        ref = transformers.BioGptForCausalLM.from_pretrained(str(path), dtype=half).to(dev).eval()
+
+        new1 = 64 if quick else 256
+        x1 = ids(1, 8)
+        side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
+        decoders = list(getattr(ours, "_static_decoders", {}).values())
+        graph = decoders[-1].graph if decoders else None
+        if graph is None:
+            notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
+        else:
+            notes.append(f"one-time CUDA graph capture of the decode step: {max(d.capture_seconds for d in decoders):.3f} s (first call of a bucket; reused after)")  # the decode step alone, without the host-side search loop
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            for _ in range(200):
+                graph.replay()
+            end.record()
+            torch.cuda.synchronize()
+            per_step = begin.elapsed_time(end) / 200
+            notes.append(f"batch-1 graph replay alone: {per_step:.3f} ms per step ({1000 / per_step:.0f} steps/s)")
+
+        new32 = 32 if quick else 128
+        x32 = ids(32, 300)
+        side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300)
+
+        newb = 16 if quick else 64
+        xb = ids(8, 135)
+        side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
+        del ours, ref
+        torch.cuda.empty_cache()
+
+        large = Path(tmp) / "biogpt-large-random"
+        with torch.device(dev):
+            big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
+        big.save_pretrained(large)
+        ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
+        newl = 32 if quick else 128
+        side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
+        del big, ref
+        torch.cuda.empty_cache()
+
+        # training: forward + backward + clip + AdamW, bf16 autocast, 8 x 512 tokens, dropout 0.1
+        torch.manual_seed(0)
+        train_path = Path(tmp) / "biogpt-train"
+        BioGptForCausalLM(BioGptConfig()).save_pretrained(train_path)
+        batch = {"input_ids": ids(8, 512)}
+        batch["labels"] = batch["input_ids"]
+        steps = 5 if quick else 20
+        ref = transformers.BioGptForCausalLM.from_pretrained(str(train_path)).to(dev).train()
+        ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.01)
+
+        def ref_step() -> None:
+            ref_opt.zero_grad(set_to_none=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = ref(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+            ref_opt.step()
+
+        variants = [("eager, fused AdamW", False), ("CUDA-graph step, fused AdamW", True)]
+        for label, graph in variants:
+            model = BioGptForCausalLM.from_pretrained(train_path, device=dev).train()
+            step = TrainStep(model, adamw(model, lr=1e-4, capturable=graph), graph=graph)
+
+            def ours_step(step=step) -> None:
+                step(batch)
+
+            def rate(fn) -> float:
+                for _ in range(4):  # warm-up (and, for the graph, capture)
+                    fn()
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(steps):
+                    fn()
+                torch.cuda.synchronize()
+                return steps * batch["input_ids"].numel() / (time.perf_counter() - start)
+
+            res = Result(f"training step ({label}), bf16 autocast, 8×512 tokens", "tokens/s")
+            interleave(lambda: rate(ours_step), lambda: rate(ref_step), repeats, res)
+            res.note = f"peak GPU memory {peak_gib(ours_step):.2f} vs {peak_gib(ref_step):.2f} GiB"
+            if graph:
+                res.note += f"; one-time capture {step.capture_seconds:.2f} s"
+            results.append(res)
+            print(res.row(), flush=True)
+            del model, step
+            torch.cuda.empty_cache()
+        if train_compile:
+            model = BioGptForCausalLM.from_pretrained(train_path, device=dev).train()
+            start = time.perf_counter()
+            compiled = torch.compile(model)
+            step = TrainStep(compiled, adamw(model, lr=1e-4))
+            step(batch)
+            torch.cuda.synchronize()
+            compile_s = time.perf_counter() - start
+
+            def compiled_step() -> None:
+                step(batch)
+
+            res = Result("training step (torch.compile, fused AdamW), bf16 autocast, 8×512 tokens", "tokens/s")
+            interleave(lambda: rate(compiled_step), lambda: rate(ref_step), repeats, res)
+            res.note = f"compile {compile_s:.0f} s"
+            results.append(res)
+            print(res.row(), flush=True)
+    return results, notes
+
+
 def environment() -> str:
     import transformers
 
@@ -219,14 +392,21 @@ def environment() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=["cpu"], default="cpu")
+    parser.add_argument("--suite", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--train-compile", action="store_true", help="gpu suite: also time a torch.compile'd training step")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer new tokens (smoke run)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path, help="write the table here (e.g. BENCHMARKS.md)")
     args = parser.parse_args(argv)
-    results, notes = cpu_suite(args.repeats, args.quick)
-    command = "python -m benchmarks.run --suite cpu" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")
+    if args.suite == "gpu":
+        if not torch.cuda.is_available():
+            print("the gpu suite needs a CUDA device", file=sys.stderr)
+            return 2
+        results, notes = gpu_suite(args.repeats, args.quick, args.train_compile)
+    else:
+        results, notes = cpu_suite(args.repeats, args.quick)
+    command = f"python -m benchmarks.run --suite {args.suite}" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")
     lines = [
         f"Machine: {environment()}",
         f"Command: `{command}`",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol
@@ -61,6 +63,9 @@ class GenerationConfig:
     bad_words_ids: list[list[int]] | None = None
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
+    # biogpt-cli's own: decode steps as one captured CUDA graph over a static cache. None = on
+    # for CUDA inputs in eval mode; True on a CPU runs the same static-shape step eagerly (tests).
+    cuda_graph: bool | None = None
 
     def validate(self) -> None:
         if self.num_beams < 1:
@@ -252,11 +257,20 @@ def _apply(procs: list[LogitsProcessor], ids: torch.Tensor, scores: torch.Tensor
 @dataclass
 class DecodeState:
     """What one decode step needs besides the token: the cache, where each row's next position
-    is, and (only for padded batches) which cached keys are real."""
+    is, and (only for padded batches, or always with a graph) which cached keys are real."""
 
     cache: KVCache
     next_position: torch.Tensor  # (N,) position of the next token of each row
     key_mask: torch.Tensor | None  # (N, S_max) bool, None when no row is padded
+    graph: "StaticDecoder | None" = None  # when set, steps replay its captured step
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Beam search: row i continues row index[i]. In place, because with a graph these
+        tensors are the captured step's own buffers."""
+        self.cache.reorder(index)
+        if self.key_mask is not None:
+            self.key_mask.copy_(self.key_mask[index])
+        self.next_position.copy_(self.next_position[index])
 
 
 def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
@@ -273,6 +287,8 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
 
 def decode_step(model, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
     """One token per row (N,) -> logits (N, V); the cache grows by one position."""
+    if state.graph is not None:
+        return state.graph.step(tokens, state)
     cache = state.cache
     end = cache.length + 1
     attn_mask = None if state.key_mask is None else state.key_mask[:, None, None, :end]  # (N, 1, 1, S)
@@ -303,7 +319,12 @@ class _matvec_kernels:
 
 
 def _start(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: int, total_length: int
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    rows: int,
+    total_length: int,
+    cfg: GenerationConfig,
 ) -> tuple[torch.Tensor, DecodeState]:
     """Prefill each distinct prompt once, then copy its cache to `rows // batch` rows (beams or
     several samples per prompt). Returns the expanded last logits and the decode state."""
@@ -311,7 +332,11 @@ def _start(
     expand = rows // B
     padded = attention_mask is not None and not bool(attention_mask.all())
     mask = attention_mask if padded else None
-    cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=input_ids.device)
+    graph = _static_decoder(model, input_ids.device, rows, total_length, cfg)
+    if graph is not None:
+        cache = graph.cache_view(rows)
+    else:
+        cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=input_ids.device)
     if expand == 1:
         logits = prefill(model, input_ids, mask, cache)
     else:
@@ -320,6 +345,7 @@ def _start(
         cache.k[:, :, :, :P] = tmp.k.repeat_interleave(expand, 1)
         cache.v[:, :, :, :P] = tmp.v.repeat_interleave(expand, 1)
         cache.length = P
+        cache.shared_prefix = P  # every row of an input starts from the same prompt
     if mask is not None:
         key_mask = torch.ones(rows, total_length, dtype=torch.bool, device=input_ids.device)
         key_mask[:, :P] = mask.bool().repeat_interleave(expand, 0)
@@ -327,7 +353,146 @@ def _start(
     else:
         key_mask = None
         next_position = torch.full((rows,), P, dtype=torch.long, device=input_ids.device)
+    if graph is not None:
+        return logits, graph.start(rows, P, cache, next_position, key_mask)
     return logits, DecodeState(cache, next_position.long(), key_mask)
+
+
+# ================================================================================ static decode step / CUDA graph
+GRAPH_LENGTH_STEP = 128  # cache capacities are rounded up to this, so graphs are reused
+GRAPH_ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 64, 96, 128, 192, 256)
+MAX_GRAPHS = 4  # captured steps kept per model (least recently used dropped)
+
+
+def _bucket(value: int, buckets: Sequence[int], step: int) -> int:
+    for b in buckets:
+        if value <= b:
+            return b
+    return -(-value // step) * step
+
+
+class StaticDecoder:
+    """One decode step with static shapes, captured once as a CUDA graph and replayed.
+
+    Why: at batch 1 a BioGPT step is ~300 small kernels whose launch cost (Python + driver) is
+    several times their run time; replaying a graph launches them all at once. Everything the
+    step reads or writes lives in buffers owned here (tokens, positions, the write position, the
+    key mask, the cache, the logits), updated in place: the cache is written at a position held
+    in a device tensor (index_copy_) and attention always spans the full capacity with a mask
+    of the keys written so far, so no shape depends on the step. The graph advances the write
+    position and the positions itself; the host only copies in the next tokens. Rows and
+    capacity are bucketed (GRAPH_ROW_BUCKETS, GRAPH_LENGTH_STEP) so one capture serves many
+    calls; unused rows compute on dummy tokens and are never read. With capture=False the same
+    step runs eagerly (CPU tests of the static-shape arithmetic)."""
+
+    def __init__(self, model, device: torch.device, rows: int, capacity: int, *, capture: bool) -> None:
+        cfg = model.config
+        self.model = model
+        self.rows, self.capacity = rows, capacity
+        self.cache = KVCache.for_model(cfg, rows, capacity, dtype=model.dtype, device=device)
+        self.tokens = torch.zeros(rows, dtype=torch.long, device=device)
+        self.positions = torch.zeros(rows, dtype=torch.long, device=device)
+        self.write_pos = torch.zeros(1, dtype=torch.long, device=device)
+        self.key_mask = torch.ones(rows, capacity, dtype=torch.bool, device=device)
+        self.key_index = torch.arange(capacity, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture_seconds = 0.0
+        if capture:
+            start = time.perf_counter()
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm-up outside the graph: kernel choice, workspaces
+                    self._step()
+            torch.cuda.current_stream(device).wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._step()
+            torch.cuda.synchronize(device)
+            self.capture_seconds = time.perf_counter() - start
+            logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
+
+    def _step(self) -> torch.Tensor:
+        model = self.model
+        allowed = self.key_mask & (self.key_index <= self.write_pos)  # (N, S): written keys only
+        self.cache.write_index = self.write_pos
+        try:
+            hidden = model.biogpt.run(
+                self.tokens[:, None],
+                self.positions[:, None],
+                attn_mask=allowed[:, None, None, :],  # (N, 1, 1, S)
+                is_causal=False,
+                cache=self.cache,
+            )
+        finally:
+            self.cache.write_index = None
+            self.cache.length = 0  # `run` advanced the host counter; positions live on the device
+        logits = model.output_projection(hidden[:, -1])  # (N, V)
+        self.write_pos += 1
+        self.positions += 1
+        return logits
+
+    def cache_view(self, rows: int) -> KVCache:
+        """A cache over the first `rows` rows of the captured buffers, for the eager prefill."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v = self.cache.k[:, :rows], self.cache.v[:, :rows]
+        view.length, view.growable, view.shared_prefix, view.write_index = 0, False, 0, None
+        return view
+
+    def start(
+        self, rows: int, prompt_length: int, cache: KVCache, next_position: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> DecodeState:
+        self.write_pos.fill_(prompt_length)
+        self.positions.zero_()
+        self.positions[:rows] = next_position
+        self.key_mask.fill_(True)
+        if key_mask is not None:
+            self.key_mask[:rows, : key_mask.shape[1]] = key_mask
+        self.tokens.zero_()
+        return DecodeState(cache, self.positions[:rows], self.key_mask[:rows], graph=self)
+
+    def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        n = tokens.shape[0]
+        self.tokens[:n] = tokens
+        if self.graph is not None:
+            self.graph.replay()
+            logits = self.logits[:n].clone()  # the buffer is overwritten by the next replay
+        else:
+            logits = self._step()[:n]
+        state.cache.length += 1
+        return logits
+
+
+def _static_decoder(model, device: torch.device, rows: int, total_length: int, cfg: GenerationConfig) -> StaticDecoder | None:
+    """The captured step for this call's bucket, capturing it on first use; None = eager steps."""
+    wanted = cfg.cuda_graph
+    on_cuda = device.type == "cuda"
+    if wanted is False or (wanted is None and not on_cuda) or model.training:
+        return None
+    if on_cuda and getattr(model, "_cuda_graph_failed", False):
+        return None
+    rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
+    capacity = -(-total_length // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
+    # A graph holds the addresses of the weights it read: moving or converting the model
+    # (new storage) must not replay an old graph, so the weights' addresses are in the key.
+    weights = hash(tuple(p.data_ptr() for p in model.parameters()))
+    key = (device, model.dtype, rows_b, capacity, weights, on_cuda)
+    graphs: OrderedDict = model.__dict__.setdefault("_static_decoders", OrderedDict())
+    if key in graphs:
+        graphs.move_to_end(key)
+        return graphs[key]
+    try:
+        decoder = StaticDecoder(model, device, rows_b, capacity, capture=on_cuda)
+    except RuntimeError as exc:  # capture unsupported here: eager steps from now on
+        if wanted:
+            raise
+        logger.warning("CUDA graph capture failed (%s); decoding eagerly", exc)
+        model.__dict__["_cuda_graph_failed"] = True
+        return None
+    graphs[key] = decoder
+    while len(graphs) > MAX_GRAPHS:
+        graphs.popitem(last=False)
+    return decoder
 
 
 # ================================================================================ strategies
@@ -350,7 +515,7 @@ def _greedy_or_sample(
     out[:, :P] = input_ids.repeat_interleave(n, 0)
     if max_new == 0:
         return out
-    logits, state = _start(model, input_ids, attention_mask, rows, P + max_new)
+    logits, state = _start(model, input_ids, attention_mask, rows, P + max_new, cfg)
     unfinished = torch.ones(rows, dtype=torch.bool, device=out.device)
     last_step = torch.full((rows,), max_new - 1, dtype=torch.long, device=out.device)
     if streamer is not None:
@@ -416,7 +581,7 @@ def _beam_search(
     first_k = torch.arange(W, device=device) < K  # (W,)
     batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
 
-    logits, state = _start(model, input_ids, attention_mask, B * K, max_length)
+    logits, state = _start(model, input_ids, attention_mask, B * K, max_length, cfg)
     cur = P
     while True:
         log_probs = F.log_softmax(logits.float(), dim=-1)
@@ -456,10 +621,7 @@ def _beam_search(
         finished_len = torch.cat([finished_len, cand_len], 1).gather(1, best)
         is_finished = torch.cat([is_finished, just_ended], 1).gather(1, best)
 
-        state.cache.reorder(reorder)
-        if state.key_mask is not None:
-            state.key_mask = state.key_mask[reorder]
-        state.next_position = state.next_position[reorder]
+        state.reorder(reorder)
         cur += 1
 
         # can the best running beam still beat the worst finished one?
@@ -467,8 +629,10 @@ def _beam_search(
         best_running = running_scores[:, :1] / (horizon**lp)
         worst_finished = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], -1.0e9)
         may_improve = may_improve & (best_running > worst_finished).any(-1, keepdim=True)
-        open_beams = not (bool(is_finished.all()) and early is True)
-        if not (bool(may_improve.any()) and open_beams and not bool(ends.all())):
+        # one host synchronisation per step for the three stopping conditions
+        improvable, all_finished, all_ended = torch.stack([may_improve.any(), is_finished.all(), ends.all()]).tolist()
+        open_beams = not (all_finished and early is True)
+        if not (improvable and open_beams and not all_ended):
             break
         logits = decode_step(model, running[:, :, cur - 1].flatten(), state)
 

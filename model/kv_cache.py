@@ -29,6 +29,12 @@ class KVCache:
         self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0  # positions filled, identical for every row (padding is masked, not skipped)
         self.growable = growable
+        # Leading positions known to be identical in every row that `reorder` can exchange (beam
+        # search: the prompt, copied to each beam), so reordering never copies them.
+        self.shared_prefix = 0
+        # Static decoding (generation.StaticDecoder): when set, `update` writes the step's keys at
+        # this device-held position and returns the whole buffer (attention masks the rest).
+        self.write_index: torch.Tensor | None = None
 
     @classmethod
     def for_model(
@@ -65,6 +71,10 @@ class KVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this step's (B, H, T, D) keys/values after the filled prefix; return the prefix
         including them. `advance` (called once per forward, after all layers) moves `length`."""
+        if self.write_index is not None:
+            self.k[layer].index_copy_(2, self.write_index, k)  # (B, H, S, D) <- (B, H, 1, D)
+            self.v[layer].index_copy_(2, self.write_index, v)
+            return self.k[layer], self.v[layer]
         end = self.length + k.shape[2]
         if end > self.capacity:
             self._grow(end)
@@ -92,9 +102,10 @@ class KVCache:
         if moved.numel() == 0:  # every beam continued itself: nothing to copy
             return
         source = index[moved]
+        start = min(self.shared_prefix, n)
         # The right-hand side is gathered before the write, so overlapping rows are safe.
-        self.k[:, moved, :, :n] = self.k[:, source, :, :n]
-        self.v[:, moved, :, :n] = self.v[:, source, :, :n]
+        self.k[:, moved, :, start:n] = self.k[:, source, :, start:n]
+        self.v[:, moved, :, start:n] = self.v[:, source, :, start:n]
 
     def to_legacy(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """transformers' legacy format: per layer (keys, values), each (B, H, T, D)."""

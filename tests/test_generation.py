@@ -56,13 +56,16 @@ def models(tmp_path_factory):
     return out
 
 
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static-step"])
 @pytest.mark.parametrize("kind", ["random", "eos-heavy"])
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("options", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "greedy")
-def test_same_tokens_as_transformers(models, kind, padded, options):
+def test_same_tokens_as_transformers(models, kind, padded, options, static):
+    """static-step: the CUDA-graph decode step's static-shape code (full-capacity masked
+    attention, device-held write position, bucketed rows), run eagerly on the CPU."""
     ours, ref = models[kind]
     ids, mask = make_batch(ours.config.vocab_size, padded=padded)
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=24, **options)
+    got = ours.generate(ids, attention_mask=mask, max_new_tokens=24, cuda_graph=static, **options)
     want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1, **options)
     assert got.shape == want.shape, (got.shape, want.shape)
     assert torch.equal(got, want)
@@ -156,3 +159,19 @@ def test_full_size_greedy_and_beam_equal_transformers(tmp_path):
         got = ours.generate(ids, attention_mask=mask, max_new_tokens=12, **options)
         want = ref.generate(ids, attention_mask=mask, max_new_tokens=12, pad_token_id=1, **options)
         assert torch.equal(got, want), options
+
+
+def test_static_steps_are_kept_per_bucket_and_bounded():
+    from model import generation
+
+    model = tiny_lm()
+    ids = torch.randint(4, 1000, (3, 6))
+    first = model.generate(ids, max_new_tokens=10, cuda_graph=True)
+    assert len(model._static_decoders) == 1
+    assert torch.equal(model.generate(ids, max_new_tokens=10, cuda_graph=True), first)  # reused, same result
+    assert len(model._static_decoders) == 1
+    for rows in (1, 2, 5, 9, 17):
+        model.generate(torch.randint(4, 1000, (rows, 6)), max_new_tokens=4, cuda_graph=True)
+    assert len(model._static_decoders) == generation.MAX_GRAPHS
+    assert generation._bucket(33, generation.GRAPH_ROW_BUCKETS, 64) == 40
+    assert generation._bucket(300, generation.GRAPH_ROW_BUCKETS, 64) == 320

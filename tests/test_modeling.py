@@ -14,6 +14,8 @@ from model import (
     KVCache,
 )
 
+from model import modeling
+
 from .helpers import tiny_config, tiny_lm
 
 transformers = pytest.importorskip("transformers")
@@ -218,3 +220,50 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+# ------------------------------------------------------------------------------ oneDNN float32 path
+onednn = pytest.mark.skipif(not modeling._ONEDNN_LINEAR, reason="this torch build has no oneDNN linear op")
+
+
+def wide_lm(seed: int = 0) -> BioGptForCausalLM:
+    """Layers of 1024x1024 and more: large enough for the oneDNN inference path, one block fast."""
+    torch.manual_seed(seed)
+    cfg = BioGptConfig(
+        vocab_size=1100, hidden_size=1024, num_hidden_layers=2, num_attention_heads=4, intermediate_size=2048,
+        max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    return BioGptForCausalLM(cfg).eval()
+
+
+@onednn
+def test_no_grad_float32_cpu_calls_take_the_onednn_path():
+    model = wide_lm()
+    ids = batch(1100)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        model(ids)
+    names = {e.key for e in prof.key_averages()}
+    assert "mkldnn::_linear_pointwise" in names
+    with torch.profiler.profile() as prof:  # with autograd: plain F.linear, gradients flow
+        model(ids, labels=ids).loss.backward()
+    assert "mkldnn::_linear_pointwise" not in {e.key for e in prof.key_averages()}
+    assert model.biogpt.layers[0].fc1.weight.grad is not None
+
+
+@onednn
+@torch.no_grad()
+def test_onednn_path_logits_and_tokens_equal_transformers(tmp_path):
+    """oneDNN sums in another order than MKL: logits within 1e-4, greedy and beam tokens equal."""
+    ours = wide_lm()
+    ref = reference(ours, tmp_path)
+    ids = batch(1100, B=2, T=10)
+    for side in ("right", "left"):
+        pids, mask = padded(ids, [10, 6], side)
+        got = ours(pids, attention_mask=mask).logits
+        want = ref(pids, attention_mask=mask, position_ids=hf_positions(mask)).logits
+        assert (got[mask.bool()] - want[mask.bool()]).abs().max() < TOL_TINY, side
+    pids, mask = padded(ids, [10, 6], "left")
+    for options in (dict(), dict(num_beams=5)):
+        got = ours.generate(pids, attention_mask=mask, max_new_tokens=8, **options)
+        want = ref.generate(pids, attention_mask=mask, max_new_tokens=8, pad_token_id=1, **options)
+        assert torch.equal(got, want), options

@@ -1,0 +1,57 @@
+"""GPU paths: CUDA-graph decoding gives the eager tokens. Skipped without a CUDA device (CI);
+run on a GPU machine with `python -m pytest tests/test_cuda.py`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from .helpers import eos_heavy_lm, tiny_lm
+from .test_generation import CASES, make_batch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+transformers = pytest.importorskip("transformers")
+transformers.logging.set_verbosity_error()
+
+
+@pytest.fixture(scope="module")
+def cuda_models(tmp_path_factory):
+    out = {}
+    for name, model in (("random", tiny_lm(vocab_size=1000)), ("eos-heavy", eos_heavy_lm())):
+        path = tmp_path_factory.mktemp(name)
+        model.save_pretrained(path)
+        ref = transformers.BioGptForCausalLM.from_pretrained(str(path)).eval().cuda()
+        out[name] = (model.cuda(), ref)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["random", "eos-heavy"])
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("options", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "greedy")
+def test_cuda_graph_tokens_equal_eager_and_transformers(cuda_models, kind, padded, options):
+    ours, ref = cuda_models[kind]
+    ids, mask = (t.cuda() for t in make_batch(ours.config.vocab_size, padded=padded))
+    graph = ours.generate(ids, attention_mask=mask, max_new_tokens=24, **options)  # graphs on by default
+    eager = ours.generate(ids, attention_mask=mask, max_new_tokens=24, cuda_graph=False, **options)
+    want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1, **options)
+    assert torch.equal(graph, eager)
+    assert torch.equal(graph.cpu(), want.cpu())
+
+
+def test_graphs_are_captured_once_per_bucket_and_dropped_when_weights_move():
+    model = tiny_lm().cuda()
+    ids = torch.randint(4, 1000, (3, 10), device="cuda")
+    model.generate(ids, max_new_tokens=20)
+    model.generate(ids[:2, :7], max_new_tokens=30)  # 2 rows -> bucket 2; 37 positions -> capacity 128
+    model.generate(ids, max_new_tokens=40)  # same bucket as the first call (4 rows, 128)
+    assert len(model._static_decoders) == 2
+    model.half()  # new storage: an old graph would read freed memory
+    out = model.generate(ids, max_new_tokens=20)
+    assert len(model._static_decoders) == 3 and out.shape == (3, 30)
+
+
+def test_training_mode_and_cuda_graph_false_decode_eagerly():
+    model = tiny_lm().cuda()
+    ids = torch.randint(4, 1000, (1, 6), device="cuda")
+    model.generate(ids, max_new_tokens=5, cuda_graph=False)
+    assert not getattr(model, "_static_decoders", None)
