@@ -395,21 +395,16 @@ class StaticDecoder:
         self.write_pos = torch.zeros(1, dtype=torch.long, device=device)
         self.key_mask = torch.ones(rows, capacity, dtype=torch.bool, device=device)
         self.key_index = torch.arange(capacity, device=device)
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture = capture
         self.capture_seconds = 0.0
-        if capture:
-            start = time.perf_counter()
-            stream = torch.cuda.Stream(device)
-            stream.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up outside the graph: kernel choice, workspaces
-                    self._step()
-            torch.cuda.current_stream(device).wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.logits = self._step()
-            torch.cuda.synchronize(device)
-            self.capture_seconds = time.perf_counter() - start
+        self.greedy_graphs: dict = {}
+        self.logits: torch.Tensor | None = None
+
+        def body() -> None:
+            self.logits = self._step()
+
+        self.graph = self._capture(body)
+        if self.graph is not None:
             logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
 
     def _step(self) -> torch.Tensor:
@@ -461,6 +456,91 @@ class StaticDecoder:
             logits = self._step()[:n]
         state.cache.length += 1
         return logits
+
+
+    # ---------------------------------------------------------------- greedy loop inside the graph
+    def greedy(
+        self, first_logits: torch.Tensor, prompt: torch.Tensor, *, max_new: int, eos: torch.Tensor, pad: int, min_new: int
+    ) -> torch.Tensor:
+        """Greedy decoding where each replay both picks the next tokens (min_new_tokens, EOS
+        bookkeeping included) and runs the decode step: one launch per token, the host only
+        checks every EOS_CHECK_EVERY steps whether all rows are done. Same tokens as the eager
+        loop in `_greedy_or_sample`."""
+        rows, P = prompt.shape
+        key = (tuple(eos.tolist()), pad, min_new > 0)
+        if key not in self.greedy_graphs:
+            self._make_greedy_buffers()
+            self.greedy_graphs[key] = self._capture(lambda: self._greedy_body(eos, pad, min_new > 0))
+        graph = self.greedy_graphs[key]
+        self.out.fill_(pad)
+        self.out[:rows, :P] = prompt
+        self.unfinished.fill_(True)
+        self.last_step.fill_(max_new - 1)
+        self.step_index.zero_()
+        self.cur.fill_(P)
+        self.min_new.fill_(min_new)
+        self.next_logits[:rows] = first_logits
+        for step in range(max_new):
+            if graph is None:
+                self._greedy_body(eos, pad, min_new > 0)
+            else:
+                graph.replay()
+            if step == max_new - 1:
+                break
+            if (step + 1) % EOS_CHECK_EVERY == 0 and not bool(self.unfinished[:rows].any()):
+                break
+        ends = torch.where(self.unfinished[:rows], max_new - 1, self.last_step[:rows])
+        length = P + int(ends.max()) + 1
+        return self.out[:rows, :length].clone()
+
+    def _make_greedy_buffers(self) -> None:
+        if hasattr(self, "out"):
+            return
+        device, rows = self.tokens.device, self.rows
+        self.out = torch.zeros(rows, self.capacity, dtype=torch.long, device=device)
+        self.unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+        self.last_step = torch.zeros(rows, dtype=torch.long, device=device)
+        self.step_index = torch.zeros(1, dtype=torch.long, device=device)
+        self.cur = torch.zeros(1, dtype=torch.long, device=device)
+        self.min_new = torch.zeros(1, dtype=torch.long, device=device)
+        vocab = self.model.config.vocab_size
+        self.next_logits = torch.zeros(rows, vocab, dtype=self.model.dtype, device=device)
+
+    def _greedy_body(self, eos: torch.Tensor, pad: int, has_min_new: bool) -> None:
+        scores = self.next_logits.float()  # (N, V)
+        if has_min_new and eos.numel():
+            banned = scores[:, eos]  # (N, E)
+            scores[:, eos] = torch.where(self.step_index < self.min_new, -math.inf, banned)
+        tokens = scores.argmax(-1)
+        tokens = torch.where(self.unfinished, tokens, pad)
+        self.out.index_copy_(1, self.cur, tokens[:, None])
+        if eos.numel():
+            just_done = self.unfinished & torch.isin(tokens, eos)
+            self.last_step.copy_(torch.where(just_done, self.step_index, self.last_step))
+            self.unfinished &= ~just_done
+        self.step_index += 1
+        self.cur += 1
+        self.tokens.copy_(tokens)
+        self.next_logits.copy_(self._step())
+
+    def _capture(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
+        """Capture `body` (after two warm-up runs on a side stream); None without capture (CPU)."""
+        if not self.capture:
+            return None
+        device = self.tokens.device
+        start = time.perf_counter()
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            for _ in range(2):  # warm-up outside the graph: kernel choice, workspaces
+                body()
+        torch.cuda.current_stream(device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            body()
+        torch.cuda.synchronize(device)
+        self.capture_seconds += time.perf_counter() - start
+        return graph
 
 
 def _static_decoder(model, device: torch.device, rows: int, total_length: int, cfg: GenerationConfig) -> StaticDecoder | None:
@@ -516,6 +596,17 @@ def _greedy_or_sample(
     if max_new == 0:
         return out
     logits, state = _start(model, input_ids, attention_mask, rows, P + max_new, cfg)
+    in_graph = (  # processors with host-side state stay on the per-step path below
+        state.graph is not None
+        and not cfg.do_sample
+        and not sync_each_step
+        and cfg.repetition_penalty == 1.0
+        and not cfg.no_repeat_ngram_size
+        and cfg.bad_words_ids is None
+    )
+    if in_graph:
+        min_new = (cfg.min_new_tokens or 0) if eos.numel() else 0
+        return state.graph.greedy(logits, out[:, :P], max_new=max_new, eos=eos, pad=pad, min_new=min_new)
     unfinished = torch.ones(rows, dtype=torch.bool, device=out.device)
     last_step = torch.full((rows,), max_new - 1, dtype=torch.long, device=out.device)
     if streamer is not None:
