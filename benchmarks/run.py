@@ -279,11 +279,12 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False) -> tuple[l
             notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
         else:
             notes.append(f"one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
-            graph = next(iter(dec.greedy_graphs.values()), dec.graph)
-            dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
-            dec.positions.zero_()
-            if hasattr(dec, "cur"):
-                dec.cur.fill_(0)
+            graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
+            with torch.inference_mode():  # the buffers are inference tensors
+                dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
+                dec.positions.zero_()
+                if hasattr(dec, "cur"):
+                    dec.cur.fill_(0)
             n = dec.capacity - 1
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()

@@ -470,8 +470,16 @@ class StaticDecoder:
         key = (tuple(eos.tolist()), pad, min_new > 0)
         if key not in self.greedy_graphs:
             self._make_greedy_buffers()
-            self.greedy_graphs[key] = self._capture(lambda: self._greedy_body(eos, pad, min_new > 0))
-        graph = self.greedy_graphs[key]
+            # The graph reads these addresses on every replay: its own copy of the EOS ids, not
+            # this call's tensor (freed when the call returns).
+            own_eos = eos.clone()
+            # Warm-up runs advance the live decode state: keep it and put it back afterwards.
+            saved = [t.clone() for t in (self.write_pos, self.positions, self.tokens)]
+            graph = self._capture(lambda: self._greedy_body(own_eos, pad, min_new > 0))
+            for t, value in zip((self.write_pos, self.positions, self.tokens), saved):
+                t.copy_(value)
+            self.greedy_graphs[key] = (graph, own_eos)
+        graph, eos = self.greedy_graphs[key]
         self.out.fill_(pad)
         self.out[:rows, :P] = prompt
         self.unfinished.fill_(True)
@@ -515,7 +523,7 @@ class StaticDecoder:
         tokens = torch.where(self.unfinished, tokens, pad)
         self.out.index_copy_(1, self.cur, tokens[:, None])
         if eos.numel():
-            just_done = self.unfinished & torch.isin(tokens, eos)
+            just_done = self.unfinished & (tokens[:, None] == eos[None, :]).any(-1)  # (N,)
             self.last_step.copy_(torch.where(just_done, self.step_index, self.last_step))
             self.unfinished &= ~just_done
         self.step_index += 1

@@ -30,6 +30,12 @@ def tiny_lm(seed: int = 0, **overrides) -> BioGptForCausalLM:
     return model
 
 
+def diverse_lm(seed: int = 0) -> BioGptForCausalLM:
+    """A tiny model whose greedy continuations vary from token to token (a tied tiny model tends
+    to repeat one token), so generation tests notice wrong positions or cache entries."""
+    return tiny_lm(seed, vocab_size=1000, initializer_range=0.2, tie_word_embeddings=False)
+
+
 def to_fairseq_state(model: BioGptForCausalLM) -> "OrderedDict[str, torch.Tensor]":
     state = OrderedDict()
     for key, value in model.state_dict().items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import eos_heavy_lm, tiny_lm
+from .helpers import diverse_lm, eos_heavy_lm, tiny_lm
 from .test_generation import CASES, make_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -17,7 +17,7 @@ transformers.logging.set_verbosity_error()
 @pytest.fixture(scope="module")
 def cuda_models(tmp_path_factory):
     out = {}
-    for name, model in (("random", tiny_lm(vocab_size=1000)), ("eos-heavy", eos_heavy_lm())):
+    for name, model in (("random", tiny_lm(vocab_size=1000)), ("eos-heavy", eos_heavy_lm()), ("diverse", diverse_lm())):
         path = tmp_path_factory.mktemp(name)
         model.save_pretrained(path)
         ref = transformers.BioGptForCausalLM.from_pretrained(str(path)).eval().cuda()
@@ -25,7 +25,7 @@ def cuda_models(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("kind", ["random", "eos-heavy"])
+@pytest.mark.parametrize("kind", ["random", "eos-heavy", "diverse"])
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("options", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "greedy")
 def test_cuda_graph_tokens_equal_eager_and_transformers(cuda_models, kind, padded, options):

@@ -8,7 +8,7 @@ import torch
 from model import BioGptConfig, BioGptForCausalLM
 from model.generation import TextStreamer
 
-from .helpers import eos_heavy_lm, tiny_lm
+from .helpers import diverse_lm, eos_heavy_lm, tiny_lm
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -49,7 +49,7 @@ def make_batch(vocab: int, B: int = 4, P: int = 8, seed: int = 0, padded: bool =
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     out = {}
-    for name, model in (("random", tiny_lm(vocab_size=1000)), ("eos-heavy", eos_heavy_lm())):
+    for name, model in (("random", tiny_lm(vocab_size=1000)), ("eos-heavy", eos_heavy_lm()), ("diverse", diverse_lm())):
         path = tmp_path_factory.mktemp(name)
         model.save_pretrained(path)
         out[name] = (model, transformers.BioGptForCausalLM.from_pretrained(str(path)).eval())
@@ -57,7 +57,7 @@ def models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static-step"])
-@pytest.mark.parametrize("kind", ["random", "eos-heavy"])
+@pytest.mark.parametrize("kind", ["random", "eos-heavy", "diverse"])
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("options", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "greedy")
 def test_same_tokens_as_transformers(models, kind, padded, options, static):
@@ -175,3 +175,25 @@ def test_static_steps_are_kept_per_bucket_and_bounded():
     assert len(model._static_decoders) == generation.MAX_GRAPHS
     assert generation._bucket(33, generation.GRAPH_ROW_BUCKETS, 64) == 40
     assert generation._bucket(300, generation.GRAPH_ROW_BUCKETS, 64) == 320
+
+
+def test_capture_warm_up_leaves_the_decode_state_alone(monkeypatch):
+    """On a GPU a capture first runs the step twice (warm-up), which advances the live decode
+    state; emulate that on the CPU and check the tokens do not move."""
+    from model import generation
+
+    def capture_like_cuda(self, body):
+        for _ in range(2):
+            body()
+        return None  # replays then run the same body eagerly
+
+    model = diverse_lm()
+    ids, mask = make_batch(1000, padded=True)
+    want = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=False)
+    monkeypatch.setattr(generation.StaticDecoder, "_capture", capture_like_cuda)
+    for options in (dict(), dict(min_new_tokens=5)):
+        model.__dict__.pop("_static_decoders", None)
+        got = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=True, **options)
+        ref = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=False, **options)
+        assert torch.equal(got, ref), options
+    assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=True), want)
