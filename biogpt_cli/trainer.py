@@ -168,12 +168,11 @@ class Trainer:
         self.batches_per_epoch = math.ceil(self.shard_size / args.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.grad_accum)
         self.total_steps = args.max_steps or args.epochs * self.steps_per_epoch
-        decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr,
-            betas=tuple(args.betas),
-        )
+        from model.training import adamw
+
+        # fused into one kernel when the model is on a GPU (model/training.py)
+        model.to(self.device)
+        self.optimizer = adamw(model, lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.betas))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, kind=args.scheduler, warmup=args.warmup_steps, total=self.total_steps),

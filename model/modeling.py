@@ -129,6 +129,9 @@ class BioGptAttention(nn.Module):
         self.v_proj = Linear(c, c)
         self.q_proj = Linear(c, c)
         self.out_proj = Linear(c, c)
+        # Set by quantize.py for inference: one (3C, C) projection instead of three, fewer calls
+        # per decode step (q, k, v are then deleted).
+        self.qkv_proj: nn.Module | None = None
 
     def forward(
         self,
@@ -139,9 +142,13 @@ class BioGptAttention(nn.Module):
         cache: KVCache | None,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        q = self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = self.k_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        v = self.v_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        if self.qkv_proj is not None:
+            q, k, v = self.qkv_proj(x).split(C, dim=-1)  # 3 x (B, T, C)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        k = k.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+        v = v.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, D) with S = past + T
         y = F.scaled_dot_product_attention(

@@ -65,6 +65,16 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     included), from their current, ideally float32, weights. Returns the same model, in eval mode."""
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 weight-only quantization is implemented for CPU inference")
+    # q, k and v become one bfloat16 projection: three calls (and input/output casts) fewer per
+    # layer and step, measured ~1 ms per token on 2 cores
+    from .modeling import BioGptAttention
+
+    for attn in [m for m in model.modules() if isinstance(m, BioGptAttention)]:
+        parts = (attn.q_proj, attn.k_proj, attn.v_proj)
+        weight = torch.cat([p.weight.detach() for p in parts])
+        bias = torch.cat([p.bias.detach() for p in parts]) if parts[0].bias is not None else None
+        attn.qkv_proj = Bf16Linear(weight, bias)
+        del attn.q_proj, attn.k_proj, attn.v_proj
     targets = [
         (name, module)
         for name, module in model.named_modules()

@@ -37,7 +37,8 @@ def test_int8_logits_close_to_fp32_on_real_abstracts(small_model, tokenizer, tmp
     small_model.save_pretrained(tmp_path, tokenizer=tokenizer)
     q = BioGptForCausalLM.from_pretrained(tmp_path).quantize("int8")
     assert sum(isinstance(m, Int8Linear) for m in q.modules()) == 2  # fc2 per layer
-    assert sum(isinstance(m, Bf16Linear) for m in q.modules()) == 2 * 5 + 1  # q, k, v, out, fc1 per layer, LM head
+    assert sum(isinstance(m, Bf16Linear) for m in q.modules()) == 2 * 3 + 1  # fused qkv, out, fc1 per layer, LM head
+    assert all(not hasattr(a, "q_proj") and a.qkv_proj is not None for a in q.biogpt.layers.modules() if hasattr(a, "qkv_proj"))
     for text in abstracts():
         ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]
         err = relative_error(q(ids).logits, small_model(ids).logits)
