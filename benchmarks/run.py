@@ -20,7 +20,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -228,8 +228,12 @@ def agreement(ours: torch.Tensor, theirs: torch.Tensor, prompt: int) -> tuple[fl
     return float(same.all(1).float().mean()), float(prefix.mean())
 
 
-def gpu_suite(repeats: int, quick: bool, train_compile: bool = False) -> tuple[list[Result], list[str]]:
-    """Ours vs transformers' default generate / eager training on one CUDA device, fp16 inference."""
+GPU_PARTS = ("b1", "b32", "beam", "large", "train")
+
+
+def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequence[str] = GPU_PARTS) -> tuple[list[Result], list[str]]:
+    """Ours vs transformers' default generate / eager training on one CUDA device, fp16 inference.
+    `only` picks parts (GPU_PARTS) for short checks; the full suite runs them all."""
     import transformers
 
     from model import BioGptConfig, BioGptForCausalLM
@@ -272,49 +276,55 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False) -> tuple[l
 
         new1 = 64 if quick else 256
         x1 = ids(1, 8)
-        side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
-        decoders = list(getattr(ours, "_static_decoders", {}).values())
-        dec = decoders[-1] if decoders else None
-        if dec is None or dec.graph is None:
-            notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
-        else:
-            notes.append(f"one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
-            graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
-            with torch.inference_mode():  # the buffers are inference tensors
-                dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
-                dec.positions.zero_()
-                if hasattr(dec, "cur"):
-                    dec.cur.fill_(0)
-            n = dec.capacity - 1
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            for _ in range(n):
-                graph.replay()
-            end.record()
-            torch.cuda.synchronize()
-            per_step = begin.elapsed_time(end) / n
-            notes.append(f"batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
+        if "b1" in only:
+            side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
+            decoders = list(getattr(ours, "_static_decoders", {}).values())
+            dec = decoders[-1] if decoders else None
+            if dec is None or dec.graph is None:
+                notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
+            else:
+                notes.append(f"one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
+                graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
+                with torch.inference_mode():  # the buffers are inference tensors
+                    dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
+                    dec.positions.zero_()
+                    if hasattr(dec, "cur"):
+                        dec.cur.fill_(0)
+                n = dec.capacity - 1
+                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                begin.record()
+                for _ in range(n):
+                    graph.replay()
+                end.record()
+                torch.cuda.synchronize()
+                per_step = begin.elapsed_time(end) / n
+                notes.append(f"batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
 
         new32 = 32 if quick else 128
         x32 = ids(32, 300)
-        side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300)
+        if "b32" in only:
+            side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300)
 
         newb = 16 if quick else 64
         xb = ids(8, 135)
-        side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
+        if "beam" in only:
+            side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
         del ours, ref
         torch.cuda.empty_cache()
 
         large = Path(tmp) / "biogpt-large-random"
-        with torch.device(dev):
-            big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
-        big.save_pretrained(large)
-        ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
-        newl = 32 if quick else 128
-        side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
-        del big, ref
-        torch.cuda.empty_cache()
+        if "large" in only:
+            with torch.device(dev):
+                big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
+            big.save_pretrained(large)
+            ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
+            newl = 32 if quick else 128
+            side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
+            del big, ref
+            torch.cuda.empty_cache()
 
+        if "train" not in only:
+            return results, notes
         # training: forward + backward + clip + AdamW, bf16 autocast, 8 x 512 tokens, dropout 0.1
         torch.manual_seed(0)
         train_path = Path(tmp) / "biogpt-train"
@@ -404,6 +414,7 @@ def environment() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--only", default=",".join(GPU_PARTS), help=f"gpu suite: comma-separated parts of {','.join(GPU_PARTS)}")
     parser.add_argument("--train-compile", action="store_true", help="gpu suite: also time a torch.compile'd training step")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer new tokens (smoke run)")
@@ -414,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             print("the gpu suite needs a CUDA device", file=sys.stderr)
             return 2
-        results, notes = gpu_suite(args.repeats, args.quick, args.train_compile)
+        parts = [p for p in args.only.split(",") if p]
+        unknown = sorted(set(parts) - set(GPU_PARTS))
+        if unknown:
+            parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(GPU_PARTS)}")
+        results, notes = gpu_suite(args.repeats, args.quick, args.train_compile, parts)
     else:
         results, notes = cpu_suite(args.repeats, args.quick)
     command = f"python -m benchmarks.run --suite {args.suite}" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")

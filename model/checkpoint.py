@@ -686,7 +686,7 @@ class PretrainedMixin:
         config.extra["architectures"] = [type(self).__name__]
         config.extra["dtype"] = str(next(self.parameters()).dtype).removeprefix("torch.")  # type: ignore[attr-defined]
         config.save_pretrained(directory)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        state = {k: _own_storage(v.detach().contiguous().cpu()) for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         if config.tie_word_embeddings:
             state = {k: v for k, v in state.items() if not k.endswith("output_projection.weight")}
         shards = _shard(state, max_shard_size)
@@ -761,3 +761,8 @@ def _shard(state: dict[str, torch.Tensor], max_shard_size: int | None) -> list[d
         shards[-1][key] = tensor
         size += n
     return shards
+
+
+def _own_storage(t: torch.Tensor) -> torch.Tensor:
+    """safetensors refuses tensors that share memory (q/k/v after fuse_qkv): copy only those."""
+    return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()

@@ -395,6 +395,8 @@ class StaticDecoder:
         self.write_pos = torch.zeros(1, dtype=torch.long, device=device)
         self.key_mask = torch.ones(rows, capacity, dtype=torch.bool, device=device)
         self.key_index = torch.arange(capacity, device=device)
+        self.mask_zero = torch.zeros((), dtype=model.dtype, device=device)
+        self.mask_neg_inf = torch.full((), -math.inf, dtype=model.dtype, device=device)
         self.capture = capture
         self.capture_seconds = 0.0
         self.greedy_graphs: dict = {}
@@ -410,12 +412,15 @@ class StaticDecoder:
     def _step(self) -> torch.Tensor:
         model = self.model
         allowed = self.key_mask & (self.key_index <= self.write_pos)  # (N, S): written keys only
+        # additive mask in the model's dtype, built once per step (a boolean one is converted
+        # by attention in every layer)
+        bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
         self.cache.write_index = self.write_pos
         try:
             hidden = model.biogpt.run(
                 self.tokens[:, None],
                 self.positions[:, None],
-                attn_mask=allowed[:, None, None, :],  # (N, 1, 1, S)
+                attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
                 is_causal=False,
                 cache=self.cache,
             )
@@ -559,6 +564,12 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
         return None
     if on_cuda and getattr(model, "_cuda_graph_failed", False):
         return None
+    if on_cuda:  # one q/k/v projection per layer (same parameters; see BioGptAttention.fuse_qkv)
+        from .modeling import BioGptAttention
+
+        for attn in model.modules():
+            if isinstance(attn, BioGptAttention) and attn.qkv_proj is None and attn.qkv_fused is None:
+                attn.fuse_qkv()
     rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
     capacity = -(-total_length // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
     # A graph holds the addresses of the weights it read: moving or converting the model

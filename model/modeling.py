@@ -132,6 +132,38 @@ class BioGptAttention(nn.Module):
         # Set by quantize.py for inference: one (3C, C) projection instead of three, fewer calls
         # per decode step (q, k, v are then deleted).
         self.qkv_proj: nn.Module | None = None
+        # Set by fuse_qkv(): (weight (3C, C), bias (3C,)) whose slices ARE q/k/v's parameters.
+        self.qkv_fused: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def fuse_qkv(self) -> None:
+        """Re-home q, k and v's parameters as slices of one (3C, C) buffer (same values, same
+        Parameter objects, same state-dict keys), so inference can run one projection instead
+        of three: two kernels fewer per layer and step on a GPU. Moving or converting the model
+        gives each parameter its own storage again, which `_fused_views_intact` notices."""
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([p.weight.detach() for p in parts])
+        has_bias = parts[0].bias is not None
+        bias = torch.cat([p.bias.detach() for p in parts]) if has_bias else None
+        C = parts[0].weight.shape[0]
+        for i, p in enumerate(parts):
+            p.weight.data = weight[i * C : (i + 1) * C]
+            if bias is not None:
+                p.bias.data = bias[i * C : (i + 1) * C]
+        self.qkv_fused = (weight, bias)
+
+    def _fused_views_intact(self) -> bool:
+        weight, bias = self.qkv_fused  # type: ignore[misc]
+        step = self.q_proj.weight.numel() * weight.element_size()
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        if any(p.weight.data_ptr() != weight.data_ptr() + i * step for i, p in enumerate(parts)):
+            self.qkv_fused = None  # the model was moved or converted: three projections again
+            return False
+        if bias is not None:
+            bstep = self.q_proj.bias.numel() * bias.element_size()
+            if any(p.bias.data_ptr() != bias.data_ptr() + i * bstep for i, p in enumerate(parts)):
+                self.qkv_fused = None
+                return False
+        return True
 
     def forward(
         self,
@@ -144,6 +176,8 @@ class BioGptAttention(nn.Module):
         B, T, C = x.shape
         if self.qkv_proj is not None:
             q, k, v = self.qkv_proj(x).split(C, dim=-1)  # 3 x (B, T, C)
+        elif self.qkv_fused is not None and not torch.is_grad_enabled() and self._fused_views_intact():
+            q, k, v = F.linear(x, *self.qkv_fused).split(C, dim=-1)  # 3 x (B, T, C)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q = q.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)

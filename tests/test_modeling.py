@@ -267,3 +267,32 @@ def test_onednn_path_logits_and_tokens_equal_transformers(tmp_path):
         got = ours.generate(pids, attention_mask=mask, max_new_tokens=8, **options)
         want = ref.generate(pids, attention_mask=mask, max_new_tokens=8, pad_token_id=1, **options)
         assert torch.equal(got, want), options
+
+
+@torch.no_grad()
+def test_fused_qkv_views_give_the_same_logits_and_state_dict(tmp_path):
+    """fuse_qkv (used on GPUs) re-homes q/k/v in one buffer: same values, keys and Parameters;
+    converting the model afterwards falls back to three projections."""
+    from model.modeling import BioGptAttention
+
+    model = tiny_lm()
+    ids = batch(1000)
+    want = model(ids).logits
+    params = {n: p for n, p in model.named_parameters()}
+    attns = [m for m in model.modules() if isinstance(m, BioGptAttention)]
+    for attn in attns:
+        attn.fuse_qkv()
+    assert {n: p for n, p in model.named_parameters()}.keys() == params.keys()
+    assert all(params[n] is p for n, p in model.named_parameters())
+    assert torch.allclose(model(ids).logits, want, atol=1e-6)
+    assert all(a.qkv_fused is not None for a in attns)
+    model.save_pretrained(tmp_path)  # shared storage is copied for safetensors
+    assert torch.allclose(BioGptForCausalLM.from_pretrained(tmp_path)(ids).logits, want, atol=1e-6)
+    with torch.enable_grad():  # training never takes the fused path: gradients reach q/k/v
+        model.train()
+        model(ids, labels=ids).loss.backward()
+        assert all(a.q_proj.weight.grad is not None for a in attns)
+        model.eval()
+    model.double()
+    assert torch.allclose(model(ids).logits.float(), want, atol=1e-5)
+    assert all(a.qkv_fused is None for a in attns)
