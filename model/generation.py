@@ -567,8 +567,9 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
         from .modeling import BioGptAttention
 
         for attn in model.modules():
-            if isinstance(attn, BioGptAttention) and attn.qkv_proj is None and attn.qkv_fused is None:
-                attn.fuse_qkv()
+            if isinstance(attn, BioGptAttention) and attn.qkv_proj is None:
+                if attn.qkv_fused is None or not attn._fused_views_intact():  # new, or moved/converted since
+                    attn.fuse_qkv()
     rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
     capacity = -(-total_length // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
     # A graph holds the addresses of the weights it read: moving or converting the model
