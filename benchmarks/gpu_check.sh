@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Everything a lent GPU machine should run, in one call (device time is scarce):
 #   the CUDA tests, then the GPU suite. Results land in $OUT (or ./gpu-out).
+# The suite needs torch, safetensors and transformers only; the tests also save tokenizer files
+# (sacremoses: put it on PYTHONPATH where the machine lacks it).
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1

@@ -270,7 +270,7 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequ
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "biogpt-random"
         torch.manual_seed(0)
-        BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path)
+        BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path, tokenizer=False)
         ours = BioGptForCausalLM.from_pretrained(path, dtype=half, device=dev).eval()
         ref = transformers.BioGptForCausalLM.from_pretrained(str(path), dtype=half).to(dev).eval()
 
@@ -316,7 +316,7 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequ
         if "large" in only:
             with torch.device(dev):
                 big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
-            big.save_pretrained(large)
+            big.save_pretrained(large, tokenizer=False)
             ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
             newl = 32 if quick else 128
             side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
@@ -328,7 +328,7 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequ
         # training: forward + backward + clip + AdamW, bf16 autocast, 8 x 512 tokens, dropout 0.1
         torch.manual_seed(0)
         train_path = Path(tmp) / "biogpt-train"
-        BioGptForCausalLM(BioGptConfig()).save_pretrained(train_path)
+        BioGptForCausalLM(BioGptConfig()).save_pretrained(train_path, tokenizer=False)
         batch = {"input_ids": ids(8, 512)}
         batch["labels"] = batch["input_ids"]
         steps = 5 if quick else 20

@@ -677,7 +677,8 @@ class PretrainedMixin:
         max_shard_size: int | None = None,
     ) -> Path:
         """config.json + model.safetensors (+ shards and index) + the tokenizer files: a directory
-        transformers loads with the same logits."""
+        transformers loads with the same logits. tokenizer: the one to save; None = the matching
+        bundled BioGPT vocabulary; False = weights and config only (no sacremoses needed)."""
         from safetensors.torch import save_file
 
         directory = Path(save_directory)
@@ -705,7 +706,7 @@ class PretrainedMixin:
                 json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
             )
         tok = tokenizer if tokenizer is not None else self._default_tokenizer()
-        if tok is not None:
+        if tok is not None and tok is not False:
             tok.save_pretrained(directory)
         return directory
 

@@ -273,3 +273,25 @@ def test_loading_peak_rss_stays_below_1_2x_weights(tmp_path, fmt):
     ratio = float(out.stdout.strip().splitlines()[-1])
     print(f"{fmt}: peak RSS increase while loading = {ratio:.3f} x weights")
     assert ratio <= 1.2
+
+
+def test_weights_only_save_needs_no_tokenizer_or_sacremoses(tmp_path):
+    """tokenizer=False: config and weights only (the GPU suite runs where sacremoses is absent)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["sacremoses"] = None  # any import of it now fails
+        import torch
+        from model import BioGptForCausalLM
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.helpers import tiny_lm
+        model = tiny_lm()
+        model.save_pretrained({str(tmp_path)!r}, tokenizer=False)
+        back = BioGptForCausalLM.from_pretrained({str(tmp_path)!r})
+        ids = torch.tensor([[2, 5, 6, 7]])
+        assert torch.equal(back(ids).logits, model(ids).logits)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
