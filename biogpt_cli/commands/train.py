@@ -107,6 +107,23 @@ def cached_features(
     return dataset
 
 
+COMMON_FLAGS = (
+    "from_scratch", "epochs", "max_steps", "lr", "batch_size", "grad_accum", "max_samples", "seed", "dropout",
+    "eval_steps", "save_steps", "save_total_limit", "patience", "scheduler", "warmup_steps", "bf16",
+    "gradient_checkpointing", "device",
+)
+
+
+def given_flags(values: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The flags every `train` command shares, read from the command function's `locals()`
+    (its parameters keep these names), plus the command's own; for `resolve_options`."""
+    given = {name: values[name] for name in COMMON_FLAGS}
+    given["model"] = values["model_name"]
+    given["resume"] = _resume_value(values["resume"], values["resume_from"])
+    given["dev"] = str(values["dev"]) if values["dev"] else None
+    return {**given, **extra}
+
+
 def _resume_value(flag: bool, path: Optional[Path]) -> str | None:
     """--resume-from PATH, else --resume (the latest checkpoint), else not given."""
     if path is not None:
@@ -349,12 +366,7 @@ def ner(
 
     from .tag import ner_features
 
-    options = resolve_options(config_file, dict(
-        model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
-        grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
-        save_steps=save_steps, save_total_limit=save_total_limit, patience=patience, scheduler=scheduler,
-        warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
-    ))
+    options = resolve_options(config_file, given_flags(locals()))
     docs = ner_documents(train_file)[: options["max_samples"]]
     dev_docs = ner_documents(Path(options["dev"])) if options["dev"] else None
     types = sorted({label for _, _, spans in docs + (dev_docs or []) for _, _, label in spans})
@@ -435,25 +447,16 @@ def classify(
     if task_name is not None and not generative:
         raise UserError("--task needs --generative (the head model reads JSONL documents)")
     if generative:
-        given = _generative_options(
-            task=task_name or "hoc", recipe=recipe, data_split=data_split, dev_split=dev_split, dev=dev,
-            dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, model=model_name, from_scratch=from_scratch,
-            epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_samples=max_samples,
-            seed=seed, dropout=dropout, eval_steps=eval_steps, save_steps=save_steps, save_total_limit=save_total_limit,
-            patience=patience, scheduler=scheduler, warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-            resume_flag=resume, resume_from=resume_from, device=device,
+        given = given_flags(
+            locals(), task=task_name or "hoc", recipe=recipe, data_split=data_split, dev_split=dev_split,
+            dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens,
         )
         train_generative("classify", task_name or "hoc", train_file, output, config_file, given)
         return
     for flag, value in (("--recipe", recipe), ("--data-split", data_split), ("--dev-split", dev_split), ("--dev-limit", dev_limit), ("--max-tokens", max_tokens)):
         if value is not None:
             raise UserError(f"{flag} needs --generative")
-    options = resolve_options(config_file, dict(
-        model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
-        grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
-        save_steps=save_steps, save_total_limit=save_total_limit, patience=patience, scheduler=scheduler,
-        warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
-    ))
+    options = resolve_options(config_file, given_flags(locals()))
     rows, multi = classify_rows(train_file)
     rows = rows[: options["max_samples"]]
     dev_rows: list[tuple[str, list[str]]] | None = None
@@ -574,13 +577,7 @@ def lm(
     import torch
     from model import BioGptForCausalLM
 
-    options = resolve_options(config_file, dict(
-        model=model_name, from_scratch=from_scratch, epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size,
-        grad_accum=grad_accum, max_samples=max_samples, seed=seed, dropout=dropout, eval_steps=eval_steps,
-        save_steps=save_steps, save_total_limit=save_total_limit, patience=patience, scheduler=scheduler,
-        warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing, resume=_resume_value(resume, resume_from), device=device, dev=str(dev) if dev else None,
-        block_size=block_size,
-    ))
+    options = resolve_options(config_file, given_flags(locals(), block_size=block_size))
     dev_ = resolve_train_device(options["device"])
     model, tokenizer = build_model(BioGptForCausalLM, options, dev_)
     block = min(options["block_size"] or model.config.max_position_embeddings, model.config.max_position_embeddings)
@@ -831,12 +828,6 @@ def train_generative(command: str, task_name: str | None, data: Optional[Path], 
     return summary
 
 
-def _generative_options(**kw: Any) -> dict[str, Any]:
-    kw["resume"] = _resume_value(kw.pop("resume_flag"), kw.pop("resume_from"))
-    kw["dev"] = str(kw["dev"]) if kw.get("dev") else None
-    return kw
-
-
 @train_app.command("re")
 def re_(
     data_arg: Optional[Path] = typer.Argument(None, help="The task's data: folder (train.json, valid.json) or file; or --data."),
@@ -880,13 +871,9 @@ def re_(
 
     Example: biogpt train re --task bc5cdr data/BC5CDR -o re-run --recipe official
     """
-    given = _generative_options(
-        task=task_name, template=template, recipe=recipe, data_split=data_split, dev_split=dev_split, dev=dev,
-        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, model=model_name, from_scratch=from_scratch,
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_samples=max_samples,
-        seed=seed, dropout=dropout, eval_steps=eval_steps, save_steps=save_steps, save_total_limit=save_total_limit,
-        patience=patience, scheduler=scheduler, warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-        resume_flag=resume, resume_from=resume_from, device=device, average_last=average_last,
+    given = given_flags(
+        locals(), task=task_name, template=template, recipe=recipe, data_split=data_split, dev_split=dev_split,
+        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, average_last=average_last,
         save_epochs=True if average_last else None,
     )
     from tasks.runner import RECIPE_KEY  # noqa: F401  (the recipe key extract-relations reads)
@@ -939,13 +926,9 @@ def qa_(
 
     Example: biogpt train qa --task pubmedqa data/PubMedQA -o qa-run --recipe official
     """
-    given = _generative_options(
-        task=task_name, setting=setting, recipe=recipe, data_split=data_split, dev_split=dev_split, dev=dev,
-        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, model=model_name, from_scratch=from_scratch,
-        epochs=epochs, max_steps=max_steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_samples=max_samples,
-        seed=seed, dropout=dropout, eval_steps=eval_steps, save_steps=save_steps, save_total_limit=save_total_limit,
-        patience=patience, scheduler=scheduler, warmup_steps=warmup_steps, bf16=bf16, gradient_checkpointing=gradient_checkpointing,
-        resume_flag=resume, resume_from=resume_from, device=device, average_last=average_last,
+    given = given_flags(
+        locals(), task=task_name, setting=setting, recipe=recipe, data_split=data_split, dev_split=dev_split,
+        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, average_last=average_last,
         save_epochs=True if average_last else None,
     )
     train_generative("qa", task_name, data_opt or data_arg, output, config_file, given)
