@@ -59,8 +59,13 @@ def interleave(ours: Callable[[], float], theirs: Callable[[], float], repeats: 
 
 
 def tokens_per_second(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int = 1) -> float:
+    """GPU work is asynchronous: synchronise before reading the clock on both sides."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     assert out.shape[0] >= rows
     return new_tokens * rows / seconds
@@ -201,15 +206,6 @@ def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------- GPU suite
-def cuda_rate(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int) -> float:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    torch.cuda.synchronize()
-    assert out.shape[0] >= rows
-    return new_tokens * rows / (time.perf_counter() - start)
-
-
 def peak_gib(fn: Callable[[], object]) -> float:
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -231,7 +227,7 @@ def agreement(ours: torch.Tensor, theirs: torch.Tensor, prompt: int) -> tuple[fl
 GPU_PARTS = ("b1", "b32", "beam", "large", "train")
 
 
-def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequence[str] = GPU_PARTS) -> tuple[list[Result], list[str]]:
+def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tuple[list[Result], list[str]]:
     """Ours vs transformers' default generate / eager training on one CUDA device, fp16 inference.
     `only` picks parts (GPU_PARTS) for short checks; the full suite runs them all."""
     import transformers
@@ -260,7 +256,7 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequ
 
     def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int) -> None:
         res = Result(name, "tokens/s")
-        interleave(lambda: cuda_rate(ours_fn, new, rows), lambda: cuda_rate(ref_fn, new, rows), repeats, res)
+        interleave(lambda: tokens_per_second(ours_fn, new, rows), lambda: tokens_per_second(ref_fn, new, rows), repeats, res)
         mem_ours, mem_ref = peak_gib(ours_fn), peak_gib(ref_fn)
         rows_same, prefix = agreement(ours_fn(), ref_fn(), prompt)
         res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB; fp16 agreement: {rows_same:.0%} rows identical, {prefix:.0%} of tokens before a first difference"
@@ -343,54 +339,37 @@ def gpu_suite(repeats: int, quick: bool, train_compile: bool = False, only: Sequ
             torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
             ref_opt.step()
 
+        def rate(fn: Callable[[], None]) -> float:
+            for _ in range(4):  # warm-up (and, for the graph, capture)
+                fn()
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            torch.cuda.synchronize()
+            return steps * batch["input_ids"].numel() / (time.perf_counter() - start)
+
         variants = [("eager, fused AdamW", False), ("CUDA-graph step, fused AdamW", True)]
         for label, graph in variants:
-          try:
-            model = BioGptForCausalLM.from_pretrained(train_path, device=dev).train()
-            step = TrainStep(model, adamw(model, lr=1e-4, capturable=graph), graph=graph)
+            try:
+                model = BioGptForCausalLM.from_pretrained(train_path, device=dev).train()
+                step = TrainStep(model, adamw(model, lr=1e-4, capturable=graph), graph=graph)
 
-            def ours_step(step=step) -> None:
-                step(batch)
+                def ours_step(step=step) -> None:
+                    step(batch)
 
-            def rate(fn) -> float:
-                for _ in range(4):  # warm-up (and, for the graph, capture)
-                    fn()
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for _ in range(steps):
-                    fn()
-                torch.cuda.synchronize()
-                return steps * batch["input_ids"].numel() / (time.perf_counter() - start)
-
-            res = Result(f"training step ({label}), bf16 autocast, 8×512 tokens", "tokens/s")
-            interleave(lambda: rate(ours_step), lambda: rate(ref_step), repeats, res)
-            res.note = f"peak GPU memory {peak_gib(ours_step):.2f} vs {peak_gib(ref_step):.2f} GiB"
-            if graph:
-                res.note += f"; one-time capture {step.capture_seconds:.2f} s"
-            results.append(res)
-            print(res.row(), flush=True)
-            del model, step
-            torch.cuda.empty_cache()
-          except Exception as exc:  # report and go on: the other rows still count
-            notes.append(f"training variant {label!r} failed: {type(exc).__name__}: {exc}")
-            print(notes[-1], flush=True)
-        if train_compile:
-            model = BioGptForCausalLM.from_pretrained(train_path, device=dev).train()
-            start = time.perf_counter()
-            compiled = torch.compile(model)
-            step = TrainStep(compiled, adamw(model, lr=1e-4))
-            step(batch)
-            torch.cuda.synchronize()
-            compile_s = time.perf_counter() - start
-
-            def compiled_step() -> None:
-                step(batch)
-
-            res = Result("training step (torch.compile, fused AdamW), bf16 autocast, 8×512 tokens", "tokens/s")
-            interleave(lambda: rate(compiled_step), lambda: rate(ref_step), repeats, res)
-            res.note = f"compile {compile_s:.0f} s"
-            results.append(res)
-            print(res.row(), flush=True)
+                res = Result(f"training step ({label}), bf16 autocast, 8×512 tokens", "tokens/s")
+                interleave(lambda: rate(ours_step), lambda: rate(ref_step), repeats, res)
+                res.note = f"peak GPU memory {peak_gib(ours_step):.2f} vs {peak_gib(ref_step):.2f} GiB"
+                if graph:
+                    res.note += f"; one-time capture {step.capture_seconds:.2f} s"
+                results.append(res)
+                print(res.row(), flush=True)
+                del model, step
+                torch.cuda.empty_cache()
+            except Exception as exc:  # report and go on: the other rows still count
+                notes.append(f"training variant {label!r} failed: {type(exc).__name__}: {exc}")
+                print(notes[-1], flush=True)
     return results, notes
 
 
@@ -415,7 +394,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--only", default=",".join(GPU_PARTS), help=f"gpu suite: comma-separated parts of {','.join(GPU_PARTS)}")
-    parser.add_argument("--train-compile", action="store_true", help="gpu suite: also time a torch.compile'd training step")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer new tokens (smoke run)")
     parser.add_argument("--json", type=Path)
@@ -429,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(parts) - set(GPU_PARTS))
         if unknown:
             parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(GPU_PARTS)}")
-        results, notes = gpu_suite(args.repeats, args.quick, args.train_compile, parts)
+        results, notes = gpu_suite(args.repeats, args.quick, parts)
     else:
         results, notes = cpu_suite(args.repeats, args.quick)
     command = f"python -m benchmarks.run --suite {args.suite}" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")

@@ -434,10 +434,7 @@ class StaticDecoder:
 
     def cache_view(self, rows: int) -> KVCache:
         """A cache over the first `rows` rows of the captured buffers, for the eager prefill."""
-        view = KVCache.__new__(KVCache)
-        view.k, view.v = self.cache.k[:, :rows], self.cache.v[:, :rows]
-        view.length, view.growable, view.shared_prefix, view.write_index = 0, False, 0, None
-        return view
+        return self.cache.first_rows(rows)
 
     def start(
         self, rows: int, prompt_length: int, cache: KVCache, next_position: torch.Tensor, key_mask: torch.Tensor | None

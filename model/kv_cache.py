@@ -107,6 +107,14 @@ class KVCache:
         self.k[:, moved, :, start:n] = self.k[:, source, :, start:n]
         self.v[:, moved, :, start:n] = self.v[:, source, :, start:n]
 
+    def first_rows(self, rows: int) -> "KVCache":
+        """An empty, fixed-size cache over this one's first `rows` rows (same memory)."""
+        view = KVCache.__new__(KVCache)
+        view.__dict__.update(self.__dict__)
+        view.k, view.v = self.k[:, :rows], self.v[:, :rows]
+        view.length, view.growable, view.shared_prefix, view.write_index = 0, False, 0, None
+        return view
+
     def to_legacy(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """transformers' legacy format: per layer (keys, values), each (B, H, T, D)."""
         n = self.length

@@ -117,6 +117,12 @@ class Linear(nn.Linear):
 
 
 # ------------------------------------------------------------------------------ attention
+def _consecutive_slices(whole: torch.Tensor, parts: list[torch.Tensor]) -> bool:
+    """Whether `parts` still live back to back at the start of `whole`'s memory."""
+    step = parts[0].numel() * whole.element_size()
+    return all(p.data_ptr() == whole.data_ptr() + i * step for i, p in enumerate(parts))
+
+
 class BioGptAttention(nn.Module):
     def __init__(self, config: BioGptConfig, layer_idx: int) -> None:
         super().__init__()
@@ -153,17 +159,13 @@ class BioGptAttention(nn.Module):
 
     def _fused_views_intact(self) -> bool:
         weight, bias = self.qkv_fused  # type: ignore[misc]
-        step = self.q_proj.weight.numel() * weight.element_size()
         parts = (self.q_proj, self.k_proj, self.v_proj)
-        if any(p.weight.data_ptr() != weight.data_ptr() + i * step for i, p in enumerate(parts)):
-            self.qkv_fused = None  # the model was moved or converted: three projections again
-            return False
-        if bias is not None:
-            bstep = self.q_proj.bias.numel() * bias.element_size()
-            if any(p.bias.data_ptr() != bias.data_ptr() + i * bstep for i, p in enumerate(parts)):
-                self.qkv_fused = None
-                return False
-        return True
+        intact = _consecutive_slices(weight, [p.weight for p in parts]) and (
+            bias is None or _consecutive_slices(bias, [p.bias for p in parts])
+        )
+        if not intact:  # the model was moved or converted: three projections again
+            self.qkv_fused = None
+        return intact
 
     def forward(
         self,

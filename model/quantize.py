@@ -70,10 +70,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     from .modeling import BioGptAttention
 
     for attn in [m for m in model.modules() if isinstance(m, BioGptAttention)]:
-        parts = (attn.q_proj, attn.k_proj, attn.v_proj)
-        weight = torch.cat([p.weight.detach() for p in parts])
-        bias = torch.cat([p.bias.detach() for p in parts]) if parts[0].bias is not None else None
-        attn.qkv_proj = Bf16Linear(weight, bias)
+        attn.fuse_qkv()
+        attn.qkv_proj = Bf16Linear(*attn.qkv_fused)  # type: ignore[misc]
+        attn.qkv_fused = None
         del attn.q_proj, attn.k_proj, attn.v_proj
     targets = [
         (name, module)
