@@ -54,3 +54,18 @@ def test_bf16_logits_close_to_fp32(small_model, tokenizer, tmp_path):
     for text in abstracts(2):
         ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]
         assert relative_error(half(ids).logits, small_model(ids).logits) < BF16_TOLERANCE
+
+
+@torch.no_grad()
+def test_int8_decode_steps_close_to_fp32_on_real_abstracts(small_model, tokenizer, tmp_path):
+    """One token per call, as generation runs: on CPUs with AVX-512 VNNI fc2 takes the int8
+    kernel of cpu_kernels.py here, elsewhere torch's; the bound is the same."""
+    from model.kv_cache import KVCache
+
+    small_model.save_pretrained(tmp_path, tokenizer=tokenizer)
+    q = BioGptForCausalLM.from_pretrained(tmp_path).quantize("int8")
+    ids = tokenizer(abstracts(1)[0], return_tensors="pt").input_ids[:, :128]
+    cache = KVCache.for_model(q.config, 1, ids.shape[1], dtype=torch.float32, device="cpu")
+    steps = torch.cat([q(ids[:, i : i + 1], past_key_values=cache, use_cache=True).logits for i in range(ids.shape[1])], 1)
+    assert relative_error(steps, small_model(ids).logits) < INT8_TOLERANCE
+    assert relative_error(steps, q(ids).logits) < INT8_TOLERANCE  # the several-row path agrees too
