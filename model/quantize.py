@@ -1,13 +1,16 @@
 """Weight-only int8 quantization for CPU inference.
 
-fc2 keeps its weights as int8 with one float32 scale per output row (symmetric,
-round-to-nearest); the other large linear layers store and multiply bfloat16 weights. Why this
-mix (measured on this project's CPU, 347M shapes): int8 everywhere gives 2.0-2.3% relative error
-of the teacher-forced logits (over the 2% bound) even with exact activations, so int8 goes only
-where it is accurate enough: this mix stays at ~1.5%. Decode steps (one row) multiply int8 with
-this project's VNNI kernel (cpu_kernels.py), 1.2-1.5x faster than torch's int8 kernel, which
-serves several rows and CPUs without it. The residual stream, LayerNorms, attention and KV cache
-stay in float32; the bfloat16 layers round their inputs to bfloat16. Inference only.
+Every linear layer of the blocks (fused q/k/v, out, fc1, fc2) keeps int8 weights with one
+float32 scale per output row and group of 64 inputs (symmetric, round to nearest); the LM head
+stays bfloat16. Why (measured on this project's CPU, 347M shapes, random weights): a decode
+step streams every weight once from memory (~33 GB/s on 2 cores), so bytes are the cost, and
+this layout moves 393 MB per token instead of 663 MB in bfloat16; one scale per row would be
+over the 2% logit bound once more than fc2 is int8 (2.0%), one per 64 inputs halves the
+quantization step (1.44% with every block layer int8; an int8 LM head would add 0.1 point for
+~10% fewer bytes, not taken). The products run in this project's VNNI kernel (cpu_kernels.py)
+for up to 16 rows; longer prompts, and machines without the kernel, multiply the dequantized
+weights in bfloat16 with torch. The residual stream, LayerNorms, attention and KV cache stay in
+float32. Inference only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import cpu_kernels
@@ -25,36 +29,51 @@ MIN_PARAMS = 1 << 16  # small layers (classification heads) stay in floating poi
 
 
 class Int8Linear(nn.Module):
-    """int8 weights, one float32 scale per output row (symmetric, round to nearest).
-
-    A single row (a decode step) goes through this project's VNNI kernel when the CPU has it
-    (cpu_kernels.py: 1.2-1.5x faster than torch's, activations kept at ~15 bits); several rows
-    (prefill, beams) through `torch._weight_int8pack_mm` (activations rounded to bfloat16)."""
+    """int8 weights with one float32 scale per output row and group of 128 inputs, packed for
+    the kernel (blocks of 4 rows, group by group; padding rows and columns are zero)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         w = weight.detach().float()
-        scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)  # (out,)
-        q = torch.round(w / scales[:, None]).clamp(-128, 127).to(torch.int8).contiguous()
-        self.in_features, self.out_features = w.shape[1], w.shape[0]
-        self.register_buffer("weight_int8", q)
-        self.register_buffer("scales", scales.contiguous())
-        self.register_buffer("scales_bf16", scales.to(torch.bfloat16), persistent=False)
-        self.register_buffer("rowsum", q.sum(dim=1, dtype=torch.int32), persistent=False)
+        N, K = w.shape
+        G, R = cpu_kernels.GROUP, cpu_kernels.ROWS
+        Np, Kp = -(-N // R) * R, -(-K // G) * G
+        groups = F.pad(w, (0, Kp - K, 0, Np - N)).reshape(Np, Kp // G, G)  # (Np, Kp/G, G)
+        scales = (groups.abs().amax(dim=-1) / 127.0).clamp(min=1e-12)  # (Np, Kp/G)
+        q = torch.round(groups / scales[..., None]).clamp(-127, 127).to(torch.int8)  # (Np, Kp/G, G)
+        # sum over groups of scale x group sum of the weights: the kernel's activation offset
+        corr = (scales.double() * q.sum(dim=-1, dtype=torch.float64)).sum(dim=-1)  # (Np,)
+        self.in_features, self.out_features = K, N
+        # Packed for the kernel: blocks of R rows, group by group, so it reads them in order.
+        packed = q.reshape(Np // R, R, Kp // G, G).transpose(1, 2)  # (Np/R, Kp/G, R, G)
+        self.register_buffer("weight_int8", packed.contiguous())
+        self.register_buffer("scales", scales.reshape(Np // R, R, Kp // G).transpose(1, 2).contiguous())  # (Np/R, Kp/G, R)
+        self.register_buffer("corr", corr.float(), persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
-        self.fast = self.in_features <= cpu_kernels.MAX_INT8_K
+        self.dequantized_cache: torch.Tensor | None = None
+
+    def dequantized(self) -> torch.Tensor:
+        """The bfloat16 weight (out, in) these int8 values and scales stand for."""
+        if cpu_kernels.available():
+            return cpu_kernels.dequantize_int8(self.weight_int8, self.scales, self.out_features, self.in_features)
+        blocks, ngroups, R, G = self.weight_int8.shape
+        w = self.weight_int8.float() * self.scales[..., None]  # (Np/R, Kp/G, R, G)
+        w = w.transpose(1, 2).reshape(blocks * R, ngroups * G)  # (Np, Kp)
+        return w[: self.out_features, : self.in_features].to(torch.bfloat16).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast and cpu_kernels.applies(x):
-            return cpu_kernels.linear_int8(x, self.weight_int8, self.scales, self.rowsum, self.bias, x.dtype)
-        shape = x.shape
-        y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]).to(torch.bfloat16), self.weight_int8, self.scales_bf16)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+        if cpu_kernels.applies(x):
+            return cpu_kernels.linear_int8(x, self.weight_int8, self.scales, self.corr, self.bias, x.dtype, self.out_features)
+        weight = self.dequantized_cache
+        if weight is None:
+            weight = self.dequantized()
+            if not torch.is_grad_enabled() and not cpu_kernels.available():
+                # no kernel on this machine: every call would dequantize again, keep the result
+                self.dequantized_cache = weight
+        return F.linear(x.to(torch.bfloat16), weight, self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only, groups of {cpu_kernels.GROUP}"
 
 
 class Bf16Linear(nn.Module):
@@ -70,21 +89,20 @@ class Bf16Linear(nn.Module):
         return nn.functional.linear(x.to(torch.bfloat16), self.weight_bf16, self.bias).to(x.dtype)
 
 
-INT8_LAYERS = ("fc2",)
+BF16_LAYERS = ("output_projection",)  # the LM head: see the module docstring
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Replace the large linear layers (int8 for fc2, bfloat16 for the others, the LM head
-    included), from their current, ideally float32, weights. Returns the same model, in eval mode."""
+    """Replace the large linear layers (int8 in the blocks, bfloat16 for the LM head) from their
+    current, ideally float32, weights. Returns the same model, in eval mode."""
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 weight-only quantization is implemented for CPU inference")
-    # q, k and v become one bfloat16 projection: three calls (and input/output casts) fewer per
-    # layer and step, measured ~1 ms per token on 2 cores
+    # q, k and v become one projection: one kernel call instead of three per layer and step
     from .modeling import BioGptAttention
 
     for attn in [m for m in model.modules() if isinstance(m, BioGptAttention)]:
         attn.fuse_qkv()
-        attn.qkv_proj = Bf16Linear(*attn.qkv_fused)  # type: ignore[misc]
+        attn.qkv_proj = Int8Linear(*attn.qkv_fused)  # type: ignore[misc]
         attn.qkv_fused = None
         del attn.q_proj, attn.k_proj, attn.v_proj
     targets = [
@@ -95,9 +113,11 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     for name, module in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        layer = Int8Linear if attr in INT8_LAYERS else Bf16Linear
+        layer = Bf16Linear if attr in BF16_LAYERS else Int8Linear
         setattr(parent, attr, layer(module.weight, module.bias))
     model.eval()
     model.quantization = "int8"  # type: ignore[attr-defined]
-    logger.info("quantized %d linear layers to int8 (weight-only)", len(targets))
+    if not cpu_kernels.available():
+        logger.info("int8 kernel unavailable on this machine: int8 layers multiply dequantized bfloat16 weights")
+    logger.info("quantized %d linear layers (weight-only int8, LM head bfloat16)", len(targets))
     return model
