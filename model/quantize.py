@@ -8,7 +8,7 @@ this layout moves 393 MB per token instead of 663 MB in bfloat16; one scale per 
 over the 2% logit bound once more than fc2 is int8 (2.0%), one per 64 inputs halves the
 quantization step (1.44% with every block layer int8; an int8 LM head would add 0.1 point for
 ~10% fewer bytes, not taken). The products run in this project's VNNI kernel (cpu_kernels.py)
-for up to 16 rows; longer prompts, and machines without the kernel, multiply the dequantized
+for up to 24 rows; longer prompts, and machines without the kernel, multiply the dequantized
 weights in bfloat16 with torch. The residual stream, LayerNorms, attention and KV cache stay in
 float32. Inference only.
 """

@@ -136,11 +136,11 @@ static inline void block_dots(const int8_t *w, const float *s, const uint8_t *h8
  * of the activation bytes. Blocks of ROWS output rows are spread over the threads; a block's
  * weights (ROWS x Kp bytes) stay in cache while every activation row passes over them, so a
  * few rows (beams, a short prompt) cost little more than one. */
-void gemm_int8(const int8_t *q, const float *scales, const float *corr, const void *x, int x_bf16,
+int gemm_int8(const int8_t *q, const float *scales, const float *corr, const void *x, int x_bf16,
                const uint16_t *bias, void *y, int out_bf16, int64_t M, int64_t N, int64_t K, int64_t Kp) {
     const int64_t G = Kp / GROUP;
     uint8_t *buf = (uint8_t *)malloc((size_t)(2 * M * Kp) + sizeof(float) * (size_t)M);
-    if (!buf) return;
+    if (!buf) return -1;
     uint8_t *hi = buf, *lo = buf + M * Kp;
     float *sx = (float *)(buf + 2 * M * Kp);
     split_rows(x, x_bf16, M, K, Kp, hi, lo, sx);
@@ -163,6 +163,7 @@ void gemm_int8(const int8_t *q, const float *scales, const float *corr, const vo
         }
     }
     free(buf);
+    return 0;
 }
 
 /* The bfloat16 weight (N, K) row-major that packed int8 weights stand for: long prompts multiply
