@@ -69,3 +69,23 @@ def test_int8_decode_steps_close_to_fp32_on_real_abstracts(small_model, tokenize
     steps = torch.cat([q(ids[:, i : i + 1], past_key_values=cache, use_cache=True).logits for i in range(ids.shape[1])], 1)
     assert relative_error(steps, small_model(ids).logits) < INT8_TOLERANCE
     assert relative_error(steps, q(ids).logits) < INT8_TOLERANCE  # the several-row path agrees too
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_int8_347m_shapes_within_bound_on_a_real_abstract(tokenizer):
+    """The real BioGPT shapes (random weights, as the benchmark): full sequence (dequantized
+    bfloat16 path) and decode steps (the int8 kernel where the CPU has it) within 2%."""
+    from model.kv_cache import KVCache
+
+    torch.manual_seed(0)
+    fp32 = BioGptForCausalLM(BioGptConfig.from_preset("biogpt")).eval()
+    q = BioGptForCausalLM(fp32.config, init=False).eval()
+    q.load_state_dict(fp32.state_dict())
+    q.quantize("int8")
+    ids = tokenizer(" ".join(abstracts(2)), return_tensors="pt").input_ids[:, :200]
+    base = fp32(ids).logits
+    assert relative_error(q(ids).logits, base) < INT8_TOLERANCE
+    cache = KVCache.for_model(q.config, 1, ids.shape[1], dtype=torch.float32, device="cpu")
+    steps = torch.cat([q(ids[:, i : i + 1], past_key_values=cache, use_cache=True).logits for i in range(ids.shape[1])], 1)
+    assert relative_error(steps, base) < INT8_TOLERANCE
