@@ -44,12 +44,19 @@ _tried = False
 
 
 def _cpu_supported() -> bool:
+    """The CPU has the instructions (Linux lists them only when the OS saves AVX-512 state) and
+    torch itself runs AVX-512 code here (its own check of the same, plus ATEN_CPU_CAPABILITY)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return all(f in flags for f in CPU_FLAGS)
+    if not all(f in flags for f in CPU_FLAGS):
+        return False
+    try:
+        return torch.backends.cpu.get_cpu_capability() == "AVX512"
+    except AttributeError:  # older torch: the flags alone
+        return True
 
 
 def _cache_dir() -> Path:
