@@ -141,7 +141,7 @@ def linear_int8(
     out_features and K rounded up, zero padding); corr float32 (Np,) = sum over groups of
     scale x group sum of the weights; bias bfloat16 (out_features,) or None; all contiguous."""
     x = x.contiguous()
-    blocks, groups, _, _ = weight.shape
+    groups = weight.shape[1]
     K = x.shape[-1]
     y = torch.empty(*x.shape[:-1], out_features, dtype=out_dtype)
     status = _lib.gemm_int8(  # type: ignore[union-attr]
@@ -155,7 +155,7 @@ def linear_int8(
 
 def dequantize_int8(weight: torch.Tensor, scales: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:
     """The bfloat16 (out_features, in_features) weight that packed int8 weights stand for."""
-    blocks, groups, _, _ = weight.shape
+    groups = weight.shape[1]
     out = torch.empty(out_features, in_features, dtype=torch.bfloat16)
     _lib.dequantize_int8(weight.data_ptr(), scales.data_ptr(), out.data_ptr(), out_features, in_features, groups * GROUP)  # type: ignore[union-attr]
     return out

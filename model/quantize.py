@@ -29,8 +29,9 @@ MIN_PARAMS = 1 << 16  # small layers (classification heads) stay in floating poi
 
 
 class Int8Linear(nn.Module):
-    """int8 weights with one float32 scale per output row and group of 128 inputs, packed for
-    the kernel (blocks of 4 rows, group by group; padding rows and columns are zero)."""
+    """int8 weights with one float32 scale per output row and group of 64 inputs, packed for
+    the kernel (blocks of 4 rows, group by group; padding rows and columns are zero). Without
+    the kernel on this machine, the dequantized bfloat16 weight is kept and multiplied instead."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -50,7 +51,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales.reshape(Np // R, R, Kp // G).transpose(1, 2).contiguous())  # (Np/R, Kp/G, R)
         self.register_buffer("corr", corr.float(), persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().to(torch.bfloat16))
-        self.dequantized_cache: torch.Tensor | None = None
+        self.dequantized_cache = None if cpu_kernels.available() else self.dequantized()
 
     def dequantized(self) -> torch.Tensor:
         """The bfloat16 weight (out, in) these int8 values and scales stand for."""
@@ -64,12 +65,8 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if cpu_kernels.applies(x):
             return cpu_kernels.linear_int8(x, self.weight_int8, self.scales, self.corr, self.bias, x.dtype, self.out_features)
-        weight = self.dequantized_cache
-        if weight is None:
-            weight = self.dequantized()
-            if not torch.is_grad_enabled() and not cpu_kernels.available():
-                # no kernel on this machine: every call would dequantize again, keep the result
-                self.dequantized_cache = weight
+        # long prompts with the kernel: dequantize for this call only (compute-bound, oneDNN)
+        weight = self.dequantized() if self.dequantized_cache is None else self.dequantized_cache
         return F.linear(x.to(torch.bfloat16), weight, self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:

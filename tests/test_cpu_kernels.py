@@ -42,6 +42,13 @@ def reference(layer: Int8Linear, dequant: torch.Tensor, x: torch.Tensor) -> torc
     return y.reshape(*x.shape[:-1], -1)
 
 
+def run_python(code: str, **env: str) -> tuple[str, str]:
+    """Run `code` in a fresh interpreter (the kernel is loaded once per process): (stdout, stderr)."""
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip(), out.stderr
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
 
@@ -122,10 +129,7 @@ def test_switch_turns_the_kernel_off_and_layers_still_work():
         "ref = x @ l.dequantized().float().T;"
         "print(tuple(y.shape), float((y - ref).norm() / ref.norm()) < 1e-2)"
     )
-    env = {**os.environ, "BIOGPT_CPU_KERNELS": "0"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(1, 8) True"
+    assert run_python(code, BIOGPT_CPU_KERNELS="0")[0] == "(1, 8) True"
 
 
 def test_a_failed_build_falls_back_to_torch(tmp_path):
@@ -133,9 +137,7 @@ def test_a_failed_build_falls_back_to_torch(tmp_path):
         "import logging, torch; logging.basicConfig(level=logging.INFO);"
         "from model import cpu_kernels; assert not cpu_kernels.available(); print('fallback')"
     )
-    env = {**os.environ, "CC": str(tmp_path / "no-such-compiler"), "BIOGPT_CACHE": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "fallback"
+    stdout, stderr = run_python(code, CC=str(tmp_path / "no-such-compiler"), BIOGPT_CACHE=str(tmp_path / "cache"), BIOGPT_CPU_KERNELS="1")
+    assert stdout == "fallback"
     if cpu_kernels._cpu_supported():
-        assert "int8 CPU kernel unavailable" in out.stderr
+        assert "int8 CPU kernel unavailable" in stderr

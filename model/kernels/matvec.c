@@ -23,7 +23,7 @@
 
 #define ROWS 4 /* output rows per block: four independent accumulator chains (model/cpu_kernels.py: ROWS) */
 #ifndef GROUP
-#define GROUP 64 /* inputs per scale, 64 or 128 (model/cpu_kernels.py passes -DGROUP) */
+#define GROUP 64 /* inputs per scale: one 64-byte vector load (model/cpu_kernels.py passes -DGROUP) */
 #endif
 
 static inline uint16_t f32_to_bf16(float f) {
@@ -75,23 +75,7 @@ static void split_rows(const void *x, int x_bf16, int64_t M, int64_t K, int64_t 
 /* One group (GROUP inputs) of one weight row: its two integer dot products (hi and lo halves
  * of the activations), scaled by the group's scale, added to the row's float accumulators.
  * Accumulators are plain locals so they stay in registers. */
-#if GROUP == 128
-#define GROUP_STEP(fh, fl, wr, scale)                                                                \
-    do {                                                                                             \
-        const __m512i wa = _mm512_loadu_si512((const void *)(wr));                                  \
-        const __m512i wb = _mm512_loadu_si512((const void *)((wr) + 64));                           \
-        const __m512 sc = _mm512_set1_ps(scale);                                                    \
-        const __m512i ih = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, xha, wa), xhb, wb);        \
-        const __m512i il = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, xla, wa), xlb, wb);        \
-        fh = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), sc, fh);                                       \
-        fl = _mm512_fmadd_ps(_mm512_cvtepi32_ps(il), sc, fl);                                       \
-    } while (0)
-#define LOAD_X(k)                                                                                    \
-    const __m512i xha = _mm512_loadu_si512((const void *)(h8 + (k)));                               \
-    const __m512i xhb = _mm512_loadu_si512((const void *)(h8 + (k) + 64));                          \
-    const __m512i xla = _mm512_loadu_si512((const void *)(l8 + (k)));                               \
-    const __m512i xlb = _mm512_loadu_si512((const void *)(l8 + (k) + 64))
-#elif GROUP == 64
+#if GROUP == 64
 #define GROUP_STEP(fh, fl, wr, scale)                                                                \
     do {                                                                                             \
         const __m512i wa = _mm512_loadu_si512((const void *)(wr));                                  \
@@ -103,7 +87,7 @@ static void split_rows(const void *x, int x_bf16, int64_t M, int64_t K, int64_t 
     const __m512i xha = _mm512_loadu_si512((const void *)(h8 + (k)));                               \
     const __m512i xla = _mm512_loadu_si512((const void *)(l8 + (k)))
 #else
-#error "GROUP must be 64 or 128"
+#error "the kernel is written for groups of 64 inputs (one vector load)"
 #endif
 
 /* One block of ROWS output rows for one activation row. The block's weights are packed group
