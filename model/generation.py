@@ -342,8 +342,7 @@ def _start(
     else:
         tmp = KVCache.for_model(model.config, B, P, dtype=model.dtype, device=input_ids.device)
         logits = prefill(model, input_ids, mask, tmp).repeat_interleave(expand, 0)
-        cache.k[:, :, :, :P] = tmp.k.repeat_interleave(expand, 1)
-        cache.v[:, :, :, :P] = tmp.v.repeat_interleave(expand, 1)
+        cache.kv[:, :, :, :, :P] = tmp.kv.repeat_interleave(expand, 2)
         cache.length = P
         cache.shared_prefix = P  # every row of an input starts from the same prompt
     if mask is not None:
@@ -392,7 +391,7 @@ class StaticDecoder:
         self.cache = KVCache.for_model(cfg, rows, capacity, dtype=model.dtype, device=device)
         self.tokens = torch.zeros(rows, dtype=torch.long, device=device)
         self.positions = torch.zeros(rows, dtype=torch.long, device=device)
-        self.write_pos = torch.zeros(1, dtype=torch.long, device=device)
+        self.write_pos = torch.zeros(rows, dtype=torch.long, device=device)  # cache column of each row's next key
         self.key_mask = torch.ones(rows, capacity, dtype=torch.bool, device=device)
         self.key_index = torch.arange(capacity, device=device)
         self.mask_zero = torch.zeros((), dtype=model.dtype, device=device)
@@ -411,7 +410,7 @@ class StaticDecoder:
 
     def _step(self) -> torch.Tensor:
         model = self.model
-        allowed = self.key_mask & (self.key_index <= self.write_pos)  # (N, S): written keys only
+        allowed = self.key_mask & (self.key_index[None, :] <= self.write_pos[:, None])  # (N, S): written keys only
         # additive mask in the model's dtype, built once per step (a boolean one is converted
         # by attention in every layer)
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)

@@ -174,19 +174,30 @@ class BioGptAttention(nn.Module):
         attn_mask: torch.Tensor | None,
         is_causal: bool,
         cache: KVCache | None,
+        residual: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """out_proj(attention(x)), or `residual` + that when a residual is given."""
         B, T, C = x.shape
+        H, D = self.num_heads, self.head_dim
         if self.qkv_proj is not None:
-            q, k, v = self.qkv_proj(x).split(C, dim=-1)  # 3 x (B, T, C)
+            qkv = self.qkv_proj(x)  # (B, T, 3C)
         elif self.qkv_fused is not None and not torch.is_grad_enabled() and self._fused_views_intact():
-            q, k, v = F.linear(x, *self.qkv_fused).split(C, dim=-1)  # 3 x (B, T, C)
+            qkv = F.linear(x, *self.qkv_fused)  # (B, T, 3C)
         else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = q.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        k = k.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
-        v = v.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
+            qkv = None
+        if qkv is not None:
+            q = qkv[..., :C].reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+            # keys and values as one strided view: the cache stores both with one copy
+            kv = qkv[..., C:].view(B, T, 2, H, D).permute(2, 0, 3, 1, 4)  # (2, B, H, T, D)
+            k, v = kv[0], kv[1]
+        else:
+            q = self.q_proj(x).reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+            k = self.k_proj(x).reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+            v = self.v_proj(x).reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
+            kv = None
         if cache is not None:
-            k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, D) with S = past + T
+            kv = torch.stack((k, v)) if kv is None else kv  # (2, B, H, T, D)
+            k, v = cache.update(self.layer_idx, kv)  # (B, H, S, D) with S = past + T
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -196,6 +207,8 @@ class BioGptAttention(nn.Module):
             is_causal=is_causal,
         )
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        if residual is not None:
+            return add_linear(residual, self.out_proj, y)
         return self.out_proj(y)
 
 
@@ -228,10 +241,35 @@ class BioGptDecoderLayer(nn.Module):
         is_causal: bool,
         cache: KVCache | None,
     ) -> torch.Tensor:
+        if not self.training and accumulate_in_place(x):
+            # inference on a GPU: both residual additions accumulate into x (see add_linear)
+            x = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache, residual=x)
+            return add_linear(x, self.fc2, self.activation(self.fc1(self.final_layer_norm(x))))
         h = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache)
         x = x + F.dropout(h, p=self.dropout, training=self.training)
         h = self.mlp(self.final_layer_norm(x))
         return x + F.dropout(h, p=self.dropout, training=self.training)
+
+
+def accumulate_in_place(x: torch.Tensor) -> bool:
+    """Whether the residual stream `x` may take the output projections in place: on a GPU,
+    without autograd, on a contiguous stream (inference's own tensors)."""
+    return x.is_cuda and not torch.is_grad_enabled() and x.is_contiguous()
+
+
+def add_linear(residual: torch.Tensor, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`residual + linear(x)`, with the product accumulated into `residual` in place (one GEMM
+    with beta=1) and the bias added after. Why: for a single row (batch-1 decoding) cuBLAS' fused
+    bias epilogue is not used, so F.linear costs a bias copy plus a GEMM and the residual add a
+    third kernel; a decode step is launch-bound, and this saves one of them per projection.
+    Layers other than a plain Linear (int8) take the ordinary path."""
+    if type(linear) is not Linear or not accumulate_in_place(residual):
+        return residual + linear(x)
+    out = residual.view(-1, residual.shape[-1])  # (B*T, C)
+    out.addmm_(x.reshape(-1, x.shape[-1]), linear.weight.t())
+    if linear.bias is not None:
+        out.add_(linear.bias)
+    return residual
 
 
 def _activation(name: str):

@@ -197,3 +197,40 @@ def test_capture_warm_up_leaves_the_decode_state_alone(monkeypatch):
         ref = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=False, **options)
         assert torch.equal(got, ref), options
     assert torch.equal(model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=True), want)
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static-step"])
+def test_in_place_residual_path_gives_the_same_tokens(models, monkeypatch, static):
+    """The GPU inference path (projections accumulated into the residual stream in place, one
+    key/value write per layer), forced on the CPU: same tokens as transformers, same logits
+    within fp32 rounding, and the caller's tensors untouched."""
+    from model import modeling
+
+    ours, ref = models["diverse"]
+    ids, mask = make_batch(ours.config.vocab_size, padded=True)
+    with torch.no_grad():
+        before = ours(ids, attention_mask=mask).logits
+    calls = []
+
+    def on_cpu_too(x):
+        calls.append(1)
+        return not torch.is_grad_enabled() and x.is_contiguous()
+
+    monkeypatch.setattr(modeling, "accumulate_in_place", on_cpu_too)
+    with torch.no_grad():
+        after = ours(ids, attention_mask=mask).logits
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    for options in (dict(), dict(num_beams=4), dict(min_new_tokens=5)):
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=static, **options)
+        want = ref.generate(ids, attention_mask=mask, max_new_tokens=20, pad_token_id=1, **options)
+        assert torch.equal(got, want), options
+    assert calls  # the in-place path ran
+    # with autograd on (training) the ordinary path runs, and gradients flow
+    ours.train()
+    try:
+        loss = ours(ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        assert ours.biogpt.layers[0].fc2.weight.grad is not None
+    finally:
+        ours.zero_grad(set_to_none=True)
+        ours.eval()
