@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._common import UserError, load_causal_lm
-from .batching import run_in_batches
+from .batching import run_in_batches, run_windows
 from .io import BadRecord
 
 logger = logging.getLogger(__name__)
@@ -75,8 +75,23 @@ def generate_in_batches(
     max_tokens: int | None,
     constrained: bool,
 ) -> Iterator[tuple[Prepared, Any] | BadRecord]:
-    """(prepared, Generated) per item in input order (BadRecords pass through)."""
-    from tasks.runner import generate_outputs
+    """(prepared, Generated) per item in input order (BadRecords pass through). Greedy,
+    unconstrained decoding runs with continuous batching (`batch_size` rows, refilled as rows
+    finish); other options in length-sorted static batches. Same outputs either way."""
+    from tasks.runner import continuous_applies, generate_continuously, generate_outputs
+
+    passthrough = lambda p: p if isinstance(p, BadRecord) else None  # noqa: E731
+    if continuous_applies(task, decoding, constrained=constrained):
+
+        def run_window(window: list[Prepared]) -> Iterator[tuple[int, tuple[Prepared, Any]]]:
+            inputs = [p.input_ids for p in window]
+            for i, generated in generate_continuously(
+                model, tokenizer, inputs, task=task, decoding=decoding, rows=batch_size, max_prefill_tokens=max_tokens
+            ):
+                yield i, (window[i], generated)
+
+        yield from run_windows(items, run_window, passthrough=passthrough, window=max(batch_size * 32, 256))
+        return
 
     def run(batch: list[Prepared]) -> list[tuple[Prepared, Any]]:
         outs = generate_outputs(
@@ -88,7 +103,7 @@ def generate_in_batches(
         items,
         run,
         length=lambda p: len(p.input_ids),
-        passthrough=lambda p: p if isinstance(p, BadRecord) else None,
+        passthrough=passthrough,
         batch_size=batch_size,
         max_tokens=max_tokens,
     )

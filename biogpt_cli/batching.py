@@ -1,5 +1,6 @@
 """Throughput helpers shared by the batch commands: length-sorted batches (less padding, so
-less wasted compute) with results restored to input order, token-budget batches, --limit."""
+less wasted compute) or windows for continuous batching, with results restored to input order;
+token-budget batches; --limit."""
 
 from __future__ import annotations
 
@@ -81,6 +82,36 @@ def run_in_batches(
             results = process([item for _, item in chosen])
             for (index, _), result in zip(chosen, results):
                 yield from ordered.add(index, result)
+        buffer.clear()
+
+    for index, item in enumerate(items):
+        ready = passthrough(item)
+        if ready is not None:
+            yield from ordered.add(index, ready)
+            continue
+        buffer.append((index, item))
+        if len(buffer) >= window:
+            yield from flush()
+    if buffer:
+        yield from flush()
+
+
+def run_windows(
+    items: Iterable[T],
+    process: Callable[[list[T]], Iterable[tuple[int, R]]],
+    *,
+    passthrough: Callable[[T], R | None],
+    window: int,
+) -> Iterator[R]:
+    """Like `run_in_batches`, for a processor that takes a whole window of items and returns
+    (position in the window, result) in any order (continuous batching finishes short outputs
+    first): results are yielded in input order as soon as they are contiguous."""
+    ordered: Ordered[R] = Ordered()
+    buffer: list[tuple[int, T]] = []
+
+    def flush() -> Iterator[R]:
+        for position, result in process([item for _, item in buffer]):
+            yield from ordered.add(buffer[position][0], result)
         buffer.clear()
 
     for index, item in enumerate(items):

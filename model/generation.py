@@ -447,6 +447,14 @@ class StaticDecoder:
         self.tokens.zero_()
         return DecodeState(cache, self.positions[:rows], self.key_mask[:rows], graph=self)
 
+    def run_step(self) -> torch.Tensor:
+        """One step on the tokens already in `self.tokens`: logits (rows, V), valid until the next
+        step (on a GPU, the graph's own output buffer)."""
+        if self.graph is not None:
+            self.graph.replay()
+            return self.logits
+        return self._step()
+
     def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
         n = tokens.shape[0]
         self.tokens[:n] = tokens

@@ -28,6 +28,7 @@ class KVCache:
     ) -> None:
         shape = (num_layers, 2, batch_size, num_heads, max(capacity, 1), head_dim)
         self.kv = torch.zeros(shape, dtype=dtype, device=device)
+        self.row_ids = torch.arange(batch_size, device=device)  # kept: a CUDA graph reads its address
         self.length = 0  # positions filled, identical for every row (padding is masked, not skipped)
         self.growable = growable
         # Leading positions known to be identical in every row that `reorder` can exchange (beam
@@ -82,10 +83,10 @@ class KVCache:
         (keys, values) prefix including them. `advance` (called once per forward, after all
         layers) moves `length`."""
         if self.write_index is not None:
-            # (2, B, H, S, D) <- (2, B, H, 1, D), row b at its own position write_index[b]
-            _, B, H, _, D = kv.shape
-            index = self.write_index.view(1, B, 1, 1, 1).expand(2, B, H, 1, D)
-            self.kv[layer].scatter_(3, index, kv)
+            # row b's keys and values go to column write_index[b]: (2, B, H, S, D)[:, b, :, w_b] = (B, 2, H, D)[b]
+            # (advanced indexing, one kernel; scatter_ would copy the whole layer on a CPU)
+            rows = self.row_ids[: kv.shape[1]]
+            self.kv[layer][:, rows, :, self.write_index] = kv[:, :, :, 0].transpose(0, 1)
             return self.kv[layer, 0], self.kv[layer, 1]
         end = self.length + kv.shape[3]
         if end > self.capacity:
@@ -119,7 +120,7 @@ class KVCache:
         """An empty, fixed-size cache over this one's first `rows` rows (same memory)."""
         view = KVCache.__new__(KVCache)
         view.__dict__.update(self.__dict__)
-        view.kv = self.kv[:, :, :rows]
+        view.kv, view.row_ids = self.kv[:, :, :rows], self.row_ids[:rows]
         view.length, view.growable, view.shared_prefix, view.write_index = 0, False, 0, None
         return view
 

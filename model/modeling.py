@@ -12,6 +12,7 @@ Checkpoint I/O (from_pretrained / save_pretrained) lives in checkpoint.py and is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -198,18 +199,36 @@ class BioGptAttention(nn.Module):
         if cache is not None:
             kv = torch.stack((k, v)) if kv is None else kv  # (2, B, H, T, D)
             k, v = cache.update(self.layer_idx, kv)  # (B, H, S, D) with S = past + T
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        if T == 1 and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and not self.training:
+            y = _one_query_attention(q, k, v, attn_mask)  # (B, H, 1, D)
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=is_causal,
+            )
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         if residual is not None:
             return add_linear(residual, self.out_proj, y)
         return self.out_proj(y)
+
+
+def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention of one new token per row (a decode step) on a CPU in bfloat16/float16: two
+    batched products and a softmax. Why: ATen's CPU attention kernel is 3-7x slower here (347M
+    shapes, bfloat16: 270 vs 92 us per layer at 1 row x 300 keys, 4.1 vs 0.55 ms at 8 rows x 512
+    keys); the result differs from it by bfloat16 rounding of the scores (relative error against
+    float32 0.48% vs 0.38%, most of both being the inputs' own rounding)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, 1, S)
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, -math.inf)
+        else:
+            scores = scores + attn_mask
+    return torch.matmul(scores.softmax(-1), v)  # (B, H, 1, D)
 
 
 # ------------------------------------------------------------------------------ block (with its MLP)

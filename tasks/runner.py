@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,15 +129,62 @@ def generate_outputs(
         options["prefix_allowed_tokens_fn"] = constraint.prefix_allowed_tokens_fn()
     out = model.generate(ids, attention_mask=mask, **options)
     rows = max(1, out.shape[0] // ids.shape[0])
-    learned = {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.added_tokens_encoder if LEARNED.match(t)}
+    learned = _learned_ids(tokenizer)
     results = []
     for i in range(ids.shape[0]):
         row = out[i * rows, ids.shape[1] :].tolist()
         eos = tokenizer.eos_token_id
         tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != tokenizer.pad_token_id]
-        text = tokenizer.decode([t for t in tokens if t not in learned], skip_special_tokens=True)
-        results.append(Generated(text, tokens, list(inputs[i])))
+        results.append(_generated(tokenizer, tokens, inputs[i], learned))
     return results
+
+
+def _learned_ids(tokenizer: Any) -> set[int]:
+    return {tokenizer.convert_tokens_to_ids(t) for t in tokenizer.added_tokens_encoder if LEARNED.match(t)}
+
+
+def _generated(tokenizer: Any, tokens: list[int], input_ids: Sequence[int], learned: set[int]) -> Generated:
+    text = tokenizer.decode([t for t in tokens if t not in learned], skip_special_tokens=True)
+    return Generated(text, tokens, list(input_ids))
+
+
+def continuous_applies(task: Task, decoding: dict[str, Any], *, constrained: bool) -> bool:
+    """Whether `generate_continuously` gives these options' outputs: greedy, unconstrained."""
+    return not constrained and decoding.get("num_beams", task.decoding.num_beams) == 1
+
+
+def generate_continuously(
+    model: Any,
+    tokenizer: Any,
+    inputs: Sequence[Sequence[int]],
+    *,
+    task: Task,
+    decoding: dict[str, Any],
+    rows: int,
+    max_prefill_tokens: int | None = None,
+) -> Iterator[tuple[int, Generated]]:
+    """(position in `inputs`, Generated) for every input as it finishes: greedy decoding with
+    continuous batching (model/continuous.py: a finished row takes the next input at once),
+    the outputs `generate_outputs` gives each input. Inputs are taken in length order, so
+    prompts prefilled together have similar lengths."""
+    from model.continuous import generate_continuous
+
+    if not inputs:
+        return
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+    max_new = decoding.get("max_new_tokens", task.decoding.max_new_tokens)
+    learned = _learned_ids(tokenizer)
+    for done in generate_continuous(
+        model,
+        [inputs[i] for i in order],
+        rows=rows,
+        max_new_tokens=max_new,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        max_prefill_tokens=max_prefill_tokens,
+    ):
+        i = order[done.index]
+        yield i, _generated(tokenizer, done.tokens, inputs[i], learned)
 
 
 @torch.inference_mode()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from biogpt_cli._common import UserError
-from biogpt_cli.batching import Ordered, plan_batches, run_in_batches
+from biogpt_cli.batching import Ordered, plan_batches, run_in_batches, run_windows
 from biogpt_cli.io import BadRecord, ReadOptions, Record, make_writer, read_inputs
 
 from .conftest import FIXTURES, ROOT
@@ -213,6 +213,22 @@ def test_run_in_batches_restores_input_order(lengths, batch_size, window):
                               batch_size=batch_size, window=window))
     assert out == [f"{'bad' if k == 'bad' else 'done'}:{i}" for k, _, i in items]
     assert all(len(b) <= batch_size for b in seen_batches)
+
+
+@given(st.lists(st.integers(1, 50), max_size=60), st.integers(1, 20), st.randoms(use_true_random=False))
+def test_run_windows_restores_input_order_from_any_completion_order(lengths, window, rng):
+    items = [("bad" if n % 11 == 0 else "ok", n, i) for i, n in enumerate(lengths)]
+    windows = []
+
+    def process(chunk):  # results in a shuffled order, as continuous batching finishes them
+        windows.append(chunk)
+        order = list(range(len(chunk)))
+        rng.shuffle(order)
+        return ((k, f"done:{chunk[k][2]}") for k in order)
+
+    out = list(run_windows(items, process, passthrough=lambda x: f"bad:{x[2]}" if x[0] == "bad" else None, window=window))
+    assert out == [f"{'bad' if k == 'bad' else 'done'}:{i}" for k, _, i in items]
+    assert all(len(w) <= window for w in windows)
 
 
 def test_ordered_releases_contiguous_prefix():

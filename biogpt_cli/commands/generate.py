@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 from .. import _common
 from .._common import DEFAULT_MODEL, UserError, load_causal_lm, progress, provenance
-from ..batching import limited, run_in_batches
+from ..batching import limited, run_in_batches, run_windows
 from ..io import BadRecord, Item, ReadOptions, Record, make_writer, read_inputs
 from ..runstate import RunState
 
@@ -71,7 +71,8 @@ def generate_records(
     streamer=None,
 ) -> Iterator[list[dict[str, Any]] | BadRecord]:
     """Per input item, in input order: the list of its outputs (one per returned sequence), or
-    the BadRecord that explains why there is none. Prompts are batched by length."""
+    the BadRecord that explains why there is none. Greedy decoding runs with continuous batching
+    (`batch_size` rows, each refilled as it ends); other options in length-sorted batches."""
     import torch
 
     limit = model.config.max_position_embeddings - options.max_new_tokens
@@ -84,6 +85,17 @@ def generate_records(
     eos = model.config.eos_token_id
     n = options.num_return_sequences
 
+    def record(prepared: Prepared, sequence: int, tokens: list[int], seconds: float) -> dict[str, Any]:
+        return {
+            "id": prepared.record.id,
+            "sequence": sequence,
+            "prompt": prepared.record.text,
+            "generated": tokenizer.decode(tokens, skip_special_tokens=True),
+            "text": tokenizer.decode(prepared.ids + tokens, skip_special_tokens=True),
+            "new_tokens": len(tokens),
+            "tokens_per_second": round(len(tokens) / seconds, 2) if seconds > 0 else None,
+        }
+
     def run(batch: list[Prepared]) -> list[list[dict[str, Any]]]:
         width = max(len(p.ids) for p in batch)
         input_ids = torch.tensor([[pad] * (width - len(p.ids)) + p.ids for p in batch], device=model.device)
@@ -93,31 +105,56 @@ def generate_records(
         seconds = time.perf_counter() - start
         results: list[list[dict[str, Any]]] = [[] for _ in batch]
         for i, row in enumerate(out[:, width:].tolist()):
-            prepared = batch[i // n]
             tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
-            results[i // n].append(
-                {
-                    "id": prepared.record.id,
-                    "sequence": i % n,
-                    "prompt": prepared.record.text,
-                    "generated": tokenizer.decode(tokens, skip_special_tokens=True),
-                    "text": tokenizer.decode(prepared.ids + tokens, skip_special_tokens=True),
-                    "new_tokens": len(tokens),
-                    "tokens_per_second": round(len(tokens) / seconds, 2) if seconds > 0 else None,
-                }
-            )
+            results[i // n].append(record(batch[i // n], i % n, tokens, seconds))
         return results
+
+    def run_window(window: list[Prepared]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Continuous batching: each row is refilled with the next prompt as soon as it ends."""
+        from model.continuous import generate_continuous
+
+        order = sorted(range(len(window)), key=lambda i: len(window[i].ids))  # similar prefills together
+        for done in generate_continuous(
+            model,
+            [window[i].ids for i in order],
+            rows=batch_size,
+            max_new_tokens=options.max_new_tokens,
+            min_new_tokens=options.min_new_tokens or 0,
+            eos_token_id=options.eos_token_id,
+            pad_token_id=pad,
+            max_prefill_tokens=max_tokens,
+        ):
+            i = order[done.index]
+            yield i, [record(window[i], 0, done.tokens, done.seconds)]
 
     prepared = (
         prepare(item, tokenizer, limit, options.max_new_tokens, model.config.max_position_embeddings) for item in items
     )
+    passthrough = lambda p: p if isinstance(p, BadRecord) else None  # noqa: E731
+    if streamer is None and continuous_applies(options):
+        yield from run_windows(prepared, run_window, passthrough=passthrough, window=max(batch_size * 32, 256))
+        return
     yield from run_in_batches(
         prepared,
         run,
         length=lambda p: len(p.ids),
-        passthrough=lambda p: p if isinstance(p, BadRecord) else None,
+        passthrough=passthrough,
         batch_size=batch_size,
         max_tokens=max_tokens,
+    )
+
+
+def continuous_applies(options: "GenerationConfig") -> bool:
+    """Plain greedy decoding (no beams, sampling or history-dependent processors) runs with
+    continuous batching; its outputs are those of static batches."""
+    return (
+        options.num_beams == 1
+        and not options.do_sample
+        and options.num_return_sequences == 1
+        and options.repetition_penalty == 1.0
+        and not options.no_repeat_ngram_size
+        and options.bad_words_ids is None
+        and (options.max_new_tokens or 0) >= 1
     )
 
 

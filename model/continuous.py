@@ -1,0 +1,242 @@
+"""Continuous batching: greedy decoding of many prompts through a fixed set of rows.
+
+Why: a batch job (relation extraction over thousands of abstracts) decoded in static batches
+runs every batch until its longest output ends, and rows that finished early compute padding
+meanwhile. Here a finished row is refilled with the next prompt: its slot of the static KV cache
+is overwritten by the new prompt's prefill and decoding goes on, so every row keeps doing useful
+work and the job takes about sum(output lengths) / rows steps instead of the sum of the batches'
+longest outputs.
+
+Built on the static decode step (generation.StaticDecoder, a CUDA graph on a GPU): every row
+writes its keys at its own position and sees only its own keys (a per-row mask), so rows at
+different points of different prompts share one step. Each row's tokens are those of
+`model.generate(prompt, max_new_tokens=..., min_new_tokens=...)` for that prompt alone (greedy);
+tests check this token for token.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import torch
+
+from .generation import (
+    EOS_CHECK_EVERY,
+    GRAPH_LENGTH_STEP,
+    GRAPH_ROW_BUCKETS,
+    GenerationConfig,
+    StaticDecoder,
+    _bucket,
+    _static_decoder,
+    prefill,
+)
+from .kv_cache import KVCache
+
+logger = logging.getLogger(__name__)
+
+
+class Completion(NamedTuple):
+    index: int  # position of the prompt in the input
+    tokens: list[int]  # new token ids, up to and including the end-of-sequence token
+    seconds: float  # from the prompt's prefill to its last token (wall time, shared rows)
+
+
+def generate_continuous(
+    model,
+    prompts: Sequence[Sequence[int]],
+    *,
+    rows: int = 8,
+    max_new_tokens: int | Sequence[int] = 20,
+    min_new_tokens: int = 0,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    max_prefill_tokens: int | None = None,
+    refill_every: int | None = None,
+    cuda_graph: bool | None = None,
+) -> Iterator[Completion]:
+    """A Completion for every prompt, in the order they finish.
+
+    `max_new_tokens` is one limit or one per prompt; a prompt also stops where the model's
+    positions end. Finished rows are refilled every `refill_every` steps (default: every step on
+    a CPU, where checking is free; every few steps on a GPU, where it is a synchronisation).
+    `max_prefill_tokens` caps the padded tokens of one refill's prefill (activation memory)."""
+    if rows < 1:
+        raise ValueError(f"rows must be at least 1, got {rows}")
+    n_prompts = len(prompts)
+    if n_prompts == 0:
+        return
+    limits = _limits(model, prompts, max_new_tokens)
+    config = model.config
+    device = model.device
+    eos_list = _eos(eos_token_id if eos_token_id is not None else config.eos_token_id)
+    pad = pad_token_id if pad_token_id is not None else (config.pad_token_id if config.pad_token_id is not None else 0)
+    every = refill_every or (EOS_CHECK_EVERY if device.type == "cuda" else 1)
+
+    longest = max(len(p) for p in prompts)
+    capacity = -(-(longest + max(limits)) // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
+    rows = min(rows, n_prompts)
+    with torch.inference_mode():
+        decoder = _decoder(model, device, rows, capacity, cuda_graph)
+        yield from _run(model, decoder, prompts, limits, eos_list, pad, min_new_tokens, every, max_prefill_tokens)
+
+
+def _limits(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int]) -> list[int]:
+    max_positions = model.config.max_position_embeddings
+    if isinstance(max_new_tokens, int):
+        wanted = [max_new_tokens] * len(prompts)
+    else:
+        wanted = list(max_new_tokens)
+        if len(wanted) != len(prompts):
+            raise ValueError(f"{len(wanted)} max_new_tokens for {len(prompts)} prompts")
+    limits = []
+    for i, (p, n) in enumerate(zip(prompts, wanted)):
+        if not p:
+            raise ValueError(f"prompt {i} is empty")
+        if n < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {n}")
+        if len(p) >= max_positions:
+            raise ValueError(f"prompt {i} has {len(p)} tokens; the model has {max_positions} positions")
+        limits.append(min(n, max_positions - len(p)))
+    return limits
+
+
+def _eos(value: int | Sequence[int] | None) -> list[int]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, int) else list(value)
+
+
+def _decoder(model, device: torch.device, rows: int, capacity: int, cuda_graph: bool | None) -> StaticDecoder:
+    """The captured step of the bucket (on a GPU, shared with `generate`), or an eager one."""
+    rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
+    if device.type == "cuda" and cuda_graph is not False:
+        decoder = _static_decoder(model, device, rows_b, capacity, GenerationConfig(cuda_graph=cuda_graph))
+        if decoder is not None:
+            return decoder
+    return StaticDecoder(model, device, rows_b, capacity, capture=False)
+
+
+def _run(
+    model,
+    dec: StaticDecoder,
+    prompts: Sequence[Sequence[int]],
+    limits: list[int],
+    eos_list: list[int],
+    pad: int,
+    min_new: int,
+    every: int,
+    max_prefill_tokens: int | None,
+) -> Iterator[Completion]:
+    device = dec.tokens.device
+    N = dec.rows  # every row of the bucket is a slot
+    vocab = model.config.vocab_size
+    eos = torch.tensor(eos_list, dtype=torch.long, device=device)
+    max_limit = max(limits)
+    out = torch.full((N, max_limit + 1), pad, dtype=torch.long, device=device)  # each slot's new tokens
+    count = torch.zeros(N, dtype=torch.long, device=device)  # tokens chosen so far per slot
+    limit = torch.zeros(N, dtype=torch.long, device=device)
+    unfinished = torch.zeros(N, dtype=torch.bool, device=device)  # slots still decoding
+    arange = torch.arange(N, device=device)
+    scores = torch.zeros(N, vocab, dtype=torch.float32, device=device)
+    slot_prompt = [-1] * N  # which prompt each slot holds (-1: none)
+    slot_start = [0.0] * N
+    next_prompt = 0
+
+    # Empty slots write at column 0 and stay there (see `frozen` below) until they are filled.
+    dec.write_pos.zero_()
+    dec.positions.zero_()
+    dec.key_mask.fill_(True)
+    dec.tokens.fill_(pad)
+
+    def fill(slots: list[int]) -> None:
+        nonlocal next_prompt
+        taken = []
+        for s in slots:
+            if next_prompt == len(prompts):
+                break
+            slot_prompt[s] = next_prompt
+            slot_start[s] = time.perf_counter()
+            taken.append((s, next_prompt))
+            next_prompt += 1
+        for group in _prefill_groups(taken, prompts, max_prefill_tokens):
+            _prefill_into(model, dec, [s for s, _ in group], [prompts[i] for _, i in group], pad, scores)
+        if taken:
+            index = torch.tensor([s for s, _ in taken], device=device)
+            count[index] = 0
+            limit[index] = torch.tensor([limits[i] for _, i in taken], device=device)
+            unfinished[index] = True
+            out[index] = pad
+
+    fill(list(range(N)))
+    step = 0
+    while True:
+        # each slot's next token from `scores`, as generate's greedy loop chooses it
+        if min_new > 0 and eos.numel():
+            banned = scores[:, eos]  # (N, E)
+            scores[:, eos] = torch.where((count < min_new)[:, None], -math.inf, banned)
+        tokens = torch.where(unfinished, scores.argmax(-1), pad)
+        out[arange, count] = tokens  # a finished slot writes padding after its last token
+        done = unfinished & (count + 1 >= limit)
+        if eos.numel():
+            done |= unfinished & torch.isin(tokens, eos)
+        count += unfinished.long()
+        unfinished &= ~done
+        step += 1
+        # finished and empty slots repeat their last column and position instead of advancing:
+        # what they compute is never read, and they never run past the cache or the positions
+        frozen = (~unfinished).long()
+        dec.tokens.copy_(tokens)
+        scores = dec.run_step().float()
+        dec.write_pos -= frozen
+        dec.positions -= frozen
+        if step % every == 0:  # the host looks (a synchronisation on a GPU) every few steps
+            state = unfinished.tolist()
+            finished = [s for s in range(N) if slot_prompt[s] >= 0 and not state[s]]
+            if finished:  # their next scores come from the refill's prefill, not this step
+                index = torch.tensor(finished, device=device)
+                for s, n, row in zip(finished, count[index].tolist(), out[index].tolist()):
+                    yield Completion(slot_prompt[s], row[:n], time.perf_counter() - slot_start[s])
+                    slot_prompt[s] = -1
+                fill(finished)
+            if all(p < 0 for p in slot_prompt):
+                return
+
+
+def _prefill_groups(taken: list[tuple[int, int]], prompts: Sequence[Sequence[int]], budget: int | None):
+    """Split (slot, prompt) pairs into prefill batches of at most `budget` padded tokens."""
+    if not taken:
+        return []
+    taken = sorted(taken, key=lambda t: len(prompts[t[1]]))
+    groups: list[list[tuple[int, int]]] = [[]]
+    for pair in taken:
+        group = groups[-1]
+        width = max([len(prompts[i]) for _, i in group] + [len(prompts[pair[1]])])
+        if group and budget is not None and width * (len(group) + 1) > budget:
+            groups.append([pair])
+        else:
+            group.append(pair)
+    return groups
+
+
+def _prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Sequence[int]], pad: int, scores: torch.Tensor) -> None:
+    """Prefill `prompts` (left-padded together) and move their keys and values into `slots` of the
+    decoder's cache; set those rows' positions, write positions and key masks, and their first
+    scores."""
+    device = dec.tokens.device
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    padded = width != min(len(p) for p in prompts)
+    tmp = KVCache.for_model(model.config, len(prompts), width, dtype=dec.cache.kv.dtype, device=device)
+    logits = prefill(model, ids, mask if padded else None, tmp)  # (k, V)
+    index = torch.tensor(slots, device=device)
+    dec.cache.kv[:, :, index, :, :width] = tmp.kv
+    dec.key_mask[index] = True
+    dec.key_mask[index, :width] = mask.bool()
+    dec.write_pos[index] = width
+    dec.positions[index] = mask.sum(1)
+    scores[index] = logits.float()

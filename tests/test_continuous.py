@@ -1,0 +1,148 @@
+"""Continuous batching (model/continuous.py): every prompt gets the tokens `generate` gives it
+alone, however the rows are shared and refilled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.continuous import generate_continuous
+
+from .helpers import diverse_lm, tiny_lm
+
+
+def prompts_of(vocab: int, lengths: list[int], seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [[2, *torch.randint(4, vocab, (n - 1,), generator=g).tolist()] for n in lengths]
+
+
+# Tokens that the model's greedy continuations of these prompts reach at many different steps
+# (found by decoding without an end token): used as end tokens, outputs end at varied lengths.
+EOS = [78, 654]
+
+
+def alone(model, prompt: list[int], max_new: int, **options) -> list[int]:
+    """What generate gives one prompt: the new tokens up to and including the first end token."""
+    options.setdefault("eos_token_id", EOS)
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new, cuda_graph=False, **options)
+    row = out[0, len(prompt) :].tolist()
+    ends = [j for j, t in enumerate(row) if t in options["eos_token_id"]]
+    return row[: ends[0] + 1] if ends else row
+
+
+def finished(completions) -> dict[int, list[int]]:
+    out = {}
+    for c in completions:
+        assert c.index not in out and c.seconds >= 0
+        out[c.index] = c.tokens
+    return out
+
+
+LENGTHS = [5, 9, 3, 12, 7, 7, 4, 15, 6, 10, 8]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return diverse_lm()
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 16])
+@pytest.mark.parametrize("every", [1, 4])
+def test_each_prompt_gets_its_own_greedy_tokens(model, rows, every):
+    prompts = prompts_of(model.config.vocab_size, LENGTHS)
+    got = finished(generate_continuous(model, prompts, rows=rows, max_new_tokens=20, refill_every=every, eos_token_id=EOS))
+    assert sorted(got) == list(range(len(prompts)))  # every prompt exactly once
+    lengths = set()
+    for i, p in enumerate(prompts):
+        assert got[i] == alone(model, p, 20), i
+        lengths.add(len(got[i]))
+    assert len(lengths) > 3  # outputs of many lengths: rows really were refilled at different steps
+
+
+def test_min_new_tokens_and_per_prompt_limits(model):
+    prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=1)
+    limits = [3, 20, 1, 7, 20, 2, 11, 20, 5, 9, 20]
+    got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=limits, min_new_tokens=4, eos_token_id=EOS))
+    for i, p in enumerate(prompts):
+        assert got[i] == alone(model, p, limits[i], min_new_tokens=min(4, limits[i])), i
+        assert len(got[i]) <= limits[i]
+
+
+def test_prefill_budget_splits_refills_without_changing_tokens(model):
+    prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=2)
+    want = finished(generate_continuous(model, prompts, rows=4, max_new_tokens=12, eos_token_id=EOS))
+    got = finished(generate_continuous(model, prompts, rows=4, max_new_tokens=12, max_prefill_tokens=16, eos_token_id=EOS))
+    assert got == want
+
+
+def test_outputs_that_never_end_stop_at_the_limit_and_at_the_last_position():
+    model = tiny_lm(vocab_size=1000, max_position_embeddings=40)
+    prompts = prompts_of(1000, [30, 5, 36, 12])
+    got = finished(generate_continuous(model, prompts, rows=2, max_new_tokens=8, eos_token_id=[]))
+    assert [len(got[i]) for i in range(4)] == [8, 8, 4, 8]  # prompt 2 runs out of positions
+    for i, p in enumerate(prompts):
+        want = model.generate(torch.tensor([p]), max_new_tokens=len(got[i]), eos_token_id=[], cuda_graph=False)
+        assert got[i] == want[0, len(p) :].tolist()
+
+
+def test_same_tokens_on_the_static_step_with_the_in_place_gpu_path(model, monkeypatch):
+    from model import modeling
+
+    monkeypatch.setattr(modeling, "accumulate_in_place", lambda x: not torch.is_grad_enabled() and x.is_contiguous())
+    prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=3)
+    got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=15, refill_every=8, eos_token_id=EOS))
+    monkeypatch.undo()
+    for i, p in enumerate(prompts):
+        assert got[i] == alone(model, p, 15), i
+
+
+def test_errors_name_the_problem(model):
+    with pytest.raises(ValueError, match="rows"):
+        list(generate_continuous(model, [[2, 5]], rows=0))
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        list(generate_continuous(model, [[2, 5], []]))
+    with pytest.raises(ValueError, match="2 max_new_tokens for 3 prompts"):
+        list(generate_continuous(model, [[2, 5]] * 3, max_new_tokens=[4, 4]))
+    with pytest.raises(ValueError, match="positions"):
+        list(generate_continuous(model, [[2] * model.config.max_position_embeddings]))
+    assert list(generate_continuous(model, [])) == []
+
+
+# ------------------------------------------------------------------ the commands' use of it
+def test_task_generation_gives_the_static_batches_outputs(tokenizer):
+    """extract-relations / eval -m: continuous batching of a window equals generate_outputs."""
+    from tasks import get_task
+    from tasks.runner import continuous_applies, generate_continuously, generate_outputs
+
+    model = tiny_lm(vocab_size=len(tokenizer), seed=4)
+    task = get_task("bc5cdr")
+    texts = ["Famotidine-associated delirium.", "Lithium caused tremor in two patients treated for mania.",
+             "No adverse events.", "Cocaine and heart attacks: a series of six cases with chest pain and arrhythmia."]
+    inputs = [[tokenizer.eos_token_id, *tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
+    decoding = {"max_new_tokens": 10}
+    assert continuous_applies(task, decoding, constrained=False)
+    assert not continuous_applies(task, {"num_beams": 5}, constrained=False)
+    assert not continuous_applies(task, decoding, constrained=True)
+    got = dict(generate_continuously(model, tokenizer, inputs, task=task, decoding=decoding, rows=3))
+    for i, x in enumerate(inputs):
+        want = generate_outputs(model, tokenizer, [x], task=task, decoding=decoding)[0]
+        assert got[i] == want, i
+
+
+def test_generate_command_records_equal_the_static_path(tokenizer, monkeypatch):
+    from biogpt_cli.commands import generate as command
+    from biogpt_cli.io import Record
+    from model.generation import GenerationConfig
+
+    model = tiny_lm(vocab_size=len(tokenizer), seed=5)
+    items = [Record(id=str(i), text=t) for i, t in enumerate(["COVID-19 is", "Aspirin", "The patient was given a dose of", "x"])]
+    options = GenerationConfig(max_new_tokens=9, min_new_tokens=2)
+    assert command.continuous_applies(options)
+    assert not command.continuous_applies(GenerationConfig(max_new_tokens=9, num_beams=3))
+    assert not command.continuous_applies(GenerationConfig(max_new_tokens=9, do_sample=True))
+    drop = lambda records: [[{k: v for k, v in r.items() if k != "tokens_per_second"} for r in rs] for rs in records]  # noqa: E731
+    got = drop(command.generate_records(items, model=model, tokenizer=tokenizer, options=options, batch_size=2))
+    monkeypatch.setattr(command, "continuous_applies", lambda options: False)
+    want = drop(command.generate_records(items, model=model, tokenizer=tokenizer, options=options, batch_size=2))
+    assert got == want
+    assert [rs[0]["id"] for rs in got] == ["0", "1", "2", "3"]
