@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Everything a lent GPU machine should run, in one call (device time is scarce):
-#   the CUDA tests, the batch-1 kernel diagnostics, then the GPU suite. Results land in $OUT (or ./gpu-out).
-# The suite needs torch, safetensors and transformers only; the tests also save tokenizer files
-# (sacremoses: put it on PYTHONPATH where the machine lacks it).
+# Everything a lent GPU machine should run, in one call (device time is scarce; one call may run
+# 600 s): the CUDA tests, the GPU suite, then the batch-1 kernel diagnostics (with the compiled
+# step). Results land in $OUT (or ./gpu-out). Arguments go to the suite (e.g. --only b1,large).
+# The suite and diagnostics need torch, safetensors and transformers only; the tests also save
+# tokenizer files (sacremoses: put it on PYTHONPATH where the machine lacks it).
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda.py tests/test_training_step.py 2>&1 | tail -n 25 | tee "$OUT/tests.log"
-timeout "${KERNELS_TIMEOUT:-90}" python3 -m benchmarks.gpu_kernels --large 2>&1 | tee "$OUT/kernels.log"
-timeout "${SUITE_TIMEOUT:-330}" python3 -m benchmarks.run --suite gpu --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" "$@" 2>&1 | grep -v "Loading weights" | tee "$OUT/suite.log"
+timeout "${TEST_TIMEOUT:-100}" python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda.py tests/test_training_step.py 2>&1 | tail -n 25 | tee "$OUT/tests.log"
+timeout "${SUITE_TIMEOUT:-300}" python3 -m benchmarks.run --suite gpu --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" "$@" 2>&1 | grep -v "Loading weights" | tee "$OUT/suite.log"
+timeout "${KERNELS_TIMEOUT:-150}" python3 -m benchmarks.gpu_kernels --large --compile 2>&1 | tee "$OUT/kernels.log"

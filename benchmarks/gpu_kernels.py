@@ -1,28 +1,41 @@
 """Where a batch-1 decode step's time goes on a GPU: kernels per step and the captured graph's
 replay time, for the variants that decide the batch-1 design.
 
-    python -m benchmarks.gpu_kernels [--large]
+    python -m benchmarks.gpu_kernels [--large] [--compile]
 
 Variants: the default step; without the in-place residual projections (modeling.add_linear);
-rows padded to 2 (cuBLAS applies the bias inside the GEMM only for 2+ rows). Random weights of
-the real shapes, float16. Needs a CUDA device and torch only.
+rows padded to 2 (cuBLAS applies the bias inside the GEMM only for 2+ rows); with --compile, the
+step compiled by torch.compile inside our graph. Random weights of the real shapes, float16.
+Needs a CUDA device and torch only.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-
 import torch
 
 
-def replay_ms(model, rows: int, capacity: int = 384) -> float:
+def measure(model, rows: int, *, compile_step: bool = False, capacity: int = 384) -> tuple[int, float, float]:
+    """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture)."""
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
     from model.generation import StaticDecoder
 
-    dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True)
+    start = time.perf_counter()
+    dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step)
+    torch.cuda.synchronize()
+    build = time.perf_counter() - start
     assert dec.graph is not None
     with torch.inference_mode():
+        dec.write_pos.fill_(100)
+        dec.positions.fill_(100)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            dec.step_fn()  # the same step, launched kernel by kernel
+            torch.cuda.synchronize()
+        kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
         dec.write_pos.zero_()
         dec.positions.zero_()
     n = capacity - 1
@@ -32,43 +45,34 @@ def replay_ms(model, rows: int, capacity: int = 384) -> float:
         dec.graph.replay()
     end.record()
     torch.cuda.synchronize()
-    return begin.elapsed_time(end) / n
+    return kernels, begin.elapsed_time(end) / n, build
 
 
-def kernels_per_step(model, rows: int, capacity: int = 384) -> int:
-    from torch.profiler import ProfilerActivity, profile
-
-    from model.generation import StaticDecoder
-
-    dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=False)
-    with torch.inference_mode():
-        dec.write_pos.fill_(100)
-        dec.run_step()
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            dec.run_step()
-            torch.cuda.synchronize()
-    return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
-
-
-def variant(name: str, model, rows: int, patch: Callable[[], object] | None = None) -> None:
+def variant(name: str, model, rows: int, *, compile_step: bool = False, in_place: bool = True) -> None:
     from model import modeling
 
     saved = modeling.accumulate_in_place
     try:
-        if patch is not None:
-            patch()
-        k = kernels_per_step(model, rows)
-        ms = replay_ms(model, rows)
+        if not in_place:
+            modeling.accumulate_in_place = lambda x: False
+        k, ms, build = measure(model, rows, compile_step=compile_step)
+    except Exception as exc:  # report and go on: the other variants still count
+        print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
+        return
     finally:
         modeling.accumulate_in_place = saved
     layers = model.config.num_hidden_layers
-    print(f"{name}: {k} kernels per step ({k / layers:.1f} per layer), replay {ms:.3f} ms ({1000 / ms:.0f} steps/s)", flush=True)
+    print(
+        f"{name}: {k} kernels per step ({k / layers:.1f} per layer), replay {ms:.3f} ms "
+        f"({1000 / ms:.0f} steps/s), build + capture {build:.1f} s",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="BioGPT-Large shapes too")
+    parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
@@ -84,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                 attn.fuse_qkv()
         print(f"{preset} on {torch.cuda.get_device_name()}, torch {torch.__version__}:", flush=True)
         variant("  default, 1 row", model, 1)
-        variant("  without in-place residual projections, 1 row", model, 1, lambda: setattr(modeling, "accumulate_in_place", lambda x: False))
+        variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
         variant("  default, 2 rows", model, 2)
+        if args.compile:
+            variant("  compiled step (torch.compile inside our graph), 1 row", model, 1, compile_step=True)
         del model
         torch.cuda.empty_cache()
     return 0

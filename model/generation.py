@@ -382,9 +382,17 @@ class StaticDecoder:
     position and the positions itself; the host only copies in the next tokens. Rows and
     capacity are bucketed (GRAPH_ROW_BUCKETS, GRAPH_LENGTH_STEP) so one capture serves many
     calls; unused rows compute on dummy tokens and are never read. With capture=False the same
-    step runs eagerly (CPU tests of the static-shape arithmetic)."""
+    step runs eagerly (CPU tests of the static-shape arithmetic).
 
-    def __init__(self, model, device: torch.device, rows: int, capacity: int, *, capture: bool) -> None:
+    compile_step=True (experimental, off by default: not yet measured on a GPU) runs the step
+    through torch.compile (inductor, no graphs of its own), inside this decoder's graph: it fuses
+    LayerNorm with the residual, the cache write with the mask, so fewer kernels per layer; the
+    first call compiles (seconds to a minute). The cache is written on its whole buffer, so the
+    compiled step updates it in place (checked on a CPU: no copy of the cache)."""
+
+    def __init__(
+        self, model, device: torch.device, rows: int, capacity: int, *, capture: bool, compile_step: bool = False
+    ) -> None:
         cfg = model.config
         self.model = model
         self.rows, self.capacity = rows, capacity
@@ -392,6 +400,7 @@ class StaticDecoder:
         self.tokens = torch.zeros(rows, dtype=torch.long, device=device)
         self.positions = torch.zeros(rows, dtype=torch.long, device=device)
         self.write_pos = torch.zeros(rows, dtype=torch.long, device=device)  # cache column of each row's next key
+        self.cache.write_index = self.write_pos  # steps write there (prefills use cache_view)
         self.key_mask = torch.ones(rows, capacity, dtype=torch.bool, device=device)
         self.key_index = torch.arange(capacity, device=device)
         self.mask_zero = torch.zeros((), dtype=model.dtype, device=device)
@@ -400,9 +409,12 @@ class StaticDecoder:
         self.capture_seconds = 0.0
         self.greedy_graphs: dict = {}
         self.logits: torch.Tensor | None = None
+        self.step_fn: Callable[[], torch.Tensor] = self._step
+        if compile_step:
+            self.step_fn = torch.compile(self._step, fullgraph=True, dynamic=False)
 
         def body() -> None:
-            self.logits = self._step()
+            self.logits = self.step_fn()
 
         self.graph = self._capture(body)
         if self.graph is not None:
@@ -414,18 +426,13 @@ class StaticDecoder:
         # additive mask in the model's dtype, built once per step (a boolean one is converted
         # by attention in every layer)
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
-        self.cache.write_index = self.write_pos
-        try:
-            hidden = model.biogpt.run(
-                self.tokens[:, None],
-                self.positions[:, None],
-                attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
-                is_causal=False,
-                cache=self.cache,
-            )
-        finally:
-            self.cache.write_index = None
-            self.cache.length = 0  # `run` advanced the host counter; positions live on the device
+        hidden = model.biogpt.run(
+            self.tokens[:, None],
+            self.positions[:, None],
+            attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
+            is_causal=False,
+            cache=self.cache,
+        )
         logits = model.output_projection(hidden[:, -1])  # (N, V)
         self.write_pos += 1
         self.positions += 1
@@ -453,7 +460,7 @@ class StaticDecoder:
         if self.graph is not None:
             self.graph.replay()
             return self.logits
-        return self._step()
+        return self.step_fn()
 
     def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
         n = tokens.shape[0]
@@ -462,7 +469,7 @@ class StaticDecoder:
             self.graph.replay()
             logits = self.logits[:n].clone()  # the buffer is overwritten by the next replay
         else:
-            logits = self._step()[:n]
+            logits = self.step_fn()[:n]
         state.cache.length += 1
         return logits
 
@@ -537,7 +544,7 @@ class StaticDecoder:
         self.step_index += 1
         self.cur += 1
         self.tokens.copy_(tokens)
-        self.next_logits.copy_(self._step())
+        self.next_logits.copy_(self.step_fn())
 
     def _capture(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
         """Capture `body` (after two warm-up runs on a side stream); None without capture (CPU)."""

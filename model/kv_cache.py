@@ -28,7 +28,9 @@ class KVCache:
     ) -> None:
         shape = (num_layers, 2, batch_size, num_heads, max(capacity, 1), head_dim)
         self.kv = torch.zeros(shape, dtype=dtype, device=device)
-        self.row_ids = torch.arange(batch_size, device=device)  # kept: a CUDA graph reads its address
+        # index tensors for static decoding, kept: a CUDA graph reads their addresses
+        self.row_ids = torch.arange(batch_size, device=device)
+        self.layer_ids = torch.arange(num_layers, device=device)
         self.length = 0  # positions filled, identical for every row (padding is masked, not skipped)
         self.growable = growable
         # Leading positions known to be identical in every row that `reorder` can exchange (beam
@@ -83,10 +85,13 @@ class KVCache:
         (keys, values) prefix including them. `advance` (called once per forward, after all
         layers) moves `length`."""
         if self.write_index is not None:
-            # row b's keys and values go to column write_index[b]: (2, B, H, S, D)[:, b, :, w_b] = (B, 2, H, D)[b]
-            # (advanced indexing, one kernel; scatter_ would copy the whole layer on a CPU)
+            # row b's keys and values go to column write_index[b]:
+            # kv[layer, :, b, :, write_index[b]] = (B, 2, H, D)[b], one indexed write on the whole
+            # buffer (not on a view of it: torch.compile then updates the buffer in place; on a
+            # CPU, scatter_ would copy the whole layer)
             rows = self.row_ids[: kv.shape[1]]
-            self.kv[layer][:, rows, :, self.write_index] = kv[:, :, :, 0].transpose(0, 1)
+            index = [self.layer_ids[layer : layer + 1], None, rows, None, self.write_index]
+            torch.ops.aten.index_put_(self.kv, index, kv[:, :, :, 0].transpose(0, 1))
             return self.kv[layer, 0], self.kv[layer, 1]
         end = self.length + kv.shape[3]
         if end > self.capacity:
@@ -95,7 +100,8 @@ class KVCache:
         return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
 
     def advance(self, n: int) -> None:
-        self.length += n
+        if self.write_index is None:  # static decoding keeps its positions on the device
+            self.length += n
 
     def _grow(self, needed: int) -> None:
         if not self.growable:

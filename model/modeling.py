@@ -199,7 +199,7 @@ class BioGptAttention(nn.Module):
         if cache is not None:
             kv = torch.stack((k, v)) if kv is None else kv  # (2, B, H, T, D)
             k, v = cache.update(self.layer_idx, kv)  # (B, H, S, D) with S = past + T
-        if T == 1 and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and not self.training:
+        if T == 1 and q.device.type == "cpu" and q.dtype in _HALF and not self.training and B * k.shape[2] >= 64:
             y = _one_query_attention(q, k, v, attn_mask)  # (B, H, 1, D)
         else:
             y = F.scaled_dot_product_attention(
@@ -216,12 +216,16 @@ class BioGptAttention(nn.Module):
         return self.out_proj(y)
 
 
+_HALF = (torch.bfloat16, torch.float16)
+
+
 def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
     """Attention of one new token per row (a decode step) on a CPU in bfloat16/float16: two
-    batched products and a softmax. Why: ATen's CPU attention kernel is 3-7x slower here (347M
-    shapes, bfloat16: 270 vs 92 us per layer at 1 row x 300 keys, 4.1 vs 0.55 ms at 8 rows x 512
-    keys); the result differs from it by bfloat16 rounding of the scores (relative error against
-    float32 0.48% vs 0.38%, most of both being the inputs' own rounding)."""
+    batched products and a softmax. Why: ATen's CPU attention kernel costs ~0.9 us per row and key
+    here against ~50 us plus a little for this (347M shapes, bfloat16: 220 vs 75 us per layer at
+    1 row x 256 keys, 3.8 vs 0.55 ms at 8 rows x 512 keys), so it is used from 64 rows x keys on.
+    The result differs by bfloat16 rounding of the scores (relative error against float32 0.48% vs
+    0.38% for one layer; decode-step logits of the whole model 1.36% either way)."""
     scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, 1, S)
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:

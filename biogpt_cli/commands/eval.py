@@ -332,7 +332,7 @@ def eval_command(
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="With -m: beam width (default: the task's, 1)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="With -m: generation budget."),
     constrained: bool = typer.Option(False, "--constrained", help="With -m, relation tasks: entity names copied from the source only."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="With -m: documents per batch."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="With -m: documents decoded at once (greedy: rows refilled as each ends)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With -m: only the first N examples."),
     device: str = opts.DEVICE,
     dtype: str = opts.DTYPE,
