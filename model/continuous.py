@@ -81,7 +81,7 @@ def generate_continuous(
     rows = min(rows, n_prompts)
     with torch.inference_mode():
         decoder = _decoder(model, device, rows, capacity, cuda_graph)
-        yield from _run(model, decoder, prompts, limits, eos_list, pad, min_new_tokens, every, max_prefill_tokens)
+    yield from _run(model, decoder, prompts, limits, eos_list, pad, min_new_tokens, every, max_prefill_tokens)
 
 
 def _limits(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int]) -> list[int]:
@@ -131,79 +131,116 @@ def _run(
     every: int,
     max_prefill_tokens: int | None,
 ) -> Iterator[Completion]:
-    device = dec.tokens.device
-    N = dec.rows  # every row of the bucket is a slot
-    vocab = model.config.vocab_size
-    eos = torch.tensor(eos_list, dtype=torch.long, device=device)
-    max_limit = max(limits)
-    out = torch.full((N, max_limit + 1), pad, dtype=torch.long, device=device)  # each slot's new tokens
-    count = torch.zeros(N, dtype=torch.long, device=device)  # tokens chosen so far per slot
-    limit = torch.zeros(N, dtype=torch.long, device=device)
-    unfinished = torch.zeros(N, dtype=torch.bool, device=device)  # slots still decoding
-    arange = torch.arange(N, device=device)
-    scores = torch.zeros(N, vocab, dtype=torch.float32, device=device)
-    slot_prompt = [-1] * N  # which prompt each slot holds (-1: none)
-    slot_start = [0.0] * N
-    next_prompt = 0
-
-    # Empty slots write at column 0 and stay there (see `frozen` below) until they are filled.
-    dec.write_pos.zero_()
-    dec.positions.zero_()
-    dec.key_mask.fill_(True)
-    dec.tokens.fill_(pad)
-
-    def fill(slots: list[int]) -> None:
-        nonlocal next_prompt
-        taken = []
-        for s in slots:
-            if next_prompt == len(prompts):
-                break
-            slot_prompt[s] = next_prompt
-            slot_start[s] = time.perf_counter()
-            taken.append((s, next_prompt))
-            next_prompt += 1
-        for group in _prefill_groups(taken, prompts, max_prefill_tokens):
-            _prefill_into(model, dec, [s for s, _ in group], [prompts[i] for _, i in group], pad, scores)
-        if taken:
-            index = torch.tensor([s for s, _ in taken], device=device)
-            count[index] = 0
-            limit[index] = torch.tensor([limits[i] for _, i in taken], device=device)
-            unfinished[index] = True
-            out[index] = pad
-
-    fill(list(range(N)))
+    # Inference mode only around the work, never across a `yield`: the caller's code between
+    # completions must not run in it.
+    with torch.inference_mode():
+        state = _Slots(model, dec, prompts, limits, eos_list, pad, max_prefill_tokens)
+        state.fill(list(range(dec.rows)))
     step = 0
     while True:
-        # each slot's next token from `scores`, as generate's greedy loop chooses it
+        step += 1
+        with torch.inference_mode():
+            state.step(min_new)
+            done = state.harvest() if step % every == 0 else []  # a synchronisation on a GPU
+        yield from done
+        if state.empty():
+            return
+
+
+class _Slots:
+    """The rows of a continuous-batching run: which prompt each holds, its tokens so far, and the
+    decoder's per-row buffers (positions, write positions, key masks, scores)."""
+
+    def __init__(
+        self,
+        model,
+        dec: StaticDecoder,
+        prompts: Sequence[Sequence[int]],
+        limits: list[int],
+        eos_list: list[int],
+        pad: int,
+        max_prefill_tokens: int | None,
+    ) -> None:
+        device = dec.tokens.device
+        N = dec.rows  # every row of the bucket is a slot
+        self.model, self.dec, self.prompts, self.limits = model, dec, prompts, limits
+        self.pad, self.max_prefill_tokens, self.device = pad, max_prefill_tokens, device
+        self.eos = torch.tensor(eos_list, dtype=torch.long, device=device)
+        self.out = torch.full((N, max(limits) + 1), pad, dtype=torch.long, device=device)  # new tokens per slot
+        self.count = torch.zeros(N, dtype=torch.long, device=device)  # tokens chosen so far per slot
+        self.limit = torch.zeros(N, dtype=torch.long, device=device)
+        self.unfinished = torch.zeros(N, dtype=torch.bool, device=device)  # slots still decoding
+        self.arange = torch.arange(N, device=device)
+        self.scores = torch.zeros(N, model.config.vocab_size, dtype=torch.float32, device=device)
+        self.slot_prompt = [-1] * N  # which prompt each slot holds (-1: none)
+        self.slot_start = [0.0] * N
+        self.next_prompt = 0
+        # Empty slots write at column 0 and stay there (see `step`) until they are filled.
+        dec.write_pos.zero_()
+        dec.positions.zero_()
+        dec.key_mask.fill_(True)
+        dec.tokens.fill_(pad)
+
+    def fill(self, slots: list[int]) -> None:
+        """Give the next prompts to `slots` and prefill them (their first scores come from it)."""
+        taken = []
+        for s in slots:
+            if self.next_prompt == len(self.prompts):
+                break
+            self.slot_prompt[s] = self.next_prompt
+            self.slot_start[s] = time.perf_counter()
+            taken.append((s, self.next_prompt))
+            self.next_prompt += 1
+        if not taken:
+            return
+        for group in _prefill_groups(taken, self.prompts, self.max_prefill_tokens):
+            slots_g = [s for s, _ in group]
+            _prefill_into(self.model, self.dec, slots_g, [self.prompts[i] for _, i in group], self.pad, self.scores)
+        index = torch.tensor([s for s, _ in taken], device=self.device)
+        self.count[index] = 0
+        self.limit[index] = torch.tensor([self.limits[i] for _, i in taken], device=self.device)
+        self.unfinished[index] = True
+        self.out[index] = self.pad
+
+    def step(self, min_new: int) -> None:
+        """Choose each slot's next token from its scores (as generate's greedy loop does), then run
+        the decode step on them."""
+        scores, eos, dec = self.scores, self.eos, self.dec
         if min_new > 0 and eos.numel():
             banned = scores[:, eos]  # (N, E)
-            scores[:, eos] = torch.where((count < min_new)[:, None], -math.inf, banned)
-        tokens = torch.where(unfinished, scores.argmax(-1), pad)
-        out[arange, count] = tokens  # a finished slot writes padding after its last token
-        done = unfinished & (count + 1 >= limit)
+            scores[:, eos] = torch.where((self.count < min_new)[:, None], -math.inf, banned)
+        tokens = torch.where(self.unfinished, scores.argmax(-1), self.pad)
+        self.out[self.arange, self.count] = tokens  # a finished slot writes padding after its last token
+        done = self.unfinished & (self.count + 1 >= self.limit)
         if eos.numel():
-            done |= unfinished & torch.isin(tokens, eos)
-        count += unfinished.long()
-        unfinished &= ~done
-        step += 1
+            done |= self.unfinished & torch.isin(tokens, eos)
+        self.count += self.unfinished.long()
+        self.unfinished &= ~done
         # finished and empty slots repeat their last column and position instead of advancing:
         # what they compute is never read, and they never run past the cache or the positions
-        frozen = (~unfinished).long()
+        frozen = (~self.unfinished).long()
         dec.tokens.copy_(tokens)
-        scores = dec.run_step().float()
+        self.scores = dec.run_step().float()
         dec.write_pos -= frozen
         dec.positions -= frozen
-        if step % every == 0:  # the host looks (a synchronisation on a GPU) every few steps
-            state = unfinished.tolist()
-            finished = [s for s in range(N) if slot_prompt[s] >= 0 and not state[s]]
-            if finished:  # their next scores come from the refill's prefill, not this step
-                index = torch.tensor(finished, device=device)
-                for s, n, row in zip(finished, count[index].tolist(), out[index].tolist()):
-                    yield Completion(slot_prompt[s], row[:n], time.perf_counter() - slot_start[s])
-                    slot_prompt[s] = -1
-                fill(finished)
-            if all(p < 0 for p in slot_prompt):
-                return
+
+    def harvest(self) -> list[Completion]:
+        """Completions of the slots that finished, which then take the next prompts."""
+        state = self.unfinished.tolist()
+        finished = [s for s, p in enumerate(self.slot_prompt) if p >= 0 and not state[s]]
+        if not finished:
+            return []
+        index = torch.tensor(finished, device=self.device)
+        now = time.perf_counter()
+        done = []
+        for s, n, row in zip(finished, self.count[index].tolist(), self.out[index].tolist()):
+            done.append(Completion(self.slot_prompt[s], row[:n], now - self.slot_start[s]))
+            self.slot_prompt[s] = -1
+        self.fill(finished)  # their next scores come from this prefill, not from the last step
+        return done
+
+    def empty(self) -> bool:
+        return all(p < 0 for p in self.slot_prompt)
 
 
 def _prefill_groups(taken: list[tuple[int, int]], prompts: Sequence[Sequence[int]], budget: int | None):

@@ -96,6 +96,18 @@ def test_same_tokens_on_the_static_step_with_the_in_place_gpu_path(model, monkey
         assert got[i] == alone(model, p, 15), i
 
 
+def test_the_callers_code_does_not_run_in_inference_mode(model):
+    """The engine is a generator: its inference mode must not leak into the loop around it."""
+    prompts = prompts_of(model.config.vocab_size, LENGTHS[:5])
+    seen = 0
+    for _ in generate_continuous(model, prompts, rows=2, max_new_tokens=6, eos_token_id=EOS):
+        assert not torch.is_inference_mode_enabled()
+        x = torch.ones(2, requires_grad=True)
+        (x * 2).sum().backward()  # autograd works between completions
+        seen += 1
+    assert seen == 5
+
+
 def test_errors_name_the_problem(model):
     with pytest.raises(ValueError, match="rows"):
         list(generate_continuous(model, [[2, 5]], rows=0))
