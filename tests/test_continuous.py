@@ -158,3 +158,24 @@ def test_generate_command_records_equal_the_static_path(tokenizer, monkeypatch):
     want = drop(command.generate_records(items, model=model, tokenizer=tokenizer, options=options, batch_size=2))
     assert got == want
     assert [rs[0]["id"] for rs in got] == ["0", "1", "2", "3"]
+
+
+def test_benchmark_job_helpers_count_the_same_useful_tokens():
+    """benchmarks/continuous.py (also the GPU suite's `job` part): static batches and continuous
+    batching of the BC5CDR-length job produce every target token, no more."""
+    from benchmarks.continuous import make_job, run_continuous, run_static
+
+    model = tiny_lm(vocab_size=1000, max_position_embeddings=1024)
+    prompts, targets = make_job(12, 1000)
+    assert [len(p) for p in prompts] == sorted(len(p) for p in prompts) and min(targets) > 0
+    prompts = [p[:24] for p in prompts]  # short prompts: a fast test
+    seen = []
+
+    def static(ids, mask, new):
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=new, eos_token_id=[])
+        seen.append(out.shape[1] - ids.shape[1])
+        return out
+
+    assert run_static(static, prompts, targets, 4, "cpu") == sum(targets)
+    assert seen == [max(targets[i : i + 4]) for i in range(0, 12, 4)]
+    assert run_continuous(model, prompts, targets, 4) == sum(targets)
