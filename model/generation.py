@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .kv_cache import KVCache
-from .modeling import build_attention_mask
+from .modeling import build_attention_mask, in_place_residuals
 
 logger = logging.getLogger(__name__)
 
@@ -426,13 +426,14 @@ class StaticDecoder:
         # additive mask in the model's dtype, built once per step (a boolean one is converted
         # by attention in every layer)
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
-        hidden = model.biogpt.run(
-            self.tokens[:, None],
-            self.positions[:, None],
-            attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
-            is_causal=False,
-            cache=self.cache,
-        )
+        with in_place_residuals():  # every activation here is the step's own (see modeling)
+            hidden = model.biogpt.run(
+                self.tokens[:, None],
+                self.positions[:, None],
+                attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
+                is_causal=False,
+                cache=self.cache,
+            )
         logits = model.output_projection(hidden[:, -1])  # (N, V)
         self.write_pos += 1
         self.positions += 1

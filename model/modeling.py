@@ -265,7 +265,7 @@ class BioGptDecoderLayer(nn.Module):
         cache: KVCache | None,
     ) -> torch.Tensor:
         if not self.training and accumulate_in_place(x):
-            # inference on a GPU: both residual additions accumulate into x (see add_linear)
+            # the static decode step on a GPU: both residual additions accumulate into x (add_linear)
             x = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache, residual=x)
             return add_linear(x, self.fc2, self.activation(self.fc1(self.final_layer_norm(x))))
         h = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache)
@@ -274,10 +274,27 @@ class BioGptDecoderLayer(nn.Module):
         return x + F.dropout(h, p=self.dropout, training=self.training)
 
 
+_IN_PLACE_RESIDUALS = [False]  # set by `in_place_residuals()` around the generation engine's steps
+
+
+class in_place_residuals:
+    """Within this context, GPU inference may accumulate projections into the residual stream in
+    place. Only the generation engine's static decode step turns it on: there every activation is
+    its own, whereas a caller of the model (forward hooks, activation patching) may keep a layer's
+    input and must not see it change."""
+
+    def __enter__(self) -> None:
+        self.saved = _IN_PLACE_RESIDUALS[0]
+        _IN_PLACE_RESIDUALS[0] = True
+
+    def __exit__(self, *exc: object) -> None:
+        _IN_PLACE_RESIDUALS[0] = self.saved
+
+
 def accumulate_in_place(x: torch.Tensor) -> bool:
-    """Whether the residual stream `x` may take the output projections in place: on a GPU,
-    without autograd, on a contiguous stream (inference's own tensors)."""
-    return x.is_cuda and not torch.is_grad_enabled() and x.is_contiguous()
+    """Whether the residual stream `x` may take the output projections in place: inside
+    `in_place_residuals()`, on a GPU, without autograd, on a contiguous stream."""
+    return _IN_PLACE_RESIDUALS[0] and x.is_cuda and not torch.is_grad_enabled() and x.is_contiguous()
 
 
 def add_linear(residual: torch.Tensor, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
