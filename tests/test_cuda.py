@@ -88,3 +88,17 @@ def test_fp16_in_place_residual_path_keeps_agreement():
     want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1)
     same = (got[:, ids.shape[1] :] == want[:, ids.shape[1] :]).all(1).float().mean().item()
     assert same >= 0.75, same
+
+
+def test_plain_forward_leaves_layer_inputs_alone():
+    """Residuals accumulate in place only inside the engine's static step: a forward hook sees
+    a layer's input as it was given (activation patching relies on it)."""
+    model = diverse_lm().cuda()
+    ids, mask = (t.cuda() for t in make_batch(model.config.vocab_size))
+    seen = {}
+    layer = model.biogpt.layers[1]
+    layer.register_forward_pre_hook(lambda m, args: seen.__setitem__("before", args[0].clone()))
+    layer.register_forward_hook(lambda m, args, out: seen.__setitem__("after", args[0].clone()))
+    with torch.no_grad():
+        model(ids, attention_mask=mask)
+    assert torch.equal(seen["before"], seen["after"])
