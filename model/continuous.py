@@ -111,9 +111,10 @@ def _eos(value: int | Sequence[int] | None) -> list[int]:
 
 
 def _decoder(model, device: torch.device, rows: int, capacity: int, cuda_graph: bool | None) -> StaticDecoder:
-    """The captured step of the bucket (on a GPU, shared with `generate`), or an eager one."""
+    """The bucket's static step shared with `generate` (captured on a GPU; cuda_graph=True on a
+    CPU shares the eager one, as generate does), or a private eager one."""
     rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
-    if device.type == "cuda" and cuda_graph is not False:
+    if cuda_graph or (device.type == "cuda" and cuda_graph is None):
         decoder = _static_decoder(model, device, rows_b, capacity, GenerationConfig(cuda_graph=cuda_graph))
         if decoder is not None:
             return decoder

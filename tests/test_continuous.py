@@ -96,6 +96,31 @@ def test_same_tokens_on_the_static_step_with_the_in_place_gpu_path(model, monkey
         assert got[i] == alone(model, p, 15), i
 
 
+def test_sharing_the_static_step_with_generate(model, monkeypatch):
+    """On a GPU the engine replays the bucket's step that `generate` captured (and its greedy
+    graph lives on the same decoder). Emulated on the CPU (cuda_graph=True: the shared decoder,
+    capture warm-up runs included): alternating the two gives each its own right answer."""
+    from model import generation
+
+    def capture_like_cuda(self, body):
+        for _ in range(2):  # the warm-up runs advance the decoder's state, as on a GPU
+            body()
+        return None
+
+    monkeypatch.setattr(generation.StaticDecoder, "_capture", capture_like_cuda)
+    model.__dict__.pop("_static_decoders", None)
+    prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=5)
+    batch = torch.tensor([p[:3] for p in prompts[:8]])
+    want_batch = model.generate(batch, max_new_tokens=12, cuda_graph=False, eos_token_id=EOS)
+    for _ in range(2):
+        assert torch.equal(model.generate(batch, max_new_tokens=12, cuda_graph=True, eos_token_id=EOS), want_batch)
+        got = finished(generate_continuous(model, prompts, rows=8, max_new_tokens=12, eos_token_id=EOS, cuda_graph=True))
+        for i, p in enumerate(prompts):
+            assert got[i] == alone(model, p, 12), i
+    assert len(model._static_decoders) >= 1
+    model.__dict__.pop("_static_decoders", None)
+
+
 def test_the_callers_code_does_not_run_in_inference_mode(model):
     """The engine is a generator: its inference mode must not leak into the loop around it."""
     prompts = prompts_of(model.config.vocab_size, LENGTHS[:5])
