@@ -175,6 +175,9 @@ class _Slots:
         self.scores = torch.zeros(N, model.config.vocab_size, dtype=torch.float32, device=device)
         self.slot_prompt = [-1] * N  # which prompt each slot holds (-1: none)
         self.slot_start = [0.0] * N
+        # the cache column each slot writes at the next step (an upper bound for a slot that
+        # finished since the last look): attention reads no further than the largest
+        self.slot_column = [0] * N
         self.next_prompt = 0
         # Empty slots write at column 0 and stay there (see `step`) until they are filled.
         dec.write_pos.zero_()
@@ -196,7 +199,9 @@ class _Slots:
             return
         for group in _prefill_groups(taken, self.prompts, self.max_prefill_tokens):
             slots_g = [s for s, _ in group]
-            _prefill_into(self.model, self.dec, slots_g, [self.prompts[i] for _, i in group], self.pad, self.scores)
+            width = _prefill_into(self.model, self.dec, slots_g, [self.prompts[i] for _, i in group], self.pad, self.scores)
+            for s in slots_g:
+                self.slot_column[s] = width
         index = torch.tensor([s for s, _ in taken], device=self.device)
         self.count[index] = 0
         self.limit[index] = torch.tensor([self.limits[i] for _, i in taken], device=self.device)
@@ -221,9 +226,13 @@ class _Slots:
         # what they compute is never read, and they never run past the cache or the positions
         frozen = (~self.unfinished).long()
         dec.tokens.copy_(tokens)
-        self.scores = dec.run_step().float()
+        live = [s for s, p in enumerate(self.slot_prompt) if p >= 0]
+        span = max((self.slot_column[s] for s in live), default=0) + 1
+        self.scores = dec.run_step(span).float()
         dec.write_pos -= frozen
         dec.positions -= frozen
+        for s in live:
+            self.slot_column[s] += 1
 
     def harvest(self) -> list[Completion]:
         """Completions of the slots that finished, which then take the next prompts."""
@@ -260,10 +269,10 @@ def _prefill_groups(taken: list[tuple[int, int]], prompts: Sequence[Sequence[int
     return groups
 
 
-def _prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Sequence[int]], pad: int, scores: torch.Tensor) -> None:
+def _prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Sequence[int]], pad: int, scores: torch.Tensor) -> int:
     """Prefill `prompts` (left-padded together) and move their keys and values into `slots` of the
     decoder's cache; set those rows' positions, write positions and key masks, and their first
-    scores."""
+    scores. Returns the padded width (the column of their first decode step)."""
     device = dec.tokens.device
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=device)
@@ -278,3 +287,4 @@ def _prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Seq
     dec.write_pos[index] = width
     dec.positions[index] = mask.sum(1)
     scores[index] = logits.float()
+    return width

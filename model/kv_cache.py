@@ -39,6 +39,7 @@ class KVCache:
         # Static decoding (generation.StaticDecoder): when set, `update` writes each row's keys at
         # its own device-held position (N,) and returns the whole buffer (attention masks the rest).
         self.write_index: torch.Tensor | None = None
+        self.read_span: int | None = None  # static decoding: columns attention reads (None: all)
 
     @property
     def k(self) -> torch.Tensor:
@@ -92,7 +93,8 @@ class KVCache:
             rows = self.row_ids[: kv.shape[1]]
             index = [self.layer_ids[layer : layer + 1], None, rows, None, self.write_index]
             torch.ops.aten.index_put_(self.kv, index, kv[:, :, :, 0].transpose(0, 1))
-            return self.kv[layer, 0], self.kv[layer, 1]
+            span = self.read_span or self.capacity
+            return self.kv[layer, 0, :, :, :span], self.kv[layer, 1, :, :, :span]
         end = self.length + kv.shape[3]
         if end > self.capacity:
             self._grow(end)

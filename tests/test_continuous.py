@@ -121,6 +121,43 @@ def test_sharing_the_static_step_with_generate(model, monkeypatch):
     model.__dict__.pop("_static_decoders", None)
 
 
+@pytest.mark.parametrize("emulate_capture", [False, True])
+def test_attention_reads_only_the_columns_in_use(model, monkeypatch, emulate_capture):
+    """Steps attend over the first columns of the cache that any row uses, rounded up (one
+    graph per rounded span on a GPU, captured mid-run with warm-up runs that must not move the
+    live state). Spans rounded to 8 columns here so that many differ; same tokens."""
+    from model import generation
+
+    if emulate_capture:
+
+        class Replay:  # a "graph" whose replay runs the captured body eagerly
+            def __init__(self, body):
+                self.replay = body
+
+        def capture(self, body):
+            for _ in range(2):  # warm-up runs, as a CUDA capture does: they move the live state
+                body()
+            return Replay(body)
+
+        monkeypatch.setattr(generation.StaticDecoder, "_capture", capture)
+    monkeypatch.setattr(generation, "GRAPH_LENGTH_STEP", 8)
+    spans = []
+    real = generation.StaticDecoder._step
+
+    def recording(self, span=None):
+        spans.append(span)
+        return real(self, span)
+
+    monkeypatch.setattr(generation.StaticDecoder, "_step", recording)
+    prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=6)
+    got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=20, eos_token_id=EOS, cuda_graph=False))
+    monkeypatch.undo()
+    for i, p in enumerate(prompts):
+        assert got[i] == alone(model, p, 20), i
+    used = {s for s in spans if s is not None}
+    assert len(used) >= 3 and max(used) <= 40  # several spans, all far below the 128-column cache
+
+
 def test_the_callers_code_does_not_run_in_inference_mode(model):
     """The engine is a generator: its inference mode must not leak into the loop around it."""
     prompts = prompts_of(model.config.vocab_size, LENGTHS[:5])

@@ -58,17 +58,25 @@ def test_training_mode_and_cuda_graph_false_decode_eagerly():
 
 
 @pytest.mark.parametrize("every", [1, 8])
-def test_continuous_batching_on_the_captured_step_equals_eager_generate(every):
-    """The refill engine replays the bucket's captured step (graph) with per-row positions:
-    each prompt's tokens equal eager generate on it alone, fp32."""
+@pytest.mark.parametrize("span_step", [128, 8])
+def test_continuous_batching_on_the_captured_step_equals_eager_generate(every, span_step, monkeypatch):
+    """The refill engine replays the bucket's captured step (graph) with per-row positions, and
+    (span_step 8) graphs of partial attention spans captured mid-run: each prompt's tokens equal
+    eager generate on it alone, fp32."""
+    from model import generation
     from model.continuous import generate_continuous
 
     from .test_continuous import EOS, LENGTHS, alone, finished, prompts_of
 
+    monkeypatch.setattr(generation, "GRAPH_LENGTH_STEP", span_step)
     model = diverse_lm().cuda()
     prompts = prompts_of(model.config.vocab_size, LENGTHS)
     got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=20, eos_token_id=EOS, refill_every=every))
-    assert any(d.graph is not None for d in model._static_decoders.values())
+    decoders = list(model._static_decoders.values())
+    assert any(d.graph is not None for d in decoders)
+    if span_step == 8:
+        assert any(d.span_graphs for d in decoders)
+    monkeypatch.undo()
     for i, p in enumerate(prompts):
         assert got[i] == alone(model, p, 20), i
 
