@@ -25,7 +25,8 @@ def measure(model, rows: int, *, compile_step: bool = False, capacity: int = 384
     from model.generation import StaticDecoder
 
     start = time.perf_counter()
-    dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step)
+    with torch.inference_mode():  # as generate builds it: no autograd in the captured step
+        dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step)
     torch.cuda.synchronize()
     build = time.perf_counter() - start
     assert dec.graph is not None
