@@ -39,13 +39,13 @@ def measure(model, rows: int, *, compile_step: bool = False, capacity: int = 384
         kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
         dec.write_pos.zero_()
         dec.positions.zero_()
-    n = capacity - 1
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(n):
-        dec.graph.replay()
-    end.record()
-    torch.cuda.synchronize()
+        n = capacity - 1
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(n):
+            dec.graph.replay()
+        end.record()
+        torch.cuda.synchronize()
     return kernels, begin.elapsed_time(end) / n, build
 
 

@@ -159,6 +159,10 @@ class BioGptAttention(nn.Module):
         self.qkv_fused = (weight, bias)
 
     def _fused_views_intact(self) -> bool:
+        if torch.compiler.is_compiling():
+            # storage addresses are not traceable; a compiled decode step is built for the
+            # model's current weights (generation checks the views before building one)
+            return True
         weight, bias = self.qkv_fused  # type: ignore[misc]
         parts = (self.q_proj, self.k_proj, self.v_proj)
         intact = _consecutive_slices(weight, [p.weight for p in parts]) and (
