@@ -81,21 +81,29 @@ def test_continuous_batching_on_the_captured_step_equals_eager_generate(every, s
         assert got[i] == alone(model, p, 20), i
 
 
-def test_fp16_in_place_residual_path_keeps_agreement():
-    """fp16 on the GPU: out_proj/fc2 accumulate into the residual stream in place; greedy tokens
-    agree with transformers' fp16 on most rows (rounding order differs; reported, not exact)."""
-    import tempfile
+def test_fp16_in_place_residual_path_matches_the_plain_path():
+    """fp16 decode step: projections accumulated into the residual stream in place (the static
+    step's default on a GPU) give the plain path's logits within fp16 rounding."""
+    from model import modeling
+    from model.generation import StaticDecoder
 
-    model = diverse_lm()
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        ref = transformers.BioGptForCausalLM.from_pretrained(tmp, dtype=torch.float16).eval().cuda()
-    ours = model.to(device="cuda", dtype=torch.float16)
-    ids, mask = (t.cuda() for t in make_batch(ours.config.vocab_size, B=8, padded=True))
-    got = ours.generate(ids, attention_mask=mask, max_new_tokens=24)
-    want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1)
-    same = (got[:, ids.shape[1] :] == want[:, ids.shape[1] :]).all(1).float().mean().item()
-    assert same >= 0.75, same
+    model = diverse_lm().to(device="cuda", dtype=torch.float16)
+    logits = []
+    for in_place in (True, False):
+        saved = modeling.accumulate_in_place
+        if not in_place:
+            modeling.accumulate_in_place = lambda x: False
+        try:
+            with torch.inference_mode():
+                dec = StaticDecoder(model, torch.device("cuda"), 4, 128, capture=False)
+                dec.write_pos.fill_(5)
+                dec.positions.fill_(5)
+                dec.tokens.copy_(torch.tensor([5, 9, 11, 13], device="cuda"))
+                logits.append(dec.run_step().float())
+        finally:
+            modeling.accumulate_in_place = saved
+    a, b = logits
+    assert ((a - b).norm() / b.norm()).item() < 1e-2
 
 
 def test_plain_forward_leaves_layer_inputs_alone():
