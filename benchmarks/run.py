@@ -306,7 +306,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         if "beam" in only:
             side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
         if "job" in only:  # a batch job: BC5CDR prompt lengths, outputs of the gold lengths
-            from .continuous import make_job, run_continuous, run_static
+            from .continuous import make_job, run_continuous, run_static, timed
 
             n_job = 64 if quick else 256
             prompts, targets = make_job(n_job, 42384)
@@ -317,22 +317,15 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
             def ours_static(x, mask, new):
                 return ours.generate(x, attention_mask=mask, max_new_tokens=new, eos_token_id=[])
 
-            def job_rate(fn: Callable[[], int]) -> float:
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                tokens = fn()
-                torch.cuda.synchronize()
-                return tokens / (time.perf_counter() - start)
-
-            ours_job = lambda: job_rate(lambda: run_continuous(ours, prompts, targets, 32))  # noqa: E731
-            theirs_job = lambda: job_rate(lambda: run_static(theirs_static, prompts, targets, 32, dev))  # noqa: E731
+            ours_job = lambda: timed(lambda: run_continuous(ours, prompts, targets, 32))  # noqa: E731
+            theirs_job = lambda: timed(lambda: run_static(theirs_static, prompts, targets, 32, dev))  # noqa: E731
             res = Result(
                 f"batch job: {n_job} BC5CDR-length prompts (mean {statistics.mean(map(len, prompts)):.0f} tokens), "
                 f"gold-length outputs (mean {statistics.mean(targets):.1f}, max {max(targets)}), 32 rows",
                 "tokens/s",
             )
             interleave(ours_job, theirs_job, repeats, res)
-            static_fn = lambda: job_rate(lambda: run_static(ours_static, prompts, targets, 32, dev))  # noqa: E731
+            static_fn = lambda: timed(lambda: run_static(ours_static, prompts, targets, 32, dev))  # noqa: E731
             static_fn()  # warm-up: captures its 4 (rows, capacity) buckets' graphs
             static = statistics.median(static_fn() for _ in range(repeats))
             res.note = (

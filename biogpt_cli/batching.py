@@ -72,28 +72,13 @@ def run_in_batches(
     else None. Sorting happens within a window of upcoming items, so output keeps streaming.
     """
     window = window or max(batch_size * 32, 256)
-    ordered: Ordered[R] = Ordered()
-    buffer: list[tuple[int, T]] = []
 
-    def flush() -> Iterator[R]:
-        lengths = [length(item) for _, item in buffer]
+    def process_window(chunk: list[T]) -> Iterator[tuple[int, R]]:
+        lengths = [length(item) for item in chunk]
         for batch in plan_batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
-            chosen = [buffer[i] for i in batch]
-            results = process([item for _, item in chosen])
-            for (index, _), result in zip(chosen, results):
-                yield from ordered.add(index, result)
-        buffer.clear()
+            yield from zip(batch, process([chunk[i] for i in batch]))
 
-    for index, item in enumerate(items):
-        ready = passthrough(item)
-        if ready is not None:
-            yield from ordered.add(index, ready)
-            continue
-        buffer.append((index, item))
-        if len(buffer) >= window:
-            yield from flush()
-    if buffer:
-        yield from flush()
+    yield from run_windows(items, process_window, passthrough=passthrough, window=window)
 
 
 def run_windows(
@@ -103,9 +88,10 @@ def run_windows(
     passthrough: Callable[[T], R | None],
     window: int,
 ) -> Iterator[R]:
-    """Like `run_in_batches`, for a processor that takes a whole window of items and returns
-    (position in the window, result) in any order (continuous batching finishes short outputs
-    first): results are yielded in input order as soon as they are contiguous."""
+    """Process `items` a window at a time and yield the results in input order, each as soon as
+    the ones before it are out. `process(window)` returns (position in the window, result) in
+    any order (continuous batching finishes short outputs first); `passthrough` as in
+    `run_in_batches`."""
     ordered: Ordered[R] = Ordered()
     buffer: list[tuple[int, T]] = []
 

@@ -16,7 +16,6 @@ tests check this token for token.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -35,8 +34,6 @@ from .generation import (
     prefill,
 )
 from .kv_cache import KVCache
-
-logger = logging.getLogger(__name__)
 
 
 class Completion(NamedTuple):
@@ -58,7 +55,7 @@ def generate_continuous(
     refill_every: int | None = None,
     cuda_graph: bool | None = None,
 ) -> Iterator[Completion]:
-    """A Completion for every prompt, in the order they finish.
+    """A Completion for every prompt, in the order they finish (prompts start shortest first).
 
     `max_new_tokens` is one limit or one per prompt; a prompt also stops where the model's
     positions end. Finished rows are refilled every `refill_every` steps (default: every step on
@@ -78,10 +75,21 @@ def generate_continuous(
 
     longest = max(len(p) for p in prompts)
     capacity = -(-(longest + max(limits)) // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
-    rows = min(rows, n_prompts)
+    # Inference mode only around the work, never across a `yield`: the caller's code between
+    # completions must not run in it.
     with torch.inference_mode():
-        decoder = _decoder(model, device, rows, capacity, cuda_graph)
-    yield from _run(model, decoder, prompts, limits, eos_list, pad, min_new_tokens, every, max_prefill_tokens)
+        decoder = _decoder(model, device, min(rows, n_prompts), capacity, cuda_graph)
+        slots = _Slots(model, decoder, prompts, limits, eos_list, pad, max_prefill_tokens)
+        slots.fill(list(range(decoder.rows)))
+    step = 0
+    while True:
+        step += 1
+        with torch.inference_mode():
+            slots.step(min_new_tokens)
+            done = slots.harvest() if step % every == 0 else []  # a synchronisation on a GPU
+        yield from done
+        if slots.empty():
+            return
 
 
 def _limits(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int]) -> list[int]:
@@ -121,33 +129,6 @@ def _decoder(model, device: torch.device, rows: int, capacity: int, cuda_graph: 
     return StaticDecoder(model, device, rows_b, capacity, capture=False)
 
 
-def _run(
-    model,
-    dec: StaticDecoder,
-    prompts: Sequence[Sequence[int]],
-    limits: list[int],
-    eos_list: list[int],
-    pad: int,
-    min_new: int,
-    every: int,
-    max_prefill_tokens: int | None,
-) -> Iterator[Completion]:
-    # Inference mode only around the work, never across a `yield`: the caller's code between
-    # completions must not run in it.
-    with torch.inference_mode():
-        state = _Slots(model, dec, prompts, limits, eos_list, pad, max_prefill_tokens)
-        state.fill(list(range(dec.rows)))
-    step = 0
-    while True:
-        step += 1
-        with torch.inference_mode():
-            state.step(min_new)
-            done = state.harvest() if step % every == 0 else []  # a synchronisation on a GPU
-        yield from done
-        if state.empty():
-            return
-
-
 class _Slots:
     """The rows of a continuous-batching run: which prompt each holds, its tokens so far, and the
     decoder's per-row buffers (positions, write positions, key masks, scores)."""
@@ -178,7 +159,9 @@ class _Slots:
         # the cache column each slot writes at the next step (an upper bound for a slot that
         # finished since the last look): attention reads no further than the largest
         self.slot_column = [0] * N
-        self.next_prompt = 0
+        # prompts are taken shortest first, so those prefilled together have similar lengths
+        self.order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        self.next_prompt = 0  # position in `order`
         # Empty slots write at column 0 and stay there (see `step`) until they are filled.
         dec.write_pos.zero_()
         dec.positions.zero_()
@@ -189,11 +172,12 @@ class _Slots:
         """Give the next prompts to `slots` and prefill them (their first scores come from it)."""
         taken = []
         for s in slots:
-            if self.next_prompt == len(self.prompts):
+            if self.next_prompt == len(self.order):
                 break
-            self.slot_prompt[s] = self.next_prompt
+            i = self.order[self.next_prompt]
+            self.slot_prompt[s] = i
             self.slot_start[s] = time.perf_counter()
-            taken.append((s, self.next_prompt))
+            taken.append((s, i))
             self.next_prompt += 1
         if not taken:
             return

@@ -490,11 +490,9 @@ class StaticDecoder:
     def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
         n = tokens.shape[0]
         self.tokens[:n] = tokens
+        logits = self.run_step()[:n]
         if self.graph is not None:
-            self.graph.replay()
-            logits = self.logits[:n].clone()  # the buffer is overwritten by the next replay
-        else:
-            logits = self.step_fn()[:n]
+            logits = logits.clone()  # the graph's buffer is overwritten by the next replay
         state.cache.length += 1
         return logits
 

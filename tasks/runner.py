@@ -165,26 +165,21 @@ def generate_continuously(
 ) -> Iterator[tuple[int, Generated]]:
     """(position in `inputs`, Generated) for every input as it finishes: greedy decoding with
     continuous batching (model/continuous.py: a finished row takes the next input at once),
-    the outputs `generate_outputs` gives each input. Inputs are taken in length order, so
-    prompts prefilled together have similar lengths."""
+    the outputs `generate_outputs` gives each input."""
     from model.continuous import generate_continuous
 
-    if not inputs:
-        return
-    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
     max_new = decoding.get("max_new_tokens", task.decoding.max_new_tokens)
     learned = _learned_ids(tokenizer)
     for done in generate_continuous(
         model,
-        [inputs[i] for i in order],
+        inputs,
         rows=rows,
         max_new_tokens=max_new,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         max_prefill_tokens=max_prefill_tokens,
     ):
-        i = order[done.index]
-        yield i, _generated(tokenizer, done.tokens, inputs[i], learned)
+        yield done.index, _generated(tokenizer, done.tokens, inputs[done.index], learned)
 
 
 @torch.inference_mode()

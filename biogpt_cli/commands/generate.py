@@ -113,10 +113,9 @@ def generate_records(
         """Continuous batching: each row is refilled with the next prompt as soon as it ends."""
         from model.continuous import generate_continuous
 
-        order = sorted(range(len(window)), key=lambda i: len(window[i].ids))  # similar prefills together
         for done in generate_continuous(
             model,
-            [window[i].ids for i in order],
+            [p.ids for p in window],
             rows=batch_size,
             max_new_tokens=options.max_new_tokens,
             min_new_tokens=options.min_new_tokens or 0,
@@ -124,8 +123,7 @@ def generate_records(
             pad_token_id=pad,
             max_prefill_tokens=max_tokens,
         ):
-            i = order[done.index]
-            yield i, [record(window[i], 0, done.tokens, done.seconds)]
+            yield done.index, [record(window[done.index], 0, done.tokens, done.seconds)]
 
     prepared = (
         prepare(item, tokenizer, limit, options.max_new_tokens, model.config.max_position_embeddings) for item in items
