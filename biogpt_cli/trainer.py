@@ -65,6 +65,8 @@ class TrainingArgs:
     betas: tuple[float, float] = (0.9, 0.999)
     #: also write a checkpoint at the end of every epoch (checkpoint averaging, the official recipe)
     save_epochs: bool = False
+    #: on a CUDA device, replay each batch shape's captured step (model/training.py) when possible
+    cuda_graph: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -168,15 +170,21 @@ class Trainer:
         self.batches_per_epoch = math.ceil(self.shard_size / args.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.grad_accum)
         self.total_steps = args.max_steps or args.epochs * self.steps_per_epoch
-        from model.training import adamw
+        from model.training import TrainStep, adamw
 
-        # fused into one kernel when the model is on a GPU (model/training.py)
         model.to(self.device)
-        self.optimizer = adamw(model, lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.betas))
+        self.graph_blocker = self._graph_blocker()
+        if self.graph_blocker and args.cuda_graph and self.device.type == "cuda":
+            logger.info("training steps run eagerly, not as CUDA graphs: %s", self.graph_blocker)
+        graphed = self.graph_blocker is None
+        # fused into one kernel when the model is on a GPU; capturable (a tensor learning rate) for graphs
+        self.optimizer = adamw(model, lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.betas), capturable=graphed)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_factor(s, kind=args.scheduler, warmup=args.warmup_steps, total=self.total_steps),
         )
+        self._float_base_lrs()
+        self.fast_step = TrainStep(model, self.optimizer, bf16=args.bf16, max_grad_norm=args.max_grad_norm, graph=True, max_graphs=32) if graphed else None
         self.step = 0
         self.epoch = 0
         self.batch_index = 0  # next micro-batch of the current epoch
@@ -184,6 +192,40 @@ class Trainer:
         self.bad_evals = 0
         self.stopped_early = False
         self._signal: int | None = None
+
+    def _graph_blocker(self) -> str | None:
+        """Why steps cannot be captured as CUDA graphs here, or None when they can."""
+        if not self.args.cuda_graph:
+            return "--no-cuda-graph"
+        if self.device.type != "cuda":
+            return "not on a CUDA device"
+        if self.world > 1:
+            return "distributed training (a graph cannot hold DDP's gradient all-reduce hooks)"
+        if self.args.grad_accum > 1:
+            return "--grad-accum > 1"
+        if any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules()):
+            return "--gradient-checkpointing (its recomputation saves RNG states on the host)"
+        if getattr(getattr(self.model, "config", None), "layerdrop", 0.0):
+            return "layerdrop (a random host decision per layer)"
+        return None
+
+    def _float_base_lrs(self) -> None:
+        """The schedule's peak rates as plain floats: with a tensor learning rate (capturable
+        AdamW) every scheduler step would otherwise compute on the device and read it back."""
+        self.scheduler.base_lrs = [float(lr) for lr in self.scheduler.base_lrs]
+
+    def _step_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A batch for the captured step: right-padded to a multiple of PAD_MULTIPLE tokens (few
+        shapes, so few graphs; the loss is unchanged, see pad_to_length)."""
+        from model.training import pad_to_length, padded_length
+
+        config = getattr(self.model, "config", None)
+        pad = getattr(config, "pad_token_id", None)
+        if pad is None or not set(batch) <= {"input_ids", "attention_mask", "labels"} or batch["input_ids"].dim() != 2:
+            return batch
+        length = batch["input_ids"].shape[1]
+        limit = getattr(config, "max_position_embeddings", length)
+        return pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad)
 
     # ------------------------------------------------------------------ data order
     def epoch_order(self, epoch: int) -> list[int]:
@@ -253,9 +295,12 @@ class Trainer:
         missing = [k for k in missing if not k.endswith("output_projection.weight")]
         if missing or unexpected:
             raise UserError(f"--resume {path}: checkpoint does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        from model.training import load_optimizer_state
+
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._float_base_lrs()
         _set_rng_state(state["rng"])
         self.step, self.epoch, self.batch_index = int(state["step"]), int(state["epoch"]), int(state["batch_index"])
         self.best, self.bad_evals = state["best"], int(state["bad_evals"])
@@ -369,19 +414,24 @@ class Trainer:
                     first = self.batch_index
                     micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
                     losses = []
-                    for b in micro:
-                        idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-                        batch = {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
-                        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                            loss = forward(**batch).loss
-                        (loss.float() / len(micro)).backward()
-                        losses.append(float(loss.detach()))
-                    if args.max_grad_norm:
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                    lr = self.scheduler.get_last_lr()[0]
-                    self.optimizer.step()
+                    lr = float(self.scheduler.get_last_lr()[0])
+                    if self.fast_step is not None:  # one micro-batch (see _graph_blocker)
+                        idx = order[first * args.batch_size : (first + 1) * args.batch_size]
+                        batch = self._step_batch(self.collate([self.dataset[i] for i in idx]))
+                        losses.append(float(self.fast_step({k: v.to(self.device) for k, v in batch.items()})))
+                    else:
+                        for b in micro:
+                            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
+                            batch = {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
+                            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                                loss = forward(**batch).loss
+                            (loss.float() / len(micro)).backward()
+                            losses.append(float(loss.detach()))
+                        if args.max_grad_norm:
+                            torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
                     self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
                     self.step += 1
                     self.batch_index = micro[-1] + 1
                     step_loss = sum(losses) / len(losses)
@@ -417,7 +467,14 @@ class Trainer:
         self._save_model(self.out / "model-last")
         if self.eval_fn is None or not (self.out / "model-best").is_dir():
             self._save_model(self.out / "model-best")  # no dev set: the last model is the best we know
-        summary = {"step": self.step, "epoch": self.epoch, "best": self.best, "stopped_early": self.stopped_early}
+        summary: dict[str, Any] = {"step": self.step, "epoch": self.epoch, "best": self.best, "stopped_early": self.stopped_early}
+        if self.fast_step is not None:
+            fast = self.fast_step
+            summary["cuda_graph"] = {
+                "graphs": len(fast.graphs), "replayed_steps": fast.replays, "eager_steps": fast.calls - fast.replays,
+                "capture_seconds": round(fast.capture_seconds, 3), "capture_failed": fast.capture_failed,
+            }
+            logger.info("CUDA graphs: %d of %d steps replayed %d captured shapes", fast.replays, fast.calls, len(fast.graphs))
         self._log({"step": self.step, "summary": summary})
         if self.world > 1:
             import torch.distributed as dist

@@ -333,6 +333,22 @@ def _activation(name: str):
 
 
 # ------------------------------------------------------------------------------ attention masks
+_NO_HOST_SYNC = [False]  # set by `no_host_sync()` while a training step is captured as a CUDA graph
+
+
+class no_host_sync:
+    """Within this context the model takes no decision from tensor values on the host: a padding
+    mask is always built, even when nothing is padded. Why: a CUDA graph capture fails on any
+    host synchronisation, and a captured step must not bake in one batch's branch."""
+
+    def __enter__(self) -> None:
+        self.saved = _NO_HOST_SYNC[0]
+        _NO_HOST_SYNC[0] = True
+
+    def __exit__(self, *exc: object) -> None:
+        _NO_HOST_SYNC[0] = self.saved
+
+
 def build_attention_mask(
     attention_mask: torch.Tensor | None, query_length: int, past_length: int
 ) -> tuple[torch.Tensor | None, bool]:
@@ -342,7 +358,7 @@ def build_attention_mask(
     (B, 1, T, S) mask: causal, padding keys excluded, and every query may see itself, so a
     padding row never has an empty softmax (which would give NaN and poison later layers).
     """
-    if attention_mask is None or bool(attention_mask.all()):
+    if attention_mask is None or (not _NO_HOST_SYNC[0] and bool(attention_mask.all())):
         if past_length == 0:
             return None, query_length > 1
         if query_length == 1:

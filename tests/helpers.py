@@ -100,3 +100,88 @@ def eos_heavy_lm(seed: int = 0, boost: float = 0.3, vocab_size: int = 60) -> Bio
         e = model.biogpt.embed_tokens.weight[2]
         model.biogpt.layer_norm.bias.add_(boost * e / e.norm() ** 2)
     return model
+
+
+def emulate_cuda_graph_training(monkeypatch) -> list:
+    """Run `model.training.TrainStep(graph=True)` on the CPU: streams become no-ops, and a
+    "capture" runs the step on a snapshot it then restores (a real capture runs nothing), while
+    `replay()` runs it again with gradients set afresh (a captured backward writes them, never
+    accumulates); `adamw(capturable=True)` gives a tensor learning rate but is not capturable
+    (that needs CUDA). So the graph mode's bookkeeping (shapes, warm-up, inputs copied into the
+    captured buffers, replays) is exercised exactly; the graphs themselves are tested on a GPU.
+    Returns the list of TrainSteps built while the patch is active."""
+    import contextlib
+    import copy
+
+    import model.training as training
+
+    steps: list = []
+    capturing: list = []
+    real_init, real_capture = training.TrainStep.__init__, training.TrainStep._capture
+
+    def init(self, *args, **kw):
+        real_init(self, *args, **kw)
+        steps.append(self)
+
+    def capture_of(self, *args, **kw):
+        capturing.append(self)
+        try:
+            return real_capture(self, *args, **kw)
+        finally:
+            capturing.pop()
+
+    class Stream:
+        def wait_stream(self, other) -> None:
+            pass
+
+    class Graph:
+        def __init__(self, fn, out, step) -> None:
+            self.fn, self.out, self.step = fn, out, step
+
+        def replay(self) -> None:
+            self.step.optimizer.zero_grad(set_to_none=True)
+            self.out.copy_(self.fn())
+
+        def pool(self) -> str:
+            return "pool"
+
+    def capture(fn, *, pool):
+        step = capturing[-1]
+        params = [p.detach().clone() for p in step.model.parameters()]
+        optim = copy.deepcopy(step.optimizer.state_dict())
+        rng = torch.get_rng_state()
+        out = fn().clone()
+        with torch.no_grad():
+            for p, saved in zip(step.model.parameters(), params):
+                p.copy_(saved)
+        step.optimizer.load_state_dict(optim)
+        torch.set_rng_state(rng)
+        return Graph(fn, out, step), out
+
+    real_adamw = training.adamw
+
+    def adamw(model, **kw):  # capturable AdamW needs CUDA: keep its tensor learning rate only
+        opt = real_adamw(model, **{**kw, "capturable": False})
+        if kw.get("capturable"):
+            for group in opt.param_groups:
+                group["lr"] = torch.tensor(group["lr"])
+        return opt
+
+    monkeypatch.setattr(training, "adamw", adamw)
+    monkeypatch.setattr(training.TrainStep, "__init__", init)
+    monkeypatch.setattr(training.TrainStep, "_capture", capture_of)
+    monkeypatch.setattr(training, "capture_graph", capture)
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: Stream())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    return steps
+
+
+def emulate_graph_trainer(monkeypatch) -> list:
+    """The trainer's CUDA-graph branch on the CPU: no blocker, graphs emulated as above. Returns
+    the TrainSteps built."""
+    from biogpt_cli.trainer import Trainer
+
+    monkeypatch.setattr(Trainer, "_graph_blocker", lambda self: None)
+    return emulate_cuda_graph_training(monkeypatch)

@@ -118,3 +118,90 @@ def test_plain_forward_leaves_layer_inputs_alone():
     with torch.no_grad():
         model(ids, attention_mask=mask)
     assert torch.equal(seen["before"], seen["after"])
+
+
+# ------------------------------------------------------------------ training: captured steps
+def _token_rows(n: int = 24) -> list[dict[str, list[int]]]:
+    """Lengths from 5 to 140 tokens: batches of 4 fall in several 64-token buckets."""
+    g = torch.Generator().manual_seed(1)
+    rows = []
+    for i in range(n):
+        length = 5 + (i * 37) % 136
+        ids = torch.randint(3, 100, (length,), generator=g).tolist()
+        rows.append({"input_ids": ids, "labels": [t % 3 for t in ids]})
+    return rows
+
+
+def _token_model(seed: int = 0, dropout: float = 0.0):
+    from model import BioGptConfig, BioGptForTokenClassification
+
+    torch.manual_seed(seed)
+    config = BioGptConfig.from_preset("tiny", vocab_size=100, id2label={0: "O", 1: "B-X", 2: "I-X"},
+                                      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return BioGptForTokenClassification(config)
+
+
+def test_captured_training_steps_per_shape_match_eager_steps():
+    import copy
+
+    from model.training import TrainStep, adamw
+
+    torch.manual_seed(0)
+    model = tiny_lm().cuda().train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=1)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    for rows, length in [(4, 64), (2, 128), (4, 64), (4, 128), (2, 128), (4, 64), (4, 128), (2, 128), (4, 64)]:
+        ids = torch.randint(4, 1000, (rows, length), device="cuda")
+        mask = torch.ones_like(ids)
+        mask[0, length // 2 :] = 0
+        batch = {"input_ids": ids.masked_fill(mask == 0, 1), "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+        assert torch.allclose(graph(batch), eager(batch), rtol=1e-4, atol=1e-5)
+    assert len(graph.graphs) == 3 and graph.replays == 3 and graph.capture_failed is None
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-4), name
+
+
+def test_trainer_replays_captured_steps_and_trains_like_the_eager_loop(tmp_path):
+    import json
+
+    from biogpt_cli.trainer import Trainer, TrainingArgs
+
+    from .test_trainer import _collate
+
+    runs = {}
+    for graph in (True, False):
+        args = TrainingArgs(output_dir=str(tmp_path / str(graph)), epochs=3, lr=1e-3, batch_size=4, seed=3, cuda_graph=graph)
+        trainer = Trainer(_token_model(), args, _token_rows(), _collate, device=torch.device("cuda"), quiet=True)
+        summary = trainer.train()
+        lines = [json.loads(x) for x in (tmp_path / str(graph) / "metrics.jsonl").read_text().splitlines()]
+        runs[graph] = (summary, [r["loss"] for r in lines if "loss" in r])
+    summary, losses = runs[True]
+    assert summary["cuda_graph"]["replayed_steps"] > 0 and summary["cuda_graph"]["capture_failed"] is None
+    assert "cuda_graph" not in runs[False][0]
+    assert losses == pytest.approx(runs[False][1], rel=1e-3)
+
+
+def test_trainer_with_captured_steps_resumes_like_an_uninterrupted_run(tmp_path):
+    """Dropout on: a resumed run (its first steps eager, then captured) draws the same masks as
+    the uninterrupted one (replays advance the generator as eager steps do)."""
+    import json
+
+    from biogpt_cli.trainer import Trainer, TrainingArgs
+
+    from .test_trainer import _collate
+
+    def losses(out):
+        return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r}
+
+    def args(out, **kw):
+        return TrainingArgs(output_dir=str(out), epochs=3, lr=1e-3, batch_size=4, seed=3, **kw)
+
+    cuda = torch.device("cuda")
+    Trainer(_token_model(dropout=0.2), args(tmp_path / "a"), _token_rows(), _collate, device=cuda, quiet=True).train()
+    out = tmp_path / "b"
+    Trainer(_token_model(dropout=0.2), args(out, save_steps=9), _token_rows(), _collate, device=cuda, quiet=True).train()
+    resumed = Trainer(_token_model(seed=5, dropout=0.2), args(out), _token_rows(), _collate, device=cuda, quiet=True)
+    summary = resumed.train(resume=out / "checkpoints" / "step-9")
+    assert summary["cuda_graph"]["replayed_steps"] > 0
+    assert losses(out) == pytest.approx(losses(tmp_path / "a"), rel=1e-5)

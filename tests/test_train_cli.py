@@ -227,6 +227,24 @@ def test_train_classify_multilabel(app: typer.Typer, tmp_path: Path) -> None:
     assert json.loads((out / "model-last" / "config.json").read_text())["problem_type"] == "multi_label_classification"
 
 
+def test_train_classify_multilabel_through_the_graph_branch(app: typer.Typer, tmp_path: Path, monkeypatch) -> None:
+    """The CLI's default on a GPU (captured steps; emulated here, tests/helpers.py), and --no-cuda-graph."""
+    from .helpers import emulate_graph_trainer
+
+    f = tmp_path / "m.jsonl"
+    f.write_text("".join(json.dumps({"text": f"doc {i}", "labels": ["a", "b"][: 1 + i % 2]}) + "\n" for i in range(4)))
+    with monkeypatch.context() as patch:
+        steps = emulate_graph_trainer(patch)
+        invoke(app, "train", "classify", f, "-o", tmp_path / "g", "--from-scratch", "tiny", "--max-steps", "6", "--device", "cpu")
+    (step,) = steps
+    assert {shape for key in step.graphs for _, shape, _ in key} == {(4, 64), (4, 2)}  # ids/mask padded, the 2 labels not
+    summary = [r["summary"] for r in _jsonl((tmp_path / "g" / "metrics.jsonl").read_text()) if "summary" in r][-1]
+    assert summary["cuda_graph"]["replayed_steps"] == 3 and summary["cuda_graph"]["graphs"] == 1
+    assert json.loads((tmp_path / "g" / "model-last" / "training_config.json").read_text())["cuda_graph"] is True
+    invoke(app, "train", "classify", f, "-o", tmp_path / "e", "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu", "--no-cuda-graph")
+    assert json.loads((tmp_path / "e" / "model-last" / "training_config.json").read_text())["cuda_graph"] is False
+
+
 def test_train_lm_then_generate(app: typer.Typer, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("Naloxone reverses the antihypertensive effect of clonidine.\n" * 20)

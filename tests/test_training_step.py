@@ -69,3 +69,208 @@ def test_captured_step_matches_eager_steps_on_cuda():
         a, e = graph(b), eager(b)
         assert torch.allclose(a, e, atol=1e-4)
     assert graph.graph is not None
+
+
+# ------------------------------------------------------------------ padding for captured steps
+def _heads(seed: int = 0) -> dict:
+    """One tiny model per head the trainer trains, with a batch that is already partly padded."""
+    from model import BioGptForSequenceClassification, BioGptForTokenClassification
+
+    from .helpers import tiny_config
+
+    torch.manual_seed(seed)
+    ids = torch.randint(4, 1000, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    ids = ids.masked_fill(mask == 0, 1)
+    token_labels = torch.randint(0, 3, ids.shape).masked_fill(mask == 0, -100)
+    labels3 = {0: "a", 1: "b", 2: "c"}
+    return {
+        "lm": (tiny_lm(seed), {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}),
+        "token": (BioGptForTokenClassification(tiny_config(id2label=labels3)), {"input_ids": ids, "attention_mask": mask, "labels": token_labels}),
+        "sequence": (BioGptForSequenceClassification(tiny_config(id2label=labels3)), {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 2, 1])}),
+        "multilabel": (BioGptForSequenceClassification(tiny_config(id2label=labels3, problem_type="multi_label_classification")),
+                       {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 0]])}),
+        "no mask": (tiny_lm(seed), {"input_ids": ids, "labels": ids}),
+    }
+
+
+@pytest.mark.parametrize("head", ["lm", "token", "sequence", "multilabel", "no mask"])
+def test_padding_to_a_bucket_changes_neither_loss_nor_gradients(head):
+    from model.training import pad_to_length
+
+    model, batch = _heads()[head]
+    model.train()
+    padded = pad_to_length(batch, 64, pad_token_id=model.config.pad_token_id)
+    assert padded["input_ids"].shape == (3, 64) and padded["attention_mask"][:, 9:].eq(0).all()
+    if batch["labels"].shape == batch["input_ids"].shape:
+        assert padded["labels"].shape == (3, 64) and padded["labels"][:, 9:].eq(-100).all()
+    else:
+        assert padded["labels"] is batch["labels"]
+    grads = []
+    for b in (batch, padded):
+        model.zero_grad(set_to_none=True)
+        loss = model(**b).loss
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (want, want_grads), (got, got_grads) = grads
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), got_grads, want_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+
+
+def test_padded_length_rounds_up_within_the_position_limit():
+    from model.training import pad_to_length, padded_length
+
+    assert [padded_length(n, limit=1024) for n in (1, 64, 65, 1000, 1024)] == [64, 64, 128, 1024, 1024]
+    assert padded_length(1000, limit=1010) == 1010 and padded_length(50, limit=40) == 50
+    batch = {"input_ids": torch.ones(2, 5, dtype=torch.long)}
+    assert pad_to_length(batch, 5, pad_token_id=1) is batch
+
+
+# ------------------------------------------------------------------ no host synchronisation
+class _SyncDetector(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the ops that make the host wait for a device value (fatal inside a CUDA graph
+    capture): reading a scalar, and ops whose output shape depends on values."""
+
+    SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2", "repeat_interleave")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in self.SYNCING:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("head", ["lm", "token", "sequence", "multilabel"])
+def test_the_captured_step_makes_no_host_synchronisation(head):
+    """What a capture runs (TrainStep._eager under no_host_sync: forward, backward, clipping) on
+    every head the trainer uses, on the CPU; the optimizer's capturability is torch's own (fused
+    capturable AdamW on CUDA). Without no_host_sync the padding mask check syncs: the detector
+    must see it, so it is not blind."""
+    from model.modeling import no_host_sync
+
+    model, batch = _heads()[head]
+    model.train()
+
+    def step() -> list[str]:
+        model.zero_grad(set_to_none=True)
+        with _SyncDetector() as detector:
+            model(**batch).loss.float().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        return detector.seen
+
+    assert "_local_scalar_dense" in step()
+    with no_host_sync():
+        assert step() == []
+
+
+def test_loading_optimizer_state_keeps_this_optimizers_settings():
+    from model.training import load_optimizer_state
+
+    model = tiny_lm().train()
+    batch = {"input_ids": torch.randint(4, 1000, (2, 8))}
+    batch["labels"] = batch["input_ids"]
+    eager = adamw(model, lr=2e-3)
+    TrainStep(model, eager, bf16=False)(batch)
+    saved = eager.state_dict()
+
+    graphed = adamw(model, lr=5e-4, capturable=True)  # what a CUDA-graph run builds
+    load_optimizer_state(graphed, saved)
+    for group in graphed.param_groups:
+        assert group["capturable"] is True
+        assert isinstance(group["lr"], torch.Tensor) and float(group["lr"]) == pytest.approx(2e-3)
+    assert all(s["step"].dtype == torch.float32 and float(s["step"]) == 1.0 for s in graphed.state.values())
+
+    back = adamw(model, lr=1e-4)  # and the other way: a tensor learning rate becomes a float
+    load_optimizer_state(back, graphed.state_dict())
+    assert all(not g.get("capturable") and g["lr"] == pytest.approx(2e-3) for g in back.param_groups)
+    assert all(s["step"].device.type == "cpu" for s in back.state.values())
+
+
+# ------------------------------------------------------------------ graph mode, emulated on the CPU
+def _shaped_batches(shapes):
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for rows, length in shapes:
+        ids = torch.randint(4, 1000, (rows, length), generator=g)
+        mask = torch.ones_like(ids)
+        mask[0, length // 2 :] = 0
+        out.append({"input_ids": ids.masked_fill(mask == 0, 1), "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)})
+    return out
+
+
+SHAPES = [(4, 16), (2, 32), (4, 16), (4, 32), (2, 32), (4, 16), (4, 32), (2, 32), (4, 16)]
+
+
+def test_graph_mode_captures_each_shape_at_its_second_use_and_replays_it(monkeypatch):
+    from .helpers import emulate_cuda_graph_training
+
+    emulate_cuda_graph_training(monkeypatch)
+    torch.manual_seed(0)
+    model = tiny_lm().train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=1)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    replays = []
+    for batch in _shaped_batches(SHAPES):
+        assert torch.allclose(graph(batch), eager(batch), rtol=1e-5, atol=1e-6)
+        replays.append(graph.replays)
+    # each shape eager at first use; captured (and replayed) at its second
+    assert replays == [0, 0, 1, 1, 2, 3, 4, 5, 6] and len(graph.graphs) == 3 and graph.pool == "pool"
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_graph_mode_beyond_max_graphs_and_after_a_failed_capture_runs_eagerly(monkeypatch, caplog):
+    import model.training as training
+
+    from .helpers import emulate_cuda_graph_training
+
+    emulate_cuda_graph_training(monkeypatch)
+    model = tiny_lm().train()
+    step = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=0, max_graphs=1)
+    for batch in _shaped_batches(SHAPES):
+        step(batch)
+    assert len(step.graphs) == 1 and step.replays == 3  # only (4, 16) captured: at its 2nd, 3rd and 4th use
+
+    def broken(fn, *, pool):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+    monkeypatch.setattr(training, "capture_graph", broken)
+    torch.manual_seed(0)
+    model = tiny_lm().train()
+    twin = copy.deepcopy(model)
+    step = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=0)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    for batch in _shaped_batches(SHAPES):
+        assert torch.allclose(step(batch), eager(batch), rtol=1e-5, atol=1e-6)
+    assert step.capture_failed == "RuntimeError: operation not permitted when stream is capturing"
+    assert step.replays == 0 and not step.graphs
+    assert sum("could not capture" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.slow
+def test_gpu_suite_trainer_row_runs_on_the_cpu_with_graphs_emulated(tmp_path, monkeypatch):
+    """benchmarks/run.py's `trainer` part, dry-run on the CPU (tiny model, graphs emulated): the
+    code a GPU session runs once per lend must not fail on a name or a shape there."""
+    pytest.importorskip("transformers")
+    from benchmarks.run import trainer_rows
+    from model import BioGptForCausalLM
+
+    from .helpers import emulate_cuda_graph_training, tiny_config
+
+    steps = emulate_cuda_graph_training(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    # short rows (the real ones make 8 x 700 x 42k logits): batch widths 27-87, padded to 64 or 128
+    monkeypatch.setattr("benchmarks.continuous.load_lengths", lambda n: [(20 + 12 * (i // 8) + i % 5, 3) for i in range(n)])
+    BioGptForCausalLM(tiny_config(vocab_size=42384, max_position_embeddings=1024)).save_pretrained(tmp_path, tokenizer=False)
+    res = trainer_rows(tmp_path, torch.device("cpu"), repeats=1, quick=True)
+    (step,) = steps
+    assert sorted(shape[0][1] for shape in step.graphs) == [(8, 64), (8, 128)] and step.replays >= 6
+    assert res.ours[0] > 0 and res.theirs[0] > 0 and "2 captured shapes" in res.note

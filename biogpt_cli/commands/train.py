@@ -26,7 +26,7 @@ train_app = typer.Typer(help="Train or fine-tune a model (NER, classification, l
 DEFAULTS: dict[str, Any] = {
     "model": DEFAULT_MODEL, "from_scratch": None, "epochs": 3, "max_steps": None, "lr": 5e-5, "batch_size": 8,
     "grad_accum": 1, "max_samples": None, "seed": 42, "dropout": None, "eval_steps": None, "save_steps": None,
-    "save_total_limit": None, "patience": None, "scheduler": "linear", "warmup_steps": 0, "bf16": False, "gradient_checkpointing": False,
+    "save_total_limit": None, "patience": None, "scheduler": "linear", "warmup_steps": 0, "bf16": False, "gradient_checkpointing": False, "cuda_graph": True,
     "resume": None, "device": "auto", "dev": None, "block_size": None,
     # generative task fine-tuning (train re / qa / classify --generative)
     "task": None, "recipe": "default", "max_tokens": None, "data_split": "train", "dev_split": "valid", "dev_limit": None,
@@ -36,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 # ============================================================================ shared plumbing
+CUDA_GRAPH_HELP = (
+    "On a GPU, capture each batch shape's training step as a CUDA graph and replay it (lengths padded "
+    "to a multiple of 64; not with --grad-accum > 1, --gradient-checkpointing or torchrun). Default: on."
+)
 FROM_SCRATCH_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "epochs": 20}
 
 
@@ -110,7 +114,7 @@ def cached_features(
 COMMON_FLAGS = (
     "from_scratch", "epochs", "max_steps", "lr", "batch_size", "grad_accum", "max_samples", "seed", "dropout",
     "eval_steps", "save_steps", "save_total_limit", "patience", "scheduler", "warmup_steps", "bf16",
-    "gradient_checkpointing", "device",
+    "gradient_checkpointing", "cuda_graph", "device",
 )
 
 
@@ -211,7 +215,7 @@ def run(
         save_steps=options["save_steps"], save_total_limit=keep, patience=options["patience"],
         seed=options["seed"], metric=metric if eval_fn is not None else "loss", greater_is_better=greater_is_better and eval_fn is not None,
         betas=tuple(options["betas"]), max_grad_norm=options["max_grad_norm"], weight_decay=options["weight_decay"],
-        save_epochs=bool(options["save_epochs"]),
+        save_epochs=bool(options["save_epochs"]), cuda_graph=bool(options["cuda_graph"]),
         extra={"task": task, **{k: options[k] for k in ("model", "from_scratch", "dropout", "max_samples", "dev", "gradient_checkpointing")}},
     )
     resume = options["resume"]
@@ -353,6 +357,7 @@ def ner(
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
+    cuda_graph: Optional[bool] = typer.Option(None, "--cuda-graph/--no-cuda-graph", help=CUDA_GRAPH_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
@@ -426,6 +431,7 @@ def classify(
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
+    cuda_graph: Optional[bool] = typer.Option(None, "--cuda-graph/--no-cuda-graph", help=CUDA_GRAPH_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
@@ -565,6 +571,7 @@ def lm(
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations in backward to save memory."),
+    cuda_graph: Optional[bool] = typer.Option(None, "--cuda-graph/--no-cuda-graph", help=CUDA_GRAPH_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in OUTDIR/checkpoints."),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from", help="Continue from this checkpoint directory."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="JSON or YAML of these options; flags override it."),
@@ -861,6 +868,7 @@ def re_(
     average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (official: 5)."),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    cuda_graph: Optional[bool] = typer.Option(None, "--cuda-graph/--no-cuda-graph", help=CUDA_GRAPH_HELP),
     resume: bool = typer.Option(False, "--resume"),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from"),
     config_file: Optional[Path] = typer.Option(None, "--config"),
@@ -917,6 +925,7 @@ def qa_(
     average_last: Optional[int] = typer.Option(None, "--average-last", min=1),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    cuda_graph: Optional[bool] = typer.Option(None, "--cuda-graph/--no-cuda-graph", help=CUDA_GRAPH_HELP),
     resume: bool = typer.Option(False, "--resume"),
     resume_from: Optional[Path] = typer.Option(None, "--resume-from"),
     config_file: Optional[Path] = typer.Option(None, "--config"),
