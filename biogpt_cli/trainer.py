@@ -201,8 +201,6 @@ class Trainer:
             return "not on a CUDA device"
         if self.world > 1:
             return "distributed training (a graph cannot hold DDP's gradient all-reduce hooks)"
-        if self.args.grad_accum > 1:
-            return "--grad-accum > 1"
         if any(getattr(m, "gradient_checkpointing", False) for m in self.model.modules()):
             return "--gradient-checkpointing (its recomputation saves RNG states on the host)"
         if getattr(getattr(self.model, "config", None), "layerdrop", 0.0):
@@ -415,10 +413,17 @@ class Trainer:
                     micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
                     losses = []
                     lr = float(self.scheduler.get_last_lr()[0])
-                    if self.fast_step is not None:  # one micro-batch (see _graph_blocker)
-                        idx = order[first * args.batch_size : (first + 1) * args.batch_size]
-                        batch = self._step_batch(self.collate([self.dataset[i] for i in idx]))
-                        losses.append(float(self.fast_step({k: v.to(self.device) for k, v in batch.items()})))
+                    if self.fast_step is not None:  # captured steps (see _graph_blocker)
+                        for b in micro:
+                            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
+                            batch = self._step_batch(self.collate([self.dataset[i] for i in idx]))
+                            batch = {k: v.to(self.device) for k, v in batch.items()}
+                            if args.grad_accum == 1:
+                                losses.append(float(self.fast_step(batch)))
+                            else:
+                                losses.append(float(self.fast_step.accumulate(batch, scale=1 / len(micro))))
+                        if args.grad_accum > 1:
+                            self.fast_step.update()
                     else:
                         for b in micro:
                             idx = order[b * args.batch_size : (b + 1) * args.batch_size]
@@ -471,10 +476,10 @@ class Trainer:
         if self.fast_step is not None:
             fast = self.fast_step
             summary["cuda_graph"] = {
-                "graphs": len(fast.graphs), "replayed_steps": fast.replays, "eager_steps": fast.calls - fast.replays,
+                "shapes": fast.shapes, "replayed_batches": fast.replays, "eager_batches": fast.batches - fast.replays,
                 "capture_seconds": round(fast.capture_seconds, 3), "capture_failed": fast.capture_failed,
             }
-            logger.info("CUDA graphs: %d of %d steps replayed %d captured shapes", fast.replays, fast.calls, len(fast.graphs))
+            logger.info("CUDA graphs: %d of %d batches replayed %d captured shapes", fast.replays, fast.batches, fast.shapes)
         self._log({"step": self.step, "summary": summary})
         if self.world > 1:
             import torch.distributed as dist

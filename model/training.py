@@ -1,5 +1,6 @@
 """One optimisation step, fast on a GPU: fused AdamW, and the whole step (forward, backward,
-clipping, AdamW) captured as a CUDA graph per batch shape and replayed.
+clipping, AdamW) captured as a CUDA graph per batch shape and replayed; with gradient
+accumulation, one graph per micro-batch shape plus one for the update.
 
 Why a graph: a BioGPT training step is a few thousand kernels; in eager mode the host spends
 about as long launching them as the GPU spends running them. Replaying a captured step removes
@@ -111,27 +112,33 @@ def capture_graph(fn: Callable[[], torch.Tensor], *, pool: Any) -> tuple[torch.c
 class _Captured:
     graph: torch.cuda.CUDAGraph
     inputs: dict[str, torch.Tensor]
-    loss: torch.Tensor
+    out: torch.Tensor | None
 
 
-Shape = tuple[tuple[str, tuple[int, ...], torch.dtype], ...]
+Key = tuple[Any, ...]
 
 
-def _shape(batch: dict[str, torch.Tensor]) -> Shape:
+def _shape(batch: dict[str, torch.Tensor]) -> tuple[tuple[str, tuple[int, ...], torch.dtype], ...]:
     return tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(batch.items()))
 
 
 class TrainStep:
-    """`step(batch) -> loss (device tensor)`.
+    """One optimizer step on one batch: `step(batch) -> loss (device tensor)`; or, with gradient
+    accumulation, `step.accumulate(batch, scale=1/n) -> loss` for each of n micro-batches, then
+    `step.update()`. Use one style or the other with one TrainStep.
 
-    graph=True (CUDA only): after `warmup` eager steps, each batch shape is captured at its second
-    occurrence (its first runs eagerly: lazy initialisations such as attention kernels' plans
-    must not happen inside a capture) and replayed from then on; at most `max_graphs` shapes,
-    the others run eagerly. All graphs share one memory pool: they are replayed one at a time and
-    keep nothing but their inputs and loss between replays. A failed capture logs a warning and
-    leaves that step and every later one eager. Every step in graph mode, eager or not, runs
-    under `no_host_sync()` (same kernels either way). The optimizer must be built with
-    capturable=True (see `adamw`). graph=False: the plain eager step.
+    graph=True (CUDA only): each batch shape's work (`step(batch)`: forward, backward, clipping
+    and AdamW; `accumulate`: forward and backward into the gradients) runs eagerly at its first
+    use and during the first `warmup` optimizer steps (lazy initialisations such as AdamW's state
+    or attention kernels' plans must not happen inside a capture), is captured at its next use
+    and replayed from then on; at most `max_graphs` shapes, the others stay eager. `update()`
+    (clipping, AdamW, zeroing the gradients) is one more graph. All graphs share one memory pool:
+    they are replayed one at a time and keep nothing but their inputs and outputs between
+    replays. `step(batch)` captures its backward writing fresh gradients (no accumulation, no
+    zeroing); `accumulate` adds into gradients that live outside the graphs. A failed capture
+    logs a warning and leaves that work and everything after it eager. Every step in graph mode,
+    eager or not, runs under `no_host_sync()` (the same kernels either way). The optimizer must be
+    built with capturable=True (see `adamw`). graph=False: the plain eager step.
     """
 
     def __init__(
@@ -150,81 +157,143 @@ class TrainStep:
         self.bf16, self.max_grad_norm = bf16, max_grad_norm
         self.graph_wanted, self.warmup, self.max_graphs = graph, warmup, max_graphs
         self.loss_fn = loss_fn or (lambda m, batch: m(**batch).loss)
-        self.calls = self.replays = 0
-        self.graphs: dict[Shape, _Captured] = {}
-        self.seen: dict[Shape, int] = {}
+        self.batches = self.replays = self.updates = 0
+        self.style: str | None = None  # "step" or "accumulate", fixed by the first call
+        self.graphs: dict[Key, _Captured] = {}
+        self.seen: dict[Key, int] = {}
         self.pool: Any = None
         self.capture_failed: str | None = None
         self.side = torch.cuda.Stream() if graph else None
+        self.scale: torch.Tensor | None = None  # accumulate's loss multiplier, a device scalar
         self.capture_seconds = 0.0  # all captures together
 
     @property
     def graph(self) -> torch.cuda.CUDAGraph | None:
-        """The first captured graph (None while every step has run eagerly)."""
+        """The first captured graph (None while everything has run eagerly)."""
         return next(iter(self.graphs.values())).graph if self.graphs else None
 
-    def _eager(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    @property
+    def shapes(self) -> int:
+        """How many batch shapes have a captured graph."""
+        return sum(1 for key in self.graphs if key[0] != "update")
+
+    # ---------------------------------------------------------------- the work itself
+    def _forward_backward(self, batch: dict[str, torch.Tensor], scale: torch.Tensor | float | None) -> torch.Tensor:
         device_type = next(self.model.parameters()).device.type
         # autocast's weight-cast cache must be off inside a graph capture
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16, cache_enabled=not self.graph_wanted):
             loss = self.loss_fn(self.model, batch)
-        loss.float().backward()
+        (loss.float() if scale is None else loss.float() * scale).backward()
+        return loss.detach()
+
+    def _clip_and_step(self) -> None:
         if self.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm, foreach=self.graph_wanted or None)
         self.optimizer.step()
-        return loss.detach()
 
-    def _graph_body(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The step as captured, and as graph mode runs it eagerly (the same kernels either way)."""
+    def _eager(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = self._forward_backward(batch, None)
+        self._clip_and_step()
+        return loss
+
+    def _step_body(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with no_host_sync():
-            return self._eager(batch)
-
-    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        self.calls += 1
-        if not self.graph_wanted:
+            # gradients set to None here (at capture: host-side only) make the backward write
+            # them afresh, which a replay repeats: no zeroing, no accumulation kernels
             self.optimizer.zero_grad(set_to_none=True)
             return self._eager(batch)
-        key = _shape(batch)
+
+    def _accumulate_body(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with no_host_sync():
+            return self._forward_backward(batch, self.scale)
+
+    def _update_body(self, batch: dict[str, torch.Tensor]) -> None:
+        self._clip_and_step()
+        torch._foreach_zero_([p.grad for p in self.model.parameters() if p.grad is not None])
+
+    # ---------------------------------------------------------------- the API
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        self._fix_style("step")
+        self.batches += 1
+        if not self.graph_wanted:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._eager(batch)
+        else:
+            loss = self._run(("step", *_shape(batch)), batch, self._step_body)
+        self.updates += 1
+        return loss
+
+    def accumulate(self, batch: dict[str, torch.Tensor], *, scale: float = 1.0) -> torch.Tensor:
+        """Add `scale` x the gradient of `batch`'s loss to the gradients; returns the loss."""
+        self._fix_style("accumulate")
+        self.batches += 1
+        if not self.graph_wanted:
+            return self._forward_backward(batch, None if scale == 1.0 else scale)
+        if self.scale is None:
+            device = next(self.model.parameters()).device
+            self.scale = torch.ones((), device=device)
+            for p in self.model.parameters():  # gradients outside every graph, accumulated in place
+                if p.requires_grad and p.grad is None:
+                    p.grad = torch.zeros_like(p)
+        self.scale.fill_(scale)
+        return self._run(("accumulate", *_shape(batch)), batch, self._accumulate_body)
+
+    def update(self) -> None:
+        """Clip, step the optimizer and zero the gradients accumulated since the last update."""
+        self._fix_style("accumulate")
+        if not self.graph_wanted:
+            self._clip_and_step()
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self._run(("update",), {}, self._update_body)
+        self.updates += 1
+
+    def _fix_style(self, style: str) -> None:
+        if self.style is None:
+            self.style = style
+        elif self.style != style:
+            raise ValueError(f"this TrainStep runs {self.style!r} steps; use another one for {style!r}")
+
+    # ---------------------------------------------------------------- graph mode
+    def _run(self, key: Key, batch: dict[str, torch.Tensor], body: Callable[[dict[str, torch.Tensor]], torch.Tensor | None]) -> Any:
         captured = self.graphs.get(key)
         if (
             captured is None
             and self.capture_failed is None
-            and self.calls > self.warmup
+            and self.updates >= self.warmup
             and self.seen.get(key, 0) >= 1
-            and len(self.graphs) < self.max_graphs
+            and len(self.graphs) < self.max_graphs + 1  # + the update graph
+            and (key[0] == "update" or self.shapes < self.max_graphs)
         ):
-            captured = self._capture(key, batch)
+            captured = self._capture(key, batch, body)
         if captured is None:
             self.seen[key] = self.seen.get(key, 0) + 1
             self.side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(self.side):
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = self._graph_body(batch)
+                out = body(batch)
             torch.cuda.current_stream().wait_stream(self.side)
-            return loss
+            return out
         for k, v in batch.items():
             captured.inputs[k].copy_(v, non_blocking=True)
         captured.graph.replay()
-        self.replays += 1
-        return captured.loss.clone()
+        if key[0] != "update":
+            self.replays += 1
+        return None if captured.out is None else captured.out.clone()
 
-    def _capture(self, key: Shape, batch: dict[str, torch.Tensor]) -> _Captured | None:
+    def _capture(self, key: Key, batch: dict[str, torch.Tensor], body: Callable[[dict[str, torch.Tensor]], Any]) -> _Captured | None:
         start = time.perf_counter()
         inputs = {k: v.clone() for k, v in batch.items()}  # outside the pool: they outlive every replay
-        # gradients are (re)allocated inside the capture: its backward writes them, never accumulates
-        self.optimizer.zero_grad(set_to_none=True)
         try:
-            graph, loss = capture_graph(lambda: self._graph_body(inputs), pool=self.pool)
+            graph, out = capture_graph(lambda: body(inputs), pool=self.pool)
             torch.cuda.synchronize()
         except Exception as exc:  # an op that cannot be captured: train on, eagerly
             self.capture_failed = f"{type(exc).__name__}: {exc}".splitlines()[0]
             logger.warning("could not capture the training step as a CUDA graph (%s); training goes on eagerly", self.capture_failed)
-            self.optimizer.zero_grad(set_to_none=True)
             return None
         if self.pool is None:
             self.pool = graph.pool()
         seconds = time.perf_counter() - start
         self.capture_seconds += seconds
-        logger.debug("captured the training step for %s in %.2f s", key, seconds)
-        self.graphs[key] = _Captured(graph, inputs, loss)
+        logger.debug("captured %s in %.2f s", key[0] if key[0] == "update" else key, seconds)
+        self.graphs[key] = _Captured(graph, inputs, out)
         return self.graphs[key]

@@ -103,10 +103,10 @@ def eos_heavy_lm(seed: int = 0, boost: float = 0.3, vocab_size: int = 60) -> Bio
 
 
 def emulate_cuda_graph_training(monkeypatch) -> list:
-    """Run `model.training.TrainStep(graph=True)` on the CPU: streams become no-ops, and a
-    "capture" runs the step on a snapshot it then restores (a real capture runs nothing), while
-    `replay()` runs it again with gradients set afresh (a captured backward writes them, never
-    accumulates); `adamw(capturable=True)` gives a tensor learning rate but is not capturable
+    """Run `model.training.TrainStep(graph=True)` on the CPU: streams become no-ops, a "capture"
+    runs the work and then restores the weights, gradients, optimizer state and RNG it found (a
+    real capture runs nothing), and `replay()` runs it again (the captured bodies set or
+    accumulate gradients themselves); `adamw(capturable=True)` gives a tensor learning rate but is not capturable
     (that needs CUDA). So the graph mode's bookkeeping (shapes, warm-up, inputs copied into the
     captured buffers, replays) is exercised exactly; the graphs themselves are tested on a GPU.
     Returns the list of TrainSteps built while the patch is active."""
@@ -139,21 +139,28 @@ def emulate_cuda_graph_training(monkeypatch) -> list:
             self.fn, self.out, self.step = fn, out, step
 
         def replay(self) -> None:
-            self.step.optimizer.zero_grad(set_to_none=True)
-            self.out.copy_(self.fn())
+            out = self.fn()
+            if self.out is not None:
+                self.out.copy_(out)
 
         def pool(self) -> str:
             return "pool"
 
     def capture(fn, *, pool):
         step = capturing[-1]
-        params = [p.detach().clone() for p in step.model.parameters()]
+        params = list(step.model.parameters())
+        saved = [(p.detach().clone(), None if p.grad is None else p.grad.clone()) for p in params]
         optim = copy.deepcopy(step.optimizer.state_dict())
         rng = torch.get_rng_state()
-        out = fn().clone()
+        out = fn()
+        out = None if out is None else out.clone()
         with torch.no_grad():
-            for p, saved in zip(step.model.parameters(), params):
-                p.copy_(saved)
+            for p, (value, grad) in zip(params, saved):
+                p.copy_(value)
+                if grad is None or p.grad is None:
+                    p.grad = grad
+                else:
+                    p.grad.copy_(grad)  # accumulated gradients keep their identity
         step.optimizer.load_state_dict(optim)
         torch.set_rng_state(rng)
         return Graph(fn, out, step), out

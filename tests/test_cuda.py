@@ -162,7 +162,36 @@ def test_captured_training_steps_per_shape_match_eager_steps():
         assert torch.allclose(a, b, atol=1e-4), name
 
 
-def test_trainer_replays_captured_steps_and_trains_like_the_eager_loop(tmp_path):
+def test_captured_gradient_accumulation_matches_eager_accumulation():
+    import copy
+
+    from model.training import TrainStep, adamw
+
+    torch.manual_seed(0)
+    model = tiny_lm().cuda().train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=1)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    batches = []
+    for rows, length in [(4, 64), (2, 128)]:
+        ids = torch.randint(4, 1000, (rows, length), device="cuda")
+        batches.append({"input_ids": ids, "labels": ids})
+    a, b = batches
+    for group in ([a, b], [a, b, a], [b], [a, b], [b, a]):
+        for batch in group:
+            got, want = graph.accumulate(batch, scale=1 / len(group)), eager.accumulate(batch, scale=1 / len(group))
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+        for x, y in zip(model.parameters(), twin.parameters()):
+            assert torch.allclose(x.grad, y.grad, rtol=1e-3, atol=1e-6)
+        graph.update()
+        eager.update()
+    assert graph.shapes == 2 and ("update",) in graph.graphs and graph.replays == 8 and graph.capture_failed is None
+    for (name, x), y in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(x, y, atol=1e-4), name
+
+
+@pytest.mark.parametrize("accum", [1, 3])
+def test_trainer_replays_captured_steps_and_trains_like_the_eager_loop(tmp_path, accum):
     import json
 
     from biogpt_cli.trainer import Trainer, TrainingArgs
@@ -171,13 +200,13 @@ def test_trainer_replays_captured_steps_and_trains_like_the_eager_loop(tmp_path)
 
     runs = {}
     for graph in (True, False):
-        args = TrainingArgs(output_dir=str(tmp_path / str(graph)), epochs=3, lr=1e-3, batch_size=4, seed=3, cuda_graph=graph)
+        args = TrainingArgs(output_dir=str(tmp_path / str(graph)), epochs=3 * accum, lr=1e-3, batch_size=4, seed=3, cuda_graph=graph, grad_accum=accum)
         trainer = Trainer(_token_model(), args, _token_rows(), _collate, device=torch.device("cuda"), quiet=True)
         summary = trainer.train()
         lines = [json.loads(x) for x in (tmp_path / str(graph) / "metrics.jsonl").read_text().splitlines()]
         runs[graph] = (summary, [r["loss"] for r in lines if "loss" in r])
     summary, losses = runs[True]
-    assert summary["cuda_graph"]["replayed_steps"] > 0 and summary["cuda_graph"]["capture_failed"] is None
+    assert summary["cuda_graph"]["replayed_batches"] > 0 and summary["cuda_graph"]["capture_failed"] is None
     assert "cuda_graph" not in runs[False][0]
     assert losses == pytest.approx(runs[False][1], rel=1e-3)
 
@@ -203,5 +232,5 @@ def test_trainer_with_captured_steps_resumes_like_an_uninterrupted_run(tmp_path)
     Trainer(_token_model(dropout=0.2), args(out, save_steps=9), _token_rows(), _collate, device=cuda, quiet=True).train()
     resumed = Trainer(_token_model(seed=5, dropout=0.2), args(out), _token_rows(), _collate, device=cuda, quiet=True)
     summary = resumed.train(resume=out / "checkpoints" / "step-9")
-    assert summary["cuda_graph"]["replayed_steps"] > 0
+    assert summary["cuda_graph"]["replayed_batches"] > 0
     assert losses(out) == pytest.approx(losses(tmp_path / "a"), rel=1e-5)

@@ -157,9 +157,6 @@ def test_graph_blockers(tmp_path: Path) -> None:
     trainer.args.cuda_graph = False
     assert trainer._graph_blocker() == "--no-cuda-graph"
     trainer.args.cuda_graph, trainer.device = True, torch.device("cuda")  # what it would say on a GPU
-    assert "grad-accum" in Trainer._graph_blocker(
-        type("T", (), {"args": _args(tmp_path, grad_accum=2), "device": trainer.device, "world": 1, "model": trainer.model})()
-    )
     assert trainer._graph_blocker() is None
     trainer.model.gradient_checkpointing_enable()
     assert "gradient-checkpointing" in trainer._graph_blocker()
@@ -174,27 +171,34 @@ def graph_branch_on_cpu(monkeypatch: pytest.MonkeyPatch) -> list:
     return emulate_graph_trainer(monkeypatch)
 
 
-def test_graph_branch_pads_batches_and_trains_like_the_plain_loop(tmp_path: Path, graph_branch_on_cpu, monkeypatch) -> None:
+@pytest.mark.parametrize("accum", [1, 2])
+def test_graph_branch_pads_batches_and_trains_like_the_plain_loop(tmp_path: Path, graph_branch_on_cpu, monkeypatch, accum) -> None:
     def dropless(seed: int = 0) -> BioGptForTokenClassification:
         # padding changes dropout's random draws (not the loss): compare without dropout
         torch.manual_seed(seed)
         config = BioGptConfig.from_preset("tiny", vocab_size=100, id2label={0: "O", 1: "B-X", 2: "I-X"}, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
         return BioGptForTokenClassification(config)
 
-    args = dict(grad_accum=1, epochs=2, max_grad_norm=0.5)
+    args = dict(grad_accum=accum, epochs=2, max_grad_norm=0.5)
     graphed = Trainer(dropless(), _args(tmp_path / "g", **args), _data(), _collate, quiet=True)
     assert graphed.fast_step is not None
     summary = graphed.train()
     (step,) = graph_branch_on_cpu
-    assert list(step.seen) == [(("attention_mask", (4, 64), torch.long), ("input_ids", (4, 64), torch.long), ("labels", (4, 64), torch.long))]
-    # 3 warm-up steps, the 4th captured (and replayed), then replays
-    assert summary["cuda_graph"] == {"graphs": 1, "replayed_steps": 9, "eager_steps": 3, "capture_seconds": pytest.approx(0, abs=1), "capture_failed": None}
+    kind = "step" if accum == 1 else "accumulate"
+    shape = (("attention_mask", (4, 64), torch.long), ("input_ids", (4, 64), torch.long), ("labels", (4, 64), torch.long))
+    assert set(step.seen) == ({(kind, *shape)} if accum == 1 else {(kind, *shape), ("update",)})
+    # 3 warm-up optimizer steps (3 or 6 batches) eager, then every batch replayed; with
+    # accumulation the update is a graph of its own
+    replayed = 12 - 3 * accum
+    assert summary["cuda_graph"] == {"shapes": 1, "replayed_batches": replayed, "eager_batches": 12 - replayed,
+                                     "capture_seconds": pytest.approx(0, abs=1), "capture_failed": None}
+    assert ("update",) in step.graphs if accum > 1 else len(step.graphs) == 1
     monkeypatch.undo()
     plain = Trainer(dropless(), _args(tmp_path / "p", **args), _data(), _collate, quiet=True)
     assert plain.fast_step is None
     plain.train()
     got, want = _losses(tmp_path / "g"), _losses(tmp_path / "p")
-    assert sorted(got) == list(range(1, 13)) and got == pytest.approx(want, rel=1e-5)
+    assert sorted(got) == list(range(1, 12 // accum + 1)) and got == pytest.approx(want, rel=1e-5)
     lrs = [json.loads(x)["lr"] for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines() if '"lr"' in x]
     assert all(isinstance(lr, float) for lr in lrs) and lrs == pytest.approx(
         [json.loads(x)["lr"] for x in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines() if '"lr"' in x]
@@ -210,6 +214,6 @@ def test_graph_branch_resumes_exactly(tmp_path: Path, graph_branch_on_cpu) -> No
     Trainer(_model(), _args(out, save_steps=4, **args), _data(), _collate, quiet=True).train()
     resumed = Trainer(_model(seed=7), _args(out, **args), _data(), _collate, quiet=True)
     summary = resumed.train(resume=out / "checkpoints" / "step-4")
-    assert summary["cuda_graph"]["replayed_steps"] == 5  # 8 steps left: 3 warm-up, then captured
+    assert summary["cuda_graph"]["replayed_batches"] == 5  # 8 steps left: 3 warm-up, then captured
     assert isinstance(resumed.optimizer.param_groups[0]["lr"], torch.Tensor)  # still a tensor after loading
     assert _losses(out) == _losses(tmp_path / "a")  # exact, dropout on

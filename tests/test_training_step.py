@@ -274,3 +274,42 @@ def test_gpu_suite_trainer_row_runs_on_the_cpu_with_graphs_emulated(tmp_path, mo
     (step,) = steps
     assert sorted(shape[0][1] for shape in step.graphs) == [(8, 64), (8, 128)] and step.replays >= 6
     assert res.ours[0] > 0 and res.theirs[0] > 0 and "2 captured shapes" in res.note
+
+
+def test_graph_mode_gradient_accumulation_matches_eager_accumulation(monkeypatch):
+    from .helpers import emulate_cuda_graph_training
+
+    emulate_cuda_graph_training(monkeypatch)
+    torch.manual_seed(0)
+    model = tiny_lm().train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=1, max_grad_norm=0.05)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False, max_grad_norm=0.05)
+    a, b = _shaped_batches([(4, 16), (2, 32)])
+    for group in ([a, b], [a, b, a], [b], [a, b]):  # the last micro-batch count of an epoch may differ
+        for batch in group:
+            got, want = graph.accumulate(batch, scale=1 / len(group)), eager.accumulate(batch, scale=1 / len(group))
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+        for (name, x), y in zip(model.named_parameters(), twin.parameters()):  # clipping and Adam hide a scale
+            assert torch.allclose(x.grad, y.grad, rtol=1e-4, atol=1e-7), name
+        graph.update()
+        eager.update()
+    # each shape eager at first use, then replayed; the update captured at its second use
+    assert graph.shapes == 2 and ("update",) in graph.graphs and graph.replays == 6 and graph.batches == 8
+    for (name, x), y in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(x, y, atol=1e-5), name
+    with pytest.raises(ValueError, match="accumulate"):
+        graph(a)
+
+
+def test_eager_accumulation_of_one_batch_is_one_step():
+    torch.manual_seed(0)
+    model = tiny_lm().train()
+    twin = copy.deepcopy(model)
+    (batch,) = _shaped_batches([(4, 16)])
+    one, two = TrainStep(model, adamw(model, lr=1e-3), bf16=False), TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    for _ in range(3):
+        assert torch.equal(one(batch), two.accumulate(batch))
+        two.update()
+    for x, y in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(x, y)

@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
 # ============================================================================ shared plumbing
 CUDA_GRAPH_HELP = (
     "On a GPU, capture each batch shape's training step as a CUDA graph and replay it (lengths padded "
-    "to a multiple of 64; not with --grad-accum > 1, --gradient-checkpointing or torchrun). Default: on."
+    "to a multiple of 64; not with --gradient-checkpointing or torchrun). Default: on."
 )
 FROM_SCRATCH_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "epochs": 20}
 
