@@ -207,13 +207,15 @@ def test_graph_branch_pads_batches_and_trains_like_the_plain_loop(tmp_path: Path
         assert torch.allclose(value, graphed.model.state_dict()[name], atol=1e-5), name
 
 
-def test_graph_branch_resumes_exactly(tmp_path: Path, graph_branch_on_cpu) -> None:
-    args = dict(grad_accum=1, epochs=2)
+@pytest.mark.parametrize("accum", [1, 2])
+def test_graph_branch_resumes_exactly(tmp_path: Path, graph_branch_on_cpu, accum) -> None:
+    args = dict(grad_accum=accum, epochs=2 * accum)
     Trainer(_model(), _args(tmp_path / "a", **args), _data(), _collate, quiet=True).train()
     out = tmp_path / "b"
     Trainer(_model(), _args(out, save_steps=4, **args), _data(), _collate, quiet=True).train()
     resumed = Trainer(_model(seed=7), _args(out, **args), _data(), _collate, quiet=True)
     summary = resumed.train(resume=out / "checkpoints" / "step-4")
-    assert summary["cuda_graph"]["replayed_batches"] == 5  # 8 steps left: 3 warm-up, then captured
+    # 8 steps left: 3 warm-up steps, then every batch replayed
+    assert summary["cuda_graph"]["replayed_batches"] == 5 * accum
     assert isinstance(resumed.optimizer.param_groups[0]["lr"], torch.Tensor)  # still a tensor after loading
     assert _losses(out) == _losses(tmp_path / "a")  # exact, dropout on
