@@ -474,7 +474,7 @@ def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool)
     res = Result("biogpt train's step: 6 batches of 8 rows of BC5CDR fine-tuning lengths, bf16 autocast", "real tokens/s")
     interleave(rate(ours_step, padded), rate(ref_step, batches), repeats, res)
     waste = sum(b["input_ids"].numel() for b in padded) / sum(b["input_ids"].numel() for b in batches) - 1
-    res.note = (f"ours: {len(step.graphs)} captured shapes ({step.capture_seconds:.2f} s to capture), 64-token buckets "
+    res.note = (f"ours: {step.shapes} captured shapes ({step.capture_seconds:.2f} s to capture), 64-token buckets "
                 f"compute {waste:.0%} more positions than batch-longest padding; mean {real / 48:.0f} real tokens per row")
     del model, step, ref, ref_opt
     torch.cuda.empty_cache()

@@ -272,7 +272,7 @@ def test_gpu_suite_trainer_row_runs_on_the_cpu_with_graphs_emulated(tmp_path, mo
     BioGptForCausalLM(tiny_config(vocab_size=42384, max_position_embeddings=1024)).save_pretrained(tmp_path, tokenizer=False)
     res = trainer_rows(tmp_path, torch.device("cpu"), repeats=1, quick=True)
     (step,) = steps
-    assert sorted(shape[0][1] for shape in step.graphs) == [(8, 64), (8, 128)] and step.replays >= 6
+    assert sorted(key[1][1] for key in step.graphs) == [(8, 64), (8, 128)] and step.replays >= 6
     assert res.ours[0] > 0 and res.theirs[0] > 0 and "2 captured shapes" in res.note
 
 
