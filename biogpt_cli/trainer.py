@@ -184,7 +184,13 @@ class Trainer:
             lambda s: lr_factor(s, kind=args.scheduler, warmup=args.warmup_steps, total=self.total_steps),
         )
         self._float_base_lrs()
-        self.fast_step = TrainStep(model, self.optimizer, bf16=args.bf16, max_grad_norm=args.max_grad_norm, graph=True, max_graphs=32) if graphed else None
+        self.fast_step = None
+        if graphed:
+            if hasattr(model, "fuse_qkv_projections"):
+                # generation (a generative eval) fuses q/k/v on a GPU, re-homing their weights:
+                # done now, the captured steps never see their weights move
+                model.fuse_qkv_projections()
+            self.fast_step = TrainStep(model, self.optimizer, bf16=args.bf16, max_grad_norm=args.max_grad_norm, graph=True, max_graphs=32)
         self.step = 0
         self.epoch = 0
         self.batch_index = 0  # next micro-batch of the current epoch

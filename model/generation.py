@@ -598,12 +598,7 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
     if on_cuda and getattr(model, "_cuda_graph_failed", False):
         return None
     if on_cuda:  # one q/k/v projection per layer (same parameters; see BioGptAttention.fuse_qkv)
-        from .modeling import BioGptAttention
-
-        for attn in model.modules():
-            if isinstance(attn, BioGptAttention) and attn.qkv_proj is None:
-                if attn.qkv_fused is None or not attn._fused_views_intact():  # new, or moved/converted since
-                    attn.fuse_qkv()
+        model.fuse_qkv_projections()
     rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
     capacity = -(-total_length // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
     # A graph holds the addresses of the weights it read: moving or converting the model

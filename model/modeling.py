@@ -422,6 +422,15 @@ class BioGptPreTrainedModel(PretrainedMixin, nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
 
+    def fuse_qkv_projections(self) -> None:
+        """`BioGptAttention.fuse_qkv` in every layer not already fused (or moved since). GPU
+        generation calls it; a captured training step calls it first, so that a generative
+        evaluation during training does not re-home q/k/v under its graphs."""
+        for attn in self.modules():
+            if isinstance(attn, BioGptAttention) and attn.qkv_proj is None:
+                if attn.qkv_fused is None or not attn._fused_views_intact():
+                    attn.fuse_qkv()
+
 
 class BioGptModel(BioGptPreTrainedModel):
     base_model_prefix = ""

@@ -165,6 +165,7 @@ class TrainStep:
         self.capture_failed: str | None = None
         self.side = torch.cuda.Stream() if graph else None
         self.scale: torch.Tensor | None = None  # accumulate's loss multiplier, a device scalar
+        self.weights: tuple[int, ...] = ()  # the parameters' addresses when the graphs were captured
         self.capture_seconds = 0.0  # all captures together
 
     @property
@@ -255,7 +256,16 @@ class TrainStep:
             raise ValueError(f"this TrainStep runs {self.style!r} steps; use another one for {style!r}")
 
     # ---------------------------------------------------------------- graph mode
+    def _weights(self) -> tuple[int, ...]:
+        return tuple(p.data_ptr() for p in self.model.parameters())
+
     def _run(self, key: Key, batch: dict[str, torch.Tensor], body: Callable[[dict[str, torch.Tensor]], torch.Tensor | None]) -> Any:
+        if self.graphs and self._weights() != self.weights:
+            # a graph reads and writes the weights' old addresses: moved, converted or re-homed
+            # weights (fuse_qkv) must never meet an old graph; recapture at next use
+            logger.info("the weights have new storage: %d captured graphs dropped", len(self.graphs))
+            self.graphs.clear()
+            self.pool = None
         captured = self.graphs.get(key)
         if (
             captured is None
@@ -292,6 +302,7 @@ class TrainStep:
             return None
         if self.pool is None:
             self.pool = graph.pool()
+            self.weights = self._weights()
         seconds = time.perf_counter() - start
         self.capture_seconds += seconds
         logger.debug("captured %s in %.2f s", key[0] if key[0] == "update" else key, seconds)

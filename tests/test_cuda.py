@@ -234,3 +234,32 @@ def test_trainer_with_captured_steps_resumes_like_an_uninterrupted_run(tmp_path)
     summary = resumed.train(resume=out / "checkpoints" / "step-9")
     assert summary["cuda_graph"]["replayed_batches"] > 0
     assert losses(out) == pytest.approx(losses(tmp_path / "a"), rel=1e-5)
+
+
+def test_generation_between_captured_training_steps_recaptures_them():
+    """GPU generation fuses q/k/v (new addresses for their weights): the training graphs captured
+    before must be dropped, not replayed on freed memory; training goes on like the eager twin."""
+    import copy
+
+    from model.training import TrainStep, adamw
+
+    torch.manual_seed(0)
+    model = tiny_lm().cuda().train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=1)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    ids = torch.randint(4, 1000, (4, 64), device="cuda")
+    batch = {"input_ids": ids, "labels": ids}
+    for _ in range(3):
+        assert torch.allclose(graph(batch), eager(batch), rtol=1e-4, atol=1e-5)
+    before = graph.weights
+    for m in (model, twin):
+        m.eval()
+        m.generate(ids[:1, :8], max_new_tokens=4)
+        m.train()
+    assert tuple(p.data_ptr() for p in model.parameters()) != before  # fused by generation
+    for _ in range(3):
+        assert torch.allclose(graph(batch), eager(batch), rtol=1e-4, atol=1e-5)
+    assert graph.weights != before and graph.replays >= 3
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-4), name

@@ -182,6 +182,8 @@ def test_graph_branch_pads_batches_and_trains_like_the_plain_loop(tmp_path: Path
     args = dict(grad_accum=accum, epochs=2, max_grad_norm=0.5)
     graphed = Trainer(dropless(), _args(tmp_path / "g", **args), _data(), _collate, quiet=True)
     assert graphed.fast_step is not None
+    # q/k/v fused before any capture, so that generation during training never moves them
+    assert all(layer.self_attn.qkv_fused is not None for layer in graphed.model.biogpt.layers)
     summary = graphed.train()
     (step,) = graph_branch_on_cpu
     kind = "step" if accum == 1 else "accumulate"

@@ -313,3 +313,29 @@ def test_eager_accumulation_of_one_batch_is_one_step():
         two.update()
     for x, y in zip(model.parameters(), twin.parameters()):
         assert torch.equal(x, y)
+
+
+def test_graphs_are_dropped_when_the_weights_move(monkeypatch, caplog):
+    """A graph holds the weights' addresses: after fuse_qkv (what GPU generation does, e.g. a
+    generative evaluation between training steps) or a move, old graphs must not be replayed."""
+    from .helpers import emulate_cuda_graph_training
+
+    emulate_cuda_graph_training(monkeypatch)
+    torch.manual_seed(0)
+    model = tiny_lm().train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=1)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    a, b = _shaped_batches([(4, 16), (2, 32)])
+    for batch in (a, b, a, b):
+        graph(batch), eager(batch)
+    assert len(graph.graphs) == 2
+    caplog.set_level("INFO", logger="model.training")
+    model.fuse_qkv_projections()  # q, k, v re-homed into one buffer: new addresses
+    for batch in (a, b):
+        assert torch.allclose(graph(batch), eager(batch), rtol=1e-5, atol=1e-6)
+    assert "2 captured graphs dropped" in caplog.text
+    assert len(graph.graphs) == 2 and graph.weights == tuple(p.data_ptr() for p in model.parameters())  # recaptured
+    model.fuse_qkv_projections()  # already fused: nothing moves, nothing dropped
+    graph(a)
+    assert caplog.text.count("dropped") == 1
