@@ -218,18 +218,21 @@ class Trainer:
         AdamW) every scheduler step would otherwise compute on the device and read it back."""
         self.scheduler.base_lrs = [float(lr) for lr in self.scheduler.base_lrs]
 
-    def _step_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A batch for the captured step: right-padded to a multiple of PAD_MULTIPLE tokens (few
-        shapes, so few graphs; the loss is unchanged, see pad_to_length)."""
+    def _micro_batch(self, order: list[int], b: int) -> dict[str, torch.Tensor]:
+        """Micro-batch `b` of this epoch's `order`, on the device. For captured steps it is
+        right-padded to a multiple of PAD_MULTIPLE tokens: few shapes, so few graphs (the loss
+        does not change, see pad_to_length)."""
         from model.training import pad_to_length, padded_length
 
+        idx = order[b * self.args.batch_size : (b + 1) * self.args.batch_size]
+        batch = self.collate([self.dataset[i] for i in idx])
         config = getattr(self.model, "config", None)
         pad = getattr(config, "pad_token_id", None)
-        if pad is None or not set(batch) <= {"input_ids", "attention_mask", "labels"} or batch["input_ids"].dim() != 2:
-            return batch
-        length = batch["input_ids"].shape[1]
-        limit = getattr(config, "max_position_embeddings", length)
-        return pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad)
+        if self.fast_step is not None and pad is not None and set(batch) <= {"input_ids", "attention_mask", "labels"} and batch["input_ids"].dim() == 2:
+            length = batch["input_ids"].shape[1]
+            limit = getattr(config, "max_position_embeddings", length)
+            batch = pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad)
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------------ data order
     def epoch_order(self, epoch: int) -> list[int]:
@@ -419,25 +422,21 @@ class Trainer:
                     micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
                     losses = []
                     lr = float(self.scheduler.get_last_lr()[0])
-                    if self.fast_step is not None:  # captured steps (see _graph_blocker)
-                        for b in micro:
-                            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-                            batch = self._step_batch(self.collate([self.dataset[i] for i in idx]))
-                            batch = {k: v.to(self.device) for k, v in batch.items()}
-                            if args.grad_accum == 1:
-                                losses.append(float(self.fast_step(batch)))
-                            else:
-                                losses.append(float(self.fast_step.accumulate(batch, scale=1 / len(micro))))
-                        if args.grad_accum > 1:
-                            self.fast_step.update()
-                    else:
-                        for b in micro:
-                            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-                            batch = {k: v.to(self.device) for k, v in self.collate([self.dataset[i] for i in idx]).items()}
+                    fast = self.fast_step  # captured steps (see _graph_blocker), else the eager loop
+                    for b in micro:
+                        batch = self._micro_batch(order, b)
+                        if fast is not None and args.grad_accum == 1:
+                            losses.append(float(fast(batch)))  # forward, backward, clipping, AdamW
+                        elif fast is not None:
+                            losses.append(float(fast.accumulate(batch, scale=1 / len(micro))))
+                        else:
                             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
                                 loss = forward(**batch).loss
                             (loss.float() / len(micro)).backward()
                             losses.append(float(loss.detach()))
+                    if fast is not None and args.grad_accum > 1:
+                        fast.update()
+                    elif fast is None:
                         if args.max_grad_norm:
                             torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
                         self.optimizer.step()
