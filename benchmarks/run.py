@@ -414,14 +414,15 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
 def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool) -> Result:
     """What `biogpt train` runs on a GPU, on fine-tuning batches of real lengths: 8 rows of
     BC5CDR source + target lengths per batch (6 batches), right-padded to a
-    multiple of 64 tokens, each shape's step captured once and replayed (model.training), vs
+    multiple of 64 tokens, the mask dropped (right padding only: causal flash attention), each
+    shape's step captured once and replayed (model.training), vs
     transformers' eager step on the same batches padded to their longest row. Both count only
     real tokens; bf16 autocast, dropout 0.1, clipping, AdamW."""
     import transformers
 
     from benchmarks.continuous import load_lengths
     from model import BioGptForCausalLM
-    from model.training import TrainStep, adamw, pad_to_length, padded_length
+    from model.training import TrainStep, adamw, drop_right_padding_mask, pad_to_length, padded_length
 
     g = torch.Generator().manual_seed(1)
     pairs = load_lengths(48)
@@ -434,9 +435,12 @@ def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool)
         for row, n in enumerate(lengths):
             ids[row, :n] = torch.randint(4, 42384, (n,), generator=g)
             mask[row, :n] = 1
-        batches.append({"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "labels": ids.masked_fill(mask == 0, -100).to(dev)})
+        batches.append({"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)})
     real = sum(int(b["attention_mask"].sum()) for b in batches)
-    padded = [pad_to_length(b, padded_length(b["input_ids"].shape[1], limit=1024), pad_token_id=1) for b in batches]
+    # as biogpt train does on the host: pad to the bucket, drop a right-padding-only mask
+    padded = [drop_right_padding_mask(pad_to_length(b, padded_length(b["input_ids"].shape[1], limit=1024), pad_token_id=1)) for b in batches]
+    batches = [{k: v.to(dev) for k, v in b.items()} for b in batches]
+    padded = [{k: v.to(dev) for k, v in b.items()} for b in padded]
     cycles = 1 if quick else 3
 
     model = BioGptForCausalLM.from_pretrained(train_path, device=dev).train()

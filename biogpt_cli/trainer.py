@@ -221,8 +221,9 @@ class Trainer:
     def _micro_batch(self, order: list[int], b: int) -> dict[str, torch.Tensor]:
         """Micro-batch `b` of this epoch's `order`, on the device. For captured steps it is
         right-padded to a multiple of PAD_MULTIPLE tokens: few shapes, so few graphs (the loss
-        does not change, see pad_to_length)."""
-        from model.training import pad_to_length, padded_length
+        does not change, see pad_to_length), and its mask is dropped where it only marks right
+        padding (causal flash attention; see drop_right_padding_mask)."""
+        from model.training import drop_right_padding_mask, pad_to_length, padded_length
 
         idx = order[b * self.args.batch_size : (b + 1) * self.args.batch_size]
         batch = self.collate([self.dataset[i] for i in idx])
@@ -231,7 +232,7 @@ class Trainer:
         if self.fast_step is not None and pad is not None and set(batch) <= {"input_ids", "attention_mask", "labels"} and batch["input_ids"].dim() == 2:
             length = batch["input_ids"].shape[1]
             limit = getattr(config, "max_position_embeddings", length)
-            batch = pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad)
+            batch = drop_right_padding_mask(pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad))
         return {k: v.to(self.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------------ data order

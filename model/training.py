@@ -93,6 +93,27 @@ def pad_to_length(batch: dict[str, torch.Tensor], length: int, *, pad_token_id: 
     return out
 
 
+def drop_right_padding_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`batch` without its attention_mask when the mask only marks right padding whose token
+    labels are -100 (checked here, on the host, before the batch goes to the device). Why: with a
+    mask, attention runs a masked kernel, without one SDPA's causal flash kernel, faster; and for
+    right padding the mask changes nothing the loss sees: causal attention never lets a real
+    token see a later pad, real tokens' positions equal their index either way, sequence
+    classification pools the last non-pad token (found from input_ids), and padded positions
+    carry no label. A captured step always builds the mask it is given (no_host_sync), so this
+    is decided per batch here."""
+    mask = batch.get("attention_mask")
+    if mask is None or mask.device.type != "cpu" or mask.dim() != 2:
+        return batch
+    lengths = mask.sum(1, keepdim=True)
+    if not torch.equal(mask.bool(), torch.arange(mask.shape[1])[None, :] < lengths):
+        return batch  # not right padding (left padding, holes)
+    labels = batch.get("labels")
+    if labels is not None and labels.shape == mask.shape and not bool((labels[mask == 0] == -100).all()):
+        return batch  # a padded position has a label: the mask keeps it out of the loss
+    return {k: v for k, v in batch.items() if k != "attention_mask"}
+
+
 def padded_length(length: int, *, limit: int, multiple: int = PAD_MULTIPLE) -> int:
     """`length` rounded up to a multiple of `multiple`, at most `limit` (never below `length`)."""
     return max(length, min(-(-length // multiple) * multiple, limit))

@@ -120,6 +120,38 @@ def test_padding_to_a_bucket_changes_neither_loss_nor_gradients(head):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
 
 
+@pytest.mark.parametrize("head", ["lm", "token", "sequence", "multilabel"])
+def test_dropping_a_right_padding_mask_changes_neither_loss_nor_gradients(head):
+    from model.training import drop_right_padding_mask, pad_to_length
+
+    model, batch = _heads()[head]
+    model.train()
+    batch = pad_to_length(batch, 16, pad_token_id=model.config.pad_token_id)
+    bare = drop_right_padding_mask(batch)
+    assert "attention_mask" not in bare and bare["input_ids"] is batch["input_ids"]
+    grads = []
+    for b in (batch, bare):
+        model.zero_grad(set_to_none=True)
+        loss = model(**b).loss
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (want, want_grads), (got, got_grads) = grads
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), got_grads, want_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+
+
+def test_a_mask_that_is_not_only_right_padding_is_kept():
+    from model.training import drop_right_padding_mask
+
+    _, batch = _heads()["token"]
+    left = {**batch, "attention_mask": batch["attention_mask"].flip(1)}
+    assert drop_right_padding_mask(left) is left
+    labelled = {**batch, "labels": batch["labels"].masked_fill(batch["attention_mask"] == 0, 2)}
+    assert drop_right_padding_mask(labelled) is labelled  # the mask keeps those labels out of the loss
+    assert drop_right_padding_mask({"input_ids": batch["input_ids"]}) == {"input_ids": batch["input_ids"]}
+
+
 def test_padded_length_rounds_up_within_the_position_limit():
     from model.training import pad_to_length, padded_length
 
