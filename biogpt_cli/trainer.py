@@ -221,18 +221,22 @@ class Trainer:
     def _micro_batch(self, order: list[int], b: int) -> dict[str, torch.Tensor]:
         """Micro-batch `b` of this epoch's `order`, on the device. For captured steps it is
         right-padded to a multiple of PAD_MULTIPLE tokens: few shapes, so few graphs (the loss
-        does not change, see pad_to_length), and its mask is dropped where it only marks right
-        padding (causal flash attention; see drop_right_padding_mask)."""
+        does not change, see pad_to_length). On a GPU its mask is dropped where it only marks
+        right padding: attention then runs the causal flash kernel (see drop_right_padding_mask;
+        on a CPU it made no difference, so CPU runs keep their numerics)."""
         from model.training import drop_right_padding_mask, pad_to_length, padded_length
 
         idx = order[b * self.args.batch_size : (b + 1) * self.args.batch_size]
         batch = self.collate([self.dataset[i] for i in idx])
         config = getattr(self.model, "config", None)
         pad = getattr(config, "pad_token_id", None)
-        if self.fast_step is not None and pad is not None and set(batch) <= {"input_ids", "attention_mask", "labels"} and batch["input_ids"].dim() == 2:
+        plain = set(batch) <= {"input_ids", "attention_mask", "labels"} and batch["input_ids"].dim() == 2
+        if self.fast_step is not None and pad is not None and plain:
             length = batch["input_ids"].shape[1]
             limit = getattr(config, "max_position_embeddings", length)
-            batch = drop_right_padding_mask(pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad))
+            batch = pad_to_length(batch, padded_length(length, limit=limit), pad_token_id=pad)
+        if (self.fast_step is not None or self.device.type == "cuda") and plain:
+            batch = drop_right_padding_mask(batch)
         return {k: v.to(self.device) for k, v in batch.items()}
 
     # ------------------------------------------------------------------ data order

@@ -233,7 +233,9 @@ def test_trainer_with_captured_steps_resumes_like_an_uninterrupted_run(tmp_path)
     resumed = Trainer(_token_model(seed=5, dropout=0.2), args(out), _token_rows(), _collate, device=cuda, quiet=True)
     summary = resumed.train(resume=out / "checkpoints" / "step-9")
     assert summary["cuda_graph"]["replayed_batches"] > 0
-    assert losses(out) == pytest.approx(losses(tmp_path / "a"), rel=1e-5)
+    # other dropout masks would move the loss by percents; 1e-3 leaves room for the atomics of
+    # CUDA's embedding and attention backward (not bitwise reproducible on a GPU)
+    assert losses(out) == pytest.approx(losses(tmp_path / "a"), rel=1e-3)
 
 
 def test_generation_between_captured_training_steps_recaptures_them():
