@@ -11,6 +11,7 @@ throughput measured in the same run; no absolute time is asserted anywhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -254,6 +255,17 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         mask = torch.ones_like(x)
         return lambda: model.generate(x, attention_mask=mask, pad_token_id=1, min_new_tokens=kw["max_new_tokens"], **kw)
 
+    @contextlib.contextmanager
+    def part(name: str) -> Iterator[None]:
+        """A part that fails becomes a note, and the other parts still run: a lent GPU's time is
+        scarce, one exception must not cost the whole table."""
+        try:
+            yield
+        except Exception as exc:
+            notes.append(f"part {name!r} failed: {type(exc).__name__}: {exc}")
+            print(notes[-1], flush=True)
+            torch.cuda.empty_cache()
+
     def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int) -> None:
         res = Result(name, "tokens/s")
         interleave(lambda: tokens_per_second(ours_fn, new, rows), lambda: tokens_per_second(ref_fn, new, rows), repeats, res)
@@ -273,80 +285,85 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         new1 = 64 if quick else 256
         x1 = ids(1, 8)
         if "b1" in only:
-            side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
-            decoders = list(getattr(ours, "_static_decoders", {}).values())
-            dec = decoders[-1] if decoders else None
-            if dec is None or dec.graph is None:
-                notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
-            else:
-                notes.append(f"one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
-                graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
-                with torch.inference_mode():  # the buffers are inference tensors
-                    dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
-                    dec.positions.zero_()
-                    if hasattr(dec, "cur"):
-                        dec.cur.fill_(0)
-                n = dec.capacity - 1
-                begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                begin.record()
-                for _ in range(n):
-                    graph.replay()
-                end.record()
-                torch.cuda.synchronize()
-                per_step = begin.elapsed_time(end) / n
-                notes.append(f"batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
+            with part("b1"):
+                side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
+                decoders = list(getattr(ours, "_static_decoders", {}).values())
+                dec = decoders[-1] if decoders else None
+                if dec is None or dec.graph is None:
+                    notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
+                else:
+                    notes.append(f"one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
+                    graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
+                    with torch.inference_mode():  # the buffers are inference tensors
+                        dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
+                        dec.positions.zero_()
+                        if hasattr(dec, "cur"):
+                            dec.cur.fill_(0)
+                    n = dec.capacity - 1
+                    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    begin.record()
+                    for _ in range(n):
+                        graph.replay()
+                    end.record()
+                    torch.cuda.synchronize()
+                    per_step = begin.elapsed_time(end) / n
+                    notes.append(f"batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
 
         new32 = 32 if quick else 128
         x32 = ids(32, 300)
         if "b32" in only:
-            side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300)
+            with part("b32"):
+                side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300)
 
         newb = 16 if quick else 64
         xb = ids(8, 135)
         if "beam" in only:
-            side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
+            with part("beam"):
+                side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
         if "job" in only:  # a batch job: BC5CDR prompt lengths, outputs of the gold lengths
-            from .continuous import make_job, run_continuous, run_static, timed
+            with part("job"):
+                from .continuous import make_job, run_continuous, run_static, timed
 
-            n_job = 64 if quick else 256
-            prompts, targets = make_job(n_job, 42384)
+                n_job = 64 if quick else 256
+                prompts, targets = make_job(n_job, 42384)
 
-            def theirs_static(x, mask, new):
-                return ref.generate(x, attention_mask=mask, pad_token_id=1, max_new_tokens=new, min_new_tokens=new)
+                def theirs_static(x, mask, new):
+                    return ref.generate(x, attention_mask=mask, pad_token_id=1, max_new_tokens=new, min_new_tokens=new)
 
-            def ours_static(x, mask, new):
-                return ours.generate(x, attention_mask=mask, max_new_tokens=new, eos_token_id=[])
+                def ours_static(x, mask, new):
+                    return ours.generate(x, attention_mask=mask, max_new_tokens=new, eos_token_id=[])
 
-            ours_job = lambda: timed(lambda: run_continuous(ours, prompts, targets, 32))  # noqa: E731
-            theirs_job = lambda: timed(lambda: run_static(theirs_static, prompts, targets, 32, dev))  # noqa: E731
-            res = Result(
-                f"batch job: {n_job} BC5CDR-length prompts (mean {statistics.mean(map(len, prompts)):.0f} tokens), "
-                f"gold-length outputs (mean {statistics.mean(targets):.1f}, max {max(targets)}), 32 rows",
-                "tokens/s",
-            )
-            interleave(ours_job, theirs_job, repeats, res)
-            static_fn = lambda: timed(lambda: run_static(ours_static, prompts, targets, 32, dev))  # noqa: E731
-            static_fn()  # warm-up: captures its 4 (rows, capacity) buckets' graphs
-            static = statistics.median(static_fn() for _ in range(repeats))
-            res.note = (
-                f"ours: continuous batching (rows refilled as they end); transformers: length-sorted static batches; "
-                f"ours in static batches {static:.1f} tokens/s (continuous ÷ static {statistics.median(res.ours) / static:.2f}×)"
-            )
-            results.append(res)
-            print(res.row(), flush=True)
+                ours_job = lambda: timed(lambda: run_continuous(ours, prompts, targets, 32))  # noqa: E731
+                theirs_job = lambda: timed(lambda: run_static(theirs_static, prompts, targets, 32, dev))  # noqa: E731
+                res = Result(
+                    f"batch job: {n_job} BC5CDR-length prompts (mean {statistics.mean(map(len, prompts)):.0f} tokens), "
+                    f"gold-length outputs (mean {statistics.mean(targets):.1f}, max {max(targets)}), 32 rows",
+                    "tokens/s",
+                )
+                interleave(ours_job, theirs_job, repeats, res)
+                static_fn = lambda: timed(lambda: run_static(ours_static, prompts, targets, 32, dev))  # noqa: E731
+                static_fn()  # warm-up: captures its 4 (rows, capacity) buckets' graphs
+                static = statistics.median(static_fn() for _ in range(repeats))
+                res.note = (
+                    f"ours: continuous batching (rows refilled as they end); transformers: length-sorted static batches; "
+                    f"ours in static batches {static:.1f} tokens/s (continuous ÷ static {statistics.median(res.ours) / static:.2f}×)"
+                )
+                results.append(res)
+                print(res.row(), flush=True)
         del ours, ref
         torch.cuda.empty_cache()
 
         large = Path(tmp) / "biogpt-large-random"
         if "large" in only:
-            with torch.device(dev):
-                big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
-            big.save_pretrained(large, tokenizer=False)
-            ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
-            newl = 32 if quick else 128
-            side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
-            del big, ref
-            torch.cuda.empty_cache()
+            with part("large"):
+                with torch.device(dev):
+                    big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
+                big.save_pretrained(large, tokenizer=False)
+                ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
+                newl = 32 if quick else 128
+                side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
+                del big, ref
+                torch.cuda.empty_cache()
 
         if "train" not in only and "trainer" not in only:
             return results, notes
