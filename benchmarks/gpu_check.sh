@@ -9,6 +9,8 @@ OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-timeout "${TEST_TIMEOUT:-100}" python3 -m pytest -q --maxfail=15 -p no:cacheprovider tests/test_cuda.py tests/test_training_step.py 2>&1 | tail -n 25 | tee "$OUT/tests.log"
+# the whole log comes back in $OUT; the console shows its end (failures one line each)
+timeout "${TEST_TIMEOUT:-100}" python3 -m pytest -q --maxfail=15 --tb=line -p no:cacheprovider tests/test_cuda.py tests/test_training_step.py > "$OUT/tests-full.log" 2>&1
+tail -n 30 "$OUT/tests-full.log" | tee "$OUT/tests.log"
 timeout "${SUITE_TIMEOUT:-300}" python3 -m benchmarks.run --suite gpu --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" "$@" 2>&1 | grep -v "Loading weights" | tee "$OUT/suite.log"
 timeout "${KERNELS_TIMEOUT:-150}" python3 -m benchmarks.gpu_kernels --large --compile 2>&1 | tee "$OUT/kernels.log"
