@@ -511,32 +511,31 @@ class StaticDecoder:
             # The graph reads these addresses on every replay: its own copy of the EOS ids, not
             # this call's tensor (freed when the call returns).
             own_eos = eos.clone()
+            own_pad = torch.full((), pad, dtype=torch.long, device=self.tokens.device)
             # Warm-up runs advance the live decode state: keep it and put it back afterwards.
             saved = [t.clone() for t in (self.write_pos, self.positions, self.tokens)]
-            graph = self._capture(lambda: self._greedy_body(own_eos, pad, min_new > 0))
+            graph = self._capture(lambda: self._greedy_body(own_eos, own_pad, min_new > 0))
             for t, value in zip((self.write_pos, self.positions, self.tokens), saved):
                 t.copy_(value)
-            self.greedy_graphs[key] = (graph, own_eos)
-        graph, eos = self.greedy_graphs[key]
+            self.greedy_graphs[key] = (graph, own_eos, own_pad)
+        graph, eos, pad_t = self.greedy_graphs[key]
         self.out.fill_(pad)
         self.out[:rows, :P] = prompt
         self.unfinished.fill_(True)
-        self.last_step.fill_(max_new - 1)
-        self.step_index.zero_()
+        self.last_col.fill_(P + max_new - 1)
         self.cur.fill_(P)
-        self.min_new.fill_(min_new)
+        self.min_col.fill_(P + min_new)
         self.next_logits[:rows] = first_logits
         for step in range(max_new):
             if graph is None:
-                self._greedy_body(eos, pad, min_new > 0)
+                self._greedy_body(eos, pad_t, min_new > 0)
             else:
                 graph.replay()
             if step == max_new - 1:
                 break
             if (step + 1) % EOS_CHECK_EVERY == 0 and not bool(self.unfinished[:rows].any()):
                 break
-        ends = torch.where(self.unfinished[:rows], max_new - 1, self.last_step[:rows])
-        length = P + int(ends.max()) + 1
+        length = int(self.last_col[:rows].max()) + 1
         return self.out[:rows, :length].clone()
 
     def _make_greedy_buffers(self) -> None:
@@ -545,28 +544,27 @@ class StaticDecoder:
         device, rows = self.tokens.device, self.rows
         self.out = torch.zeros(rows, self.capacity, dtype=torch.long, device=device)
         self.unfinished = torch.ones(rows, dtype=torch.bool, device=device)
-        self.last_step = torch.zeros(rows, dtype=torch.long, device=device)
-        self.step_index = torch.zeros(1, dtype=torch.long, device=device)
-        self.cur = torch.zeros(1, dtype=torch.long, device=device)
-        self.min_new = torch.zeros(1, dtype=torch.long, device=device)
+        self.last_col = torch.zeros(rows, dtype=torch.long, device=device)  # each row's last column of out
+        self.cur = torch.zeros(1, dtype=torch.long, device=device)  # the column this step writes
+        self.min_col = torch.zeros(1, dtype=torch.long, device=device)  # EOS banned before this column
         vocab = self.model.config.vocab_size
         self.next_logits = torch.zeros(rows, vocab, dtype=self.model.dtype, device=device)
 
-    def _greedy_body(self, eos: torch.Tensor, pad: int, has_min_new: bool) -> None:
-        scores = self.next_logits.float()  # (N, V)
+    def _greedy_body(self, eos: torch.Tensor, pad: torch.Tensor, has_min_new: bool) -> None:
+        """One token per row, then the decode step. Written for few kernels (a batch-1 replay is
+        launch-bound): results go straight into the buffers (`out=`), one position counter, and
+        the scores stay in the model's dtype (argmax of the exact float32 copy is the same)."""
+        scores = self.next_logits  # (N, V), overwritten by this body's step anyway
         if has_min_new and eos.numel():
             banned = scores[:, eos]  # (N, E)
-            scores[:, eos] = torch.where(self.step_index < self.min_new, -math.inf, banned)
-        tokens = scores.argmax(-1)
-        tokens = torch.where(self.unfinished, tokens, pad)
-        self.out.index_copy_(1, self.cur, tokens[:, None])
+            scores[:, eos] = torch.where(self.cur < self.min_col, -math.inf, banned)
+        torch.where(self.unfinished, scores.argmax(-1), pad, out=self.tokens)  # finished rows: pad
+        self.out.index_copy_(1, self.cur, self.tokens[:, None])
         if eos.numel():
-            just_done = self.unfinished & (tokens[:, None] == eos[None, :]).any(-1)  # (N,)
-            self.last_step.copy_(torch.where(just_done, self.step_index, self.last_step))
-            self.unfinished &= ~just_done
-        self.step_index += 1
+            is_eos = (self.tokens[:, None] == eos[None, :]).any(-1)  # (N,)
+            torch.where(self.unfinished & is_eos, self.cur, self.last_col, out=self.last_col)
+            torch.gt(self.unfinished, is_eos, out=self.unfinished)  # unfinished and not EOS
         self.cur += 1
-        self.tokens.copy_(tokens)
         self.next_logits.copy_(self.step_fn())
 
     def _capture(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
