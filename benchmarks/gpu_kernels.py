@@ -5,7 +5,9 @@ replay time, for the variants that decide the batch-1 design.
 
 Variants: the default step; without the in-place residual projections (modeling.add_linear);
 rows padded to 2 (cuBLAS applies the bias inside the GEMM only for 2+ rows); with --compile, the
-step compiled by torch.compile inside our graph. Random weights of the real shapes, float16.
+decoder layer compiled once for all layers (StaticDecoder(compile_step="layers"), seconds to
+build) and the whole step compiled (compile_step=True, about a minute), each inside our graph.
+Each variant's logits are checked against the plain eager step from the same state. Random weights of the real shapes, float16.
 Needs a CUDA device and torch only.
 """
 
@@ -16,8 +18,9 @@ import sys
 import torch
 
 
-def measure(model, rows: int, *, compile_step: bool = False, capacity: int = 384) -> tuple[int, float, float]:
-    """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture)."""
+def measure(model, rows: int, *, compile_step: bool | str = False, capacity: int = 384) -> tuple[int, float, float, float]:
+    """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
+    relative L2 error of the captured step's logits against the plain eager step's)."""
     import time
 
     from torch.profiler import ProfilerActivity, profile
@@ -31,6 +34,18 @@ def measure(model, rows: int, *, compile_step: bool = False, capacity: int = 384
     build = time.perf_counter() - start
     assert dec.graph is not None
     with torch.inference_mode():
+        # the same state through the plain eager step and through the captured graph
+        plain = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=False)
+        plain.cache.kv.copy_(dec.cache.kv.normal_())
+        for d in (plain, dec):
+            d.write_pos.fill_(100)
+            d.positions.fill_(100)
+            d.tokens.fill_(5)
+        want = plain.step_fn().float()
+        dec.graph.replay()
+        got = dec.logits.float()
+        error = float((got - want).norm() / want.norm())
+        del plain
         dec.write_pos.fill_(100)
         dec.positions.fill_(100)
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -46,17 +61,17 @@ def measure(model, rows: int, *, compile_step: bool = False, capacity: int = 384
             dec.graph.replay()
         end.record()
         torch.cuda.synchronize()
-    return kernels, begin.elapsed_time(end) / n, build
+    return kernels, begin.elapsed_time(end) / n, build, error
 
 
-def variant(name: str, model, rows: int, *, compile_step: bool = False, in_place: bool = True) -> None:
+def variant(name: str, model, rows: int, *, compile_step: bool | str = False, in_place: bool = True) -> None:
     from model import modeling
 
     saved = modeling.accumulate_in_place
     try:
         if not in_place:
             modeling.accumulate_in_place = lambda x: False
-        k, ms, build = measure(model, rows, compile_step=compile_step)
+        k, ms, build, error = measure(model, rows, compile_step=compile_step)
     except Exception as exc:  # report and go on: the other variants still count
         print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
         return
@@ -65,7 +80,7 @@ def variant(name: str, model, rows: int, *, compile_step: bool = False, in_place
     layers = model.config.num_hidden_layers
     print(
         f"{name}: {k} kernels per step ({k / layers:.1f} per layer), replay {ms:.3f} ms "
-        f"({1000 / ms:.0f} steps/s), build + capture {build:.1f} s",
+        f"({1000 / ms:.0f} steps/s), build + capture {build:.1f} s, logits vs the plain eager step: relative error {error:.2e}",
         flush=True,
     )
 
@@ -91,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             model.fuse_qkv_projections()
             print(f"{preset} on {torch.cuda.get_device_name()}, torch {torch.__version__}:", flush=True)
             if compiled:
-                variant("  compiled step (torch.compile inside our graph), 1 row", model, 1, compile_step=True)
+                variant("  compiled layers (one torch.compile for all layers, inside our graph), 1 row", model, 1, compile_step="layers")
+                variant("  compiled step (torch.compile of the whole step, inside our graph), 1 row", model, 1, compile_step=True)
             else:
                 variant("  default, 1 row", model, 1)
                 variant("  without in-place residual projections, 1 row", model, 1, in_place=False)

@@ -387,11 +387,16 @@ class StaticDecoder:
     compile_step=True (experimental, off by default: not yet measured on a GPU) runs the step
     through torch.compile (inductor, no graphs of its own), inside this decoder's graph: it fuses
     LayerNorm with the residual, the cache write with the mask, so fewer kernels per layer; the
-    first call compiles (seconds to a minute). The cache is written on its whole buffer, so the
-    compiled step updates it in place (checked on a CPU: no copy of the cache)."""
+    first call compiles (35-46 s for the 347M step on a CPU: benchmarks/compile_time.py). The
+    cache is written on its whole buffer, so the compiled step updates it in place (checked on
+    a CPU: no copy of the cache).
+    compile_step="layers" (experimental too) compiles the decoder layer instead, once for all
+    layers: each layer gets its own view of the cache (kv_cache.LayerCacheView), so nothing in
+    the compiled code depends on the layer number (5-12 s for the 347M shapes on a CPU, one
+    compilation; the view is written in place)."""
 
     def __init__(
-        self, model, device: torch.device, rows: int, capacity: int, *, capture: bool, compile_step: bool = False
+        self, model, device: torch.device, rows: int, capacity: int, *, capture: bool, compile_step: bool | str = False
     ) -> None:
         cfg = model.config
         self.model = model
@@ -412,7 +417,15 @@ class StaticDecoder:
         self.span_logits: dict[int, torch.Tensor] = {}  # each span graph's output buffer
         self.logits: torch.Tensor | None = None
         self.step_fn: Callable[[], torch.Tensor] = self._step
-        if compile_step:
+        self.compiled_layers: list = []
+        if compile_step == "layers":
+            # one compilation shared by every layer (same code, same shapes; each layer reads
+            # its own cache view): seconds to build instead of a minute for the whole step
+            from .kv_cache import LayerCacheView
+
+            self.layer_views = [LayerCacheView(self.cache, i) for i in range(cfg.num_hidden_layers)]
+            self.compiled_layers = [torch.compile(layer, fullgraph=True, dynamic=False) for layer in model.biogpt.layers]
+        elif compile_step:
             self.step_fn = torch.compile(self._step, fullgraph=True, dynamic=False)
 
         def body() -> None:
@@ -432,17 +445,29 @@ class StaticDecoder:
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
         self.cache.read_span = S
         with in_place_residuals():  # every activation here is the step's own (see modeling)
-            hidden = model.biogpt.run(
-                self.tokens[:, None],
-                self.positions[:, None],
-                attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
-                is_causal=False,
-                cache=self.cache,
-            )
+            if self.compiled_layers:
+                hidden = self._run_compiled_layers(bias[:, None, None, :])
+            else:
+                hidden = model.biogpt.run(
+                    self.tokens[:, None],
+                    self.positions[:, None],
+                    attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
+                    is_causal=False,
+                    cache=self.cache,
+                )
         logits = model.output_projection(hidden[:, -1])  # (N, V)
         self.write_pos += 1
         self.positions += 1
         return logits
+
+    def _run_compiled_layers(self, attn_mask: torch.Tensor) -> torch.Tensor:
+        """BioGptModel.run for one decode step (eval mode: no dropout; the static cache has no
+        length to advance), through the compiled layers and their cache views."""
+        body = self.model.biogpt
+        x = body.embed_tokens(self.tokens[:, None]) + body.embed_positions(self.positions[:, None])  # (N, 1, C)
+        for layer, view in zip(self.compiled_layers, self.layer_views):
+            x = layer(x, attn_mask=attn_mask, is_causal=False, cache=view)
+        return body.layer_norm(x)
 
     def cache_view(self, rows: int) -> KVCache:
         """A cache over the first `rows` rows of the captured buffers, for the eager prefill."""

@@ -147,3 +147,24 @@ class KVCache:
             cache.kv[i, 1, :, :, :T] = v
         cache.length = T
         return cache
+
+
+class LayerCacheView:
+    """One layer's part of a static decoding cache (`KVCache` with `write_index`), with the same
+    `update` as the cache. Why: a decoder layer compiled once and reused by every layer
+    (`StaticDecoder(compile_step="layers")`) must not index the shared buffer with its layer
+    number (a Python int, which torch.compile would specialise on: one compilation per layer);
+    each layer gets its own view, and the views differ only in their offset."""
+
+    def __init__(self, cache: KVCache, layer: int) -> None:
+        self.kv = cache.kv[layer]  # (2, B, H, S, D), a view
+        self.row_ids = cache.row_ids
+        self.cache = cache
+
+    def update(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As KVCache.update in static decoding; `layer` is ignored (this view is one layer's)."""
+        rows = self.row_ids[: kv.shape[1]]
+        torch.ops.aten.index_put_(self.kv, [None, rows, None, self.cache.write_index], kv[:, :, :, 0].transpose(0, 1))
+        span = self.cache.read_span or self.cache.capacity
+        return self.kv[0, :, :, :span], self.kv[1, :, :, :span]
+
