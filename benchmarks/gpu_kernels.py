@@ -96,17 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     from model import BioGptConfig, BioGptForCausalLM
 
     presets = ["biogpt"] + (["biogpt-large"] if args.large else [])
-    # the compiled variants last: their compilation may take most of a time-limited call, and
-    # must not cost the other measurements
-    rounds = [False, True] if args.compile else [False]
-    for compiled in rounds:
+    # the compiled variants last, the quick per-layer compilation before the whole step's: a
+    # long compilation must not cost the other measurements of a time-limited call
+    rounds = ["plain", "layers", "step"] if args.compile else ["plain"]
+    for kind in rounds:
         for preset in presets:
             with torch.device("cuda"):
                 model = BioGptForCausalLM(BioGptConfig.from_preset(preset)).to(torch.float16).eval()
             model.fuse_qkv_projections()
             print(f"{preset} on {torch.cuda.get_device_name()}, torch {torch.__version__}:", flush=True)
-            if compiled:
+            if kind == "layers":
                 variant("  compiled layers (one torch.compile for all layers, inside our graph), 1 row", model, 1, compile_step="layers")
+            elif kind == "step":
                 variant("  compiled step (torch.compile of the whole step, inside our graph), 1 row", model, 1, compile_step=True)
             else:
                 variant("  default, 1 row", model, 1)
