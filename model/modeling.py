@@ -12,7 +12,9 @@ Checkpoint I/O (from_pretrained / save_pretrained) lives in checkpoint.py and is
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -278,27 +280,40 @@ class BioGptDecoderLayer(nn.Module):
         return x + F.dropout(h, p=self.dropout, training=self.training)
 
 
-_IN_PLACE_RESIDUALS = [False]  # set by `in_place_residuals()` around the generation engine's steps
+class _Switch:
+    """A process-wide mode, on within `with switch():` (nestable: the previous state comes back)."""
+
+    def __init__(self, doc: str) -> None:
+        self.on = False
+        self.__doc__ = doc
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        saved, self.on = self.on, True
+        try:
+            yield
+        finally:
+            self.on = saved
 
 
-class in_place_residuals:
+in_place_residuals = _Switch(
     """Within this context, GPU inference may accumulate projections into the residual stream in
     place. Only the generation engine's static decode step turns it on: there every activation is
     its own, whereas a caller of the model (forward hooks, activation patching) may keep a layer's
     input and must not see it change."""
+)
 
-    def __enter__(self) -> None:
-        self.saved = _IN_PLACE_RESIDUALS[0]
-        _IN_PLACE_RESIDUALS[0] = True
-
-    def __exit__(self, *exc: object) -> None:
-        _IN_PLACE_RESIDUALS[0] = self.saved
+no_host_sync = _Switch(
+    """Within this context the model takes no decision from tensor values on the host: a padding
+    mask is always built, even when nothing is padded. Why: a CUDA graph capture fails on any
+    host synchronisation, and a captured step must not bake in one batch's branch."""
+)
 
 
 def accumulate_in_place(x: torch.Tensor) -> bool:
     """Whether the residual stream `x` may take the output projections in place: inside
     `in_place_residuals()`, on a GPU, without autograd, on a contiguous stream."""
-    return _IN_PLACE_RESIDUALS[0] and x.is_cuda and not torch.is_grad_enabled() and x.is_contiguous()
+    return in_place_residuals.on and x.is_cuda and not torch.is_grad_enabled() and x.is_contiguous()
 
 
 def add_linear(residual: torch.Tensor, linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -333,22 +348,6 @@ def _activation(name: str):
 
 
 # ------------------------------------------------------------------------------ attention masks
-_NO_HOST_SYNC = [False]  # set by `no_host_sync()` while a training step is captured as a CUDA graph
-
-
-class no_host_sync:
-    """Within this context the model takes no decision from tensor values on the host: a padding
-    mask is always built, even when nothing is padded. Why: a CUDA graph capture fails on any
-    host synchronisation, and a captured step must not bake in one batch's branch."""
-
-    def __enter__(self) -> None:
-        self.saved = _NO_HOST_SYNC[0]
-        _NO_HOST_SYNC[0] = True
-
-    def __exit__(self, *exc: object) -> None:
-        _NO_HOST_SYNC[0] = self.saved
-
-
 def build_attention_mask(
     attention_mask: torch.Tensor | None, query_length: int, past_length: int
 ) -> tuple[torch.Tensor | None, bool]:
@@ -358,7 +357,7 @@ def build_attention_mask(
     (B, 1, T, S) mask: causal, padding keys excluded, and every query may see itself, so a
     padding row never has an empty softmax (which would give NaN and poison later layers).
     """
-    if attention_mask is None or (not _NO_HOST_SYNC[0] and bool(attention_mask.all())):
+    if attention_mask is None or (not no_host_sync.on and bool(attention_mask.all())):
         if past_length == 0:
             return None, query_length > 1
         if query_length == 1:
