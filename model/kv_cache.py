@@ -86,20 +86,27 @@ class KVCache:
         (keys, values) prefix including them. `advance` (called once per forward, after all
         layers) moves `length`."""
         if self.write_index is not None:
-            # row b's keys and values go to column write_index[b]:
-            # kv[layer, :, b, :, write_index[b]] = (B, 2, H, D)[b], one indexed write on the whole
-            # buffer (not on a view of it: torch.compile then updates the buffer in place; on a
-            # CPU, scatter_ would copy the whole layer)
-            rows = self.row_ids[: kv.shape[1]]
-            index = [self.layer_ids[layer : layer + 1], None, rows, None, self.write_index]
-            torch.ops.aten.index_put_(self.kv, index, kv[:, :, :, 0].transpose(0, 1))
-            span = self.read_span or self.capacity
-            return self.kv[layer, 0, :, :, :span], self.kv[layer, 1, :, :, :span]
+            # one indexed write on the whole buffer, not on a view of it: torch.compile then
+            # updates the buffer in place
+            return self.write_columns(self.kv, [self.layer_ids[layer : layer + 1]], kv, layer=layer)
         end = self.length + kv.shape[3]
         if end > self.capacity:
             self._grow(end)
         self.kv[layer, :, :, :, self.length : end] = kv
         return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
+
+    def write_columns(
+        self, buffer: torch.Tensor, leading: list[torch.Tensor], kv: torch.Tensor, *, layer: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Static decoding: row b's keys and values go to column write_index[b] of `buffer`
+        (`leading` indexes its dimensions before (2, B, H, S, D)): buffer[..., :, b, :, w_b] =
+        (B, 2, H, D)[b], one advanced-indexing write (on a CPU, scatter_ would copy the whole
+        layer). Returns the keys and values attention reads: the first `read_span` columns."""
+        rows = self.row_ids[: kv.shape[1]]
+        torch.ops.aten.index_put_(buffer, [*leading, None, rows, None, self.write_index], kv[:, :, :, 0].transpose(0, 1))
+        span = self.read_span or self.capacity
+        layer_kv = buffer if layer is None else buffer[layer]  # (2, B, H, S, D)
+        return layer_kv[0, :, :, :span], layer_kv[1, :, :, :span]
 
     def advance(self, n: int) -> None:
         if self.write_index is None:  # static decoding keeps its positions on the device
@@ -158,13 +165,8 @@ class LayerCacheView:
 
     def __init__(self, cache: KVCache, layer: int) -> None:
         self.kv = cache.kv[layer]  # (2, B, H, S, D), a view
-        self.row_ids = cache.row_ids
         self.cache = cache
 
     def update(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As KVCache.update in static decoding; `layer` is ignored (this view is one layer's)."""
-        rows = self.row_ids[: kv.shape[1]]
-        torch.ops.aten.index_put_(self.kv, [None, rows, None, self.cache.write_index], kv[:, :, :, 0].transpose(0, 1))
-        span = self.cache.read_span or self.cache.capacity
-        return self.kv[0, :, :, :span], self.kv[1, :, :, :span]
-
+        return self.cache.write_columns(self.kv, [], kv)
