@@ -417,14 +417,16 @@ class StaticDecoder:
         self.span_logits: dict[int, torch.Tensor] = {}  # each span graph's output buffer
         self.logits: torch.Tensor | None = None
         self.step_fn: Callable[[], torch.Tensor] = self._step
-        self.compiled_layers: list = []
+        self.compiled_layers: list = []  # (compiled layer, its cache view) with compile_step="layers"
         if compile_step == "layers":
             # one compilation shared by every layer (same code, same shapes; each layer reads
             # its own cache view): seconds to build instead of a minute for the whole step
             from .kv_cache import LayerCacheView
 
-            self.layer_views = [LayerCacheView(self.cache, i) for i in range(cfg.num_hidden_layers)]
-            self.compiled_layers = [torch.compile(layer, fullgraph=True, dynamic=False) for layer in model.biogpt.layers]
+            self.compiled_layers = [
+                (torch.compile(layer, fullgraph=True, dynamic=False), LayerCacheView(self.cache, i))
+                for i, layer in enumerate(model.biogpt.layers)
+            ]
         elif compile_step:
             self.step_fn = torch.compile(self._step, fullgraph=True, dynamic=False)
 
@@ -445,29 +447,18 @@ class StaticDecoder:
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
         self.cache.read_span = S
         with in_place_residuals():  # every activation here is the step's own (see modeling)
-            if self.compiled_layers:
-                hidden = self._run_compiled_layers(bias[:, None, None, :])
-            else:
-                hidden = model.biogpt.run(
-                    self.tokens[:, None],
-                    self.positions[:, None],
-                    attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
-                    is_causal=False,
-                    cache=self.cache,
-                )
+            hidden = model.biogpt.run(
+                self.tokens[:, None],
+                self.positions[:, None],
+                attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
+                is_causal=False,
+                cache=self.cache,
+                layers=self.compiled_layers or None,
+            )
         logits = model.output_projection(hidden[:, -1])  # (N, V)
         self.write_pos += 1
         self.positions += 1
         return logits
-
-    def _run_compiled_layers(self, attn_mask: torch.Tensor) -> torch.Tensor:
-        """BioGptModel.run for one decode step (eval mode: no dropout; the static cache has no
-        length to advance), through the compiled layers and their cache views."""
-        body = self.model.biogpt
-        x = body.embed_tokens(self.tokens[:, None]) + body.embed_positions(self.positions[:, None])  # (N, 1, C)
-        for layer, view in zip(self.compiled_layers, self.layer_views):
-            x = layer(x, attn_mask=attn_mask, is_causal=False, cache=view)
-        return body.layer_norm(x)
 
     def cache_view(self, rows: int) -> KVCache:
         """A cache over the first `rows` rows of the captured buffers, for the eager prefill."""

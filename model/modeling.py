@@ -13,9 +13,11 @@ Checkpoint I/O (from_pretrained / save_pretrained) lives in checkpoint.py and is
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -484,13 +486,16 @@ class BioGptModel(BioGptPreTrainedModel):
         attn_mask: torch.Tensor | None,
         is_causal: bool,
         cache: KVCache | None,
+        layers: Sequence[tuple[Callable[..., torch.Tensor], Any]] | None = None,
     ) -> torch.Tensor:
         """The network itself, with positions and mask already decided (the generation engine's
-        prefill and decode steps call this directly)."""
+        prefill and decode steps call this directly). `layers`: (layer, its cache) pairs standing
+        in for self.layers and `cache` (the decode step's layer compiled once for all layers,
+        each with its own cache view: StaticDecoder(compile_step="layers"))."""
         x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
         x = F.dropout(x, p=self.config.hidden_dropout_prob, training=self.training)
         checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
-        for layer in self.layers:
+        for layer, layer_cache in layers or zip(self.layers, itertools.repeat(cache)):
             if self.training and self.config.layerdrop > 0.0 and torch.rand(()) < self.config.layerdrop:
                 continue
             if checkpointing:  # recompute activations in backward: memory for compute
@@ -500,7 +505,7 @@ class BioGptModel(BioGptPreTrainedModel):
                     use_reentrant=False,
                 )
             else:
-                x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+                x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=layer_cache)
         if cache is not None:
             cache.advance(input_ids.shape[1])
         return self.layer_norm(x)
