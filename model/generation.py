@@ -495,11 +495,7 @@ class StaticDecoder:
             def body() -> None:
                 self.span_logits[S] = self.step_fn(S)
 
-            # the warm-up runs advance the positions: keep them (they are the live decode state)
-            saved = [t.clone() for t in (self.write_pos, self.positions)]
-            self.span_graphs[S] = self._capture(body)
-            for t, value in zip((self.write_pos, self.positions), saved):
-                t.copy_(value)
+            self.span_graphs[S] = self._capture_keeping_state(body)
         self.span_graphs[S].replay()
         return self.span_logits[S]
 
@@ -528,11 +524,7 @@ class StaticDecoder:
             # this call's tensor (freed when the call returns).
             own_eos = eos.clone()
             own_pad = torch.full((), pad, dtype=torch.long, device=self.tokens.device)
-            # Warm-up runs advance the live decode state: keep it and put it back afterwards.
-            saved = [t.clone() for t in (self.write_pos, self.positions, self.tokens)]
-            graph = self._capture(lambda: self._greedy_body(own_eos, own_pad, min_new > 0))
-            for t, value in zip((self.write_pos, self.positions, self.tokens), saved):
-                t.copy_(value)
+            graph = self._capture_keeping_state(lambda: self._greedy_body(own_eos, own_pad, min_new > 0))
             self.greedy_graphs[key] = (graph, own_eos, own_pad)
         graph, eos, pad_t = self.greedy_graphs[key]
         self.out.fill_(pad)
@@ -582,6 +574,15 @@ class StaticDecoder:
             torch.gt(self.unfinished, is_eos, out=self.unfinished)  # unfinished and not EOS
         self.cur += 1
         self.next_logits.copy_(self.step_fn())
+
+    def _capture_keeping_state(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
+        """`_capture` in the middle of decoding: its warm-up runs advance the live decode state
+        (write positions, positions, tokens), which is put back afterwards."""
+        saved = [t.clone() for t in (self.write_pos, self.positions, self.tokens)]
+        graph = self._capture(body)
+        for t, value in zip((self.write_pos, self.positions, self.tokens), saved):
+            t.copy_(value)
+        return graph
 
     def _capture(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
         """Capture `body` (after two warm-up runs on a side stream); None without capture (CPU)."""
