@@ -377,12 +377,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.01)
 
         def ref_step() -> None:
-            ref_opt.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = ref(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
-            ref_opt.step()
+            transformers_train_step(ref, ref_opt, batch)
 
         def rate(fn: Callable[[], None]) -> float:
             for _ in range(4):  # warm-up (and, for the graph, capture)
@@ -427,6 +422,18 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
     return results, notes
 
 
+def transformers_train_step(model, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The reference's eager training step, as its users write it: bf16 autocast, backward,
+    clipping to 1.0, AdamW. Returns the loss (on the device)."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
+
+
 def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool) -> Result:
     """What `biogpt train` runs on a GPU, on fine-tuning batches of real lengths: 8 rows of
     BC5CDR source + target lengths per batch (6 batches), right-padded to a
@@ -465,13 +472,7 @@ def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool)
     ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.01)
 
     def ref_step(batch: dict[str, torch.Tensor]) -> None:
-        ref_opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = ref(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
-        ref_opt.step()
-        float(loss)  # a training loop reads its loss every step (as biogpt train logs it)
+        float(transformers_train_step(ref, ref_opt, batch))  # a training loop reads its loss every step (as biogpt train logs it)
 
     def ours_step(batch: dict[str, torch.Tensor]) -> None:
         float(step(batch))
