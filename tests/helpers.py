@@ -192,3 +192,18 @@ def emulate_graph_trainer(monkeypatch) -> list:
 
     monkeypatch.setattr(Trainer, "_graph_blocker", lambda self: None)
     return emulate_cuda_graph_training(monkeypatch)
+
+
+def graph_and_eager_steps(*, device: str = "cpu", warmup: int = 1, **options):
+    """(model, twin, graph-mode TrainStep on model, eager TrainStep on twin): a tiny LM and its
+    copy, for tests that compare the two step by step. `options` go to both steps."""
+    import copy
+
+    from model.training import TrainStep, adamw
+
+    torch.manual_seed(0)
+    model = tiny_lm().to(device).train()
+    twin = copy.deepcopy(model)
+    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=warmup, **options)
+    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False, **options)
+    return model, twin, graph, eager

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .helpers import diverse_lm, eos_heavy_lm, tiny_lm
+from .helpers import diverse_lm, eos_heavy_lm, graph_and_eager_steps, tiny_lm
 from .test_generation import CASES, make_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -142,15 +142,7 @@ def _token_model(seed: int = 0, dropout: float = 0.0):
 
 
 def test_captured_training_steps_per_shape_match_eager_steps():
-    import copy
-
-    from model.training import TrainStep, adamw
-
-    torch.manual_seed(0)
-    model = tiny_lm().cuda().train()
-    twin = copy.deepcopy(model)
-    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=1)
-    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    model, twin, graph, eager = graph_and_eager_steps(device="cuda")
     for rows, length in [(4, 64), (2, 128), (4, 64), (4, 128), (2, 128), (4, 64), (4, 128), (2, 128), (4, 64)]:
         ids = torch.randint(4, 1000, (rows, length), device="cuda")
         mask = torch.ones_like(ids)
@@ -163,15 +155,7 @@ def test_captured_training_steps_per_shape_match_eager_steps():
 
 
 def test_captured_gradient_accumulation_matches_eager_accumulation():
-    import copy
-
-    from model.training import TrainStep, adamw
-
-    torch.manual_seed(0)
-    model = tiny_lm().cuda().train()
-    twin = copy.deepcopy(model)
-    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=1)
-    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    model, twin, graph, eager = graph_and_eager_steps(device="cuda")
     batches = []
     for rows, length in [(4, 64), (2, 128)]:
         ids = torch.randint(4, 1000, (rows, length), device="cuda")
@@ -241,15 +225,7 @@ def test_trainer_with_captured_steps_resumes_like_an_uninterrupted_run(tmp_path)
 def test_generation_between_captured_training_steps_recaptures_them():
     """GPU generation fuses q/k/v (new addresses for their weights): the training graphs captured
     before must be dropped, not replayed on freed memory; training goes on like the eager twin."""
-    import copy
-
-    from model.training import TrainStep, adamw
-
-    torch.manual_seed(0)
-    model = tiny_lm().cuda().train()
-    twin = copy.deepcopy(model)
-    graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=1)
-    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    model, twin, graph, eager = graph_and_eager_steps(device="cuda")
     ids = torch.randint(4, 1000, (4, 64), device="cuda")
     batch = {"input_ids": ids, "labels": ids}
     for _ in range(3):

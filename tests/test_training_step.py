@@ -10,7 +10,7 @@ import torch
 
 from model.training import TrainStep, adamw
 
-from .helpers import tiny_lm
+from .helpers import graph_and_eager_steps, tiny_lm
 
 
 def test_adamw_groups_skip_decay_for_biases_and_norms():
@@ -96,6 +96,20 @@ def _heads(seed: int = 0) -> dict:
     }
 
 
+def _assert_same_loss_and_gradients(model, want_batch, got_batch) -> None:
+    """The loss within 1e-5 and every gradient within 1e-4 (relative) of `want_batch`'s."""
+    results = []
+    for b in (want_batch, got_batch):
+        model.zero_grad(set_to_none=True)
+        loss = model(**b).loss
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+    for (name, _), a, b in zip(model.named_parameters(), got_grads, want_grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+
+
 @pytest.mark.parametrize("head", ["lm", "token", "sequence", "multilabel", "no mask"])
 def test_padding_to_a_bucket_changes_neither_loss_nor_gradients(head):
     from model.training import pad_to_length
@@ -108,16 +122,7 @@ def test_padding_to_a_bucket_changes_neither_loss_nor_gradients(head):
         assert padded["labels"].shape == (3, 64) and padded["labels"][:, 9:].eq(-100).all()
     else:
         assert padded["labels"] is batch["labels"]
-    grads = []
-    for b in (batch, padded):
-        model.zero_grad(set_to_none=True)
-        loss = model(**b).loss
-        loss.backward()
-        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    (want, want_grads), (got, got_grads) = grads
-    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
-    for (name, _), a, b in zip(model.named_parameters(), got_grads, want_grads):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+    _assert_same_loss_and_gradients(model, batch, padded)
 
 
 @pytest.mark.parametrize("head", ["lm", "token", "sequence", "multilabel"])
@@ -129,16 +134,7 @@ def test_dropping_a_right_padding_mask_changes_neither_loss_nor_gradients(head):
     batch = pad_to_length(batch, 16, pad_token_id=model.config.pad_token_id)
     bare = drop_right_padding_mask(batch)
     assert "attention_mask" not in bare and bare["input_ids"] is batch["input_ids"]
-    grads = []
-    for b in (batch, bare):
-        model.zero_grad(set_to_none=True)
-        loss = model(**b).loss
-        loss.backward()
-        grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    (want, want_grads), (got, got_grads) = grads
-    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
-    for (name, _), a, b in zip(model.named_parameters(), got_grads, want_grads):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
+    _assert_same_loss_and_gradients(model, batch, bare)
 
 
 def test_a_mask_that_is_not_only_right_padding_is_kept():
@@ -244,11 +240,7 @@ def test_graph_mode_captures_each_shape_at_its_second_use_and_replays_it(monkeyp
     from .helpers import emulate_cuda_graph_training
 
     emulate_cuda_graph_training(monkeypatch)
-    torch.manual_seed(0)
-    model = tiny_lm().train()
-    twin = copy.deepcopy(model)
-    graph = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=1)
-    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    model, twin, graph, eager = graph_and_eager_steps()
     replays = []
     for batch in _shaped_batches(SHAPES):
         assert torch.allclose(graph(batch), eager(batch), rtol=1e-5, atol=1e-6)
@@ -312,11 +304,7 @@ def test_graph_mode_gradient_accumulation_matches_eager_accumulation(monkeypatch
     from .helpers import emulate_cuda_graph_training
 
     emulate_cuda_graph_training(monkeypatch)
-    torch.manual_seed(0)
-    model = tiny_lm().train()
-    twin = copy.deepcopy(model)
-    graph = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=1, max_grad_norm=0.05)
-    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False, max_grad_norm=0.05)
+    model, twin, graph, eager = graph_and_eager_steps(max_grad_norm=0.05)
     a, b = _shaped_batches([(4, 16), (2, 32)])
     for group in ([a, b], [a, b, a], [b], [a, b]):  # the last micro-batch count of an epoch may differ
         for batch in group:
@@ -353,11 +341,7 @@ def test_graphs_are_dropped_when_the_weights_move(monkeypatch, caplog):
     from .helpers import emulate_cuda_graph_training
 
     emulate_cuda_graph_training(monkeypatch)
-    torch.manual_seed(0)
-    model = tiny_lm().train()
-    twin = copy.deepcopy(model)
-    graph = TrainStep(model, adamw(model, lr=1e-3), bf16=False, graph=True, warmup=1)
-    eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False)
+    model, twin, graph, eager = graph_and_eager_steps()
     a, b = _shaped_batches([(4, 16), (2, 32)])
     for batch in (a, b, a, b):
         graph(batch), eager(batch)
