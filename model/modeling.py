@@ -152,9 +152,12 @@ class BioGptAttention(nn.Module):
         of three: two kernels fewer per layer and step on a GPU. Moving or converting the model
         gives each parameter its own storage again, which `_fused_views_intact` notices."""
         parts = (self.q_proj, self.k_proj, self.v_proj)
-        weight = torch.cat([p.weight.detach() for p in parts])
-        has_bias = parts[0].bias is not None
-        bias = torch.cat([p.bias.detach() for p in parts]) if has_bias else None
+        # generate() fuses under inference mode: the buffer must still be a normal tensor, or
+        # the model could never be trained again ("inference tensors cannot be saved for backward")
+        with torch.inference_mode(False), torch.no_grad():
+            weight = torch.cat([p.weight.detach() for p in parts])
+            has_bias = parts[0].bias is not None
+            bias = torch.cat([p.bias.detach() for p in parts]) if has_bias else None
         C = parts[0].weight.shape[0]
         for i, p in enumerate(parts):
             p.weight.data = weight[i * C : (i + 1) * C]

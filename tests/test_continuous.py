@@ -24,7 +24,7 @@ EOS = [78, 654]
 def alone(model, prompt: list[int], max_new: int, **options) -> list[int]:
     """What generate gives one prompt: the new tokens up to and including the first end token."""
     options.setdefault("eos_token_id", EOS)
-    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new, cuda_graph=False, **options)
+    out = model.generate(torch.tensor([prompt], device=model.device), max_new_tokens=max_new, cuda_graph=False, **options)
     row = out[0, len(prompt) :].tolist()
     ends = [j for j, t in enumerate(row) if t in options["eos_token_id"]]
     return row[: ends[0] + 1] if ends else row

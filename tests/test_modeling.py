@@ -296,3 +296,17 @@ def test_fused_qkv_views_give_the_same_logits_and_state_dict(tmp_path):
     model.double()
     assert torch.allclose(model(ids).logits.float(), want, atol=1e-5)
     assert all(a.qkv_fused is None for a in attns)
+
+
+def test_fusing_under_inference_mode_leaves_the_model_trainable():
+    """generate() fuses q/k/v inside inference mode (on a GPU): the fused buffer must not be an
+    inference tensor, or the next training step fails ("inference tensors cannot be saved for
+    backward"); found on an H100, reproduced here by fusing as generate does."""
+    model = tiny_lm()
+    ids = batch(1000)
+    with torch.inference_mode():
+        model.fuse_qkv_projections()
+    assert not any(p.is_inference() for p in model.parameters())
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "q_proj" in n or "v_proj" in n)
