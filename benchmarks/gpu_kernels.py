@@ -17,6 +17,8 @@ import argparse
 import sys
 import torch
 
+BREAKDOWN = False  # --breakdown: print the kernel-time table of the default 1-row step
+
 
 def measure(model, rows: int, *, compile_step: bool | str = False, capacity: int = 384) -> tuple[int, float, float, float]:
     """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
@@ -51,7 +53,18 @@ def measure(model, rows: int, *, compile_step: bool | str = False, capacity: int
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             dec.step_fn()  # the same step, launched kernel by kernel
             torch.cuda.synchronize()
-        kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        on_gpu = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        kernels = len(on_gpu)
+        if BREAKDOWN:  # where an eagerly launched step's GPU time goes, by kernel name
+            totals: dict[str, list[float]] = {}
+            for e in on_gpu:
+                t = totals.setdefault(e.name, [0, 0.0])
+                t[0] += 1
+                t[1] += e.time_range.elapsed_us()
+            whole = sum(t for _, t in totals.values())
+            print(f"    kernel time of one eagerly launched step: {whole:.0f} us in {kernels} kernels; by name:", flush=True)
+            for name, (count, us) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:12]:
+                print(f"    {us:8.1f} us {count:4d}x {us / count:6.2f} us  {name[:110]}", flush=True)
         dec.write_pos.zero_()
         dec.positions.zero_()
         n = capacity - 1
@@ -89,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="BioGPT-Large shapes too")
     parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
+    parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default 1-row step")
     args = parser.parse_args(argv)
+    global BREAKDOWN
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
         return 2
@@ -110,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             elif kind == "step":
                 variant("  compiled step (torch.compile of the whole step, inside our graph), 1 row", model, 1, compile_step=True)
             else:
+                BREAKDOWN = args.breakdown
                 variant("  default, 1 row", model, 1)
+                BREAKDOWN = False
                 variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
                 variant("  default, 2 rows", model, 2)
             del model

@@ -224,7 +224,12 @@ def agreement(ours: torch.Tensor, theirs: torch.Tensor, prompt: int) -> tuple[fl
     return float(same.all(1).float().mean()), float(prefix.mean())
 
 
-GPU_PARTS = ("b1", "b32", "beam", "job", "large", "train", "trainer")
+# b1c: the batch-1 row again with generate(compile_step=True) (torch.compile of the captured
+# step, `biogpt generate --compile`), its first call (compilation) timed: 44 s on an H100.
+GPU_PARTS = ("b1", "b1c", "b32", "beam", "job", "large", "train", "trainer")  # the suite: under 5 minutes
+# on request (--only ...,largec): BioGPT-Large's row compiled (48 s on an H100; with it the whole
+# suite would run ~5 minutes)
+EXTRA_GPU_PARTS = ("largec",)
 
 
 def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tuple[list[Result], list[str]]:
@@ -241,6 +246,8 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
     results: list[Result] = []
     notes: list[str] = [f"GPU: {torch.cuda.get_device_name(dev)}; inference in float16 for both; ours decodes through a captured CUDA graph."]
     g = torch.Generator().manual_seed(0)
+    timings: list[str] = []  # wall time of each part (the whole suite must fit a lent machine's call)
+    suite_start = time.perf_counter()
 
     def ids(rows: int, length: int, vocab: int = 42384) -> torch.Tensor:
         out = torch.randint(4, vocab, (rows, length), generator=g)
@@ -250,6 +257,57 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
     def ours_gen(model, x, **kw):
         return lambda: model.generate(x, min_new_tokens=kw["max_new_tokens"], **kw)
 
+    def fixed_cost(model, x) -> str:
+        """What one batch-1 call costs besides its decode steps (prompt pass, set-up, the first
+        token): generate with max_new_tokens=1, median of 5."""
+        fn = ours_gen(model, x, max_new_tokens=1)
+        fn()
+        times = []
+        for _ in range(5):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return f"ours' fixed cost per call (prompt pass, set-up, first token; max_new_tokens=1): {statistics.median(times) * 1000:.1f} ms"
+
+    def replay_note(model, label: str) -> None:
+        """The captured greedy step's own GPU time (replayed back to back, no host work between):
+        what a batch-1 token costs on the GPU, against which the row's tokens/s shows the host's share."""
+        decoders = list(getattr(model, "_static_decoders", {}).values())
+        dec = decoders[-1] if decoders else None
+        if dec is None or dec.graph is None:
+            notes.append(f"{label}: the decode step was NOT captured as a CUDA graph (see the log)")
+            return
+        notes.append(f"{label}: one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
+        graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
+        with torch.inference_mode():  # the buffers are inference tensors
+            dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
+            dec.positions.zero_()
+            if hasattr(dec, "cur"):
+                dec.cur.fill_(0)
+        n = dec.capacity - 1
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        for _ in range(n):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        per_step = begin.elapsed_time(end) / n
+        notes.append(f"{label}, batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
+
+    def compiled_row(name: str, model, ref_model, x, new: int) -> None:
+        """The batch-1 row with the compiled step; its first call (compilation, capture and the
+        generation itself) is timed on its own and reported."""
+        fn = ours_gen(model, x, max_new_tokens=new, compile_step=True)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        first = time.perf_counter() - start
+        extra = f"; ours: compiled step (generate(compile_step=True)), first call {first:.1f} s (compilation + capture + generation)"
+        side_by_side(name, fn, ref_gen(ref_model, x, max_new_tokens=new), new, 1, 8, extra)
+
     def ref_gen(model, x, **kw):
         mask = torch.ones_like(x)
         return lambda: model.generate(x, attention_mask=mask, pad_token_id=1, min_new_tokens=kw["max_new_tokens"], **kw)
@@ -258,19 +316,21 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
     def part(name: str) -> Iterator[None]:
         """A part that fails becomes a note, and the other parts still run: a lent GPU's time is
         scarce, one exception must not cost the whole table."""
+        start = time.perf_counter()
         try:
             yield
         except Exception as exc:
             notes.append(f"part {name!r} failed: {type(exc).__name__}: {exc}")
             print(notes[-1], flush=True)
             torch.cuda.empty_cache()
+        timings.append(f"{name} {time.perf_counter() - start:.0f} s")
 
-    def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int) -> None:
+    def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int, extra: str = "") -> None:
         res = Result(name, "tokens/s")
         interleave(lambda: tokens_per_second(ours_fn, new, rows), lambda: tokens_per_second(ref_fn, new, rows), repeats, res)
         mem_ours, mem_ref = peak_gib(ours_fn), peak_gib(ref_fn)
         rows_same, prefix = agreement(ours_fn(), ref_fn(), prompt)
-        res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB; fp16 agreement: {rows_same:.0%} rows identical, {prefix:.0%} of tokens before a first difference"
+        res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB; fp16 agreement: {rows_same:.0%} rows identical, {prefix:.0%} of tokens before a first difference{extra}"
         results.append(res)
         print(res.row(), flush=True)  # as it comes: a run cut short still reports
 
@@ -286,27 +346,11 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         if "b1" in only:
             with part("b1"):
                 side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
-                decoders = list(getattr(ours, "_static_decoders", {}).values())
-                dec = decoders[-1] if decoders else None
-                if dec is None or dec.graph is None:
-                    notes.append("the decode step was NOT captured as a CUDA graph (see the log)")
-                else:
-                    notes.append(f"one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
-                    graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
-                    with torch.inference_mode():  # the buffers are inference tensors
-                        dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
-                        dec.positions.zero_()
-                        if hasattr(dec, "cur"):
-                            dec.cur.fill_(0)
-                    n = dec.capacity - 1
-                    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    begin.record()
-                    for _ in range(n):
-                        graph.replay()
-                    end.record()
-                    torch.cuda.synchronize()
-                    per_step = begin.elapsed_time(end) / n
-                    notes.append(f"batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
+                replay_note(ours, "347M")  # before fixed_cost: its decoder is the last one used
+                notes.append(f"batch 1, 347M: {fixed_cost(ours, x1)}")
+        if "b1c" in only:
+            with part("b1c"):
+                compiled_row(f"greedy, batch 1, 8-token prompt, {new1} new, compiled step", ours, ref, x1, new1)
 
         new32 = 32 if quick else 128
         x32 = ids(32, 300)
@@ -353,18 +397,26 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         torch.cuda.empty_cache()
 
         large = Path(tmp) / "biogpt-large-random"
-        if "large" in only:
-            with part("large"):
+        if "large" in only or "largec" in only:
+            with part("large" if "large" in only else "large model set-up"):
                 with torch.device(dev):
                     big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
                 big.save_pretrained(large, tokenizer=False)
                 ref = transformers.BioGptForCausalLM.from_pretrained(str(large), dtype=half).to(dev).eval()
                 newl = 32 if quick else 128
-                side_by_side(f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new", ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
+                name = f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new"
+                if "large" in only:
+                    side_by_side(name, ours_gen(big, x1, max_new_tokens=newl), ref_gen(ref, x1, max_new_tokens=newl), newl, 1, 8)
+                    replay_note(big, "BioGPT-Large")
+                    notes.append(f"batch 1, BioGPT-Large: {fixed_cost(big, x1)}")
+                if "largec" in only:
+                    with part("largec"):
+                        compiled_row(f"{name}, compiled step", big, ref, x1, newl)
                 del big, ref
                 torch.cuda.empty_cache()
 
         if "train" not in only and "trainer" not in only:
+            notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s")
             return results, notes
         # training: forward + backward + clip + AdamW, bf16 autocast, 8 x 512 tokens, dropout 0.1
         torch.manual_seed(0)
@@ -419,6 +471,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
             except Exception as exc:
                 notes.append(f"trainer row failed: {type(exc).__name__}: {exc}")
                 print(notes[-1], flush=True)
+    notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s")
     return results, notes
 
 
@@ -522,7 +575,7 @@ def environment() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--only", default=",".join(GPU_PARTS), help=f"gpu suite: comma-separated parts of {','.join(GPU_PARTS)}")
+    parser.add_argument("--only", default=",".join(GPU_PARTS), help=f"gpu suite: comma-separated parts of {','.join(GPU_PARTS + EXTRA_GPU_PARTS)} (default: {','.join(GPU_PARTS)})")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="fewer new tokens (smoke run)")
     parser.add_argument("--json", type=Path)
@@ -533,9 +586,9 @@ def main(argv: list[str] | None = None) -> int:
             print("the gpu suite needs a CUDA device", file=sys.stderr)
             return 2
         parts = [p for p in args.only.split(",") if p]
-        unknown = sorted(set(parts) - set(GPU_PARTS))
+        unknown = sorted(set(parts) - set(GPU_PARTS + EXTRA_GPU_PARTS))
         if unknown:
-            parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(GPU_PARTS)}")
+            parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(GPU_PARTS + EXTRA_GPU_PARTS)}")
         results, notes = gpu_suite(args.repeats, args.quick, parts)
     else:
         results, notes = cpu_suite(args.repeats, args.quick)

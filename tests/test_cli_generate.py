@@ -100,6 +100,25 @@ def test_long_prompt_is_truncated_with_a_warning(model_dir):
     assert json.loads(result.stdout)["new_tokens"] <= 4
 
 
+def test_compile_is_ignored_with_a_warning_on_the_cpu(model_dir):
+    """--compile is for the captured GPU step: on a CPU the run goes on unchanged, and says so."""
+    plain = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--no-stream")
+    compiled = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--no-stream", "--compile")
+    assert plain.returncode == compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout == plain.stdout
+    assert "--compile applies to the captured decode step on a CUDA device; ignored on cpu" in compiled.stderr
+
+
+def test_compiled_steps_decode_in_static_batches():
+    """The refill engine's attention span changes as it runs (a compiled step would recompile for
+    each span): with compile_step greedy decoding takes the static-batch path."""
+    from biogpt_cli.commands.generate import continuous_applies
+    from model.generation import GenerationConfig
+
+    assert continuous_applies(GenerationConfig(max_new_tokens=8))
+    assert not continuous_applies(GenerationConfig(max_new_tokens=8, compile_step=True))
+
+
 def test_streaming_prints_the_same_text(model_dir):
     plain = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--no-stream")
     streamed = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--stream")

@@ -81,6 +81,21 @@ def test_continuous_batching_on_the_captured_step_equals_eager_generate(every, s
         assert got[i] == alone(model, p, 20), i
 
 
+@pytest.mark.parametrize("mode", [True, "layers"], ids=["compiled-step", "compiled-layers"])
+def test_compiled_captured_step_gives_the_eager_tokens(cuda_models, mode):
+    """generate(compile_step=...): the compiled step inside the captured greedy graph, fp32, gives
+    eager generate's tokens and transformers' (padded and unpadded prompts)."""
+    ours, ref = cuda_models["diverse"]
+    for padded in (False, True):
+        ids, mask = (t.cuda() for t in make_batch(ours.config.vocab_size, padded=padded))
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=24, compile_step=mode)
+        eager = ours.generate(ids, attention_mask=mask, max_new_tokens=24, cuda_graph=False)
+        want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1)
+        assert torch.equal(got, eager) and torch.equal(got.cpu(), want.cpu()), padded
+    compiled = [d for d in ours._static_decoders.values() if d.compiled_layers or d.step_fn != d._step]
+    assert compiled and all(d.graph is not None for d in compiled)
+
+
 def test_fp16_in_place_residual_path_matches_the_plain_path():
     """fp16 decode step: projections accumulated into the residual stream in place (the static
     step's default on a GPU) give the plain path's logits within fp16 rounding."""

@@ -271,3 +271,25 @@ def test_compiled_static_step_matches_the_eager_step(mode, monkeypatch):
                 d.tokens.copy_(a.argmax(-1))
     assert compiled.write_pos.tolist() == [7, 11]
     assert counters["stats"]["unique_graphs"] == 1 and not counters["recompiles"]  # one compilation in all
+
+
+def test_compile_step_is_validated():
+    with pytest.raises(ValueError, match="compile_step must be True, False or 'layers'"):
+        tiny_lm().generate(torch.tensor([[2, 5, 6]]), max_new_tokens=2, compile_step="fast")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [True, "layers"], ids=["step", "layers"])
+def test_generate_with_a_compiled_step_gives_the_eager_tokens(mode):
+    """generate(compile_step=...): the static decoder's step goes through torch.compile (the
+    greedy loop included, as inside the GPU graph; here run eagerly with cuda_graph=True), fp32,
+    same tokens as plain eager generate; a compiled and a plain decoder are separate buckets."""
+    torch._dynamo.reset()
+    model = tiny_lm(1, vocab_size=1000, initializer_range=0.2, num_hidden_layers=2)
+    ids = torch.randint(4, 1000, (2, 7), generator=torch.Generator().manual_seed(3))
+    want = model.generate(ids, max_new_tokens=12, cuda_graph=False)
+    got = model.generate(ids, max_new_tokens=12, cuda_graph=True, compile_step=mode)
+    plain = model.generate(ids, max_new_tokens=12, cuda_graph=True)
+    assert torch.equal(got, want) and torch.equal(plain, want)
+    decoders = list(model._static_decoders.values())
+    assert len(decoders) == 2 and sum(bool(d.compiled_layers) or d.step_fn != d._step for d in decoders) == 1
