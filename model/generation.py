@@ -619,6 +619,9 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
     wanted = cfg.cuda_graph
     on_cuda = device.type == "cuda"
     if wanted is False or (wanted is None and not on_cuda) or model.training:
+        if cfg.compile_step:
+            logger.warning("compile_step compiles the captured (CUDA-graph) decode step; ignored here (%s)",
+                           "training mode" if model.training else f"cuda_graph={wanted}, device {device.type}")
         return None
     if on_cuda and getattr(model, "_cuda_graph_failed", False):
         return None

@@ -273,9 +273,15 @@ def test_compiled_static_step_matches_the_eager_step(mode, monkeypatch):
     assert counters["stats"]["unique_graphs"] == 1 and not counters["recompiles"]  # one compilation in all
 
 
-def test_compile_step_is_validated():
+def test_compile_step_is_validated_and_said_to_be_ignored_without_a_static_decoder(caplog):
+    model = tiny_lm()
+    ids = torch.tensor([[2, 5, 6]])
     with pytest.raises(ValueError, match="compile_step must be True, False or 'layers'"):
-        tiny_lm().generate(torch.tensor([[2, 5, 6]]), max_new_tokens=2, compile_step="fast")
+        model.generate(ids, max_new_tokens=2, compile_step="fast")
+    with caplog.at_level("WARNING", logger="model.generation"):
+        got = model.generate(ids, max_new_tokens=4, compile_step=True)  # a CPU: eager steps
+    assert torch.equal(got, model.generate(ids, max_new_tokens=4))
+    assert "compile_step compiles the captured (CUDA-graph) decode step; ignored here (cuda_graph=None, device cpu)" in caplog.text
 
 
 @pytest.mark.slow
