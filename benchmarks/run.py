@@ -525,7 +525,7 @@ def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool)
     ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.01)
 
     def ref_step(batch: dict[str, torch.Tensor]) -> None:
-        float(transformers_train_step(ref, ref_opt, batch))  # a training loop reads its loss every step (as biogpt train logs it)
+        float(transformers_train_step(ref, ref_opt, batch).detach())  # a training loop reads its loss every step (as biogpt train logs it)
 
     def ours_step(batch: dict[str, torch.Tensor]) -> None:
         float(step(batch))
