@@ -17,12 +17,13 @@ import argparse
 import sys
 import torch
 
-BREAKDOWN = False  # --breakdown: print the kernel-time table of the default 1-row step
 
-
-def measure(model, rows: int, *, compile_step: bool | str = False, capacity: int = 384) -> tuple[int, float, float, float]:
+def measure(
+    model, rows: int, *, compile_step: bool | str = False, capacity: int = 384, breakdown: bool = False
+) -> tuple[int, float, float, float]:
     """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
-    relative L2 error of the captured step's logits against the plain eager step's)."""
+    relative L2 error of the captured step's logits against the plain eager step's).
+    breakdown: also print where the eagerly launched step's GPU time goes, by kernel name."""
     import time
 
     from torch.profiler import ProfilerActivity, profile
@@ -55,7 +56,7 @@ def measure(model, rows: int, *, compile_step: bool | str = False, capacity: int
             torch.cuda.synchronize()
         on_gpu = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
         kernels = len(on_gpu)
-        if BREAKDOWN:  # where an eagerly launched step's GPU time goes, by kernel name
+        if breakdown:
             totals: dict[str, list[float]] = {}
             for e in on_gpu:
                 t = totals.setdefault(e.name, [0, 0.0])
@@ -77,14 +78,14 @@ def measure(model, rows: int, *, compile_step: bool | str = False, capacity: int
     return kernels, begin.elapsed_time(end) / n, build, error
 
 
-def variant(name: str, model, rows: int, *, compile_step: bool | str = False, in_place: bool = True) -> None:
+def variant(name: str, model, rows: int, *, compile_step: bool | str = False, in_place: bool = True, breakdown: bool = False) -> None:
     from model import modeling
 
     saved = modeling.accumulate_in_place
     try:
         if not in_place:
             modeling.accumulate_in_place = lambda x: False
-        k, ms, build, error = measure(model, rows, compile_step=compile_step)
+        k, ms, build, error = measure(model, rows, compile_step=compile_step, breakdown=breakdown)
     except Exception as exc:  # report and go on: the other variants still count
         print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
         return
@@ -104,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
     parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default 1-row step")
     args = parser.parse_args(argv)
-    global BREAKDOWN
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
         return 2
@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             elif kind == "step":
                 variant("  compiled step (torch.compile of the whole step, inside our graph), 1 row", model, 1, compile_step=True)
             else:
-                BREAKDOWN = args.breakdown
-                variant("  default, 1 row", model, 1)
-                BREAKDOWN = False
+                variant("  default, 1 row", model, 1, breakdown=args.breakdown)
                 variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
                 variant("  default, 2 rows", model, 2)
             del model
