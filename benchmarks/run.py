@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -58,15 +59,20 @@ def interleave(ours: Callable[[], float], theirs: Callable[[], float], repeats: 
     return result
 
 
-def tokens_per_second(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int = 1) -> float:
-    """GPU work is asynchronous: synchronise before reading the clock on both sides."""
+def synced_seconds(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(seconds, result) of one call. GPU work is asynchronous: synchronise before reading the
+    clock on both sides."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start, out
+
+
+def tokens_per_second(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int = 1) -> float:
+    seconds, out = synced_seconds(fn)
     assert out.shape[0] >= rows
     return new_tokens * rows / seconds
 
@@ -249,6 +255,10 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
     timings: list[str] = []  # wall time of each part (the whole suite must fit a lent machine's call)
     suite_start = time.perf_counter()
 
+    def finished() -> tuple[list[Result], list[str]]:
+        notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s")
+        return results, notes
+
     def ids(rows: int, length: int, vocab: int = 42384) -> torch.Tensor:
         out = torch.randint(4, vocab, (rows, length), generator=g)
         out[:, 0] = 2
@@ -262,13 +272,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         token): generate with max_new_tokens=1, median of 5."""
         fn = ours_gen(model, x, max_new_tokens=1)
         fn()
-        times = []
-        for _ in range(5):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
+        times = [synced_seconds(fn)[0] for _ in range(5)]
         return f"ours' fixed cost per call (prompt pass, set-up, first token; max_new_tokens=1): {statistics.median(times) * 1000:.1f} ms"
 
     def replay_note(model, label: str) -> None:
@@ -300,11 +304,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         """The batch-1 row with the compiled step; its first call (compilation, capture and the
         generation itself) is timed on its own and reported."""
         fn = ours_gen(model, x, max_new_tokens=new, compile_step=True)
-        torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        first = time.perf_counter() - start
+        first, _ = synced_seconds(fn)
         extra = f"; ours: compiled step (generate(compile_step=True)), first call {first:.1f} s (compilation + capture + generation)"
         side_by_side(name, fn, ref_gen(ref_model, x, max_new_tokens=new), new, 1, 8, extra)
 
@@ -416,8 +416,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
                 torch.cuda.empty_cache()
 
         if "train" not in only and "trainer" not in only:
-            notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s")
-            return results, notes
+            return finished()
         # training: forward + backward + clip + AdamW, bf16 autocast, 8 x 512 tokens, dropout 0.1
         torch.manual_seed(0)
         train_path = Path(tmp) / "biogpt-train"
@@ -471,8 +470,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
             except Exception as exc:
                 notes.append(f"trainer row failed: {type(exc).__name__}: {exc}")
                 print(notes[-1], flush=True)
-    notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s")
-    return results, notes
+    return finished()
 
 
 def transformers_train_step(model, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor]) -> torch.Tensor:

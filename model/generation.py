@@ -67,10 +67,9 @@ class GenerationConfig:
     # for CUDA inputs in eval mode; True on a CPU runs the same static-shape step eagerly (tests).
     cuda_graph: bool | None = None
     # biogpt-cli's own: run the captured step through torch.compile (True: the whole step,
-    # "layers": the decoder layer, compiled once for all layers). Opt-in: the first call of each
-    # (rows, length) bucket compiles (H100, batch 1: first call 24.6 s for 347M, 29.6 s for
-    # BioGPT-Large; "layers" 2-8 s to build), then greedy batch 1 runs 779 -> 906 tokens/s (347M)
-    # and 287 -> 338 (Large) on that card. Pays for long runs, not for a one-off prompt.
+    # "layers": the decoder layer, compiled once for all layers; see StaticDecoder). Opt-in: the
+    # first call of each (rows, length) bucket compiles (25-30 s on an H100), so it pays for
+    # long runs, not for a one-off prompt.
     compile_step: bool | str = False
 
     def validate(self) -> None:

@@ -293,7 +293,6 @@ class TrainStep:
             and self.capture_failed is None
             and self.updates >= self.warmup
             and self.seen.get(key, 0) >= 1
-            and len(self.graphs) < self.max_graphs + 1  # + the update graph
             and (key[0] == "update" or self.shapes < self.max_graphs)
         ):
             captured = self._capture(key, batch, body)
