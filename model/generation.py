@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (ids (N, L), scores (N, V)) -> scores
 EOS_CHECK_EVERY = 8  # fast path: host-side "all finished?" check period, in steps
+DECODE_KERNELS = ("auto", "torch", "triton")
 
 
 class Streamer(Protocol):
@@ -71,10 +72,18 @@ class GenerationConfig:
     # first call of each (rows, length) bucket compiles (25-30 s on an H100), so it pays for
     # long runs, not for a one-off prompt.
     compile_step: bool | str = False
+    # biogpt-cli's own: the kernels of a captured step with few rows (see StaticDecoder).
+    # "auto": measure the fused Triton layer (model/fused_decode.py) against torch's kernels at
+    # the first call of a bucket and keep the faster; "torch" / "triton": that one.
+    decode_kernels: str = "auto"
 
     def validate(self) -> None:
         if self.compile_step not in (True, False, "layers"):
             raise ValueError(f"compile_step must be True, False or 'layers', got {self.compile_step!r}")
+        if self.decode_kernels not in DECODE_KERNELS:
+            raise ValueError(f"decode_kernels must be one of {', '.join(DECODE_KERNELS)}, got {self.decode_kernels!r}")
+        if self.decode_kernels == "triton" and self.compile_step:
+            raise ValueError("decode_kernels='triton' and compile_step exclude each other (torch.compile fuses the step itself)")
         if self.num_beams < 1:
             raise ValueError(f"num_beams must be at least 1, got {self.num_beams}")
         if self.num_return_sequences < 1:
@@ -368,6 +377,11 @@ def _start(
 GRAPH_LENGTH_STEP = 128  # cache capacities are rounded up to this, so graphs are reused
 GRAPH_ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 64, 96, 128, 192, 256)
 MAX_GRAPHS = 4  # captured steps kept per model (least recently used dropped)
+AUTO_MAX_ROWS = 4  # decode_kernels="auto" measures the fused Triton layer up to this many rows
+AUTO_REPLAYS = 15  # replays timed per candidate step
+# Relative L2 error of the fused step's logits against the plain step's that "auto" accepts: a
+# few units of the dtype's rounding (CPU, Triton's interpreter: ~1e-7 float32, ~1e-3 float16).
+FUSED_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
 
 
 def _bucket(value: int, buckets: Sequence[int], step: int) -> int:
@@ -402,10 +416,25 @@ class StaticDecoder:
     layers: each layer gets its own view of the cache (kv_cache.LayerCacheView), so nothing in
     the compiled code depends on the layer number (5-12 s for the 347M shapes on a CPU, 2-8 s
     on the H100 machine, one compilation; the view is written in place): 1.072 ms and 2.809 ms
-    per step on the H100."""
+    per step on the H100.
+
+    kernels="triton" runs each layer as model/fused_decode.py's four Triton kernels plus
+    attention (LayerNorm, bias, activation, residual and the key/value write fused into the
+    projections); kernels="auto" captures both steps, checks the fused step's logits against the
+    plain step's (FUSED_TOLERANCE) and keeps whichever replays faster (`self.kernel_report`
+    says what was measured). With capture=False (CPU) only an explicit "triton" uses the fused
+    layer (under Triton's interpreter: the CPU tests)."""
 
     def __init__(
-        self, model, device: torch.device, rows: int, capacity: int, *, capture: bool, compile_step: bool | str = False
+        self,
+        model,
+        device: torch.device,
+        rows: int,
+        capacity: int,
+        *,
+        capture: bool,
+        compile_step: bool | str = False,
+        kernels: str = "torch",
     ) -> None:
         cfg = model.config
         self.model = model
@@ -438,13 +467,84 @@ class StaticDecoder:
             ]
         elif compile_step:
             self.step_fn = torch.compile(self._step, fullgraph=True, dynamic=False)
+        self.layer_runners: list | None = self.compiled_layers or None  # stand-ins for the layers
+        self.kernels = "torch"
+        self.kernel_report: dict[str, Any] = {}
+        if kernels != "torch":
+            from . import fused_decode
+
+            fused = fused_decode.fused_layers(model, self.cache)
+            if kernels == "triton":
+                self.layer_runners, self.kernels = fused, "triton"
 
         def body() -> None:
             self.logits = self.step_fn()
 
         self.graph = self._capture(body)
+        if kernels == "auto" and self.graph is not None:
+            self._choose_kernels(fused, body)
         if self.graph is not None:
             logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
+
+    def _choose_kernels(self, fused: list, body: Callable[[], None]) -> None:
+        """Capture the step again with the fused layers; keep it if its logits agree with the plain
+        step's (same state, one replay each) and it replays faster (median of AUTO_REPLAYS)."""
+        plain_graph, plain_logits = self.graph, self.logits
+        report: dict[str, Any] = {"rows": self.rows}
+        fused_graph = None
+        try:
+            self.layer_runners = fused
+            fused_graph = self._capture_keeping_state(body)
+            fused_logits = self.logits
+            want = self._replay_from_same_state(plain_graph, plain_logits)
+            got = self._replay_from_same_state(fused_graph, fused_logits)
+            error = float((got.float() - want.float()).norm() / want.float().norm().clamp_min(1e-30))
+            report.update(logits_error=error, torch_ms=self._replay_ms(plain_graph), triton_ms=self._replay_ms(fused_graph))
+        except Exception as exc:  # noqa: BLE001 - a kernel that does not build or run here: the plain step
+            logger.warning("fused decode kernels unavailable (%s: %s); using torch's", type(exc).__name__, exc)
+            report["failed"] = f"{type(exc).__name__}: {exc}"
+            fused_graph = None
+        tolerance = FUSED_TOLERANCE[self.model.dtype]
+        agrees = fused_graph is not None and report["logits_error"] <= tolerance
+        if fused_graph is not None and not agrees:
+            logger.warning(
+                "fused decode kernels' logits differ from torch's by %.2e (> %.0e); using torch's", report["logits_error"], tolerance
+            )
+        if agrees and report["triton_ms"] < report["torch_ms"]:
+            self.graph, self.logits, self.kernels = fused_graph, fused_logits, "triton"
+        else:
+            self.graph, self.logits, self.layer_runners = plain_graph, plain_logits, self.compiled_layers or None
+        self.kernel_report = {**report, "kernels": self.kernels}
+        logger.info("decode step kernels for %d row(s): %s", self.rows, self.kernel_report)
+
+    def _state(self) -> list[torch.Tensor]:
+        return [t.clone() for t in (self.write_pos, self.positions, self.tokens)]
+
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        for t, value in zip((self.write_pos, self.positions, self.tokens), saved):
+            t.copy_(value)
+
+    def _replay_from_same_state(self, graph: "torch.cuda.CUDAGraph", logits: torch.Tensor) -> torch.Tensor:
+        saved = self._state()
+        graph.replay()
+        result = logits.clone()
+        self._restore(saved)
+        return result
+
+    def _replay_ms(self, graph: "torch.cuda.CUDAGraph") -> float:
+        """Median time of AUTO_REPLAYS replays, in milliseconds (the decode state is put back)."""
+        saved = self._state()
+        times = []
+        for i in range(AUTO_REPLAYS + 2):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            if i >= 2:  # the first replays warm caches and clocks
+                times.append(start.elapsed_time(end))
+        self._restore(saved)
+        return sorted(times)[len(times) // 2]
 
     def _step(self, span: int | None = None) -> torch.Tensor:
         """The step; attention reads the first `span` columns of the cache (all by default)."""
@@ -462,7 +562,7 @@ class StaticDecoder:
                 attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
                 is_causal=False,
                 cache=self.cache,
-                layers=self.compiled_layers or None,
+                layers=self.layer_runners,
             )
         logits = model.output_projection(hidden[:, -1])  # (N, V)
         self.write_pos += 1
@@ -587,10 +687,9 @@ class StaticDecoder:
     def _capture_keeping_state(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
         """`_capture` in the middle of decoding: its warm-up runs advance the live decode state
         (write positions, positions, tokens), which is put back afterwards."""
-        saved = [t.clone() for t in (self.write_pos, self.positions, self.tokens)]
+        saved = self._state()
         graph = self._capture(body)
-        for t, value in zip((self.write_pos, self.positions, self.tokens), saved):
-            t.copy_(value)
+        self._restore(saved)
         return graph
 
     def _capture(self, body: Callable[[], object]) -> "torch.cuda.CUDAGraph | None":
@@ -618,26 +717,30 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
     wanted = cfg.cuda_graph
     on_cuda = device.type == "cuda"
     if wanted is False or (wanted is None and not on_cuda) or model.training:
-        if cfg.compile_step:
-            logger.warning("compile_step compiles the captured (CUDA-graph) decode step; ignored here (%s)",
-                           "training mode" if model.training else f"cuda_graph={wanted}, device {device.type}")
+        for name, asked in (("compile_step", cfg.compile_step), ("decode_kernels='triton'", cfg.decode_kernels == "triton")):
+            if asked:
+                logger.warning("%s applies to the captured (CUDA-graph) decode step; ignored here (%s)", name,
+                               "training mode" if model.training else f"cuda_graph={wanted}, device {device.type}")
         return None
     if on_cuda and getattr(model, "_cuda_graph_failed", False):
         return None
-    if on_cuda:  # one q/k/v projection per layer (same parameters; see BioGptAttention.fuse_qkv)
-        model.fuse_qkv_projections()
     rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
+    kernels = _decode_kernels(model, device, rows_b, cfg)
+    if on_cuda or kernels != "torch":  # one q/k/v projection per layer (same parameters; see BioGptAttention.fuse_qkv)
+        model.fuse_qkv_projections()
     capacity = -(-total_length // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
     # A graph holds the addresses of the weights it read: moving or converting the model
     # (new storage) must not replay an old graph, so the weights' addresses are in the key.
     weights = hash(tuple(p.data_ptr() for p in model.parameters()))
-    key = (device, model.dtype, rows_b, capacity, weights, on_cuda, cfg.compile_step)
+    key = (device, model.dtype, rows_b, capacity, weights, on_cuda, cfg.compile_step, kernels)
     graphs: OrderedDict = model.__dict__.setdefault("_static_decoders", OrderedDict())
     if key in graphs:
         graphs.move_to_end(key)
         return graphs[key]
     try:
-        decoder = StaticDecoder(model, device, rows_b, capacity, capture=on_cuda, compile_step=cfg.compile_step)
+        decoder = StaticDecoder(
+            model, device, rows_b, capacity, capture=on_cuda, compile_step=cfg.compile_step, kernels=kernels
+        )
     except RuntimeError as exc:  # capture unsupported here: eager steps from now on
         if wanted:
             raise
@@ -648,6 +751,24 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
     while len(graphs) > MAX_GRAPHS:
         graphs.popitem(last=False)
     return decoder
+
+
+def _decode_kernels(model, device: torch.device, rows: int, cfg: GenerationConfig) -> str:
+    """The `kernels` a StaticDecoder gets: "auto" is only worth measuring for a captured step of
+    few rows (more rows make the weights' reading, which cuBLAS does well, the smaller part)
+    without torch.compile; an explicit "triton" that cannot run is an error, not a fallback."""
+    choice = cfg.decode_kernels
+    if choice == "torch" or (choice == "auto" and (cfg.compile_step or rows > AUTO_MAX_ROWS or device.type != "cuda")):
+        return "torch"
+    from . import fused_decode
+
+    reason = fused_decode.unavailable_reason(model, device)
+    if reason is None:
+        return choice
+    if choice == "triton":
+        raise ValueError(f"decode_kernels='triton': {reason}")
+    logger.debug("fused decode kernels not considered: %s", reason)
+    return "torch"
 
 
 # ================================================================================ strategies

@@ -281,7 +281,7 @@ def test_compile_step_is_validated_and_said_to_be_ignored_without_a_static_decod
     with caplog.at_level("WARNING", logger="model.generation"):
         got = model.generate(ids, max_new_tokens=4, compile_step=True)  # a CPU: eager steps
     assert torch.equal(got, model.generate(ids, max_new_tokens=4))
-    assert "compile_step compiles the captured (CUDA-graph) decode step; ignored here (cuda_graph=None, device cpu)" in caplog.text
+    assert "compile_step applies to the captured (CUDA-graph) decode step; ignored here (cuda_graph=None, device cpu)" in caplog.text
 
 
 @pytest.mark.slow

@@ -1,0 +1,247 @@
+"""A one-row decode layer in four Triton kernels, for the captured batch-1 step on a GPU.
+
+Why: at one row a decode step reads every weight once and does almost nothing with it, so its
+time is the kernels' count and how close each gets to the memory's bandwidth. Measured on an
+H100 (BENCHMARKS.md, `benchmarks/gpu_kernels.py --breakdown`): the plain step is ~12.5 kernels
+per layer (300 for the 347M model, 1.12 ms; 588 and 3.1 ms for BioGPT-Large), cuBLAS reads the
+weights at ~1.1-1.9 TB/s at one row, LayerNorm alone costs 15% of the step and the key/value
+write another 10%. Here each projection is one kernel that does the work around it as well:
+
+    qkv  = LN1(x) @ Wqkv^T + b       LayerNorm in the prologue; q to a buffer, k and v straight
+                                     into the cache at each row's device-held column
+    (attention: SDPA over the cache, as in the plain step)
+    x   += attn @ Wo^T + b           the residual added in the epilogue, in place
+    h    = act(LN2(x) @ W1^T + b)    LayerNorm and GELU fused
+    x   += h @ W2^T + b
+
+Results are rounded where the plain step rounds (LayerNorm's output, each projection's output
+before the residual or the activation), so the logits stay within the dtype's rounding of the
+plain step's; float32 runs compute in float32. Used by `generation.StaticDecoder` (one row;
+`decode_kernels`), which in "auto" mode checks the logits against the plain step and keeps
+whichever captured step replays faster. Off the GPU the kernels run only under Triton's
+interpreter (TRITON_INTERPRET=1; the CPU tests).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .kv_cache import KVCache
+
+try:  # Triton ships with torch's CUDA wheels; CPU installs have none (and need none)
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+# the activations the kernel's epilogue computes (config.hidden_act -> kernel code)
+ACTIVATIONS = {"gelu": 1, "gelu_new": 2, "gelu_pytorch_tanh": 2}
+DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+TILE_ELEMENTS = 4096  # weights per program and loop iteration (8 KB in half precision)
+# Per (N, K) projection shape: (BLOCK_N, BLOCK_K, num_warps), replacing the rule in
+# `launch_config` (benchmarks/gpu_kernels.py sweeps candidates on a GPU and sets these).
+CONFIG_OVERRIDES: dict[tuple[int, int], tuple[int, int, int]] = {}
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def unavailable_reason(model, device: torch.device) -> str | None:
+    """Why the fused layer cannot run `model` on `device` (None: it can)."""
+    if triton is None:
+        return "Triton is not installed"
+    if device.type != "cuda" and not interpreted():
+        return f"the Triton kernels need a CUDA device (got {device.type})"
+    cfg = model.config
+    if cfg.hidden_act not in ACTIVATIONS:
+        return f"hidden_act {cfg.hidden_act!r} has no fused kernel"
+    if model.dtype not in DTYPES:
+        return f"dtype {model.dtype} has no fused kernel"
+    from .modeling import Linear  # a plain projection (int8 layers replace it)
+
+    for layer in model.biogpt.layers:
+        attn = layer.self_attn
+        if attn.qkv_proj is not None or any(
+            type(m) is not Linear or m.bias is None for m in (attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, layer.fc1, layer.fc2)
+        ):
+            return "the model's projections are not plain biased linear layers (quantized?)"
+    return None
+
+
+def launch_config(n: int, k: int, sm_count: int) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, num_warps) for an (n, k) weight. The widest row block that still gives
+    every multiprocessor two programs (memory parallelism), and a tile of TILE_ELEMENTS weights per
+    loop iteration. A first rule, not tuned on a GPU yet: CONFIG_OVERRIDES replaces it."""
+    if (n, k) in CONFIG_OVERRIDES:
+        return CONFIG_OVERRIDES[(n, k)]
+    block_n = 4
+    for candidate in (32, 16, 8):
+        if -(-n // candidate) >= 2 * sm_count:
+            block_n = candidate
+            break
+    block_k = max(64, min(TILE_ELEMENTS // block_n, triton.next_power_of_2(k)))
+    return block_n, block_k, 4
+
+
+if triton is not None:
+
+    @triton.jit
+    def _row_linear_kernel(
+        x_ptr, w_ptr, b_ptr, y_ptr, ln_w_ptr, ln_b_ptr, kv_ptr, pos_ptr,
+        N, K, stride_xm, stride_ym, eps,
+        kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t,
+        Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, KV_WRITE: tl.constexpr,
+    ):  # fmt: skip
+        """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m."""
+        m = tl.program_id(1)
+        offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < N
+        x_row = x_ptr + m * stride_xm
+        dtype = x_ptr.dtype.element_ty
+        if LAYER_NORM:  # two passes over the row (a few KB, from cache): mean, then variance
+            total = tl.zeros([BLOCK_K], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                total += tl.load(x_row + ks, mask=ks < K, other=0.0).to(tl.float32)
+            mean = tl.sum(total, 0) / K
+            total = tl.zeros([BLOCK_K], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                d = tl.where(ks < K, tl.load(x_row + ks, mask=ks < K, other=0.0).to(tl.float32) - mean, 0.0)
+                total += d * d
+            rstd = 1.0 / tl.sqrt(tl.sum(total, 0) / K + eps)
+        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_ok = ks < K
+            x = tl.load(x_row + ks, mask=k_ok, other=0.0).to(tl.float32)
+            if LAYER_NORM:  # LayerNorm's output, rounded to the model's dtype as the plain step's
+                g = tl.load(ln_w_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
+                beta = tl.load(ln_b_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
+                x = ((x - mean) * rstd * g + beta).to(dtype).to(tl.float32)
+            w = tl.load(w_ptr + offs_n[:, None] * K + ks[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0.0)
+            acc += w.to(tl.float32) * x[None, :]
+        y = tl.sum(acc, 1) + tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        if ACTIVATION != 0:
+            y = y.to(dtype).to(tl.float32)  # the projection's output, as the plain step rounds it
+            if ACTIVATION == 1:  # exact GELU
+                y = 0.5 * y * (1.0 + tl.erf(y * 0.7071067811865476))
+            else:  # tanh approximation; tanh(z) = 2 sigmoid(2z) - 1
+                z = 0.7978845608028654 * (y + 0.044715 * y * y * y)
+                y = 0.5 * y * (2.0 * tl.sigmoid(2.0 * z))
+        y_row = y_ptr + m * stride_ym
+        if RESIDUAL:  # y += projection: each program reads and writes only its own outputs
+            y = y.to(dtype).to(tl.float32) + tl.load(y_row + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        if KV_WRITE:  # outputs [0, Q) are the query; [Q, 3Q) keys then values, into the cache
+            tl.store(y_row + offs_n, y.to(dtype), mask=offs_n < Q_WIDTH)
+            j = offs_n - Q_WIDTH
+            which = j // Q_WIDTH  # 0 keys, 1 values
+            head = (j % Q_WIDTH) // HEAD_DIM
+            col = tl.load(pos_ptr + m)
+            dst = kv_ptr + which * kv_stride_kv + m * kv_stride_b + head * kv_stride_h + col * kv_stride_t + j % HEAD_DIM
+            tl.store(dst, y.to(dtype), mask=(offs_n >= Q_WIDTH) & n_ok)
+        else:
+            tl.store(y_row + offs_n, y.to(dtype), mask=n_ok)
+
+
+def row_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    out: torch.Tensor,
+    layer_norm: torch.nn.LayerNorm | None = None,
+    activation: str | None = None,
+    residual: bool = False,
+    kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """act(LN(x) @ weight^T + bias) into `out` (M, N), one program per BLOCK_N outputs and row.
+
+    `residual`: add into `out`'s current values (out += ...). `kv` = (layer cache (2, B, H, S, D),
+    each row's column (M,)): outputs from `out.shape[1]` on are keys then values, written into the
+    cache at the row's column; `out` then receives only the query. x (M, K) and out need
+    contiguous rows; weight (N, K) must be contiguous."""
+    M, K = x.shape
+    N = weight.shape[0]
+    if weight.stride() != (K, 1) or x.stride(1) != 1 or out.stride(1) != 1:
+        raise ValueError("row_linear needs contiguous weight rows and contiguous x/out rows")
+    sm_count = _sm_count(x.device)
+    block_n, block_k, warps = launch_config(N, K, sm_count)
+    if kv is not None:
+        cache, columns = kv
+        q_width, head_dim = out.shape[1], cache.shape[-1]
+        kv_strides = (cache.stride(0), cache.stride(1), cache.stride(2), cache.stride(3))
+    else:  # unused pointers get `bias`, which nothing writes (Triton's interpreter copies each argument back)
+        cache, columns, q_width, head_dim, kv_strides = bias, bias, N, 1, (0, 0, 0, 0)
+    ln_w, ln_b, eps = (layer_norm.weight, layer_norm.bias, layer_norm.eps) if layer_norm is not None else (bias, bias, 0.0)
+    grid = (triton.cdiv(N, block_n), M)
+    _row_linear_kernel[grid](
+        x, weight, bias, out, ln_w, ln_b, cache, columns,
+        N, K, x.stride(0), out.stride(0), eps, *kv_strides,
+        Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k,
+        LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
+        RESIDUAL=residual, KV_WRITE=kv is not None, num_warps=warps,
+    )  # fmt: skip
+    return out
+
+
+_SM_COUNTS: dict[Any, int] = {}
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 132  # interpreter runs: an H100's count, so the CPU tests take the GPU's configs
+    key = device.index if device.index is not None else torch.cuda.current_device()
+    if key not in _SM_COUNTS:
+        _SM_COUNTS[key] = torch.cuda.get_device_properties(key).multi_processor_count
+    return _SM_COUNTS[key]
+
+
+class FusedDecodeLayer:
+    """Stands in for a decoder layer in the static decode step (`BioGptModel.run(layers=...)`):
+    same call, same result within rounding, four kernels plus attention. Reads the layer's
+    parameters at each call (q/k/v through the fused buffer generation keeps), so it follows
+    in-place weight updates; the static decoder is rebuilt when weights move."""
+
+    def __init__(self, layer, cache: KVCache, layer_idx: int, hidden_act: str) -> None:
+        self.layer = layer
+        self.kv = cache.kv[layer_idx]  # (2, B, H, S, D), this layer's part of the static cache
+        self.cache = cache
+        self.activation = hidden_act
+
+    def __call__(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None, is_causal: bool, cache: Any) -> torch.Tensor:
+        layer, attn = self.layer, self.layer.self_attn
+        B, T, C = x.shape  # T == 1: one token per row
+        H, D = attn.num_heads, attn.head_dim
+        rows = x.view(B, C)  # the residual stream, updated in place below
+        weight, bias = attn.qkv_fused  # type: ignore[misc]  (fused_layers fused them)
+        q = torch.empty(B, C, dtype=x.dtype, device=x.device)
+        row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]))
+        S = self.cache.read_span or self.cache.capacity
+        k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
+        y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
+        y = y.transpose(1, 2).reshape(B, C)  # (B, C)
+        row_linear(y, attn.out_proj.weight, attn.out_proj.bias, out=rows, residual=True)
+        h = torch.empty(B, layer.fc1.weight.shape[0], dtype=x.dtype, device=x.device)
+        row_linear(rows, layer.fc1.weight, layer.fc1.bias, out=h, layer_norm=layer.final_layer_norm, activation=self.activation)
+        row_linear(h, layer.fc2.weight, layer.fc2.bias, out=rows, residual=True)
+        return x
+
+
+def fused_layers(model, cache: KVCache) -> list[tuple[FusedDecodeLayer, None]]:
+    """(layer, cache) pairs for `BioGptModel.run(layers=...)` over a static decoding cache."""
+    act = model.config.hidden_act
+    for layer in model.biogpt.layers:  # one (3C, C) buffer per layer: the qkv kernel reads it
+        if layer.self_attn.qkv_fused is None or not layer.self_attn._fused_views_intact():
+            layer.self_attn.fuse_qkv()
+    return [(FusedDecodeLayer(layer, cache, i, act), None) for i, layer in enumerate(model.biogpt.layers)]
+
+
+__all__ = ["FusedDecodeLayer", "fused_layers", "launch_config", "row_linear", "unavailable_reason"]

@@ -1,0 +1,258 @@
+"""The fused one-row decode layer (model/fused_decode.py) and its selection by the static decoder.
+
+On a CPU the Triton kernels run under Triton's interpreter (TRITON_INTERPRET=1, set here before
+the kernels are defined; nothing else in the test session imports them): the same kernel code a
+GPU compiles, executed with NumPy, so these tests check the kernels' arithmetic and addressing.
+Speed and the captured "auto" choice on a real GPU are tests/test_cuda.py's."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton", reason="Triton is not installed (the test extra installs it)")
+
+from model import fused_decode  # noqa: E402
+from model import generation  # noqa: E402
+from model.generation import GenerationConfig, StaticDecoder  # noqa: E402
+
+from .helpers import diverse_lm, tiny_lm  # noqa: E402
+
+# float32: the kernels sum in a different order than ATen (~1e-7 relative). float16: results
+# are rounded where the plain step rounds them, so they match the reference to a unit or two
+# of float16's last place. (bfloat16 is left to the GPU tests: the interpreter converts to
+# bfloat16 by truncating, a GPU rounds.)
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3)}
+DTYPES = pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+
+
+def _inputs(dtype, m=2, k=100, n=72, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g).to(dtype)
+    w = (torch.randn(n, k, generator=g) / k**0.5).to(dtype)
+    b = (torch.randn(n, generator=g) * 0.1).to(dtype)
+    ln = torch.nn.LayerNorm(k).to(dtype)
+    with torch.no_grad():
+        ln.weight.add_(torch.randn(k, generator=g).to(dtype) * 0.2)
+        ln.bias.add_(torch.randn(k, generator=g).to(dtype) * 0.2)
+    return x, w, b, ln
+
+
+@DTYPES
+@pytest.mark.parametrize("activation", [None, "gelu", "gelu_new"])
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "layer_norm"])
+def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, layer_norm):
+    """K = 100 and N = 72: neither a multiple of the blocks, so the masked edges are exercised;
+    two rows, so the row stride is."""
+    x, w, b, ln = _inputs(dtype)
+    with torch.no_grad():
+        h = ln(x) if layer_norm else x
+        want = F.linear(h, w, b)
+        if activation:
+            want = F.gelu(want, approximate="tanh" if activation == "gelu_new" else "none")
+    out = torch.full_like(want, float("nan"))
+    fused_decode.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation)
+    torch.testing.assert_close(out, want, **TOL[dtype])
+
+
+@DTYPES
+def test_row_linear_adds_into_the_residual_in_place(dtype):
+    x, w, b, _ = _inputs(dtype)
+    residual = torch.randn(2, 72).to(dtype)
+    want = residual + F.linear(x, w, b)
+    out = residual.clone()
+    assert fused_decode.row_linear(x, w, b, out=out, residual=True) is out
+    torch.testing.assert_close(out, want, **TOL[dtype])
+
+
+def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column():
+    """The q/k/v projection: outputs [0, C) are the query, [C, 2C) keys, [2C, 3C) values; each
+    row's keys and values land in its own cache column, and nothing else in the cache changes."""
+    torch.manual_seed(0)
+    B, H, S, D = 3, 4, 10, 8
+    C = H * D
+    x, w, b, ln = _inputs(torch.float32, m=B, k=C, n=3 * C)
+    cache = torch.randn(2, B, H, S, D)
+    before = cache.clone()
+    columns = torch.tensor([2, 7, 0])
+    q = torch.empty(B, C)
+    fused_decode.row_linear(x, w, b, out=q, layer_norm=ln, kv=(cache, columns))
+    with torch.no_grad():
+        qkv = F.linear(ln(x), w, b)  # (B, 3C)
+    torch.testing.assert_close(q, qkv[:, :C], **TOL[torch.float32])
+    want = before.clone()
+    for row, col in enumerate(columns.tolist()):
+        want[:, row, :, col] = qkv[row, C:].view(2, H, D)
+    torch.testing.assert_close(cache, want, **TOL[torch.float32])
+
+
+def test_row_linear_rejects_strided_weights():
+    x, w, b, _ = _inputs(torch.float32)
+    with pytest.raises(ValueError, match="contiguous"):
+        fused_decode.row_linear(x, w.t().contiguous().t(), b, out=torch.empty(2, 72))
+
+
+def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
+    """Every (N, K) of BioGPT and BioGPT-Large on an H100 (132 multiprocessors): at least two
+    programs per multiprocessor wherever four outputs per program allow it, about TILE_ELEMENTS
+    weights per loop iteration; CONFIG_OVERRIDES replaces the rule."""
+    shapes = [(3072, 1024), (1024, 1024), (4096, 1024), (1024, 4096), (4800, 1600), (1600, 1600), (6400, 1600), (1600, 6400)]
+    for n, k in shapes:
+        block_n, block_k, warps = fused_decode.launch_config(n, k, 132)
+        assert -(-n // block_n) >= 2 * 132 or block_n == 4, (n, k)
+        assert block_k <= max(64, fused_decode.TILE_ELEMENTS // block_n) and block_k & (block_k - 1) == 0
+        assert warps == 4
+    assert fused_decode.launch_config(3072, 1024, 132) == (8, 512, 4)
+    assert fused_decode.launch_config(1024, 4096, 132) == (4, 1024, 4)
+    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (3072, 1024), (16, 128, 8))
+    assert fused_decode.launch_config(3072, 1024, 132) == (16, 128, 8)
+
+
+@pytest.fixture
+def few_programs(monkeypatch):
+    """Model-level tests: the widest row blocks (as for a GPU with one multiprocessor), so the
+    interpreter runs a few programs per launch instead of dozens; the narrow blocks' edges are
+    the row_linear tests' above."""
+    monkeypatch.setattr(fused_decode, "_sm_count", lambda device: 1)
+
+
+@DTYPES
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_fused_static_step_matches_the_plain_static_step(dtype, act, few_programs):
+    """Several decode steps of the static decoder (3 rows in a bucket of 4, rows at different
+    columns) with the fused layers and with torch's: same logits, same cache, same positions."""
+    model = tiny_lm(hidden_act=act).to(dtype)
+    plain = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
+    fused = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
+    assert (plain.kernels, fused.kernels) == ("torch", "triton")
+    for dec in (plain, fused):
+        dec.write_pos.copy_(torch.tensor([0, 3, 5, 0]))
+        dec.positions.copy_(torch.tensor([0, 3, 5, 0]))
+        dec.tokens.copy_(torch.tensor([7, 8, 9, 0]))
+    with torch.inference_mode():
+        for _ in range(3):
+            a, b = plain.run_step().clone(), fused.run_step().clone()
+            torch.testing.assert_close(b[:3], a[:3], **TOL[dtype])
+            torch.testing.assert_close(fused.cache.kv[:, :, :3], plain.cache.kv[:, :, :3], **TOL[dtype])
+            assert torch.equal(fused.write_pos, plain.write_pos) and torch.equal(fused.positions, plain.positions)
+            for dec in (plain, fused):
+                dec.tokens.copy_(a.argmax(-1))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"padded": True}, {"do_sample": True, "top_k": 0}, {"num_beams": 2}],
+    ids=["greedy", "padded", "sample", "beam2"],
+)
+def test_generate_with_fused_kernels_gives_the_plain_tokens(options, few_programs):
+    """generate(decode_kernels="triton") on the static step (cuda_graph=True runs it eagerly on
+    a CPU), float32: the tokens of the plain eager generate, greedy with its in-graph loop,
+    padded prompts, sampling (same seed), beam search (its cache reordering)."""
+    options = dict(options)
+    padded = options.pop("padded", False)
+    model = diverse_lm()
+    ids = torch.randint(4, 1000, (2, 6), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]) if padded else None
+    torch.manual_seed(3)
+    got = model.generate(ids, attention_mask=mask, max_new_tokens=6, cuda_graph=True, decode_kernels="triton", **options)
+    torch.manual_seed(3)
+    want = model.generate(ids, attention_mask=mask, max_new_tokens=6, **options)
+    assert torch.equal(got, want)
+    kernels = {key[-1]: dec.kernels for key, dec in model._static_decoders.items()}
+    assert kernels == {"triton": "triton"}
+
+
+def test_decode_kernels_are_validated_and_an_impossible_triton_request_says_why(caplog):
+    model = tiny_lm()
+    ids = torch.tensor([[2, 5, 6]])
+    with pytest.raises(ValueError, match="decode_kernels must be one of auto, torch, triton"):
+        model.generate(ids, max_new_tokens=2, decode_kernels="cuda")
+    with pytest.raises(ValueError, match="exclude each other"):
+        model.generate(ids, max_new_tokens=2, decode_kernels="triton", compile_step=True)
+    relu = tiny_lm(hidden_act="relu")
+    with pytest.raises(ValueError, match="decode_kernels='triton': hidden_act 'relu' has no fused kernel"):
+        relu.generate(ids, max_new_tokens=2, cuda_graph=True, decode_kernels="triton")
+    with caplog.at_level("WARNING", logger="model.generation"):
+        got = model.generate(ids, max_new_tokens=3, decode_kernels="triton")  # no static step on a CPU
+    assert torch.equal(got, model.generate(ids, max_new_tokens=3))
+    assert "decode_kernels='triton' applies to the captured (CUDA-graph) decode step; ignored here" in caplog.text
+
+
+def test_unavailable_reasons(monkeypatch):
+    model = tiny_lm()
+    cpu = torch.device("cpu")
+    assert fused_decode.unavailable_reason(model, cpu) is None  # under the interpreter
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert fused_decode.unavailable_reason(model, cpu) == "the Triton kernels need a CUDA device (got cpu)"
+    monkeypatch.setattr(fused_decode, "triton", None)
+    assert fused_decode.unavailable_reason(model, cpu) == "Triton is not installed"
+    monkeypatch.undo()
+    model.biogpt.layers[1].fc2.bias = None
+    assert "not plain biased linear layers" in fused_decode.unavailable_reason(model, cpu)
+
+
+def test_auto_is_measured_only_for_a_captured_step_of_few_rows():
+    model = tiny_lm()
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    pick = generation._decode_kernels
+    assert pick(model, cpu, 1, GenerationConfig()) == "torch"  # nothing captured to measure
+    assert pick(model, cuda, 1, GenerationConfig()) == "auto"
+    assert pick(model, cuda, generation.AUTO_MAX_ROWS * 2, GenerationConfig()) == "torch"
+    assert pick(model, cuda, 1, GenerationConfig(compile_step=True)) == "torch"
+    assert pick(model, cuda, 1, GenerationConfig(decode_kernels="torch")) == "torch"
+    assert pick(model, cpu, 8, GenerationConfig(decode_kernels="triton")) == "triton"
+
+
+class _FakeGraph:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@pytest.mark.parametrize(
+    "measured, expected, warning",
+    [
+        ({"error": 1e-3, "torch": 1.2, "triton": 0.7}, "triton", None),
+        ({"error": 1e-3, "torch": 1.2, "triton": 1.3}, "torch", None),
+        ({"error": 0.5, "torch": 1.2, "triton": 0.7}, "torch", "logits differ from torch's by 5.00e-01"),
+        ({"fail": RuntimeError("ptxas failed")}, "torch", "fused decode kernels unavailable (RuntimeError: ptxas failed)"),
+    ],
+    ids=["faster", "slower", "disagrees", "fails"],
+)
+def test_auto_keeps_the_fused_step_only_when_it_agrees_and_is_faster(monkeypatch, caplog, measured, expected, warning):
+    """StaticDecoder._choose_kernels with the GPU parts (capture, replay, CUDA-event timing)
+    replaced: the decision and the report."""
+    model = tiny_lm().half()
+    dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False)
+    plain_logits = torch.ones(1, 1000, dtype=torch.float16)
+    dec.graph, dec.logits = _FakeGraph("torch"), plain_logits
+    fused = fused_decode.fused_layers(model, dec.cache)
+
+    def capture(body):
+        if "fail" in measured:
+            raise measured["fail"]
+        dec.logits = torch.zeros(1, 1000, dtype=torch.float16)
+        return _FakeGraph("triton")
+
+    def replay(graph, logits):
+        return torch.ones(1, 1000) * (1 + (measured["error"] if graph.name == "triton" else 0))
+
+    monkeypatch.setattr(dec, "_capture_keeping_state", capture)
+    monkeypatch.setattr(dec, "_replay_from_same_state", replay)
+    monkeypatch.setattr(dec, "_replay_ms", lambda graph: measured[graph.name])
+    with caplog.at_level("WARNING", logger="model.generation"):
+        dec._choose_kernels(fused, lambda: None)
+    assert dec.kernels == expected and dec.kernel_report["kernels"] == expected
+    assert dec.graph.name == expected
+    assert (dec.layer_runners is fused) == (expected == "triton")
+    assert (dec.logits is plain_logits) == (expected == "torch")
+    if "fail" not in measured:
+        assert dec.kernel_report["logits_error"] == pytest.approx(measured["error"], rel=1e-3)
+        assert (dec.kernel_report["torch_ms"], dec.kernel_report["triton_ms"]) == (measured["torch"], measured["triton"])
+    if warning:
+        assert warning in caplog.text
+    else:
+        assert not caplog.records
