@@ -1,10 +1,14 @@
 """Where a batch-1 decode step's time goes on a GPU: kernels per step and the captured graph's
 replay time, for the variants that decide the batch-1 design.
 
-    python -m benchmarks.gpu_kernels [--large] [--compile]
+    python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown]
 
-Variants: the default step; without the in-place residual projections (modeling.add_linear);
-rows padded to 2 (cuBLAS applies the bias inside the GEMM only for 2+ rows); with --compile, the
+Variants: the default step (torch's kernels); the fused Triton layer (model/fused_decode.py,
+what decode_kernels="auto" measures against the default); without the in-place residual
+projections (modeling.add_linear); rows padded to 2. --sweep: each projection shape's one-row
+Triton kernel over a grid of launch configurations against cuBLAS's F.linear (each timed as a
+captured graph of back-to-back launches), then the fused step again with the best
+configurations (printed as fused_decode.CONFIG_OVERRIDES entries). With --compile, the
 decoder layer compiled once for all layers (StaticDecoder(compile_step="layers"), seconds to
 build) and the whole step compiled (compile_step=True, about a minute), each inside our graph.
 Each variant's logits are checked against the plain eager step from the same state. Random weights of the real shapes, float16.
@@ -19,7 +23,7 @@ import torch
 
 
 def measure(
-    model, rows: int, *, compile_step: bool | str = False, capacity: int = 384, breakdown: bool = False
+    model, rows: int, *, compile_step: bool | str = False, kernels: str = "torch", capacity: int = 384, breakdown: bool = False
 ) -> tuple[int, float, float, float]:
     """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
     relative L2 error of the captured step's logits against the plain eager step's).
@@ -32,7 +36,7 @@ def measure(
 
     start = time.perf_counter()
     with torch.inference_mode():  # as generate builds it: no autograd in the captured step
-        dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step)
+        dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step, kernels=kernels)
     torch.cuda.synchronize()
     build = time.perf_counter() - start
     assert dec.graph is not None
@@ -78,14 +82,16 @@ def measure(
     return kernels, begin.elapsed_time(end) / n, build, error
 
 
-def variant(name: str, model, rows: int, *, compile_step: bool | str = False, in_place: bool = True, breakdown: bool = False) -> None:
+def variant(
+    name: str, model, rows: int, *, compile_step: bool | str = False, kernels: str = "torch", in_place: bool = True, breakdown: bool = False
+) -> None:
     from model import modeling
 
     saved = modeling.accumulate_in_place
     try:
         if not in_place:
             modeling.accumulate_in_place = lambda x: False
-        k, ms, build, error = measure(model, rows, compile_step=compile_step, breakdown=breakdown)
+        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, breakdown=breakdown)
     except Exception as exc:  # report and go on: the other variants still count
         print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
         return
@@ -99,11 +105,82 @@ def variant(name: str, model, rows: int, *, compile_step: bool | str = False, in
     )
 
 
+def graph_us(fn, launches: int = 20) -> float:
+    """Microseconds per call of `fn`, captured as a graph of `launches` back-to-back calls (no
+    host launch cost in the figure), median of 5 replays."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()  # compile / choose kernels outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            fn()
+    times = []
+    for _ in range(6):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end) * 1000 / launches)
+    return sorted(times[1:])[2]
+
+
+SWEEP_TILES = ((256, 4), (512, 4), (1024, 4), (1024, 8), (2048, 8))  # (BLOCK_K, num_warps)
+
+
+def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
+    """Per projection shape (N, K): the one-row Triton kernel's time for each launch
+    configuration, the best against cuBLAS's F.linear (bias included in both); returns the best."""
+    from model import fused_decode
+
+    cfg = model.config
+    C, F_ = cfg.hidden_size, cfg.intermediate_size
+    best: dict[tuple[int, int], tuple[int, int, int]] = {}
+    dev, half = model.device, torch.float16
+    for n, k in ((3 * C, C), (C, C), (F_, C), (C, F_)):
+        w = torch.randn(n, k, device=dev, dtype=half) * 0.02
+        b = torch.randn(n, device=dev, dtype=half)
+        x = torch.randn(1, k, device=dev, dtype=half)
+        out = torch.empty(1, n, device=dev, dtype=half)
+        cublas = graph_us(lambda: torch.nn.functional.linear(x, w, b))
+        rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))
+        timed: list[tuple[float, tuple[int, int, int]]] = []
+        # a small grid (each configuration is a compilation, ~0.5 s): rows per program, and
+        # weights per loop iteration with the warps to load them
+        candidates = [(bn, bk, nw) for bn in (4, 8, 16) for bk, nw in SWEEP_TILES if bk <= max(256, k)]
+        if rule not in candidates:
+            candidates.append(rule)
+        for config in candidates:
+            fused_decode.CONFIG_OVERRIDES[(n, k)] = config
+            try:
+                timed.append((graph_us(lambda: fused_decode.row_linear(x, w, b, out=out)), config))
+            except Exception as exc:  # a configuration that does not compile here
+                print(f"    ({n}, {k}) {config}: {type(exc).__name__}: {exc}", flush=True)
+        del fused_decode.CONFIG_OVERRIDES[(n, k)]
+        timed.sort()
+        us, config = timed[0]
+        rule_us = next((t for t, c in timed if c == rule), float("nan"))
+        best[(n, k)] = config
+        gb = n * k * 2 / 1e9
+        print(
+            f"    ({n}, {k}): best {config} {us:.2f} us ({gb / us * 1e6 / 1000:.2f} TB/s), rule {rule} {rule_us:.2f} us, "
+            f"cuBLAS F.linear {cublas:.2f} us; next: "
+            + ", ".join(f"{c} {t:.2f}" for t, c in timed[1:4]),
+            flush=True,
+        )
+    print(f"    CONFIG_OVERRIDES.update({best!r})", flush=True)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true", help="BioGPT-Large shapes too")
     parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
-    parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default 1-row step")
+    parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default and fused 1-row steps")
+    parser.add_argument("--sweep", action="store_true", help="launch configurations of the fused layer's kernel, per shape")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
@@ -126,6 +203,17 @@ def main(argv: list[str] | None = None) -> int:
                 variant("  compiled step (torch.compile of the whole step, inside our graph), 1 row", model, 1, compile_step=True)
             else:
                 variant("  default, 1 row", model, 1, breakdown=args.breakdown)
+                variant("  fused Triton layers, 1 row", model, 1, kernels="triton", breakdown=args.breakdown)
+                variant("  fused Triton layers, 2 rows", model, 2, kernels="triton")
+                if args.sweep:
+                    from model import fused_decode
+
+                    try:
+                        fused_decode.CONFIG_OVERRIDES.update(sweep(model))
+                        variant("  fused Triton layers with the swept configurations, 1 row", model, 1, kernels="triton")
+                    except Exception as exc:
+                        print(f"  sweep failed: {type(exc).__name__}: {exc}", flush=True)
+                    fused_decode.CONFIG_OVERRIDES.clear()
                 variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
                 variant("  default, 2 rows", model, 2)
             del model

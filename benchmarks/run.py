@@ -284,6 +284,15 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
             notes.append(f"{label}: the decode step was NOT captured as a CUDA graph (see the log)")
             return
         notes.append(f"{label}: one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
+        report = dec.kernel_report
+        if "triton_ms" in report:  # decode_kernels="auto": what it measured, what it kept
+            notes.append(
+                f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']} (fused Triton step "
+                f"{report['triton_ms']:.3f} ms vs torch's {report['torch_ms']:.3f} ms per replay; fused logits vs torch's: "
+                f"relative error {report['logits_error']:.1e})"
+            )
+        elif report:
+            notes.append(f"{label}, batch 1: decode kernels: {report}")
         graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
         with torch.inference_mode():  # the buffers are inference tensors
             dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds

@@ -93,32 +93,30 @@ if triton is not None:
     @triton.jit
     def _row_linear_kernel(
         x_ptr, w_ptr, b_ptr, y_ptr, ln_w_ptr, ln_b_ptr, kv_ptr, pos_ptr,
-        N, K, stride_xm, stride_ym, eps,
+        N, stride_xm, stride_ym, eps,
         kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t,
-        Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        K: tl.constexpr, Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_ROW: tl.constexpr,
         LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, KV_WRITE: tl.constexpr,
     ):  # fmt: skip
-        """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m."""
+        """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m.
+
+        K is a compile-time constant and the loops over it are unrolled: a one-row product is
+        bound by memory latency, and straight-line code lets every iteration's weight loads be
+        in flight at once (a rolled loop would wait for each in turn)."""
         m = tl.program_id(1)
         offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
         x_row = x_ptr + m * stride_xm
         dtype = x_ptr.dtype.element_ty
-        if LAYER_NORM:  # two passes over the row (a few KB, from cache): mean, then variance
-            total = tl.zeros([BLOCK_K], dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                total += tl.load(x_row + ks, mask=ks < K, other=0.0).to(tl.float32)
-            mean = tl.sum(total, 0) / K
-            total = tl.zeros([BLOCK_K], dtype=tl.float32)
-            for k0 in range(0, K, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                d = tl.where(ks < K, tl.load(x_row + ks, mask=ks < K, other=0.0).to(tl.float32) - mean, 0.0)
-                total += d * d
-            rstd = 1.0 / tl.sqrt(tl.sum(total, 0) / K + eps)
+        if LAYER_NORM:  # the whole row in one load (BLOCK_ROW >= K): mean, then biased variance
+            cols = tl.arange(0, BLOCK_ROW)
+            row = tl.load(x_row + cols, mask=cols < K, other=0.0).to(tl.float32)
+            mean = tl.sum(row, 0) / K
+            centred = tl.where(cols < K, row - mean, 0.0)
+            rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, 0) / K + eps)
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
+        for k0 in tl.static_range(0, K, BLOCK_K):
             ks = k0 + tl.arange(0, BLOCK_K)
             k_ok = ks < K
             x = tl.load(x_row + ks, mask=k_ok, other=0.0).to(tl.float32)
@@ -184,8 +182,8 @@ def row_linear(
     grid = (triton.cdiv(N, block_n), M)
     _row_linear_kernel[grid](
         x, weight, bias, out, ln_w, ln_b, cache, columns,
-        N, K, x.stride(0), out.stride(0), eps, *kv_strides,
-        Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k,
+        N, x.stride(0), out.stride(0), eps, *kv_strides,
+        K=K, Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_ROW=triton.next_power_of_2(K),
         LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
         RESIDUAL=residual, KV_WRITE=kv is not None, num_warps=warps,
     )  # fmt: skip

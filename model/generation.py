@@ -742,7 +742,7 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
             model, device, rows_b, capacity, capture=on_cuda, compile_step=cfg.compile_step, kernels=kernels
         )
     except RuntimeError as exc:  # capture unsupported here: eager steps from now on
-        if wanted:
+        if wanted or kernels == "triton":  # asked for explicitly: say why it cannot be had
             raise
         logger.warning("CUDA graph capture failed (%s); decoding eagerly", exc)
         model.__dict__["_cuda_graph_failed"] = True

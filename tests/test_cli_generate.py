@@ -109,6 +109,19 @@ def test_compile_is_ignored_with_a_warning_on_the_cpu(model_dir):
     assert "--compile applies to the captured decode step on a CUDA device; ignored on cpu" in compiled.stderr
 
 
+def test_kernels_option_is_checked_and_triton_is_ignored_with_a_warning_on_the_cpu(model_dir):
+    base = ("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--no-stream")
+    plain = biogpt(*base)
+    fused = biogpt(*base, "--kernels", "triton")
+    assert plain.returncode == fused.returncode == 0, fused.stderr
+    assert fused.stdout == plain.stdout
+    assert "--kernels triton applies to the captured decode step on a CUDA device; ignored on cpu" in fused.stderr
+    bad = biogpt(*base, "--kernels", "cuda")
+    assert bad.returncode == 2 and "--kernels cuda: expected auto, torch or triton" in bad.stderr and "Traceback" not in bad.stderr
+    both = biogpt(*base, "--kernels", "triton", "--compile")
+    assert both.returncode == 2 and "--kernels triton and --compile exclude each other" in both.stderr
+
+
 def test_compiled_steps_decode_in_static_batches():
     """The refill engine's attention span changes as it runs (a compiled step would recompile for
     each span): with compile_step greedy decoding takes the static-batch path."""

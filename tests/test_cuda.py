@@ -96,6 +96,63 @@ def test_compiled_captured_step_gives_the_eager_tokens(cuda_models, mode):
     assert compiled and all(d.graph is not None for d in compiled)
 
 
+@pytest.mark.parametrize("kind", ["random", "diverse"])
+@pytest.mark.parametrize("options", [dict(), dict(num_beams=4), dict(no_repeat_ngram_size=2)], ids=["greedy", "beam4", "ngram"])
+def test_fused_decode_kernels_give_the_eager_tokens(cuda_models, kind, options):
+    """generate(decode_kernels="triton"): the fused Triton layers inside the captured step, fp32,
+    give eager generate's tokens and transformers' (padded and unpadded prompts, 4 rows or 16)."""
+    ours, ref = cuda_models[kind]
+    for padded in (False, True):
+        ids, mask = (t.cuda() for t in make_batch(ours.config.vocab_size, padded=padded))
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=24, decode_kernels="triton", **options)
+        eager = ours.generate(ids, attention_mask=mask, max_new_tokens=24, cuda_graph=False, **options)
+        want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1, **options)
+        assert torch.equal(got, eager) and torch.equal(got.cpu(), want.cpu()), padded
+    fused = [d for d in ours._static_decoders.values() if d.kernels == "triton"]
+    assert fused and all(d.graph is not None for d in fused)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=["fp16", "bf16", "fp32"])
+@pytest.mark.parametrize("n, k", [(3072, 1024), (1024, 4096), (4800, 1600), (1600, 6400)])
+def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k):
+    """The fused kernel at the real models' shapes, compiled for this GPU: LayerNorm + GELU
+    prologue/epilogue and the in-place residual, against torch's layers (stated tolerances: a
+    unit or two of the dtype's last place relative to the outputs' scale)."""
+    import torch.nn.functional as F
+
+    from model import fused_decode
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(1, k, device="cuda", generator=g).to(dtype)
+    w = (torch.randn(n, k, device="cuda", generator=g) / k**0.5).to(dtype)
+    b = (torch.randn(n, device="cuda", generator=g) * 0.1).to(dtype)
+    ln = torch.nn.LayerNorm(k, device="cuda", dtype=dtype)
+    tol = {torch.float16: 4e-3, torch.bfloat16: 3e-2, torch.float32: 1e-5}[dtype]
+    with torch.no_grad():
+        want = F.gelu(F.linear(ln(x), w, b))
+        got = fused_decode.row_linear(x, w, b, out=torch.empty_like(want), layer_norm=ln, activation="gelu")
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+        residual = torch.randn(1, n, device="cuda", generator=g).to(dtype)
+        want = residual + F.linear(x, w, b)
+        got = fused_decode.row_linear(x, w, b, out=residual.clone(), residual=True)
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
+    """The default ("auto") at one row measures both captured steps and keeps one; either way
+    the tokens are eager generate's (fp32) and the report says what was measured."""
+    model = diverse_lm().cuda()
+    ids = torch.randint(4, 1000, (1, 8), device="cuda", generator=torch.Generator(device="cuda").manual_seed(0))
+    got = model.generate(ids, max_new_tokens=30)
+    assert torch.equal(got, model.generate(ids, max_new_tokens=30, cuda_graph=False))
+    (dec,) = model._static_decoders.values()
+    report = dec.kernel_report
+    assert report["kernels"] == dec.kernels in ("torch", "triton"), report
+    assert report["logits_error"] < 1e-4 and report["torch_ms"] > 0 and report["triton_ms"] > 0, report
+    assert (dec.layer_runners is not None) == (dec.kernels == "triton")
+    print(report)
+
+
 def test_fp16_in_place_residual_path_matches_the_plain_path():
     """fp16 decode step: projections accumulated into the residual stream in place (the static
     step's default on a GPU) give the plain path's logits within fp16 rounding."""

@@ -256,3 +256,43 @@ def test_auto_keeps_the_fused_step_only_when_it_agrees_and_is_faster(monkeypatch
         assert warning in caplog.text
     else:
         assert not caplog.records
+
+
+@pytest.mark.parametrize("fused_ms, expected", [(0.5, "triton"), (1.5, "torch")], ids=["fused-faster", "fused-slower"])
+def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain_tokens(monkeypatch, few_programs, fused_ms, expected):
+    """decode_kernels="auto" end to end on the CPU: a "capture" runs the body once and a replay
+    runs it again with the layers the capture saw (as a real graph keeps its kernels), only the
+    timing is given. The logits check compares the real plain and fused steps; generation then
+    runs the kept step inside the greedy loop and gives the plain eager tokens."""
+    model = diverse_lm()
+
+    class Graph:
+        def __init__(self, dec, body) -> None:
+            self.dec, self.body, self.runners = dec, body, dec.layer_runners
+            before = dec.logits
+            body()
+            self.out = dec.logits if dec.logits is not before else None  # a step graph's output buffer
+
+        def replay(self) -> None:
+            saved, self.dec.layer_runners = self.dec.layer_runners, self.runners
+            self.body()
+            self.dec.layer_runners = saved
+            if self.out is not None:
+                self.out.copy_(self.dec.logits)
+                self.dec.logits = self.out
+
+    monkeypatch.setattr(StaticDecoder, "_capture", lambda self, body: Graph(self, body))
+    monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graph: fused_ms if graph.runners else 1.0)
+    with torch.inference_mode():
+        dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="auto")
+    report = dec.kernel_report
+    assert report["kernels"] == dec.kernels == expected
+    assert 0 < report["logits_error"] < generation.FUSED_TOLERANCE[torch.float32]  # two different real steps
+    assert (report["torch_ms"], report["triton_ms"]) == (1.0, fused_ms)
+    assert (dec.layer_runners is not None) == (expected == "triton")
+    monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
+    ids = torch.randint(4, 1000, (1, 6), generator=torch.Generator().manual_seed(2))
+    got = model.generate(ids, max_new_tokens=8)  # the static path (the decoder above) for greedy search
+    monkeypatch.undo()
+    assert dec.greedy_graphs and (next(iter(dec.greedy_graphs.values()))[0].runners is not None) == (expected == "triton")
+    assert torch.equal(got, model.generate(ids, max_new_tokens=8))

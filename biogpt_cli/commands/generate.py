@@ -190,6 +190,7 @@ def generate(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream text as it is generated (default: one prompt to a terminal)."),
     compile_step: bool = typer.Option(False, "--compile", help="CUDA: compile the captured decode step (torch.compile): ~16% more tokens/s at batch 1 (H100), after a one-time compilation of 25-30 s per (rows, length) bucket. Prompts then decode in static batches. For long generations."),
+    kernels: str = typer.Option("auto", "--kernels", help="CUDA, 1-4 rows: the captured decode step's kernels: auto (the fused Triton layer or torch's, whichever replays faster at the first call), torch or triton."),
     resume: bool = opts.RESUME,
     shard: Optional[str] = opts.SHARD,
 ) -> None:
@@ -213,6 +214,10 @@ def generate(
         raise UserError("--num-return-sequences > 1 needs --do-sample or --num-beams")
     if errors is not None and not keep_going:
         raise UserError("--errors needs --keep-going")
+    if kernels not in ("auto", "torch", "triton"):
+        raise UserError(f"--kernels {kernels}: expected auto, torch or triton")
+    if kernels == "triton" and compile_step:
+        raise UserError("--kernels triton and --compile exclude each other (torch.compile fuses the step itself)")
     if seed is not None:
         torch.manual_seed(seed)
     from model.generation import GenerationConfig
@@ -229,6 +234,7 @@ def generate(
         no_repeat_ngram_size=no_repeat_ngram_size,
         num_return_sequences=num_return_sequences,
         compile_step=compile_step,
+        decode_kernels=kernels,
     )
     if prompt:
         items: Iterable[Item] = [Record(f"prompt:{i}", p) for i, p in enumerate(prompt, 1)]
@@ -241,6 +247,9 @@ def generate(
     if compile_step and model.device.type != "cuda":
         logger.warning("--compile applies to the captured decode step on a CUDA device; ignored on %s", model.device.type)
         options.compile_step = False
+    if kernels == "triton" and model.device.type != "cuda":
+        logger.warning("--kernels triton applies to the captured decode step on a CUDA device; ignored on %s", model.device.type)
+        options.decode_kernels = "auto"
     sink = run.open()
     failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
 
