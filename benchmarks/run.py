@@ -283,7 +283,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         if dec is None or dec.graph is None:
             notes.append(f"{label}: the decode step was NOT captured as a CUDA graph (see the log)")
             return
-        notes.append(f"{label}: one-time CUDA graph capture (decode step + greedy step): {dec.capture_seconds:.3f} s, first call of a bucket only")
+        notes.append(f"{label}: one-time CUDA graph captures (prompt pass, decode step, greedy step; with decode_kernels="auto" the fused step too): {dec.capture_seconds:.3f} s, first call of a bucket only")
         report = dec.kernel_report
         if "triton_ms" in report:  # decode_kernels="auto": what it measured, what it kept
             notes.append(

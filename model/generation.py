@@ -354,7 +354,10 @@ def _start(
     else:
         cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=input_ids.device)
     if expand == 1:
-        logits = prefill(model, input_ids, mask, cache)
+        captured = graph is not None and graph.capture and mask is None
+        logits = graph.prefill(input_ids) if captured else None
+        if logits is None:
+            logits = prefill(model, input_ids, mask, cache)
     else:
         tmp = KVCache.for_model(model.config, B, P, dtype=model.dtype, device=input_ids.device)
         logits = prefill(model, input_ids, mask, tmp).repeat_interleave(expand, 0)
@@ -377,6 +380,8 @@ def _start(
 GRAPH_LENGTH_STEP = 128  # cache capacities are rounded up to this, so graphs are reused
 GRAPH_ROW_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 40, 48, 64, 96, 128, 192, 256)
 MAX_GRAPHS = 4  # captured steps kept per model (least recently used dropped)
+PREFILL_LENGTH_STEP = 16  # captured prompt passes: prompts right-padded to a multiple of this
+PREFILL_GRAPH_TOKENS = 64  # ... for at most this many (bucket rows x padded length) tokens
 AUTO_MAX_ROWS = 4  # decode_kernels="auto" measures the fused Triton layer up to this many rows
 AUTO_REPLAYS = 15  # replays timed per candidate step
 # Relative L2 error of the fused step's logits against the plain step's that "auto" accepts: a
@@ -451,6 +456,7 @@ class StaticDecoder:
         self.capture = capture
         self.capture_seconds = 0.0
         self.greedy_graphs: dict = {}
+        self.prefill_graphs: dict[int, tuple] = {}  # padded prompt length -> (graph, body, ids, last, out)
         self.span_graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.span_logits: dict[int, torch.Tensor] = {}  # each span graph's output buffer
         self.logits: torch.Tensor | None = None
@@ -572,6 +578,44 @@ class StaticDecoder:
     def cache_view(self, rows: int) -> KVCache:
         """A cache over the first `rows` rows of the captured buffers, for the eager prefill."""
         return self.cache.first_rows(rows)
+
+    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """The prompt pass of unpadded prompts (rows, P) as a captured graph: the prompts right-padded
+        to a multiple of PREFILL_LENGTH_STEP, the logits taken at each prompt's last token. None
+        where it does not pay (more than PREFILL_GRAPH_TOKENS tokens: the pass is then bound by
+        its arithmetic, not by launching its ~14 kernels per layer) or does not fit: prefill eagerly.
+
+        Why: a batch-1 call's prompt pass is launched kernel by kernel from Python: measured on an
+        H100, 10.8 ms (347M) and 23.7 ms (BioGPT-Large) of fixed cost per call, 3-5% of a whole
+        128-256-token call. Causal attention keeps the padding out of the prompt's positions;
+        the padding's keys land in cache columns >= P, which the decode step masks until it
+        overwrites them. With capture=False (CPU tests) the same padded pass runs eagerly."""
+        rows, P = input_ids.shape
+        Pb = -(-P // PREFILL_LENGTH_STEP) * PREFILL_LENGTH_STEP
+        if self.rows * Pb > PREFILL_GRAPH_TOKENS or Pb > min(self.capacity, self.model.config.max_position_embeddings):
+            return None
+        if Pb not in self.prefill_graphs:
+            device = self.tokens.device
+            ids = torch.zeros(self.rows, Pb, dtype=torch.long, device=device)
+            last = torch.zeros(self.rows, dtype=torch.long, device=device)  # each row's last prompt column
+            positions = torch.arange(Pb, device=device)[None, :]
+            out: dict[str, torch.Tensor] = {}
+
+            def body() -> None:
+                view = self.cache.first_rows(self.rows)  # a fresh view each run: its length starts at 0
+                hidden = self.model.biogpt.run(ids, positions, attn_mask=None, is_causal=True, cache=view)  # (R, Pb, C)
+                out["logits"] = self.model.output_projection(hidden[self.cache.row_ids, last])  # (R, V)
+
+            self.prefill_graphs[Pb] = (self._capture(body), body, ids, last, out)
+        graph, body, ids, last, out = self.prefill_graphs[Pb]
+        ids.zero_()
+        ids[:rows, :P] = input_ids
+        last.fill_(P - 1)
+        if graph is None:
+            body()
+        else:
+            graph.replay()
+        return out["logits"][:rows].clone()  # a graph's buffer is overwritten by its next replay
 
     def start(
         self, rows: int, prompt_length: int, cache: KVCache, next_position: torch.Tensor, key_mask: torch.Tensor | None

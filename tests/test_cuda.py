@@ -153,6 +153,23 @@ def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     print(report)
 
 
+def test_short_unpadded_prompts_take_the_captured_prompt_pass():
+    """One or two rows of a few tokens: the prompt pass is a captured graph (padded to 16), fp32
+    tokens equal eager generate's and transformers' (tests/test_generation.py checks the padded
+    pass's logits and cache on the CPU)."""
+    from model import generation
+
+    ours = tiny_lm(vocab_size=1000).cuda()
+    for rows, P in ((1, 8), (2, 5), (1, 16)):
+        ids = torch.randint(4, 1000, (rows, P), device="cuda")
+        got = ours.generate(ids, max_new_tokens=20)
+        assert torch.equal(got, ours.generate(ids, max_new_tokens=20, cuda_graph=False)), (rows, P)
+    decoders = [d for d in ours._static_decoders.values() if d.prefill_graphs]
+    assert decoders and all(g is not None for d in decoders for g, *_ in d.prefill_graphs.values())
+    assert all(set(d.prefill_graphs) == {16} for d in decoders)
+    assert generation.PREFILL_LENGTH_STEP == 16
+
+
 def test_fp16_in_place_residual_path_matches_the_plain_path():
     """fp16 decode step: projections accumulated into the residual stream in place (the static
     step's default on a GPU) give the plain path's logits within fp16 rounding."""

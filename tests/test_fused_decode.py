@@ -20,7 +20,7 @@ from model import fused_decode  # noqa: E402
 from model import generation  # noqa: E402
 from model.generation import GenerationConfig, StaticDecoder  # noqa: E402
 
-from .helpers import diverse_lm, tiny_lm  # noqa: E402
+from .helpers import diverse_lm, emulate_decoder_capture, tiny_lm  # noqa: E402
 
 # float32: the kernels sum in a different order than ATen (~1e-7 relative). float16: results
 # are rounded where the plain step rounds them, so they match the reference to a unit or two
@@ -260,28 +260,11 @@ def test_auto_keeps_the_fused_step_only_when_it_agrees_and_is_faster(monkeypatch
 
 @pytest.mark.parametrize("fused_ms, expected", [(0.5, "triton"), (1.5, "torch")], ids=["fused-faster", "fused-slower"])
 def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain_tokens(monkeypatch, few_programs, fused_ms, expected):
-    """decode_kernels="auto" end to end on the CPU: a "capture" runs the body once and a replay
-    runs it again with the layers the capture saw (as a real graph keeps its kernels), only the
-    timing is given. The logits check compares the real plain and fused steps; generation then
+    """decode_kernels="auto" end to end on the CPU (captures emulated, see helpers), only the
+    timing given. The logits check compares the real plain and fused steps; generation then
     runs the kept step inside the greedy loop and gives the plain eager tokens."""
     model = diverse_lm()
-
-    class Graph:
-        def __init__(self, dec, body) -> None:
-            self.dec, self.body, self.runners = dec, body, dec.layer_runners
-            before = dec.logits
-            body()
-            self.out = dec.logits if dec.logits is not before else None  # a step graph's output buffer
-
-        def replay(self) -> None:
-            saved, self.dec.layer_runners = self.dec.layer_runners, self.runners
-            self.body()
-            self.dec.layer_runners = saved
-            if self.out is not None:
-                self.out.copy_(self.dec.logits)
-                self.dec.logits = self.out
-
-    monkeypatch.setattr(StaticDecoder, "_capture", lambda self, body: Graph(self, body))
+    emulate_decoder_capture(monkeypatch)
     monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graph: fused_ms if graph.runners else 1.0)
     with torch.inference_mode():
         dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="auto")

@@ -177,6 +177,55 @@ def test_static_steps_are_kept_per_bucket_and_bounded():
     assert generation._bucket(300, generation.GRAPH_ROW_BUCKETS, 64) == 320
 
 
+def test_padded_prompt_pass_gives_the_eager_logits_and_cache():
+    """StaticDecoder.prefill (the captured prompt pass; eager here): prompts right-padded to the
+    length bucket give the eager pass's last-token logits and the same cache over the prompt's
+    columns; where it does not pay or fit it declines (None)."""
+    from model import generation
+    from model.generation import StaticDecoder, prefill
+    from model.kv_cache import KVCache
+
+    model = diverse_lm()
+    dec = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
+    with torch.inference_mode():
+        for rows, P in ((3, 7), (1, 16), (2, 9)):
+            ids = torch.randint(4, 1000, (rows, P), generator=torch.Generator().manual_seed(P))
+            got = dec.prefill(ids)
+            cache = KVCache.for_model(model.config, rows, P, dtype=model.dtype, device="cpu")
+            want = prefill(model, ids, None, cache)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(dec.cache.kv[:, :, :rows, :, :P], cache.kv, rtol=1e-5, atol=1e-5)
+        assert sorted(dec.prefill_graphs) == [16]  # one padded length served all three
+        assert dec.prefill(torch.randint(4, 1000, (4, 20))) is None  # 4 rows x 32 > PREFILL_GRAPH_TOKENS
+        assert generation.PREFILL_GRAPH_TOKENS < 4 * 32
+        small = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False)
+        assert small.prefill(torch.randint(4, 1000, (1, 40))) is not None  # 1 row x 48
+        assert small.prefill(torch.randint(4, 1000, (1, 70))) is None  # 1 row x 80 > 64
+
+
+@pytest.mark.parametrize("options", [{}, {"do_sample": True, "top_k": 0}, {"no_repeat_ngram_size": 2}], ids=["greedy", "sample", "ngram"])
+def test_generate_with_the_captured_prompt_pass_gives_the_eager_tokens(monkeypatch, options):
+    """generate on a decoder whose captures are emulated (helpers.emulate_decoder_capture): the
+    prompt pass goes through StaticDecoder.prefill and the tokens are eager generate's."""
+    from model import generation
+    from model.generation import StaticDecoder
+
+    from .helpers import emulate_decoder_capture
+
+    model = diverse_lm()
+    emulate_decoder_capture(monkeypatch)
+    with torch.inference_mode():
+        dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="torch")
+    monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
+    ids = torch.randint(4, 1000, (1, 5), generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    got = model.generate(ids, max_new_tokens=10, **options)
+    monkeypatch.undo()
+    assert list(dec.prefill_graphs) == [16]
+    torch.manual_seed(0)
+    assert torch.equal(got, model.generate(ids, max_new_tokens=10, **options))
+
+
 def test_capture_warm_up_leaves_the_decode_state_alone(monkeypatch):
     """On a GPU a capture first runs the step twice (warm-up), which advances the live decode
     state; emulate that on the CPU and check the tokens do not move."""
