@@ -285,14 +285,13 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
             return
         notes.append(f"{label}: one-time CUDA graph captures (prompt pass, decode step, greedy step; with decode_kernels="auto" the fused step too): {dec.capture_seconds:.3f} s, first call of a bucket only")
         report = dec.kernel_report
-        if "triton_ms" in report:  # decode_kernels="auto": what it measured, what it kept
-            notes.append(
-                f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']} (fused Triton step "
-                f"{report['triton_ms']:.3f} ms vs torch's {report['torch_ms']:.3f} ms per replay; fused logits vs torch's: "
-                f"relative error {report['logits_error']:.1e})"
-            )
-        elif report:
-            notes.append(f"{label}, batch 1: decode kernels: {report}")
+        if report:  # decode_kernels="auto": what it measured, what it kept
+            measured = [f"torch {report['torch_ms']:.3f} ms"] + [
+                f"{name} {report[name + '_ms']:.3f} ms (logits vs torch's: relative error {report[name + '_error']:.1e})"
+                if name + "_ms" in report else f"{name} failed ({report.get(name + '_failed')})"
+                for name in ("triton", "triton-sdpa")
+            ]
+            notes.append(f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']}; per replay: {'; '.join(measured)}")
         graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
         with torch.inference_mode():  # the buffers are inference tensors
             dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds

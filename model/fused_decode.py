@@ -1,25 +1,27 @@
-"""A one-row decode layer in four Triton kernels, for the captured batch-1 step on a GPU.
+"""A one-row decode layer in five Triton kernels, for the captured batch-1 step on a GPU.
 
 Why: at one row a decode step reads every weight once and does almost nothing with it, so its
 time is the kernels' count and how close each gets to the memory's bandwidth. Measured on an
 H100 (BENCHMARKS.md, `benchmarks/gpu_kernels.py --breakdown`): the plain step is ~12.5 kernels
 per layer (300 for the 347M model, 1.12 ms; 588 and 3.1 ms for BioGPT-Large), cuBLAS reads the
 weights at ~1.1-1.9 TB/s at one row, LayerNorm alone costs 15% of the step and the key/value
-write another 10%. Here each projection is one kernel that does the work around it as well:
+write another 9%. Here each projection is one kernel that does the work around it as well:
 
     qkv  = LN1(x) @ Wqkv^T + b       LayerNorm in the prologue; q to a buffer, k and v straight
                                      into the cache at each row's device-held column
-    (attention: SDPA over the cache, as in the plain step)
+    attn = softmax(q K^T + mask) V   one program per head and row over the cache (or SDPA)
     x   += attn @ Wo^T + b           the residual added in the epilogue, in place
     h    = act(LN2(x) @ W1^T + b)    LayerNorm and GELU fused
     x   += h @ W2^T + b
 
 Results are rounded where the plain step rounds (LayerNorm's output, each projection's output
 before the residual or the activation), so the logits stay within the dtype's rounding of the
-plain step's; float32 runs compute in float32. Used by `generation.StaticDecoder` (one row;
+plain step's; float32 runs compute in float32. Used by `generation.StaticDecoder` (few rows;
 `decode_kernels`), which in "auto" mode checks the logits against the plain step and keeps
-whichever captured step replays faster. Off the GPU the kernels run only under Triton's
-interpreter (TRITON_INTERPRET=1; the CPU tests).
+whichever captured step replays fastest: the speed is measured where it runs, not assumed (the
+kernels were written and tested without a GPU; `benchmarks/gpu_kernels.py --sweep` tunes their
+launch configurations on one). Off the GPU they run only under Triton's interpreter
+(TRITON_INTERPRET=1; the CPU tests).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ except ImportError:  # pragma: no cover - depends on the install
 ACTIVATIONS = {"gelu": 1, "gelu_new": 2, "gelu_pytorch_tanh": 2}
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 TILE_ELEMENTS = 4096  # weights per program and loop iteration (8 KB in half precision)
+DECODE_BLOCK_S = 64  # cache columns per step of the attention kernel's loop (spans are multiples of 128)
 # Per (N, K) projection shape: (BLOCK_N, BLOCK_K, num_warps), replacing the rule in
 # `launch_config` (benchmarks/gpu_kernels.py sweeps candidates on a GPU and sets these).
 CONFIG_OVERRIDES: dict[tuple[int, int], tuple[int, int, int]] = {}
@@ -149,6 +152,56 @@ if triton is not None:
             tl.store(y_row + offs_n, y.to(dtype), mask=n_ok)
 
 
+    @triton.jit
+    def _decode_attention_kernel(
+        q_ptr, kv_ptr, bias_ptr, out_ptr,
+        stride_qb, kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t, stride_bias_b, stride_ob, scale,
+        SPAN: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+    ):  # fmt: skip
+        """One query per row and head against the cache's first SPAN columns, plus the additive
+        mask: online softmax over BLOCK_S columns at a time (unrolled: SPAN is a constant),
+        scores and probabilities in float32."""
+        h = tl.program_id(0)
+        b = tl.program_id(1)
+        d = tl.arange(0, HEAD_DIM)
+        q = tl.load(q_ptr + b * stride_qb + h * HEAD_DIM + d).to(tl.float32) * scale
+        keys = kv_ptr + b * kv_stride_b + h * kv_stride_h
+        values = keys + kv_stride_kv
+        best = tl.full([1], -1.0e30, dtype=tl.float32)  # finite: a block with every key masked adds nothing
+        total = tl.zeros([1], dtype=tl.float32)
+        acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
+        for s0 in tl.static_range(0, SPAN, BLOCK_S):
+            cols = s0 + tl.arange(0, BLOCK_S)
+            k = tl.load(keys + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
+            scores = tl.sum(k * q[None, :], 1) + tl.load(bias_ptr + b * stride_bias_b + cols).to(tl.float32)
+            new_best = tl.maximum(best, tl.max(scores, 0))
+            p = tl.exp(scores - new_best)  # (BLOCK_S,)
+            shrink = tl.exp(best - new_best)
+            v = tl.load(values + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
+            acc = acc * shrink + tl.sum(p[:, None] * v, 0)
+            total = total * shrink + tl.sum(p, 0)
+            best = new_best
+        tl.store(out_ptr + b * stride_ob + h * HEAD_DIM + d, (acc / total).to(out_ptr.dtype.element_ty))
+
+
+def decode_attention(q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, out: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D) + bias) v for one query per row: q (B, H*D), kv one layer's cache
+    (2, B', H, S, D) read over its first `span` columns, bias (B, span) additive (0 or -inf, at
+    least one key allowed per row), out (B, H*D). What SDPA computes in the plain step (cuDNN's
+    kernel takes ~6 us per layer at one row on an H100, 13% of the plain step; here one program
+    per head and row reads its keys and values once)."""
+    B = q.shape[0]
+    H, D = kv.shape[2], kv.shape[4]
+    if span % DECODE_BLOCK_S or bias.stride(1) != 1 or q.stride(1) != 1 or out.stride(1) != 1 or kv.stride(4) != 1:
+        raise ValueError(f"decode_attention needs a span that is a multiple of {DECODE_BLOCK_S} and contiguous rows")
+    _decode_attention_kernel[(H, B)](
+        q, kv, bias, out,
+        q.stride(0), kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3), bias.stride(0), out.stride(0), D**-0.5,
+        SPAN=span, HEAD_DIM=D, BLOCK_S=DECODE_BLOCK_S, num_warps=4,
+    )  # fmt: skip
+    return out
+
+
 def row_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -208,11 +261,12 @@ class FusedDecodeLayer:
     parameters at each call (q/k/v through the fused buffer generation keeps), so it follows
     in-place weight updates; the static decoder is rebuilt when weights move."""
 
-    def __init__(self, layer, cache: KVCache, layer_idx: int, hidden_act: str) -> None:
+    def __init__(self, layer, cache: KVCache, layer_idx: int, hidden_act: str, *, attention: str = "triton") -> None:
         self.layer = layer
         self.kv = cache.kv[layer_idx]  # (2, B, H, S, D), this layer's part of the static cache
         self.cache = cache
         self.activation = hidden_act
+        self.attention = attention  # "triton" (decode_attention) or "sdpa" (torch's, as the plain step)
 
     def __call__(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None, is_causal: bool, cache: Any) -> torch.Tensor:
         layer, attn = self.layer, self.layer.self_attn
@@ -223,9 +277,13 @@ class FusedDecodeLayer:
         q = torch.empty(B, C, dtype=x.dtype, device=x.device)
         row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]))
         S = self.cache.read_span or self.cache.capacity
-        k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
-        y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
-        y = y.transpose(1, 2).reshape(B, C)  # (B, C)
+        if self.attention == "triton" and attn_mask is not None and S % DECODE_BLOCK_S == 0:
+            bias = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
+            y = decode_attention(q, self.kv, bias, span=S, out=torch.empty_like(q))  # (B, C)
+        else:
+            k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
+            y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
+            y = y.transpose(1, 2).reshape(B, C)  # (B, C)
         row_linear(y, attn.out_proj.weight, attn.out_proj.bias, out=rows, residual=True)
         h = torch.empty(B, layer.fc1.weight.shape[0], dtype=x.dtype, device=x.device)
         row_linear(rows, layer.fc1.weight, layer.fc1.bias, out=h, layer_norm=layer.final_layer_norm, activation=self.activation)
@@ -233,13 +291,13 @@ class FusedDecodeLayer:
         return x
 
 
-def fused_layers(model, cache: KVCache) -> list[tuple[FusedDecodeLayer, None]]:
+def fused_layers(model, cache: KVCache, *, attention: str = "triton") -> list[tuple[FusedDecodeLayer, None]]:
     """(layer, cache) pairs for `BioGptModel.run(layers=...)` over a static decoding cache."""
     act = model.config.hidden_act
     for layer in model.biogpt.layers:  # one (3C, C) buffer per layer: the qkv kernel reads it
         if layer.self_attn.qkv_fused is None or not layer.self_attn._fused_views_intact():
             layer.self_attn.fuse_qkv()
-    return [(FusedDecodeLayer(layer, cache, i, act), None) for i, layer in enumerate(model.biogpt.layers)]
+    return [(FusedDecodeLayer(layer, cache, i, act, attention=attention), None) for i, layer in enumerate(model.biogpt.layers)]
 
 
-__all__ = ["FusedDecodeLayer", "fused_layers", "launch_config", "row_linear", "unavailable_reason"]
+__all__ = ["FusedDecodeLayer", "decode_attention", "fused_layers", "launch_config", "row_linear", "unavailable_reason"]

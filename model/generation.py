@@ -72,9 +72,10 @@ class GenerationConfig:
     # first call of each (rows, length) bucket compiles (25-30 s on an H100), so it pays for
     # long runs, not for a one-off prompt.
     compile_step: bool | str = False
-    # biogpt-cli's own: the kernels of a captured step with few rows (see StaticDecoder).
-    # "auto": measure the fused Triton layer (model/fused_decode.py) against torch's kernels at
-    # the first call of a bucket and keep the faster; "torch" / "triton": that one.
+    # biogpt-cli's own: the kernels of a captured step of at most AUTO_MAX_ROWS rows (see
+    # StaticDecoder). "auto": measure the fused Triton layer (model/fused_decode.py) against
+    # torch's kernels at the first call of a bucket and keep the fastest that agrees; "torch" /
+    # "triton": that one.
     decode_kernels: str = "auto"
 
     def validate(self) -> None:
@@ -423,12 +424,13 @@ class StaticDecoder:
     on the H100 machine, one compilation; the view is written in place): 1.072 ms and 2.809 ms
     per step on the H100.
 
-    kernels="triton" runs each layer as model/fused_decode.py's four Triton kernels plus
-    attention (LayerNorm, bias, activation, residual and the key/value write fused into the
-    projections); kernels="auto" captures both steps, checks the fused step's logits against the
-    plain step's (FUSED_TOLERANCE) and keeps whichever replays faster (`self.kernel_report`
-    says what was measured). With capture=False (CPU) only an explicit "triton" uses the fused
-    layer (under Triton's interpreter: the CPU tests)."""
+    kernels="triton" runs each layer as model/fused_decode.py's five Triton kernels (LayerNorm,
+    bias, activation, residual and the key/value write fused into the four projections, plus
+    one-query attention); kernels="auto" also captures that step and the same with torch's
+    attention kernel ("triton-sdpa"), checks each one's logits against the plain step's
+    (FUSED_TOLERANCE) and keeps whichever step replays fastest (`self.kernel_report` says what
+    was measured). With capture=False (CPU) only an explicit "triton" uses the fused layer
+    (under Triton's interpreter: the CPU tests)."""
 
     def __init__(
         self,
@@ -476,50 +478,52 @@ class StaticDecoder:
         self.layer_runners: list | None = self.compiled_layers or None  # stand-ins for the layers
         self.kernels = "torch"
         self.kernel_report: dict[str, Any] = {}
+        candidates: dict[str, list] = {}
         if kernels != "torch":
             from . import fused_decode
 
-            fused = fused_decode.fused_layers(model, self.cache)
+            candidates["triton"] = fused_decode.fused_layers(model, self.cache)
             if kernels == "triton":
-                self.layer_runners, self.kernels = fused, "triton"
+                self.layer_runners, self.kernels = candidates["triton"], "triton"
+            else:  # the fused projections with torch's attention kernel, in case the Triton one loses
+                candidates["triton-sdpa"] = fused_decode.fused_layers(model, self.cache, attention="sdpa")
 
         def body() -> None:
             self.logits = self.step_fn()
 
         self.graph = self._capture(body)
         if kernels == "auto" and self.graph is not None:
-            self._choose_kernels(fused, body)
+            self._choose_kernels(candidates, body)
         if self.graph is not None:
             logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
 
-    def _choose_kernels(self, fused: list, body: Callable[[], None]) -> None:
-        """Capture the step again with the fused layers; keep it if its logits agree with the plain
-        step's (same state, one replay each) and it replays faster (median of AUTO_REPLAYS)."""
+    def _choose_kernels(self, candidates: dict[str, list], body: Callable[[], None]) -> None:
+        """Capture the step again with each candidate's layers; keep the one that replays fastest
+        (median of AUTO_REPLAYS) among the plain step and the candidates whose logits agree with
+        the plain step's (same state, one replay each, FUSED_TOLERANCE)."""
         plain_graph, plain_logits = self.graph, self.logits
-        report: dict[str, Any] = {"rows": self.rows}
-        fused_graph = None
-        try:
-            self.layer_runners = fused
-            fused_graph = self._capture_keeping_state(body)
-            fused_logits = self.logits
-            want = self._replay_from_same_state(plain_graph, plain_logits)
-            got = self._replay_from_same_state(fused_graph, fused_logits)
-            error = float((got.float() - want.float()).norm() / want.float().norm().clamp_min(1e-30))
-            report.update(logits_error=error, torch_ms=self._replay_ms(plain_graph), triton_ms=self._replay_ms(fused_graph))
-        except Exception as exc:  # noqa: BLE001 - a kernel that does not build or run here: the plain step
-            logger.warning("fused decode kernels unavailable (%s: %s); using torch's", type(exc).__name__, exc)
-            report["failed"] = f"{type(exc).__name__}: {exc}"
-            fused_graph = None
+        want = self._replay_from_same_state(plain_graph, plain_logits).float()
+        report: dict[str, Any] = {"rows": self.rows, "torch_ms": self._replay_ms(plain_graph)}
+        best = ("torch", plain_graph, plain_logits, self.compiled_layers or None, report["torch_ms"])
         tolerance = FUSED_TOLERANCE[self.model.dtype]
-        agrees = fused_graph is not None and report["logits_error"] <= tolerance
-        if fused_graph is not None and not agrees:
-            logger.warning(
-                "fused decode kernels' logits differ from torch's by %.2e (> %.0e); using torch's", report["logits_error"], tolerance
-            )
-        if agrees and report["triton_ms"] < report["torch_ms"]:
-            self.graph, self.logits, self.kernels = fused_graph, fused_logits, "triton"
-        else:
-            self.graph, self.logits, self.layer_runners = plain_graph, plain_logits, self.compiled_layers or None
+        for name, layers in candidates.items():
+            try:
+                self.layer_runners = layers
+                graph = self._capture_keeping_state(body)
+                logits = self.logits
+                got = self._replay_from_same_state(graph, logits).float()
+                error = float((got - want).norm() / want.norm().clamp_min(1e-30))
+                ms = self._replay_ms(graph)
+            except Exception as exc:  # noqa: BLE001 - a kernel that does not build or run here
+                logger.warning("decode kernels %r unavailable (%s: %s); not used", name, type(exc).__name__, exc)
+                report[f"{name}_failed"] = f"{type(exc).__name__}: {exc}"
+                continue
+            report[f"{name}_ms"], report[f"{name}_error"] = ms, error
+            if not error <= tolerance:
+                logger.warning("decode kernels %r: logits differ from torch's by %.2e (> %.0e); not used", name, error, tolerance)
+            elif ms < best[-1]:
+                best = (name, graph, logits, layers, ms)
+        self.kernels, self.graph, self.logits, self.layer_runners, _ = best
         self.kernel_report = {**report, "kernels": self.kernels}
         logger.info("decode step kernels for %d row(s): %s", self.rows, self.kernel_report)
 

@@ -138,6 +138,28 @@ def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k):
         torch.testing.assert_close(got, want, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("heads, span", [(16, 384), (25, 1024)])
+def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span):
+    """The Triton attention kernel at the real models' head counts (head size 64), one row with
+    a left-padded prefix and one without, against torch's SDPA on the same cache."""
+    import torch.nn.functional as F
+
+    from model import fused_decode
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    B, D = 2, 64
+    kv = torch.randn(2, 4, heads, span + 128, D, device="cuda", generator=g).to(dtype)
+    q = torch.randn(B, heads * D, device="cuda", generator=g).to(dtype)
+    bias = torch.zeros(B, span, device="cuda", dtype=dtype)
+    bias[0, :150] = float("-inf")
+    bias[:, span - 40 :] = float("-inf")
+    got = fused_decode.decode_attention(q, kv, bias, span=span, out=torch.empty_like(q))
+    want = F.scaled_dot_product_attention(q.view(B, 1, heads, D).transpose(1, 2), kv[0, :B, :, :span], kv[1, :B, :, :span], attn_mask=bias[:, None, None, :])
+    tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, heads * D), rtol=tol, atol=tol)
+
+
 def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     """The default ("auto") at one row measures both captured steps and keeps one; either way
     the tokens are eager generate's (fp32) and the report says what was measured."""
@@ -147,9 +169,11 @@ def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     assert torch.equal(got, model.generate(ids, max_new_tokens=30, cuda_graph=False))
     (dec,) = model._static_decoders.values()
     report = dec.kernel_report
-    assert report["kernels"] == dec.kernels in ("torch", "triton"), report
-    assert report["logits_error"] < 1e-4 and report["torch_ms"] > 0 and report["triton_ms"] > 0, report
-    assert (dec.layer_runners is not None) == (dec.kernels == "triton")
+    assert report["kernels"] == dec.kernels in ("torch", "triton", "triton-sdpa"), report
+    for name in ("triton", "triton-sdpa"):
+        assert report[f"{name}_error"] < 1e-4 and report[f"{name}_ms"] > 0, report
+    assert report["torch_ms"] > 0
+    assert (dec.layer_runners is not None) == (dec.kernels != "torch")
     print(report)
 
 

@@ -96,6 +96,29 @@ def test_row_linear_rejects_strided_weights():
         fused_decode.row_linear(x, w.t().contiguous().t(), b, out=torch.empty(2, 72))
 
 
+@DTYPES
+def test_decode_attention_computes_what_sdpa_computes(dtype):
+    """Three rows of a four-row cache, 128 of its 192 columns read: a row whose first 100 keys are
+    masked (left padding: a whole 64-column block with no key), one that sees 5 keys, one that
+    sees 70."""
+    g = torch.Generator().manual_seed(0)
+    B, H, S, D = 3, 4, 128, 16
+    kv = torch.randn(2, 4, H, 192, D, generator=g).to(dtype)
+    q = torch.randn(B, H * D, generator=g).to(dtype)
+    allowed = torch.ones(B, S, dtype=torch.bool)
+    allowed[0, :100] = False
+    allowed[1, 5:] = False
+    allowed[2, 70:] = False
+    bias = torch.zeros(B, S, dtype=dtype).masked_fill(~allowed, float("-inf"))
+    got = fused_decode.decode_attention(q, kv, bias, span=S, out=torch.empty_like(q))
+    want = F.scaled_dot_product_attention(
+        q.view(B, 1, H, D).transpose(1, 2), kv[0, :B, :, :S], kv[1, :B, :, :S], attn_mask=bias[:, None, None, :]
+    )  # (B, H, 1, D)
+    torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, H * D), **TOL[dtype])
+    with pytest.raises(ValueError, match="multiple of 64"):
+        fused_decode.decode_attention(q, kv, bias[:, :100], span=100, out=torch.empty_like(q))
+
+
 def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
     """Every (N, K) of BioGPT and BioGPT-Large on an H100 (132 multiprocessors): at least two
     programs per multiprocessor wherever four outputs per program allow it, about TILE_ELEMENTS
@@ -121,14 +144,15 @@ def few_programs(monkeypatch):
 
 
 @DTYPES
-@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
-def test_fused_static_step_matches_the_plain_static_step(dtype, act, few_programs):
+@pytest.mark.parametrize("act, attention", [("gelu", "triton"), ("gelu_new", "triton"), ("gelu", "sdpa")])
+def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, few_programs):
     """Several decode steps of the static decoder (3 rows in a bucket of 4, rows at different
     columns) with the fused layers and with torch's: same logits, same cache, same positions."""
     model = tiny_lm(hidden_act=act).to(dtype)
     plain = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
     fused = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
     assert (plain.kernels, fused.kernels) == ("torch", "triton")
+    fused.layer_runners = fused_decode.fused_layers(model, fused.cache, attention=attention)
     for dec in (plain, fused):
         dec.write_pos.copy_(torch.tensor([0, 3, 5, 0]))
         dec.positions.copy_(torch.tensor([0, 3, 5, 0]))
@@ -213,49 +237,53 @@ class _FakeGraph:
 
 
 @pytest.mark.parametrize(
-    "measured, expected, warning",
+    "measured, expected, warnings",
     [
-        ({"error": 1e-3, "torch": 1.2, "triton": 0.7}, "triton", None),
-        ({"error": 1e-3, "torch": 1.2, "triton": 1.3}, "torch", None),
-        ({"error": 0.5, "torch": 1.2, "triton": 0.7}, "torch", "logits differ from torch's by 5.00e-01"),
-        ({"fail": RuntimeError("ptxas failed")}, "torch", "fused decode kernels unavailable (RuntimeError: ptxas failed)"),
+        ({"triton": (1e-3, 0.6), "triton-sdpa": (1e-3, 0.7)}, "triton", []),
+        ({"triton": (1e-3, 0.8), "triton-sdpa": (1e-3, 0.7)}, "triton-sdpa", []),
+        ({"triton": (1e-3, 1.3), "triton-sdpa": (1e-3, 1.25)}, "torch", []),
+        ({"triton": (0.5, 0.6), "triton-sdpa": (1e-3, 0.7)}, "triton-sdpa", ["'triton': logits differ from torch's by 5.00e-01"]),
+        ({"triton": RuntimeError("ptxas failed"), "triton-sdpa": (float("nan"), 0.7)}, "torch",
+         ["decode kernels 'triton' unavailable (RuntimeError: ptxas failed)", "'triton-sdpa': logits differ from torch's by nan"]),
     ],
-    ids=["faster", "slower", "disagrees", "fails"],
+    ids=["triton-fastest", "sdpa-attention-fastest", "torch-fastest", "one-disagrees", "fails-and-nan"],
 )
-def test_auto_keeps_the_fused_step_only_when_it_agrees_and_is_faster(monkeypatch, caplog, measured, expected, warning):
+def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, measured, expected, warnings):
     """StaticDecoder._choose_kernels with the GPU parts (capture, replay, CUDA-event timing)
     replaced: the decision and the report."""
     model = tiny_lm().half()
     dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False)
     plain_logits = torch.ones(1, 1000, dtype=torch.float16)
     dec.graph, dec.logits = _FakeGraph("torch"), plain_logits
-    fused = fused_decode.fused_layers(model, dec.cache)
+    candidates = {name: fused_decode.fused_layers(model, dec.cache, attention=name.removeprefix("triton-") or "triton") for name in measured}
 
     def capture(body):
-        if "fail" in measured:
-            raise measured["fail"]
+        name = next(n for n, layers in candidates.items() if layers is dec.layer_runners)
+        if isinstance(measured[name], Exception):
+            raise measured[name]
         dec.logits = torch.zeros(1, 1000, dtype=torch.float16)
-        return _FakeGraph("triton")
+        return _FakeGraph(name)
 
     def replay(graph, logits):
-        return torch.ones(1, 1000) * (1 + (measured["error"] if graph.name == "triton" else 0))
+        error = 0.0 if graph.name == "torch" else measured[graph.name][0]
+        return torch.ones(1, 1000) * (1 + error)
 
     monkeypatch.setattr(dec, "_capture_keeping_state", capture)
     monkeypatch.setattr(dec, "_replay_from_same_state", replay)
-    monkeypatch.setattr(dec, "_replay_ms", lambda graph: measured[graph.name])
+    monkeypatch.setattr(dec, "_replay_ms", lambda graph: 1.2 if graph.name == "torch" else measured[graph.name][1])
     with caplog.at_level("WARNING", logger="model.generation"):
-        dec._choose_kernels(fused, lambda: None)
-    assert dec.kernels == expected and dec.kernel_report["kernels"] == expected
-    assert dec.graph.name == expected
-    assert (dec.layer_runners is fused) == (expected == "triton")
+        dec._choose_kernels(candidates, lambda: None)
+    assert dec.kernels == expected == dec.kernel_report["kernels"] == dec.graph.name
+    assert dec.layer_runners is candidates.get(expected)
     assert (dec.logits is plain_logits) == (expected == "torch")
-    if "fail" not in measured:
-        assert dec.kernel_report["logits_error"] == pytest.approx(measured["error"], rel=1e-3)
-        assert (dec.kernel_report["torch_ms"], dec.kernel_report["triton_ms"]) == (measured["torch"], measured["triton"])
-    if warning:
-        assert warning in caplog.text
-    else:
-        assert not caplog.records
+    assert dec.kernel_report["torch_ms"] == 1.2
+    for name, value in measured.items():
+        if isinstance(value, Exception):
+            assert dec.kernel_report[f"{name}_failed"] == f"RuntimeError: {value}"
+        else:
+            assert dec.kernel_report[f"{name}_ms"] == value[1]
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(messages) == len(warnings) and all(w in m for w, m in zip(warnings, messages)), messages
 
 
 @pytest.mark.parametrize("fused_ms, expected", [(0.5, "triton"), (1.5, "torch")], ids=["fused-faster", "fused-slower"])
@@ -265,13 +293,16 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     runs the kept step inside the greedy loop and gives the plain eager tokens."""
     model = diverse_lm()
     emulate_decoder_capture(monkeypatch)
-    monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graph: fused_ms if graph.runners else 1.0)
+    monkeypatch.setattr(
+        StaticDecoder, "_replay_ms", lambda self, graph: 1.0 if not graph.runners else fused_ms + (graph.runners[0][0].attention == "sdpa")
+    )
     with torch.inference_mode():
         dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="auto")
     report = dec.kernel_report
     assert report["kernels"] == dec.kernels == expected
-    assert 0 < report["logits_error"] < generation.FUSED_TOLERANCE[torch.float32]  # two different real steps
-    assert (report["torch_ms"], report["triton_ms"]) == (1.0, fused_ms)
+    for name in ("triton", "triton-sdpa"):  # real steps, computed differently: close, not equal
+        assert 0 < report[f"{name}_error"] < generation.FUSED_TOLERANCE[torch.float32]
+    assert (report["torch_ms"], report["triton_ms"], report["triton-sdpa_ms"]) == (1.0, fused_ms, fused_ms + 1)
     assert (dec.layer_runners is not None) == (expected == "triton")
     monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
     ids = torch.randint(4, 1000, (1, 6), generator=torch.Generator().manual_seed(2))
