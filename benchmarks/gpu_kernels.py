@@ -105,29 +105,6 @@ def variant(
     )
 
 
-def graph_us(fn, launches: int = 20) -> float:
-    """Microseconds per call of `fn`, captured as a graph of `launches` back-to-back calls (no
-    host launch cost in the figure), median of 5 replays."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()  # compile / choose kernels outside the capture
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(launches):
-            fn()
-    times = []
-    for _ in range(6):
-        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        begin.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(begin.elapsed_time(end) * 1000 / launches)
-    return sorted(times[1:])[2]
-
-
 SWEEP_TILES = ((256, 4), (512, 4), (1024, 4), (1024, 8), (2048, 8))  # (BLOCK_K, num_warps)
 
 
@@ -135,39 +112,39 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
     """Per projection shape (N, K): the one-row Triton kernel's time for each launch
     configuration, the best against cuBLAS's F.linear (bias included in both); returns the best."""
     from model import fused_decode
+    from model.fused_decode import graph_us
 
-    cfg = model.config
-    C, F_ = cfg.hidden_size, cfg.intermediate_size
     best: dict[tuple[int, int], tuple[int, int, int]] = {}
     dev, half = model.device, torch.float16
-    for n, k in ((3 * C, C), (C, C), (F_, C), (C, F_)):
+    for n, k in fused_decode.projection_shapes(model.config):
         w = torch.randn(n, k, device=dev, dtype=half) * 0.02
         b = torch.randn(n, device=dev, dtype=half)
         x = torch.randn(1, k, device=dev, dtype=half)
         out = torch.empty(1, n, device=dev, dtype=half)
         cublas = graph_us(lambda: torch.nn.functional.linear(x, w, b))
-        rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))
+        rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))  # the first guess
+        tuned = fused_decode._TUNED.get((fused_decode.device_key(dev, half), n, k))  # what generate's tuning chose
         timed: list[tuple[float, tuple[int, int, int]]] = []
         # a small grid (each configuration is a compilation, ~0.5 s): rows per program, and
         # weights per loop iteration with the warps to load them
         candidates = [(bn, bk, nw) for bn in (4, 8, 16) for bk, nw in SWEEP_TILES if bk <= max(256, k)]
-        if rule not in candidates:
-            candidates.append(rule)
+        for extra in (rule, tuned):
+            if extra is not None and extra not in candidates:
+                candidates.append(extra)
         for config in candidates:
-            fused_decode.CONFIG_OVERRIDES[(n, k)] = config
             try:
-                timed.append((graph_us(lambda: fused_decode.row_linear(x, w, b, out=out)), config))
+                timed.append((graph_us(lambda: fused_decode.row_linear(x, w, b, out=out, config=config)), config))
             except Exception as exc:  # a configuration that does not compile here
                 print(f"    ({n}, {k}) {config}: {type(exc).__name__}: {exc}", flush=True)
-        del fused_decode.CONFIG_OVERRIDES[(n, k)]
         timed.sort()
         us, config = timed[0]
         rule_us = next((t for t, c in timed if c == rule), float("nan"))
+        tuned_us = next((t for t, c in timed if c == tuned), float("nan"))
         best[(n, k)] = config
         gb = n * k * 2 / 1e9
         print(
             f"    ({n}, {k}): best {config} {us:.2f} us ({gb / us * 1e6 / 1000:.2f} TB/s), rule {rule} {rule_us:.2f} us, "
-            f"cuBLAS F.linear {cublas:.2f} us; next: "
+            f"tuned {tuned} {tuned_us:.2f} us, cuBLAS F.linear {cublas:.2f} us; next: "
             + ", ".join(f"{c} {t:.2f}" for t, c in timed[1:4]),
             flush=True,
         )

@@ -26,7 +26,13 @@ launch configurations on one). Off the GPU they run only under Triton's interpre
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,14 +46,20 @@ try:  # Triton ships with torch's CUDA wheels; CPU installs have none (and need 
 except ImportError:  # pragma: no cover - depends on the install
     triton = None
 
+logger = logging.getLogger(__name__)
+
 # the activations the kernel's epilogue computes (config.hidden_act -> kernel code)
 ACTIVATIONS = {"gelu": 1, "gelu_new": 2, "gelu_pytorch_tanh": 2}
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 TILE_ELEMENTS = 4096  # weights per program and loop iteration (8 KB in half precision)
 DECODE_BLOCK_S = 64  # cache columns per step of the attention kernel's loop (spans are multiples of 128)
-# Per (N, K) projection shape: (BLOCK_N, BLOCK_K, num_warps), replacing the rule in
-# `launch_config` (benchmarks/gpu_kernels.py sweeps candidates on a GPU and sets these).
+# Per (N, K) projection shape: (BLOCK_N, BLOCK_K, num_warps), replacing the tuned configuration
+# and the rule in `launch_config` (benchmarks/gpu_kernels.py --sweep sets these).
 CONFIG_OVERRIDES: dict[tuple[int, int], tuple[int, int, int]] = {}
+# (device key, N, K) -> the configuration `tune` timed fastest; kept across processes in
+# $BIOGPT_CACHE/fused_decode.json (default ~/.cache/biogpt-cli)
+_TUNED: dict[tuple[str, int, int], tuple[int, int, int]] = {}
+_TUNED_LOADED = False
 
 
 def interpreted() -> bool:
@@ -76,12 +88,14 @@ def unavailable_reason(model, device: torch.device) -> str | None:
     return None
 
 
-def launch_config(n: int, k: int, sm_count: int) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, num_warps) for an (n, k) weight. The widest row block that still gives
-    every multiprocessor two programs (memory parallelism), and a tile of TILE_ELEMENTS weights per
-    loop iteration. A first rule, not tuned on a GPU yet: CONFIG_OVERRIDES replaces it."""
+def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, num_warps) for an (n, k) weight: CONFIG_OVERRIDES, else what `tune`
+    timed fastest on this device, else the rule: the widest row block that still gives every
+    multiprocessor two programs (memory parallelism), TILE_ELEMENTS weights per loop iteration."""
     if (n, k) in CONFIG_OVERRIDES:
         return CONFIG_OVERRIDES[(n, k)]
+    if device_key is not None and (device_key, n, k) in _TUNED:
+        return _TUNED[(device_key, n, k)]
     block_n = 4
     for candidate in (32, 16, 8):
         if -(-n // candidate) >= 2 * sm_count:
@@ -89,6 +103,117 @@ def launch_config(n: int, k: int, sm_count: int) -> tuple[int, int, int]:
             break
     block_k = max(64, min(TILE_ELEMENTS // block_n, triton.next_power_of_2(k)))
     return block_n, block_k, 4
+
+
+def candidate_configs(n: int, k: int, sm_count: int) -> list[tuple[int, int, int]]:
+    """What `tune` times for an (n, k) weight: the rule's configuration, half as many programs with
+    the same tile, twice as many with twice the tile width, and twice the tile with 8 warps."""
+    bn, bk, warps = launch_config(n, k, sm_count)
+    widest = max(64, triton.next_power_of_2(k))
+    configs = [(bn, bk, warps), (bn * 2, max(64, bk // 2), warps), (max(2, bn // 2), min(bk * 2, widest), warps), (bn, min(bk * 2, widest), 8)]
+    return list(dict.fromkeys(configs))
+
+
+def projection_shapes(config) -> list[tuple[int, int]]:
+    """(N, K) of a layer's four projections: q/k/v fused, out_proj, fc1, fc2."""
+    C, F_ = config.hidden_size, config.intermediate_size
+    return [(3 * C, C), (C, C), (F_, C), (C, F_)]
+
+
+def device_key(device: torch.device, dtype: torch.dtype) -> str:
+    """What a tuned configuration is valid for: the GPU, Triton's version, the weights' dtype."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "interpreter"
+    return f"{name}|triton {triton.__version__}|{str(dtype).removeprefix('torch.')}"
+
+
+def graph_us(fn: Callable[[], object], launches: int = 20) -> float:
+    """Microseconds per call of `fn` on the GPU: `launches` back-to-back calls captured as one
+    graph (no host launch cost in the figure; one call of a one-row kernel is a few µs, less
+    than launching it from Python), median of 5 replays."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()  # compile, choose kernels: outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(launches):
+            fn()
+    times = []
+    for _ in range(6):
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(begin.elapsed_time(end) * 1000 / launches)
+    return sorted(times[1:])[2]
+
+
+def _tuned_path() -> Path:
+    root = os.environ.get("BIOGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "biogpt-cli")
+    return Path(root) / "fused_decode.json"
+
+
+def _load_tuned() -> None:
+    global _TUNED_LOADED
+    if _TUNED_LOADED:
+        return
+    _TUNED_LOADED = True
+    try:
+        saved = json.loads(_tuned_path().read_text())["configs"]
+        for entry in saved:
+            _TUNED.setdefault((entry["device"], entry["n"], entry["k"]), tuple(entry["config"]))  # type: ignore[arg-type]
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged cache is re-measured, not fatal
+        logger.warning("ignoring %s (%s); launch configurations will be timed again", _tuned_path(), exc)
+
+
+def _save_tuned() -> None:
+    path = _tuned_path()
+    entries = [{"device": d, "n": n, "k": k, "config": list(c)} for (d, n, k), c in sorted(_TUNED.items())]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"configs": entries}, f, indent=1)
+        os.replace(tmp, path)  # atomic: concurrent processes see the old file or the new one
+    except OSError as exc:
+        logger.warning("could not save tuned launch configurations to %s: %s", path, exc)
+
+
+def tune(model, *, timer: Callable[[Callable[[], object]], float] = graph_us) -> float:
+    """Time `candidate_configs` of each projection shape of `model` on its device (one-row
+    products on random weights, `timer` per call) and keep the fastest for `launch_config`.
+    Shapes already tuned for this device (in this process or in the cache file) are skipped.
+    Returns the seconds spent. Why at run time: the best tile depends on the GPU (bandwidth,
+    multiprocessors), and the first guess was written without one."""
+    device, dtype = model.device, model.dtype
+    key = device_key(device, dtype)
+    _load_tuned()
+    missing = [(n, k) for n, k in projection_shapes(model.config) if (key, n, k) not in _TUNED]
+    if not missing:
+        return 0.0
+    start = time.perf_counter()
+    for n, k in missing:
+        w = torch.randn(n, k, device=device).mul_(k**-0.5).to(dtype)
+        b = torch.randn(n, device=device).to(dtype)
+        x = torch.randn(1, k, device=device).to(dtype)
+        out = torch.empty(1, n, device=device, dtype=dtype)
+        timed = []
+        for config in candidate_configs(n, k, _sm_count(device)):
+            try:
+                timed.append((timer(lambda: row_linear(x, w, b, out=out, config=config)), config))
+            except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
+                logger.debug("launch configuration %s for (%d, %d) failed: %s", config, n, k, exc)
+        if timed:
+            _TUNED[(key, n, k)] = min(timed)[1]
+            logger.debug("(%d, %d): %s", n, k, ", ".join(f"{c} {t:.2f} us" for t, c in sorted(timed)))
+    _save_tuned()
+    seconds = time.perf_counter() - start
+    logger.info("tuned the fused decode kernels' launch configurations for %s in %.1f s", key, seconds)
+    return seconds
 
 
 if triton is not None:
@@ -212,6 +337,7 @@ def row_linear(
     activation: str | None = None,
     residual: bool = False,
     kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    config: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """act(LN(x) @ weight^T + bias) into `out` (M, N), one program per BLOCK_N outputs and row.
 
@@ -223,8 +349,9 @@ def row_linear(
     N = weight.shape[0]
     if weight.stride() != (K, 1) or x.stride(1) != 1 or out.stride(1) != 1:
         raise ValueError("row_linear needs contiguous weight rows and contiguous x/out rows")
-    sm_count = _sm_count(x.device)
-    block_n, block_k, warps = launch_config(N, K, sm_count)
+    if config is None:
+        config = launch_config(N, K, _sm_count(x.device), _device_key_of(x.device, weight.dtype))
+    block_n, block_k, warps = config
     if kv is not None:
         cache, columns = kv
         q_width, head_dim = out.shape[1], cache.shape[-1]
@@ -244,6 +371,13 @@ def row_linear(
 
 
 _SM_COUNTS: dict[Any, int] = {}
+_DEVICE_KEYS: dict[tuple[torch.device, torch.dtype], str] = {}
+
+
+def _device_key_of(device: torch.device, dtype: torch.dtype) -> str:
+    if (device, dtype) not in _DEVICE_KEYS:
+        _DEVICE_KEYS[(device, dtype)] = device_key(device, dtype)
+    return _DEVICE_KEYS[(device, dtype)]
 
 
 def _sm_count(device: torch.device) -> int:
@@ -300,4 +434,14 @@ def fused_layers(model, cache: KVCache, *, attention: str = "triton") -> list[tu
     return [(FusedDecodeLayer(layer, cache, i, act, attention=attention), None) for i, layer in enumerate(model.biogpt.layers)]
 
 
-__all__ = ["FusedDecodeLayer", "decode_attention", "fused_layers", "launch_config", "row_linear", "unavailable_reason"]
+__all__ = [
+    "FusedDecodeLayer",
+    "candidate_configs",
+    "decode_attention",
+    "fused_layers",
+    "graph_us",
+    "launch_config",
+    "row_linear",
+    "tune",
+    "unavailable_reason",
+]

@@ -429,8 +429,9 @@ class StaticDecoder:
     one-query attention); kernels="auto" also captures that step and the same with torch's
     attention kernel ("triton-sdpa"), checks each one's logits against the plain step's
     (FUSED_TOLERANCE) and keeps whichever step replays fastest (`self.kernel_report` says what
-    was measured). With capture=False (CPU) only an explicit "triton" uses the fused layer
-    (under Triton's interpreter: the CPU tests)."""
+    was measured); before that, fused_decode.tune times the kernels' launch configurations on
+    this GPU (once per machine). With capture=False (CPU) only an explicit "triton" uses the
+    fused layer (under Triton's interpreter: the CPU tests)."""
 
     def __init__(
         self,
@@ -479,9 +480,17 @@ class StaticDecoder:
         self.kernels = "torch"
         self.kernel_report: dict[str, Any] = {}
         candidates: dict[str, list] = {}
+        tune_seconds = 0.0
         if kernels != "torch":
             from . import fused_decode
 
+            if capture:  # launch configurations timed on this GPU (once per machine: cached on disk)
+                try:
+                    tune_seconds = fused_decode.tune(model)
+                except Exception as exc:  # noqa: BLE001 - the kernels keep their first-guess configurations
+                    if kernels == "triton":
+                        raise
+                    logger.warning("could not tune the fused decode kernels (%s: %s)", type(exc).__name__, exc)
             candidates["triton"] = fused_decode.fused_layers(model, self.cache)
             if kernels == "triton":
                 self.layer_runners, self.kernels = candidates["triton"], "triton"
@@ -494,6 +503,8 @@ class StaticDecoder:
         self.graph = self._capture(body)
         if kernels == "auto" and self.graph is not None:
             self._choose_kernels(candidates, body)
+            if tune_seconds:
+                self.kernel_report["tune_seconds"] = tune_seconds
         if self.graph is not None:
             logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
 

@@ -7,6 +7,7 @@ Speed and the captured "auto" choice on a real GPU are tests/test_cuda.py's."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -310,3 +311,70 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     monkeypatch.undo()
     assert dec.greedy_graphs and (next(iter(dec.greedy_graphs.values()))[0].runners is not None) == (expected == "triton")
     assert torch.equal(got, model.generate(ids, max_new_tokens=8))
+
+
+@pytest.fixture
+def fresh_tuning(monkeypatch, tmp_path):
+    """An empty tuning table and cache directory for this test."""
+    monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused_decode, "_TUNED", {})
+    monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
+    return tmp_path / "fused_decode.json"
+
+
+def test_candidate_configs_start_from_the_rule_and_stay_within_the_row():
+    for n, k in [(3072, 1024), (1024, 4096), (4800, 1600), (96, 32)]:
+        configs = fused_decode.candidate_configs(n, k, 132)
+        assert configs[0] == fused_decode.launch_config(n, k, 132) and len(set(configs)) == len(configs) >= 3
+        for bn, bk, warps in configs:
+            assert bk & (bk - 1) == 0 and 64 <= bk <= max(64, 2 * k) and bn >= 2 and warps in (4, 8)
+
+
+def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk(fresh_tuning, monkeypatch):
+    """Each candidate runs for real (under the interpreter: its output is checked here), the
+    timer's figures decide, the table is saved, a new process (empty table) reads it instead of
+    timing again, and row_linear then launches with the tuned configuration."""
+    model = tiny_lm().half()
+    key = fused_decode.device_key(model.device, model.dtype)
+    launched: list[tuple[int, int, int]] = []
+    real = fused_decode.row_linear
+
+    def spy(*args, config=None, **kw):
+        launched.append(config)
+        return real(*args, config=config, **kw)
+
+    monkeypatch.setattr(fused_decode, "row_linear", spy)
+    calls: list[tuple[int, int, int]] = []
+
+    def timer(fn):  # the last candidate of each shape is the fastest
+        out = fn()
+        assert torch.isfinite(out.float()).all()
+        calls.append(launched[-1])
+        return 100.0 - len(calls)
+
+    seconds = fused_decode.tune(model, timer=timer)
+    assert seconds > 0
+    shapes = fused_decode.projection_shapes(model.config)
+    for n, k in shapes:
+        assert fused_decode._TUNED[(key, n, k)] == fused_decode.candidate_configs(n, k, 132)[-1]
+    assert len(calls) == sum(len(fused_decode.candidate_configs(n, k, 132)) for n, k in set(shapes))
+    saved = json.loads(fresh_tuning.read_text())["configs"]
+    assert {(e["n"], e["k"]): tuple(e["config"]) for e in saved if e["device"] == key} == {
+        (n, k): fused_decode._TUNED[(key, n, k)] for n, k in shapes
+    }
+    monkeypatch.setattr(fused_decode, "_TUNED", {})
+    monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
+    assert fused_decode.tune(model, timer=lambda fn: pytest.fail("timed again")) == 0.0
+    n, k = shapes[0]
+    assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
+    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8))
+    assert fused_decode.launch_config(n, k, 132, key) == (16, 128, 8)  # an override wins
+
+
+def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, caplog):
+    fresh_tuning.write_text("{not json")
+    model = tiny_lm().half()
+    with caplog.at_level("WARNING", logger="model.fused_decode"):
+        assert fused_decode.tune(model, timer=lambda fn: (fn(), 1.0)[1]) > 0
+    assert "launch configurations will be timed again" in caplog.text
+    assert json.loads(fresh_tuning.read_text())["configs"]  # rewritten
