@@ -18,6 +18,7 @@ Needs a CUDA device and torch only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import torch
 
@@ -117,11 +118,12 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
     best: dict[tuple[int, int], tuple[int, int, int]] = {}
     dev, half = model.device, torch.float16
     for n, k in fused_decode.projection_shapes(model.config):
-        w = torch.randn(n, k, device=dev, dtype=half) * 0.02
+        weights = fused_decode.weight_copies(n, k, device=dev, dtype=half)  # read from memory, not L2
         b = torch.randn(n, device=dev, dtype=half)
         x = torch.randn(1, k, device=dev, dtype=half)
         out = torch.empty(1, n, device=dev, dtype=half)
-        cublas = graph_us(lambda: torch.nn.functional.linear(x, w, b))
+        turn = itertools.cycle(weights)
+        cublas = graph_us(lambda: torch.nn.functional.linear(x, next(turn), b), len(weights))
         rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))  # the first guess
         tuned = fused_decode._TUNED.get((fused_decode.device_key(dev, half), n, k))  # what generate's tuning chose
         timed: list[tuple[float, tuple[int, int, int]]] = []
@@ -132,8 +134,9 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
             if extra is not None and extra not in candidates:
                 candidates.append(extra)
         for config in candidates:
+            turn = itertools.cycle(weights)
             try:
-                timed.append((graph_us(lambda: fused_decode.row_linear(x, w, b, out=out, config=config)), config))
+                timed.append((graph_us(lambda: fused_decode.row_linear(x, next(turn), b, out=out, config=config), len(weights)), config))
             except Exception as exc:  # a configuration that does not compile here
                 print(f"    ({n}, {k}) {config}: {type(exc).__name__}: {exc}", flush=True)
         timed.sort()

@@ -26,6 +26,7 @@ launch configurations on one). Off the GPU they run only under Triton's interpre
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -77,6 +78,8 @@ def unavailable_reason(model, device: torch.device) -> str | None:
         return f"hidden_act {cfg.hidden_act!r} has no fused kernel"
     if model.dtype not in DTYPES:
         return f"dtype {model.dtype} has no fused kernel"
+    if cfg.head_dim & (cfg.head_dim - 1):
+        return f"head_dim {cfg.head_dim} is not a power of two (the attention kernel's vector width)"
     from .modeling import Linear  # a plain projection (int8 layers replace it)
 
     for layer in model.biogpt.layers:
@@ -106,8 +109,8 @@ def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None) 
 
 
 def candidate_configs(n: int, k: int, sm_count: int) -> list[tuple[int, int, int]]:
-    """What `tune` times for an (n, k) weight: the rule's configuration, half as many programs with
-    the same tile, twice as many with twice the tile width, and twice the tile with 8 warps."""
+    """What `tune` times for an (n, k) weight: the rule's configuration, then the same tile size
+    split over half as many programs, over twice as many, and twice the tile with 8 warps."""
     bn, bk, warps = launch_config(n, k, sm_count)
     widest = max(64, triton.next_power_of_2(k))
     configs = [(bn, bk, warps), (bn * 2, max(64, bk // 2), warps), (max(2, bn // 2), min(bk * 2, widest), warps), (bn, min(bk * 2, widest), 8)]
@@ -129,7 +132,8 @@ def device_key(device: torch.device, dtype: torch.dtype) -> str:
 def graph_us(fn: Callable[[], object], launches: int = 20) -> float:
     """Microseconds per call of `fn` on the GPU: `launches` back-to-back calls captured as one
     graph (no host launch cost in the figure; one call of a one-row kernel is a few µs, less
-    than launching it from Python), median of 5 replays."""
+    than launching it from Python), median of 5 replays. A `fn` that cycles through
+    `weight_copies` should get launches = the number of copies."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -148,6 +152,18 @@ def graph_us(fn: Callable[[], object], launches: int = 20) -> float:
         end.synchronize()
         times.append(begin.elapsed_time(end) * 1000 / launches)
     return sorted(times[1:])[2]
+
+
+COLD_BYTES = 256 << 20  # weights cycled through when timing one projection: several times an H100's or H200's L2
+
+
+def weight_copies(n: int, k: int, *, device: torch.device, dtype: torch.dtype, total_bytes: int = COLD_BYTES) -> list[torch.Tensor]:
+    """Copies of a random (n, k) weight filling `total_bytes` (at least 20): timed back to back
+    through them, each launch reads its weight from memory as a real decode step does (every
+    layer's weights differ), not from the L2 cache the previous launch filled."""
+    w = torch.randn(n, k, device=device).mul_(k**-0.5).to(dtype)
+    copies = max(20, -(-total_bytes // w.nbytes)) if device.type == "cuda" else 2
+    return [w] + [w.clone() for _ in range(copies - 1)]
 
 
 def _tuned_path() -> Path:
@@ -183,7 +199,7 @@ def _save_tuned() -> None:
         logger.warning("could not save tuned launch configurations to %s: %s", path, exc)
 
 
-def tune(model, *, timer: Callable[[Callable[[], object]], float] = graph_us) -> float:
+def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_us) -> float:
     """Time `candidate_configs` of each projection shape of `model` on its device (one-row
     products on random weights, `timer` per call) and keep the fastest for `launch_config`.
     Shapes already tuned for this device (in this process or in the cache file) are skipped.
@@ -197,14 +213,15 @@ def tune(model, *, timer: Callable[[Callable[[], object]], float] = graph_us) ->
         return 0.0
     start = time.perf_counter()
     for n, k in missing:
-        w = torch.randn(n, k, device=device).mul_(k**-0.5).to(dtype)
+        weights = weight_copies(n, k, device=device, dtype=dtype)
         b = torch.randn(n, device=device).to(dtype)
         x = torch.randn(1, k, device=device).to(dtype)
         out = torch.empty(1, n, device=device, dtype=dtype)
         timed = []
         for config in candidate_configs(n, k, _sm_count(device)):
+            turn = itertools.cycle(weights)
             try:
-                timed.append((timer(lambda: row_linear(x, w, b, out=out, config=config)), config))
+                timed.append((timer(lambda: row_linear(x, next(turn), b, out=out, config=config), len(weights)), config))
             except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
                 logger.debug("launch configuration %s for (%d, %d) failed: %s", config, n, k, exc)
         if timed:

@@ -216,6 +216,8 @@ def test_unavailable_reasons(monkeypatch):
     monkeypatch.setattr(fused_decode, "triton", None)
     assert fused_decode.unavailable_reason(model, cpu) == "Triton is not installed"
     monkeypatch.undo()
+    odd = tiny_lm(hidden_size=48, num_attention_heads=4)
+    assert fused_decode.unavailable_reason(odd, cpu) == "head_dim 12 is not a power of two (the attention kernel's vector width)"
     model.biogpt.layers[1].fc2.bias = None
     assert "not plain biased linear layers" in fused_decode.unavailable_reason(model, cpu)
 
@@ -346,7 +348,8 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     monkeypatch.setattr(fused_decode, "row_linear", spy)
     calls: list[tuple[int, int, int]] = []
 
-    def timer(fn):  # the last candidate of each shape is the fastest
+    def timer(fn, launches):  # the last candidate of each shape is the fastest
+        assert launches == 2  # weight copies cycled through (on a GPU: enough to leave the L2 cache cold)
         out = fn()
         assert torch.isfinite(out.float()).all()
         calls.append(launched[-1])
@@ -364,7 +367,7 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     }
     monkeypatch.setattr(fused_decode, "_TUNED", {})
     monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
-    assert fused_decode.tune(model, timer=lambda fn: pytest.fail("timed again")) == 0.0
+    assert fused_decode.tune(model, timer=lambda fn, launches: pytest.fail("timed again")) == 0.0
     n, k = shapes[0]
     assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
     monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8))
@@ -375,6 +378,6 @@ def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, c
     fresh_tuning.write_text("{not json")
     model = tiny_lm().half()
     with caplog.at_level("WARNING", logger="model.fused_decode"):
-        assert fused_decode.tune(model, timer=lambda fn: (fn(), 1.0)[1]) > 0
+        assert fused_decode.tune(model, timer=lambda fn, launches: (fn(), 1.0)[1]) > 0
     assert "launch configurations will be timed again" in caplog.text
     assert json.loads(fresh_tuning.read_text())["configs"]  # rewritten
