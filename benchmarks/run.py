@@ -212,12 +212,29 @@ def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------- GPU suite
-def peak_gib(fn: Callable[[], object]) -> float:
+def peak_gib(fn: Callable[[], Any]) -> float:
+    return peak_and_result(fn)[0]
+
+
+def peak_and_result(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(peak GPU memory of one call in GiB, its result): one call serves both the memory column
+    and the agreement check (a batch-1 call of transformers' BioGPT-Large takes ~3 s)."""
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    fn()
+    out = fn()
     torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**30
+    return torch.cuda.max_memory_allocated() / 2**30, out
+
+
+def scratch_dir() -> str | None:
+    """Where the GPU suite writes its random checkpoints (up to 3 GB, written and read back once
+    per model): memory-backed /dev/shm when it has room, else the default temporary directory."""
+    import shutil
+
+    try:
+        return "/dev/shm" if shutil.disk_usage("/dev/shm").free > 8 << 30 else None
+    except OSError:
+        return None
 
 
 def agreement(ours: torch.Tensor, theirs: torch.Tensor, prompt: int) -> tuple[float, float]:
@@ -283,7 +300,7 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
         if dec is None or dec.graph is None:
             notes.append(f"{label}: the decode step was NOT captured as a CUDA graph (see the log)")
             return
-        notes.append(f"{label}: one-time CUDA graph captures (prompt pass, decode step, greedy step; with decode_kernels="auto" the fused step too): {dec.capture_seconds:.3f} s, first call of a bucket only")
+        notes.append(f"{label}: one-time CUDA graph captures (prompt pass, decode step, greedy step; with decode_kernels='auto' the fused steps too): {dec.capture_seconds:.3f} s, first call of a bucket only")
         report = dec.kernel_report
         if report:  # decode_kernels="auto": what it measured, what it kept
             measured = [f"torch {report['torch_ms']:.3f} ms"] + [
@@ -291,7 +308,8 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
                 if name + "_ms" in report else f"{name} failed ({report.get(name + '_failed')})"
                 for name in ("triton", "triton-sdpa")
             ]
-            notes.append(f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']}; per replay: {'; '.join(measured)}")
+            tuned = f"; fused kernels' launch configurations tuned in {report['tune_seconds']:.1f} s" if "tune_seconds" in report else ""
+            notes.append(f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']}; per replay: {'; '.join(measured)}{tuned}")
         graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
         with torch.inference_mode():  # the buffers are inference tensors
             dec.write_pos.fill_(0)  # replay from an empty cache so positions stay in bounds
@@ -336,13 +354,13 @@ def gpu_suite(repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS) -> tup
     def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int, extra: str = "") -> None:
         res = Result(name, "tokens/s")
         interleave(lambda: tokens_per_second(ours_fn, new, rows), lambda: tokens_per_second(ref_fn, new, rows), repeats, res)
-        mem_ours, mem_ref = peak_gib(ours_fn), peak_gib(ref_fn)
-        rows_same, prefix = agreement(ours_fn(), ref_fn(), prompt)
+        (mem_ours, out_ours), (mem_ref, out_ref) = peak_and_result(ours_fn), peak_and_result(ref_fn)
+        rows_same, prefix = agreement(out_ours, out_ref, prompt)
         res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB; fp16 agreement: {rows_same:.0%} rows identical, {prefix:.0%} of tokens before a first difference{extra}"
         results.append(res)
         print(res.row(), flush=True)  # as it comes: a run cut short still reports
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         path = Path(tmp) / "biogpt-random"
         torch.manual_seed(0)
         BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path, tokenizer=False)
