@@ -14,6 +14,8 @@ write another 9%. Here each projection is one kernel that does the work around i
     h    = act(LN2(x) @ W1^T + b)    LayerNorm and GELU fused
     x   += h @ W2^T + b
 
+and after the last layer, logits = LN(x) @ W_lm^T in one kernel (FusedHead).
+
 Results are rounded where the plain step rounds (LayerNorm's output, each projection's output
 before the residual or the activation), so the logits stay within the dtype's rounding of the
 plain step's; float32 runs compute in float32. Used by `generation.StaticDecoder` (few rows;
@@ -33,6 +35,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +121,9 @@ def candidate_configs(n: int, k: int, sm_count: int) -> list[tuple[int, int, int
 
 
 def projection_shapes(config) -> list[tuple[int, int]]:
-    """(N, K) of a layer's four projections: q/k/v fused, out_proj, fc1, fc2."""
+    """(N, K) of a layer's four projections (q/k/v fused, out_proj, fc1, fc2) and the LM head."""
     C, F_ = config.hidden_size, config.intermediate_size
-    return [(3 * C, C), (C, C), (F_, C), (C, F_)]
+    return [(3 * C, C), (C, C), (F_, C), (C, F_), (config.vocab_size, C)]
 
 
 def device_key(device: torch.device, dtype: torch.dtype) -> str:
@@ -242,7 +245,8 @@ if triton is not None:
         kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t,
         K: tl.constexpr, Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_ROW: tl.constexpr,
-        LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, KV_WRITE: tl.constexpr,
+        HAS_BIAS: tl.constexpr, LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr,
+        KV_WRITE: tl.constexpr,
     ):  # fmt: skip
         """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m.
 
@@ -271,7 +275,9 @@ if triton is not None:
                 x = ((x - mean) * rstd * g + beta).to(dtype).to(tl.float32)
             w = tl.load(w_ptr + offs_n[:, None] * K + ks[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0.0)
             acc += w.to(tl.float32) * x[None, :]
-        y = tl.sum(acc, 1) + tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        y = tl.sum(acc, 1)
+        if HAS_BIAS:
+            y += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
         if ACTIVATION != 0:
             y = y.to(dtype).to(tl.float32)  # the projection's output, as the plain step rounds it
             if ACTIVATION == 1:  # exact GELU
@@ -347,7 +353,7 @@ def decode_attention(q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, s
 def row_linear(
     x: torch.Tensor,
     weight: torch.Tensor,
-    bias: torch.Tensor,
+    bias: torch.Tensor | None,
     *,
     out: torch.Tensor,
     layer_norm: torch.nn.LayerNorm | None = None,
@@ -373,15 +379,16 @@ def row_linear(
         cache, columns = kv
         q_width, head_dim = out.shape[1], cache.shape[-1]
         kv_strides = (cache.stride(0), cache.stride(1), cache.stride(2), cache.stride(3))
-    else:  # unused pointers get `bias`, which nothing writes (Triton's interpreter copies each argument back)
-        cache, columns, q_width, head_dim, kv_strides = bias, bias, N, 1, (0, 0, 0, 0)
-    ln_w, ln_b, eps = (layer_norm.weight, layer_norm.bias, layer_norm.eps) if layer_norm is not None else (bias, bias, 0.0)
+    # unused pointers get the weight, which nothing writes (Triton's interpreter copies each argument back)
+    if kv is None:
+        cache, columns, q_width, head_dim, kv_strides = weight, weight, N, 1, (0, 0, 0, 0)
+    ln_w, ln_b, eps = (layer_norm.weight, layer_norm.bias, layer_norm.eps) if layer_norm is not None else (weight, weight, 0.0)
     grid = (triton.cdiv(N, block_n), M)
     _row_linear_kernel[grid](
-        x, weight, bias, out, ln_w, ln_b, cache, columns,
+        x, weight, weight if bias is None else bias, out, ln_w, ln_b, cache, columns,
         N, x.stride(0), out.stride(0), eps, *kv_strides,
         K=K, Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_ROW=triton.next_power_of_2(K),
-        LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
+        HAS_BIAS=bias is not None, LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
         RESIDUAL=residual, KV_WRITE=kv is not None, num_warps=warps,
     )  # fmt: skip
     return out
@@ -424,7 +431,7 @@ class FusedDecodeLayer:
         B, T, C = x.shape  # T == 1: one token per row
         H, D = attn.num_heads, attn.head_dim
         rows = x.view(B, C)  # the residual stream, updated in place below
-        weight, bias = attn.qkv_fused  # type: ignore[misc]  (fused_layers fused them)
+        weight, bias = attn.qkv_fused  # type: ignore[misc]  (fused_step fused them)
         q = torch.empty(B, C, dtype=x.dtype, device=x.device)
         row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]))
         S = self.cache.read_span or self.cache.capacity
@@ -442,20 +449,51 @@ class FusedDecodeLayer:
         return x
 
 
-def fused_layers(model, cache: KVCache, *, attention: str = "triton") -> list[tuple[FusedDecodeLayer, None]]:
-    """(layer, cache) pairs for `BioGptModel.run(layers=...)` over a static decoding cache."""
+class FusedHead:
+    """The final LayerNorm and the LM head as one kernel: logits (B, V) of the last hidden states
+    (B, C), what `model.output_projection(model.biogpt.layer_norm(x))` computes."""
+
+    def __init__(self, model) -> None:
+        self.norm, self.projection = model.biogpt.layer_norm, model.output_projection
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.projection.weight
+        out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype, device=x.device)
+        return row_linear(x, weight, self.projection.bias, out=out, layer_norm=self.norm)
+
+
+@dataclass
+class FusedStep:
+    """What the static decode step runs instead of the model's layers (`BioGptModel.run(layers=
+    ...)`, (layer, cache) pairs) and, when it is a plain linear layer, instead of its final
+    LayerNorm and LM head (`head`; None: the model's own)."""
+
+    layers: list[tuple[FusedDecodeLayer, None]]
+    head: FusedHead | None
+    attention: str
+
+
+def fused_step(model, cache: KVCache, *, attention: str = "triton") -> FusedStep:
+    """The fused layers over a static decoding cache, with `attention` ("triton" or "sdpa")."""
+    from .modeling import Linear
+
     act = model.config.hidden_act
     for layer in model.biogpt.layers:  # one (3C, C) buffer per layer: the qkv kernel reads it
         if layer.self_attn.qkv_fused is None or not layer.self_attn._fused_views_intact():
             layer.self_attn.fuse_qkv()
-    return [(FusedDecodeLayer(layer, cache, i, act, attention=attention), None) for i, layer in enumerate(model.biogpt.layers)]
+    layers = [(FusedDecodeLayer(layer, cache, i, act, attention=attention), None) for i, layer in enumerate(model.biogpt.layers)]
+    head = model.output_projection
+    plain_head = type(head) is Linear and head.weight.is_contiguous() and head.weight.dtype == model.dtype
+    return FusedStep(layers, FusedHead(model) if plain_head else None, attention)
 
 
 __all__ = [
     "FusedDecodeLayer",
+    "FusedHead",
+    "FusedStep",
     "candidate_configs",
     "decode_attention",
-    "fused_layers",
+    "fused_step",
     "graph_us",
     "launch_config",
     "row_linear",

@@ -476,10 +476,10 @@ class StaticDecoder:
             ]
         elif compile_step:
             self.step_fn = torch.compile(self._step, fullgraph=True, dynamic=False)
-        self.layer_runners: list | None = self.compiled_layers or None  # stand-ins for the layers
+        self.fused: Any = None  # fused_decode.FusedStep: Triton layers and head instead of the model's
         self.kernels = "torch"
         self.kernel_report: dict[str, Any] = {}
-        candidates: dict[str, list] = {}
+        candidates: dict[str, Any] = {}
         tune_seconds = 0.0
         if kernels != "torch":
             from . import fused_decode
@@ -491,11 +491,11 @@ class StaticDecoder:
                     if kernels == "triton":
                         raise
                     logger.warning("could not tune the fused decode kernels (%s: %s)", type(exc).__name__, exc)
-            candidates["triton"] = fused_decode.fused_layers(model, self.cache)
+            candidates["triton"] = fused_decode.fused_step(model, self.cache)
             if kernels == "triton":
-                self.layer_runners, self.kernels = candidates["triton"], "triton"
+                self.fused, self.kernels = candidates["triton"], "triton"
             else:  # the fused projections with torch's attention kernel, in case the Triton one loses
-                candidates["triton-sdpa"] = fused_decode.fused_layers(model, self.cache, attention="sdpa")
+                candidates["triton-sdpa"] = fused_decode.fused_step(model, self.cache, attention="sdpa")
 
         def body() -> None:
             self.logits = self.step_fn()
@@ -508,18 +508,18 @@ class StaticDecoder:
         if self.graph is not None:
             logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
 
-    def _choose_kernels(self, candidates: dict[str, list], body: Callable[[], None]) -> None:
+    def _choose_kernels(self, candidates: dict[str, Any], body: Callable[[], None]) -> None:
         """Capture the step again with each candidate's layers; keep the one that replays fastest
         (median of AUTO_REPLAYS) among the plain step and the candidates whose logits agree with
         the plain step's (same state, one replay each, FUSED_TOLERANCE)."""
         plain_graph, plain_logits = self.graph, self.logits
         want = self._replay_from_same_state(plain_graph, plain_logits).float()
         report: dict[str, Any] = {"rows": self.rows, "torch_ms": self._replay_ms(plain_graph)}
-        best = ("torch", plain_graph, plain_logits, self.compiled_layers or None, report["torch_ms"])
+        best = ("torch", plain_graph, plain_logits, None, report["torch_ms"])
         tolerance = FUSED_TOLERANCE[self.model.dtype]
-        for name, layers in candidates.items():
+        for name, fused in candidates.items():
             try:
-                self.layer_runners = layers
+                self.fused = fused
                 graph = self._capture_keeping_state(body)
                 logits = self.logits
                 got = self._replay_from_same_state(graph, logits).float()
@@ -533,8 +533,8 @@ class StaticDecoder:
             if not error <= tolerance:
                 logger.warning("decode kernels %r: logits differ from torch's by %.2e (> %.0e); not used", name, error, tolerance)
             elif ms < best[-1]:
-                best = (name, graph, logits, layers, ms)
-        self.kernels, self.graph, self.logits, self.layer_runners, _ = best
+                best = (name, graph, logits, fused, ms)
+        self.kernels, self.graph, self.logits, self.fused, _ = best
         self.kernel_report = {**report, "kernels": self.kernels}
         logger.info("decode step kernels for %d row(s): %s", self.rows, self.kernel_report)
 
@@ -576,6 +576,7 @@ class StaticDecoder:
         # by attention in every layer)
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
         self.cache.read_span = S
+        head = self.fused.head if self.fused is not None else None
         with in_place_residuals():  # every activation here is the step's own (see modeling)
             hidden = model.biogpt.run(
                 self.tokens[:, None],
@@ -583,9 +584,10 @@ class StaticDecoder:
                 attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
                 is_causal=False,
                 cache=self.cache,
-                layers=self.layer_runners,
+                layers=self.compiled_layers or (self.fused.layers if self.fused is not None else None),
+                final_norm=head is None,  # the fused head applies it
             )
-        logits = model.output_projection(hidden[:, -1])  # (N, V)
+        logits = model.output_projection(hidden[:, -1]) if head is None else head(hidden[:, -1])  # (N, V)
         self.write_pos += 1
         self.positions += 1
         return logits

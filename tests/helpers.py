@@ -187,22 +187,22 @@ def emulate_cuda_graph_training(monkeypatch) -> list:
 
 def emulate_decoder_capture(monkeypatch) -> None:
     """`StaticDecoder._capture` on the CPU: a "capture" runs the body once (as the warm-up runs
-    do) and a replay runs it again with the layers the capture saw (a real graph keeps its
-    kernels) and writes the result into the output buffer the capture produced (a real graph
+    do) and a replay runs it again with the fused step the capture saw (a real graph keeps
+    its kernels) and writes the result into the output buffer the capture produced (a real graph
     writes its outputs in place). The fused kernels' tuning (timed with graphs) is skipped."""
     from model.generation import StaticDecoder
 
     class Graph:
         def __init__(self, dec, body) -> None:
-            self.dec, self.body, self.runners = dec, body, dec.layer_runners
+            self.dec, self.body, self.fused = dec, body, dec.fused
             before = dec.logits
             body()
             self.out = dec.logits if dec.logits is not before else None  # a step graph's output buffer
 
         def replay(self) -> None:
-            saved, self.dec.layer_runners = self.dec.layer_runners, self.runners
+            saved, self.dec.fused = self.dec.fused, self.fused
             self.body()
-            self.dec.layer_runners = saved
+            self.dec.fused = saved
             if self.out is not None:
                 self.out.copy_(self.dec.logits)
                 self.dec.logits = self.out

@@ -173,7 +173,7 @@ def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     for name in ("triton", "triton-sdpa"):
         assert report[f"{name}_error"] < 1e-4 and report[f"{name}_ms"] > 0, report
     assert report["torch_ms"] > 0
-    assert (dec.layer_runners is not None) == (dec.kernels != "torch")
+    assert (dec.fused is not None) == (dec.kernels != "torch")
     print(report)
 
 

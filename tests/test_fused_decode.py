@@ -70,6 +70,17 @@ def test_row_linear_adds_into_the_residual_in_place(dtype):
     torch.testing.assert_close(out, want, **TOL[dtype])
 
 
+@DTYPES
+def test_fused_head_is_the_final_layer_norm_and_the_lm_head(dtype):
+    """No bias (the tied LM head), LayerNorm in the prologue, N not a multiple of the block."""
+    model = diverse_lm().to(dtype)
+    x = torch.randn(3, model.config.hidden_size).to(dtype)
+    with torch.no_grad():
+        want = model.output_projection(model.biogpt.layer_norm(x))
+    assert model.output_projection.bias is None
+    torch.testing.assert_close(fused_decode.FusedHead(model)(x), want, **TOL[dtype])
+
+
 def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column():
     """The q/k/v projection: outputs [0, C) are the query, [C, 2C) keys, [2C, 3C) values; each
     row's keys and values land in its own cache column, and nothing else in the cache changes."""
@@ -153,7 +164,8 @@ def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, 
     plain = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
     fused = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
     assert (plain.kernels, fused.kernels) == ("torch", "triton")
-    fused.layer_runners = fused_decode.fused_layers(model, fused.cache, attention=attention)
+    fused.fused = fused_decode.fused_step(model, fused.cache, attention=attention)
+    assert fused.fused.head is not None  # the LM head too
     for dec in (plain, fused):
         dec.write_pos.copy_(torch.tensor([0, 3, 5, 0]))
         dec.positions.copy_(torch.tensor([0, 3, 5, 0]))
@@ -258,10 +270,10 @@ def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, mea
     dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False)
     plain_logits = torch.ones(1, 1000, dtype=torch.float16)
     dec.graph, dec.logits = _FakeGraph("torch"), plain_logits
-    candidates = {name: fused_decode.fused_layers(model, dec.cache, attention=name.removeprefix("triton-") or "triton") for name in measured}
+    candidates = {name: fused_decode.fused_step(model, dec.cache, attention=name.removeprefix("triton-") or "triton") for name in measured}
 
     def capture(body):
-        name = next(n for n, layers in candidates.items() if layers is dec.layer_runners)
+        name = next(n for n, fused in candidates.items() if fused is dec.fused)
         if isinstance(measured[name], Exception):
             raise measured[name]
         dec.logits = torch.zeros(1, 1000, dtype=torch.float16)
@@ -277,7 +289,7 @@ def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, mea
     with caplog.at_level("WARNING", logger="model.generation"):
         dec._choose_kernels(candidates, lambda: None)
     assert dec.kernels == expected == dec.kernel_report["kernels"] == dec.graph.name
-    assert dec.layer_runners is candidates.get(expected)
+    assert dec.fused is candidates.get(expected)
     assert (dec.logits is plain_logits) == (expected == "torch")
     assert dec.kernel_report["torch_ms"] == 1.2
     for name, value in measured.items():
@@ -297,7 +309,7 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     model = diverse_lm()
     emulate_decoder_capture(monkeypatch)
     monkeypatch.setattr(
-        StaticDecoder, "_replay_ms", lambda self, graph: 1.0 if not graph.runners else fused_ms + (graph.runners[0][0].attention == "sdpa")
+        StaticDecoder, "_replay_ms", lambda self, graph: 1.0 if graph.fused is None else fused_ms + (graph.fused.attention == "sdpa")
     )
     with torch.inference_mode():
         dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="auto")
@@ -306,12 +318,12 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     for name in ("triton", "triton-sdpa"):  # real steps, computed differently: close, not equal
         assert 0 < report[f"{name}_error"] < generation.FUSED_TOLERANCE[torch.float32]
     assert (report["torch_ms"], report["triton_ms"], report["triton-sdpa_ms"]) == (1.0, fused_ms, fused_ms + 1)
-    assert (dec.layer_runners is not None) == (expected == "triton")
+    assert (dec.fused is not None) == (expected == "triton")
     monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
     ids = torch.randint(4, 1000, (1, 6), generator=torch.Generator().manual_seed(2))
     got = model.generate(ids, max_new_tokens=8)  # the static path (the decoder above) for greedy search
     monkeypatch.undo()
-    assert dec.greedy_graphs and (next(iter(dec.greedy_graphs.values()))[0].runners is not None) == (expected == "triton")
+    assert dec.greedy_graphs and (next(iter(dec.greedy_graphs.values()))[0].fused is not None) == (expected == "triton")
     assert torch.equal(got, model.generate(ids, max_new_tokens=8))
 
 
