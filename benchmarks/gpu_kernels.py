@@ -123,7 +123,8 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
         x = torch.randn(1, k, device=dev, dtype=half)
         out = torch.empty(1, n, device=dev, dtype=half)
         turn = itertools.cycle(weights)
-        cublas = graph_us(lambda: torch.nn.functional.linear(x, next(turn), b), len(weights))
+        launches = max(20, len(weights))
+        cublas = graph_us(lambda: torch.nn.functional.linear(x, next(turn), b), launches)
         rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))  # the first guess
         tuned = fused_decode._TUNED.get((fused_decode.device_key(dev, half), n, k))  # what generate's tuning chose
         timed: list[tuple[float, tuple[int, int, int]]] = []
@@ -136,7 +137,7 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
         for config in candidates:
             turn = itertools.cycle(weights)
             try:
-                timed.append((graph_us(lambda: fused_decode.row_linear(x, next(turn), b, out=out, config=config), len(weights)), config))
+                timed.append((graph_us(lambda: fused_decode.row_linear(x, next(turn), b, out=out, config=config), launches), config))
             except Exception as exc:  # a configuration that does not compile here
                 print(f"    ({n}, {k}) {config}: {type(exc).__name__}: {exc}", flush=True)
         timed.sort()

@@ -136,7 +136,7 @@ def graph_us(fn: Callable[[], object], launches: int = 20) -> float:
     """Microseconds per call of `fn` on the GPU: `launches` back-to-back calls captured as one
     graph (no host launch cost in the figure; one call of a one-row kernel is a few µs, less
     than launching it from Python), median of 5 replays. A `fn` that cycles through
-    `weight_copies` should get launches = the number of copies."""
+    `weight_copies` should get at least as many launches as there are copies."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -161,11 +161,11 @@ COLD_BYTES = 256 << 20  # weights cycled through when timing one projection: sev
 
 
 def weight_copies(n: int, k: int, *, device: torch.device, dtype: torch.dtype, total_bytes: int = COLD_BYTES) -> list[torch.Tensor]:
-    """Copies of a random (n, k) weight filling `total_bytes` (at least 20): timed back to back
+    """Copies of a random (n, k) weight filling `total_bytes` (at least 2): timed back to back
     through them, each launch reads its weight from memory as a real decode step does (every
-    layer's weights differ), not from the L2 cache the previous launch filled."""
+    layer's weights differ), not from the L2 cache the previous launches filled."""
     w = torch.randn(n, k, device=device).mul_(k**-0.5).to(dtype)
-    copies = max(20, -(-total_bytes // w.nbytes)) if device.type == "cuda" else 2
+    copies = max(2, -(-total_bytes // w.nbytes)) if device.type == "cuda" else 2
     return [w] + [w.clone() for _ in range(copies - 1)]
 
 
@@ -224,7 +224,7 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
         for config in candidate_configs(n, k, _sm_count(device)):
             turn = itertools.cycle(weights)
             try:
-                timed.append((timer(lambda: row_linear(x, next(turn), b, out=out, config=config), len(weights)), config))
+                timed.append((timer(lambda: row_linear(x, next(turn), b, out=out, config=config), max(20, len(weights))), config))
             except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
                 logger.debug("launch configuration %s for (%d, %d) failed: %s", config, n, k, exc)
         if timed:
