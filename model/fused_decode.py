@@ -158,14 +158,15 @@ def graph_us(fn: Callable[[], object], launches: int = 20) -> float:
 
 
 COLD_BYTES = 256 << 20  # weights cycled through when timing one projection: several times an H100's or H200's L2
+MAX_COPIES = 64  # ... in at most this many copies (347M's smallest projection: 64 x 2 MB, still 2.5 L2s)
 
 
 def weight_copies(n: int, k: int, *, device: torch.device, dtype: torch.dtype, total_bytes: int = COLD_BYTES) -> list[torch.Tensor]:
-    """Copies of a random (n, k) weight filling `total_bytes` (at least 2): timed back to back
-    through them, each launch reads its weight from memory as a real decode step does (every
-    layer's weights differ), not from the L2 cache the previous launches filled."""
+    """Copies of a random (n, k) weight filling `total_bytes` (2 to MAX_COPIES): timed back to
+    back through them, each launch reads its weight from memory as a real decode step does
+    (every layer's weights differ), not from the L2 cache the previous launches filled."""
     w = torch.randn(n, k, device=device).mul_(k**-0.5).to(dtype)
-    copies = max(2, -(-total_bytes // w.nbytes)) if device.type == "cuda" else 2
+    copies = min(MAX_COPIES, max(2, -(-total_bytes // w.nbytes))) if device.type == "cuda" else 2
     return [w] + [w.clone() for _ in range(copies - 1)]
 
 
