@@ -158,6 +158,7 @@ def graph_us(fn: Callable[[], object], launches: int = 20) -> float:
 
 
 COLD_BYTES = 256 << 20  # weights cycled through when timing one projection: several times an H100's or H200's L2
+MIN_TUNED_BYTES = 32 << 20  # one layer's and the LM head's weights below this: not tuned (tiny test models)
 MAX_COPIES = 64  # ... in at most this many copies (347M's smallest projection: 64 x 2 MB, still 2.5 L2s)
 
 
@@ -210,9 +211,12 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     Returns the seconds spent. Why at run time: the best tile depends on the GPU (bandwidth,
     multiprocessors), and the first guess was written without one."""
     device, dtype = model.device, model.dtype
+    shapes = projection_shapes(model.config)
+    if sum(n * k for n, k in shapes) * dtype.itemsize < MIN_TUNED_BYTES:
+        return 0.0  # a small model's step is all launch latency: any configuration will do
     key = device_key(device, dtype)
     _load_tuned()
-    missing = [(n, k) for n, k in projection_shapes(model.config) if (key, n, k) not in _TUNED]
+    missing = [(n, k) for n, k in shapes if (key, n, k) not in _TUNED]
     if not missing:
         return 0.0
     start = time.perf_counter()

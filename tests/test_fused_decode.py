@@ -329,8 +329,9 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
 
 @pytest.fixture
 def fresh_tuning(monkeypatch, tmp_path):
-    """An empty tuning table and cache directory for this test."""
+    """An empty tuning table and cache directory for this test; tiny models tuned too."""
     monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused_decode, "MIN_TUNED_BYTES", 0)
     monkeypatch.setattr(fused_decode, "_TUNED", {})
     monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
     return tmp_path / "fused_decode.json"
@@ -384,6 +385,12 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
     monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8))
     assert fused_decode.launch_config(n, k, 132, key) == (16, 128, 8)  # an override wins
+
+
+def test_small_models_are_not_tuned(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
+    assert fused_decode.tune(tiny_lm().half(), timer=lambda fn, launches: pytest.fail("timed")) == 0.0
+    assert not (tmp_path / "fused_decode.json").exists()
 
 
 def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, caplog):
