@@ -385,8 +385,8 @@ def row_linear(
         q_width, head_dim = out.shape[1], cache.shape[-1]
         kv_strides = (cache.stride(0), cache.stride(1), cache.stride(2), cache.stride(3))
     # unused pointers get the weight, which nothing writes (Triton's interpreter copies each argument back)
-    if kv is None:
-        cache, columns, q_width, head_dim, kv_strides = weight, weight, N, 1, (0, 0, 0, 0)
+    if kv is None:  # Q_WIDTH and HEAD_DIM unused: constants that do not split compilations by N
+        cache, columns, q_width, head_dim, kv_strides = weight, weight, 1, 1, (0, 0, 0, 0)
     ln_w, ln_b, eps = (layer_norm.weight, layer_norm.bias, layer_norm.eps) if layer_norm is not None else (weight, weight, 0.0)
     grid = (triton.cdiv(N, block_n), M)
     _row_linear_kernel[grid](
