@@ -307,15 +307,18 @@ if triton is not None:
 
     @triton.jit
     def _decode_attention_kernel(
-        q_ptr, kv_ptr, bias_ptr, out_ptr,
+        q_ptr, kv_ptr, bias_ptr, last_ptr, out_ptr,
         stride_qb, kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t, stride_bias_b, stride_ob, scale,
         SPAN: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
     ):  # fmt: skip
         """One query per row and head against the cache's first SPAN columns, plus the additive
         mask: online softmax over BLOCK_S columns at a time (unrolled: SPAN is a constant),
-        scores and probabilities in float32."""
+        scores and probabilities in float32. Blocks after the row's last written column are
+        skipped: the static cache has room for the whole generation, and early in it most of
+        the span is empty (the plain step reads it all, masked)."""
         h = tl.program_id(0)
         b = tl.program_id(1)
+        last = tl.load(last_ptr + b)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + b * stride_qb + h * HEAD_DIM + d).to(tl.float32) * scale
         keys = kv_ptr + b * kv_stride_b + h * kv_stride_h
@@ -324,31 +327,35 @@ if triton is not None:
         total = tl.zeros([1], dtype=tl.float32)
         acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
         for s0 in tl.static_range(0, SPAN, BLOCK_S):
-            cols = s0 + tl.arange(0, BLOCK_S)
-            k = tl.load(keys + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
-            scores = tl.sum(k * q[None, :], 1) + tl.load(bias_ptr + b * stride_bias_b + cols).to(tl.float32)
-            new_best = tl.maximum(best, tl.max(scores, 0))
-            p = tl.exp(scores - new_best)  # (BLOCK_S,)
-            shrink = tl.exp(best - new_best)
-            v = tl.load(values + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
-            acc = acc * shrink + tl.sum(p[:, None] * v, 0)
-            total = total * shrink + tl.sum(p, 0)
-            best = new_best
+            if s0 <= last:
+                cols = s0 + tl.arange(0, BLOCK_S)
+                k = tl.load(keys + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
+                scores = tl.sum(k * q[None, :], 1) + tl.load(bias_ptr + b * stride_bias_b + cols).to(tl.float32)
+                new_best = tl.maximum(best, tl.max(scores, 0))
+                p = tl.exp(scores - new_best)  # (BLOCK_S,)
+                shrink = tl.exp(best - new_best)
+                v = tl.load(values + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
+                acc = acc * shrink + tl.sum(p[:, None] * v, 0)
+                total = total * shrink + tl.sum(p, 0)
+                best = new_best
         tl.store(out_ptr + b * stride_ob + h * HEAD_DIM + d, (acc / total).to(out_ptr.dtype.element_ty))
 
 
-def decode_attention(q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, out: torch.Tensor) -> torch.Tensor:
+def decode_attention(
+    q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, last: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(D) + bias) v for one query per row: q (B, H*D), kv one layer's cache
     (2, B', H, S, D) read over its first `span` columns, bias (B, span) additive (0 or -inf, at
-    least one key allowed per row), out (B, H*D). What SDPA computes in the plain step (cuDNN's
-    kernel takes ~6 us per layer at one row on an H100, 13% of the plain step; here one program
-    per head and row reads its keys and values once)."""
+    least one key allowed per row, every key after column `last[b]` masked), out (B, H*D). What
+    SDPA computes in the plain step (cuDNN's kernel takes ~6 us per layer at one row on an H100,
+    13% of the plain step; here one program per head and row reads its keys and values once,
+    up to its last written column)."""
     B = q.shape[0]
     H, D = kv.shape[2], kv.shape[4]
     if span % DECODE_BLOCK_S or bias.stride(1) != 1 or q.stride(1) != 1 or out.stride(1) != 1 or kv.stride(4) != 1:
         raise ValueError(f"decode_attention needs a span that is a multiple of {DECODE_BLOCK_S} and contiguous rows")
     _decode_attention_kernel[(H, B)](
-        q, kv, bias, out,
+        q, kv, bias, last, out,
         q.stride(0), kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3), bias.stride(0), out.stride(0), D**-0.5,
         SPAN=span, HEAD_DIM=D, BLOCK_S=DECODE_BLOCK_S, num_warps=4,
     )  # fmt: skip
@@ -442,7 +449,7 @@ class FusedDecodeLayer:
         S = self.cache.read_span or self.cache.capacity
         if self.attention == "triton" and attn_mask is not None and S % DECODE_BLOCK_S == 0:
             bias = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
-            y = decode_attention(q, self.kv, bias, span=S, out=torch.empty_like(q))  # (B, C)
+            y = decode_attention(q, self.kv, bias, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q))  # (B, C)
         else:
             k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
             y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)

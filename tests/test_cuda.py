@@ -154,7 +154,8 @@ def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span):
     bias = torch.zeros(B, span, device="cuda", dtype=dtype)
     bias[0, :150] = float("-inf")
     bias[:, span - 40 :] = float("-inf")
-    got = fused_decode.decode_attention(q, kv, bias, span=span, out=torch.empty_like(q))
+    last = torch.full((B,), span - 41, device="cuda")  # the last 40 columns: not written yet
+    got = fused_decode.decode_attention(q, kv, bias, span=span, last=last, out=torch.empty_like(q))
     want = F.scaled_dot_product_attention(q.view(B, 1, heads, D).transpose(1, 2), kv[0, :B, :, :span], kv[1, :B, :, :span], attn_mask=bias[:, None, None, :])
     tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
     torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, heads * D), rtol=tol, atol=tol)

@@ -112,7 +112,7 @@ def test_row_linear_rejects_strided_weights():
 def test_decode_attention_computes_what_sdpa_computes(dtype):
     """Three rows of a four-row cache, 128 of its 192 columns read: a row whose first 100 keys are
     masked (left padding: a whole 64-column block with no key), one that sees 5 keys, one that
-    sees 70."""
+    sees 70. Blocks after a row's last written column are never read: NaN there changes nothing."""
     g = torch.Generator().manual_seed(0)
     B, H, S, D = 3, 4, 128, 16
     kv = torch.randn(2, 4, H, 192, D, generator=g).to(dtype)
@@ -121,14 +121,16 @@ def test_decode_attention_computes_what_sdpa_computes(dtype):
     allowed[0, :100] = False
     allowed[1, 5:] = False
     allowed[2, 70:] = False
+    last = torch.tensor([127, 4, 69])
     bias = torch.zeros(B, S, dtype=dtype).masked_fill(~allowed, float("-inf"))
-    got = fused_decode.decode_attention(q, kv, bias, span=S, out=torch.empty_like(q))
     want = F.scaled_dot_product_attention(
         q.view(B, 1, H, D).transpose(1, 2), kv[0, :B, :, :S], kv[1, :B, :, :S], attn_mask=bias[:, None, None, :]
     )  # (B, H, 1, D)
+    kv[:, 1, :, 64:] = float("nan")  # row 1's second block: after its last written column
+    got = fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q))
     torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, H * D), **TOL[dtype])
     with pytest.raises(ValueError, match="multiple of 64"):
-        fused_decode.decode_attention(q, kv, bias[:, :100], span=100, out=torch.empty_like(q))
+        fused_decode.decode_attention(q, kv, bias[:, :100], span=100, last=last, out=torch.empty_like(q))
 
 
 def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
