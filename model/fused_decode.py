@@ -56,6 +56,7 @@ logger = logging.getLogger(__name__)
 ACTIVATIONS = {"gelu": 1, "gelu_new": 2, "gelu_pytorch_tanh": 2}
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 TILE_ELEMENTS = 4096  # weights per program and loop iteration (8 KB in half precision)
+GREEDY_BLOCK_V = 4096  # vocabulary entries per step of the greedy kernel's (unrolled) loop
 DECODE_BLOCK_S = 64  # cache columns per step of the attention kernel's loop (spans are multiples of 128)
 # Per (N, K) projection shape: (BLOCK_N, BLOCK_K, num_warps), replacing the tuned configuration
 # and the rule in `launch_config` (benchmarks/gpu_kernels.py --sweep sets these).
@@ -341,6 +342,73 @@ if triton is not None:
         tl.store(out_ptr + b * stride_ob + h * HEAD_DIM + d, (acc / total).to(out_ptr.dtype.element_ty))
 
 
+    @triton.jit
+    def _greedy_pick_kernel(
+        scores_ptr, eos_ptr, pad_ptr, cur_ptr, min_col_ptr, unfinished_ptr, out_ptr, last_col_ptr, tokens_ptr,
+        stride_sb, stride_ob,
+        V: tl.constexpr, E: tl.constexpr, E_BLOCK: tl.constexpr, BLOCK_V: tl.constexpr, BAN: tl.constexpr,
+    ):  # fmt: skip
+        """One row's greedy token and its bookkeeping (see greedy_pick)."""
+        b = tl.program_id(0)
+        cur = tl.load(cur_ptr)
+        row = scores_ptr + b * stride_sb
+        e = tl.arange(0, E_BLOCK)
+        eos = tl.load(eos_ptr + e, mask=e < E, other=-1)
+        if BAN:  # min_new_tokens: end-of-sequence ids are out before column min_col
+            banned_now = cur < tl.load(min_col_ptr)
+        for v0 in tl.static_range(0, V, BLOCK_V):
+            cols = v0 + tl.arange(0, BLOCK_V)
+            x = tl.load(row + cols, mask=cols < V, other=float("-inf")).to(tl.float32)
+            if BAN:
+                is_eos_col = tl.sum((cols[:, None] == eos[None, :]).to(tl.int32), 1) > 0
+                x = tl.where(is_eos_col & banned_now, float("-inf"), x)
+            m = tl.max(x, 0)
+            i = tl.argmax(x, 0) + v0  # the first of equal maxima, as torch.argmax
+            if v0 == 0:
+                best, best_idx = m, i
+            else:  # strictly greater: an earlier block keeps its ties
+                take = m > best
+                best_idx = tl.where(take, i, best_idx)
+                best = tl.where(take, m, best)
+        unfinished = tl.load(unfinished_ptr + b)
+        token = tl.where(unfinished, best_idx.to(tl.int64), tl.load(pad_ptr))
+        tl.store(tokens_ptr + b, token)
+        tl.store(out_ptr + b * stride_ob + cur, token)
+        if E > 0:
+            is_eos = tl.sum(((eos == token) & (e < E)).to(tl.int32), 0) > 0
+            last = tl.load(last_col_ptr + b)
+            tl.store(last_col_ptr + b, tl.where(unfinished & is_eos, cur, last))
+            tl.store(unfinished_ptr + b, unfinished & (is_eos == 0))
+
+
+def greedy_pick(
+    scores: torch.Tensor,
+    *,
+    eos: torch.Tensor,
+    pad: torch.Tensor,
+    cur: torch.Tensor,
+    min_col: torch.Tensor,
+    unfinished: torch.Tensor,
+    out: torch.Tensor,
+    last_col: torch.Tensor,
+    tokens: torch.Tensor,
+    ban: bool,
+) -> None:
+    """The greedy loop's token choice in one kernel (one program per row) instead of ~12 small
+    ones: end-of-sequence ids banned before column `min_col` when `ban`, argmax (first of equal
+    maxima), pad for finished rows, the token written to `tokens` and to `out` at column `cur`,
+    and rows reaching an end-of-sequence id marked finished with their last column. What
+    generation.StaticDecoder._greedy_body computes with torch's kernels (a NaN score is not
+    treated as the maximum, unlike torch.argmax)."""
+    B, V = scores.shape
+    E = eos.numel()
+    _greedy_pick_kernel[(B,)](
+        scores, eos if E else pad, pad, cur, min_col, unfinished, out, last_col, tokens,
+        scores.stride(0), out.stride(0),
+        V=V, E=E, E_BLOCK=max(2, triton.next_power_of_2(max(E, 1))), BLOCK_V=GREEDY_BLOCK_V, BAN=ban and E > 0, num_warps=4,
+    )  # fmt: skip
+
+
 def decode_attention(
     q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, last: torch.Tensor, out: torch.Tensor
 ) -> torch.Tensor:
@@ -507,6 +575,7 @@ __all__ = [
     "decode_attention",
     "fused_step",
     "graph_us",
+    "greedy_pick",
     "launch_config",
     "row_linear",
     "tune",

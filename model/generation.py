@@ -732,6 +732,16 @@ class StaticDecoder:
         """One token per row, then the decode step. Written for few kernels (a batch-1 replay is
         launch-bound): results go straight into the buffers (`out=`), one position counter, and
         the scores stay in the model's dtype (argmax of the exact float32 copy is the same)."""
+        if self.fused is not None:  # the fused step's greedy kernel: all of the below in one
+            from .fused_decode import greedy_pick
+
+            greedy_pick(
+                self.next_logits, eos=eos, pad=pad, cur=self.cur, min_col=self.min_col, unfinished=self.unfinished,
+                out=self.out, last_col=self.last_col, tokens=self.tokens, ban=has_min_new,
+            )  # fmt: skip
+            self.cur += 1
+            self.next_logits.copy_(self.step_fn())
+            return
         scores = self.next_logits  # (N, V), overwritten by this body's step anyway
         if has_min_new and eos.numel():
             banned = scores[:, eos]  # (N, E)

@@ -161,6 +161,35 @@ def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span):
     torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, heads * D), rtol=tol, atol=tol)
 
 
+def test_greedy_kernel_on_the_gpu_picks_what_torch_picks():
+    """The fused step's greedy kernel at BioGPT's vocabulary (11 blocks), fp16 scores with ties
+    and a banned end-of-sequence id, against the torch body (tests/test_fused_decode.py has the
+    CPU version with finished rows and several EOS ids)."""
+    from model.generation import StaticDecoder
+
+    model = tiny_lm(vocab_size=42384).to(device="cuda", dtype=torch.float16)
+    decoders = [StaticDecoder(model, torch.device("cuda"), 2, 128, capture=False, kernels=k) for k in ("torch", "triton")]
+    g = torch.Generator(device="cuda").manual_seed(0)
+    scores = torch.randn(2, 42384, device="cuda", generator=g).half()
+    scores[0, [7000, 40000]] = 8.0
+    scores[1, 2] = 9.0  # EOS, banned before min_col
+    step_logits = torch.randn(2, 42384, device="cuda", generator=g).half()
+    eos, pad = torch.tensor([2], device="cuda"), torch.tensor(1, device="cuda")
+    results = []
+    for dec in decoders:
+        dec._make_greedy_buffers()
+        dec.step_fn = lambda: step_logits
+        dec.next_logits.copy_(scores)
+        dec.cur.fill_(3)
+        dec.min_col.fill_(5)
+        with torch.inference_mode():
+            dec._greedy_body(eos, pad, True)
+        results.append((dec.tokens.clone(), dec.out.clone(), dec.unfinished.clone(), dec.last_col.clone()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert results[1][0][0].item() == 7000 and results[1][0][1].item() != 2
+
+
 def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     """The default ("auto") at one row measures both captured steps and keeps one; either way
     the tokens are eager generate's (fp32) and the report says what was measured."""

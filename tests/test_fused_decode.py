@@ -402,3 +402,45 @@ def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, c
         assert fused_decode.tune(model, timer=lambda fn, launches: (fn(), 1.0)[1]) > 0
     assert "launch configurations will be timed again" in caplog.text
     assert json.loads(fresh_tuning.read_text())["configs"]  # rewritten
+
+
+@pytest.mark.parametrize("eos, ban", [([2], True), ([2], False), ([2, 7], True), ([], False)], ids=["ban", "no-ban", "two-eos", "no-eos"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_greedy_kernel_picks_what_the_torch_body_picks(eos, ban, dtype):
+    """StaticDecoder._greedy_body with the fused step (one greedy kernel) and without (torch's
+    kernels), from the same state: ties across and within the kernel's vocabulary blocks (the
+    first maximum wins), an end-of-sequence id as the maximum (banned or taken), a finished row
+    (pad), per-row last columns. The decode step itself is stubbed: only the token choice differs."""
+    model = tiny_lm(vocab_size=9000).to(dtype)  # 9000 > 2 blocks of GREEDY_BLOCK_V
+    decoders = [StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels=k) for k in ("torch", "triton")]
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 9000, generator=g).to(dtype)
+    scores[0, [5000, 8500]] = 9.0  # a tie across blocks: 5000
+    scores[1, [100, 101]] = 9.0  # a tie within a block: 100
+    scores[2, 2] = 9.0  # end of sequence is the best token
+    if len(eos) > 1:
+        scores[3, 7] = 9.0
+    step_logits = torch.randn(4, 9000, generator=g).to(dtype)
+    eos_t, pad = torch.tensor(eos, dtype=torch.long), torch.tensor(1)
+    results = []
+    for dec in decoders:
+        dec._make_greedy_buffers()
+        dec.step_fn = lambda: step_logits
+        dec.next_logits.copy_(scores)
+        dec.unfinished.copy_(torch.tensor([True, False, True, True]))
+        dec.last_col.fill_(20)
+        dec.cur.fill_(10)
+        dec.min_col.fill_(12)
+        dec.out.zero_()
+        with torch.inference_mode():
+            dec._greedy_body(eos_t, pad, ban)
+        results.append((dec.tokens.clone(), dec.out.clone(), dec.last_col.clone(), dec.unfinished.clone(), dec.cur.clone(), dec.next_logits.clone()))
+    for a, b in zip(*results):
+        assert torch.equal(a, b), (a, b)
+    tokens, _, last_col, unfinished, cur, _ = results[1]
+    assert tokens[0] == 5000 and tokens[1] == 1  # row 1 finished: pad
+    if ban and eos:  # before min_col: row 2's best token is banned
+        assert tokens[2] != 2 and unfinished[2] and last_col[2] == 20
+    else:
+        assert tokens[2] == 2 and (unfinished[2] == (not eos)) and last_col[2] == (10 if eos else 20)
+    assert cur.item() == 11
