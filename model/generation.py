@@ -430,7 +430,8 @@ class StaticDecoder:
     attention kernel ("triton-sdpa"), checks each one's logits against the plain step's
     (FUSED_TOLERANCE) and keeps whichever step replays fastest (`self.kernel_report` says what
     was measured); before that, fused_decode.tune times the kernels' launch configurations on
-    this GPU (once per machine). With capture=False (CPU) only an explicit "triton" uses the
+    this GPU (once per machine). With a fused step, greedy search's token choice is one kernel
+    too (fused_decode.greedy_pick). With capture=False (CPU) only an explicit "triton" uses the
     fused layer (under Triton's interpreter: the CPU tests)."""
 
     def __init__(
