@@ -381,6 +381,57 @@ if triton is not None:
             tl.store(unfinished_ptr + b, unfinished & (is_eos == 0))
 
 
+    @triton.jit
+    def _step_prologue_kernel(
+        tokens_ptr, positions_ptr, write_ptr, key_mask_ptr, tok_emb_ptr, pos_emb_ptr, x_ptr, bias_ptr,
+        stride_km, scale,
+        C: tl.constexpr, BLOCK_C: tl.constexpr, S: tl.constexpr, BLOCK_S: tl.constexpr, OFFSET: tl.constexpr,
+    ):  # fmt: skip
+        """One row's input vector and attention mask (see step_prologue)."""
+        b = tl.program_id(0)
+        dtype = x_ptr.dtype.element_ty
+        token = tl.load(tokens_ptr + b)
+        position = tl.load(positions_ptr + b)
+        for c0 in tl.static_range(0, C, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            ok = cols < C
+            word = (tl.load(tok_emb_ptr + token * C + cols, mask=ok, other=0.0).to(tl.float32) * scale).to(dtype)
+            where = tl.load(pos_emb_ptr + (position + OFFSET) * C + cols, mask=ok, other=0.0)
+            tl.store(x_ptr + b * C + cols, (word.to(tl.float32) + where.to(tl.float32)).to(dtype), mask=ok)
+        tl.store(positions_ptr + b, position + 1)
+        last = tl.load(write_ptr + b)
+        for s0 in tl.static_range(0, S, BLOCK_S):
+            cols = s0 + tl.arange(0, BLOCK_S)
+            ok = cols < S
+            keep = tl.load(key_mask_ptr + b * stride_km + cols, mask=ok, other=0) != 0
+            allowed = keep & (cols <= last)
+            tl.store(bias_ptr + b * S + cols, tl.where(allowed, 0.0, float("-inf")).to(dtype), mask=ok)
+
+
+def step_prologue(
+    model, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decode step's input vectors (B, 1, C): word embedding x embed_scale + position
+    embedding, rounded as the model's two embeddings and the sum round them; the additive
+    attention mask (B, S) over key_mask's S columns: 0 where the key is kept and already
+    written (column <= write_pos), -inf elsewhere; then positions += 1. One kernel per step
+    instead of eight."""
+    from .modeling import POSITION_OFFSET
+
+    B, S = key_mask.shape
+    body = model.biogpt
+    C = body.embed_tokens.weight.shape[1]
+    x = torch.empty(B, 1, C, dtype=model.dtype, device=tokens.device)
+    bias = torch.empty(B, S, dtype=model.dtype, device=tokens.device)
+    _step_prologue_kernel[(B,)](
+        tokens, positions, write_pos, key_mask, body.embed_tokens.weight, body.embed_positions.weight, x, bias,
+        key_mask.stride(0), float(body.embed_tokens.embed_scale),
+        C=C, BLOCK_C=min(1024, triton.next_power_of_2(C)), S=S, BLOCK_S=min(1024, triton.next_power_of_2(S)),
+        OFFSET=POSITION_OFFSET, num_warps=4,
+    )  # fmt: skip
+    return x, bias
+
+
 def greedy_pick(
     scores: torch.Tensor,
     *,
@@ -544,13 +595,25 @@ class FusedHead:
 
 @dataclass
 class FusedStep:
-    """What the static decode step runs instead of the model's layers (`BioGptModel.run(layers=
-    ...)`, (layer, cache) pairs) and, when it is a plain linear layer, instead of its final
-    LayerNorm and LM head (`head`; None: the model's own)."""
+    """The static decode step in Triton kernels: the prologue (embeddings and attention mask),
+    the layers, and, when the model's is a plain linear layer, the final LayerNorm with the LM
+    head (`head`; None: the model's own)."""
 
-    layers: list[tuple[FusedDecodeLayer, None]]
+    model: Any
+    layers: list[FusedDecodeLayer]
     head: FusedHead | None
     attention: str
+
+    def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) of one token per row; `positions` advance by one (write_pos is the
+        caller's to advance, after the layers have written and read its columns)."""
+        x, bias = step_prologue(self.model, tokens, positions, write_pos, key_mask)  # (B, 1, C), (B, S)
+        mask = bias[:, None, None, :]  # (B, 1, 1, S)
+        for layer in self.layers:
+            x = layer(x, attn_mask=mask, is_causal=False, cache=None)
+        if self.head is not None:
+            return self.head(x[:, -1])
+        return self.model.output_projection(self.model.biogpt.layer_norm(x)[:, -1])
 
 
 def fused_step(model, cache: KVCache, *, attention: str = "triton") -> FusedStep:
@@ -561,10 +624,10 @@ def fused_step(model, cache: KVCache, *, attention: str = "triton") -> FusedStep
     for layer in model.biogpt.layers:  # one (3C, C) buffer per layer: the qkv kernel reads it
         if layer.self_attn.qkv_fused is None or not layer.self_attn._fused_views_intact():
             layer.self_attn.fuse_qkv()
-    layers = [(FusedDecodeLayer(layer, cache, i, act, attention=attention), None) for i, layer in enumerate(model.biogpt.layers)]
+    layers = [FusedDecodeLayer(layer, cache, i, act, attention=attention) for i, layer in enumerate(model.biogpt.layers)]
     head = model.output_projection
     plain_head = type(head) is Linear and head.weight.is_contiguous() and head.weight.dtype == model.dtype
-    return FusedStep(layers, FusedHead(model) if plain_head else None, attention)
+    return FusedStep(model, layers, FusedHead(model) if plain_head else None, attention)
 
 
 __all__ = [
@@ -577,6 +640,7 @@ __all__ = [
     "graph_us",
     "greedy_pick",
     "launch_config",
+    "step_prologue",
     "row_linear",
     "tune",
     "unavailable_reason",

@@ -570,6 +570,8 @@ class StaticDecoder:
 
     def _step(self, span: int | None = None) -> torch.Tensor:
         """The step; attention reads the first `span` columns of the cache (all by default)."""
+        if self.fused is not None:
+            return self._fused_step(span)
         model = self.model
         S = span or self.capacity
         allowed = self.key_mask[:, :S] & (self.key_index[None, :S] <= self.write_pos[:, None])  # (N, S): written keys only
@@ -577,7 +579,6 @@ class StaticDecoder:
         # by attention in every layer)
         bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
         self.cache.read_span = S
-        head = self.fused.head if self.fused is not None else None
         with in_place_residuals():  # every activation here is the step's own (see modeling)
             hidden = model.biogpt.run(
                 self.tokens[:, None],
@@ -585,12 +586,20 @@ class StaticDecoder:
                 attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
                 is_causal=False,
                 cache=self.cache,
-                layers=self.compiled_layers or (self.fused.layers if self.fused is not None else None),
-                final_norm=head is None,  # the fused head applies it
+                layers=self.compiled_layers or None,
             )
-        logits = model.output_projection(hidden[:, -1]) if head is None else head(hidden[:, -1])  # (N, V)
+        logits = model.output_projection(hidden[:, -1])  # (N, V)
         self.write_pos += 1
         self.positions += 1
+        return logits
+
+    def _fused_step(self, span: int | None = None) -> torch.Tensor:
+        """`_step` with the fused Triton kernels (fused_decode.FusedStep): the same state in and
+        out, the same logits within rounding."""
+        S = span or self.capacity
+        self.cache.read_span = S
+        logits = self.fused(self.tokens, self.positions, self.write_pos, self.key_mask[:, :S])  # positions advanced
+        self.write_pos += 1
         return logits
 
     def cache_view(self, rows: int) -> KVCache:

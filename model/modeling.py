@@ -492,14 +492,11 @@ class BioGptModel(BioGptPreTrainedModel):
         is_causal: bool,
         cache: KVCache | None,
         layers: Sequence[tuple[Callable[..., torch.Tensor], Any]] | None = None,
-        final_norm: bool = True,
     ) -> torch.Tensor:
         """The network itself, with positions and mask already decided (the generation engine's
         prefill and decode steps call this directly). `layers`: (layer, its cache) pairs standing
         in for self.layers and `cache` (the decode step's layer compiled once for all layers,
-        each with its own cache view, StaticDecoder(compile_step="layers"); the fused Triton
-        layers, fused_decode). final_norm=False leaves the last LayerNorm to the caller (the
-        fused LM head applies it)."""
+        each with its own cache view: StaticDecoder(compile_step="layers"))."""
         x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
         x = F.dropout(x, p=self.config.hidden_dropout_prob, training=self.training)
         checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
@@ -516,7 +513,7 @@ class BioGptModel(BioGptPreTrainedModel):
                 x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=layer_cache)
         if cache is not None:
             cache.advance(input_ids.shape[1])
-        return self.layer_norm(x) if final_norm else x
+        return self.layer_norm(x)
 
 
 # ------------------------------------------------------------------------------ heads

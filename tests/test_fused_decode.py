@@ -81,6 +81,25 @@ def test_fused_head_is_the_final_layer_norm_and_the_lm_head(dtype):
     torch.testing.assert_close(fused_decode.FusedHead(model)(x), want, **TOL[dtype])
 
 
+@DTYPES
+def test_step_prologue_gives_the_models_embeddings_and_the_steps_mask(dtype):
+    """Embeddings as the model computes them (word x scale, + position at offset 2), the mask
+    the plain static step builds (kept and written keys: 0, others -inf), positions advanced."""
+    model = diverse_lm().to(dtype)
+    tokens, positions = torch.tensor([5, 900, 2]), torch.tensor([0, 7, 40])
+    write_pos = torch.tensor([3, 64, 100])
+    key_mask = torch.ones(3, 128, dtype=torch.bool)
+    key_mask[1, :4] = False  # left padding
+    with torch.no_grad():
+        want_x = model.biogpt.embed_tokens(tokens[:, None]) + model.biogpt.embed_positions(positions[:, None])
+    allowed = key_mask & (torch.arange(128)[None, :] <= write_pos[:, None])
+    want_bias = torch.zeros(3, 128, dtype=dtype).masked_fill(~allowed, float("-inf"))
+    moved = positions.clone()
+    x, bias = fused_decode.step_prologue(model, tokens, moved, write_pos, key_mask)
+    assert torch.equal(x, want_x) and torch.equal(bias, want_bias)
+    assert moved.tolist() == [1, 8, 41]
+
+
 def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column():
     """The q/k/v projection: outputs [0, C) are the query, [C, 2C) keys, [2C, 3C) values; each
     row's keys and values land in its own cache column, and nothing else in the cache changes."""
