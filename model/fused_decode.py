@@ -14,7 +14,10 @@ write another 9%. Here each projection is one kernel that does the work around i
     h    = act(LN2(x) @ W1^T + b)    LayerNorm and GELU fused
     x   += h @ W2^T + b
 
-and after the last layer, logits = LN(x) @ W_lm^T in one kernel (FusedHead).
+before the first layer one kernel builds the input vectors and the attention mask
+(step_prologue), after the last one logits = LN(x) @ W_lm^T is one kernel (FusedHead), and in
+greedy search the token choice is one more (greedy_pick): ~126 kernels per step for the 347M
+model instead of ~315, ~246 for BioGPT-Large instead of ~600.
 
 Results are rounded where the plain step rounds (LayerNorm's output, each projection's output
 before the residual or the activation), so the logits stay within the dtype's rounding of the
