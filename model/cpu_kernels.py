@@ -60,8 +60,9 @@ def _cpu_supported() -> bool:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("BIOGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "biogpt-cli")
-    return Path(root) / "kernels"
+    from .hub import cache_root
+
+    return cache_root() / "kernels"
 
 
 def _build() -> Path:

@@ -176,8 +176,9 @@ def weight_copies(n: int, k: int, *, device: torch.device, dtype: torch.dtype, t
 
 
 def _tuned_path() -> Path:
-    root = os.environ.get("BIOGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "biogpt-cli")
-    return Path(root) / "fused_decode.json"
+    from .hub import cache_root
+
+    return cache_root() / "fused_decode.json"
 
 
 def _load_tuned() -> None:

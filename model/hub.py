@@ -19,6 +19,12 @@ logger = logging.getLogger(__name__)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
+def cache_root() -> Path:
+    """biogpt-cli's own cache ($BIOGPT_CACHE, else ~/.cache/biogpt-cli): the compiled CPU
+    kernels, the GPU kernels' tuned launch configurations. Model files stay in the hub's cache."""
+    return Path(os.environ.get("BIOGPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "biogpt-cli"))
+
+
 def is_hub_id(name: str) -> bool:
     """A string that can only mean a hub repository (not an existing local path)."""
     return not Path(name).exists() and bool(_REPO_ID.match(name)) and "\\" not in name

@@ -6,7 +6,6 @@ on stdout, text is streamed as it is generated.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
