@@ -323,11 +323,14 @@ def gpu_suite(
         notes.append(f"{label}: one-time CUDA graph captures (prompt pass, decode step, greedy step; with decode_kernels='auto' the fused steps too): {dec.capture_seconds:.3f} s, first call of a bucket only")
         report = dec.kernel_report
         if report:  # decode_kernels="auto": what it measured, what it kept
-            measured = [f"torch {report['torch_ms']:.3f} ms"] + [
-                f"{name} {report[name + '_ms']:.3f} ms (logits vs torch's: relative error {report[name + '_error']:.1e})"
-                if name + "_ms" in report else f"{name} failed ({report.get(name + '_failed')})"
-                for name in ("triton", "triton-sdpa")
-            ]
+            def measured_note(name: str) -> str:
+                if name + "_ms" in report:
+                    return f"{name} {report[name + '_ms']:.3f} ms (logits vs torch's: relative error {report[name + '_error']:.1e})"
+                if name + "_error" in report:
+                    return f"{name} not used: logits vs torch's relative error {report[name + '_error']:.1e}"
+                return f"{name} failed ({report.get(name + '_failed')})"
+
+            measured = [f"torch {report['torch_ms']:.3f} ms"] + [measured_note(name) for name in ("triton", "triton-sdpa")]
             tuned = f"; fused kernels' launch configurations tuned in {report['tune_seconds']:.1f} s" if "tune_seconds" in report else ""
             notes.append(f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']}; per replay: {'; '.join(measured)}{tuned}")
         graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
