@@ -549,8 +549,8 @@ def _sm_count(device: torch.device) -> int:
 
 
 class FusedDecodeLayer:
-    """Stands in for a decoder layer in the static decode step (`BioGptModel.run(layers=...)`):
-    same call, same result within rounding, four kernels plus attention. Reads the layer's
+    """A decoder layer of the fused step (FusedStep): the same call as BioGptDecoderLayer's, the
+    same result within rounding, four kernels plus attention. Reads the layer's
     parameters at each call (q/k/v through the fused buffer generation keeps), so it follows
     in-place weight updates; the static decoder is rebuilt when weights move."""
 
@@ -571,8 +571,8 @@ class FusedDecodeLayer:
         row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]))
         S = self.cache.read_span or self.cache.capacity
         if self.attention == "triton" and attn_mask is not None and S % DECODE_BLOCK_S == 0:
-            bias = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
-            y = decode_attention(q, self.kv, bias, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q))  # (B, C)
+            mask = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
+            y = decode_attention(q, self.kv, mask, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q))  # (B, C)
         else:
             k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
             y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
