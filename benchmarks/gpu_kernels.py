@@ -109,35 +109,45 @@ def variant(
 SWEEP_TILES = ((256, 4), (512, 4), (1024, 8))  # (BLOCK_K, num_warps), with BLOCK_N 4, 8, 16: 9 compilations a shape
 
 
-def sweep(model) -> dict[tuple[int, int], tuple[int, int, int]]:
-    """Per projection shape (N, K): the one-row Triton kernel's time for each launch
-    configuration, the best against cuBLAS's F.linear (bias included in both); returns the best."""
+def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
+    """Per projection shape (N, K): the one-row Triton kernel's time (the variant the fused step
+    runs for that shape) for each launch configuration, the best against cuBLAS's F.linear
+    alone (bias included; the Triton kernel also does the LayerNorm, residual or cache write
+    around it); returns the best."""
     from model import fused_decode
     from model.fused_decode import graph_us
 
-    best: dict[tuple[int, int], tuple[int, int, int]] = {}
+    best: dict[tuple[int, int], fused_decode.Config] = {}
     dev, half = model.device, torch.float16
     for n, k in fused_decode.projection_shapes(model.config):
         weights = fused_decode.weight_copies(n, k, device=dev, dtype=half)  # read from memory, not L2
         b = torch.randn(n, device=dev, dtype=half)
         x = torch.randn(1, k, device=dev, dtype=half)
-        out = torch.empty(1, n, device=dev, dtype=half)
         turn = itertools.cycle(weights)
         launches = max(20, len(weights))
         cublas = graph_us(lambda: torch.nn.functional.linear(x, next(turn), b), launches)
         rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))  # the first guess
         tuned = fused_decode._TUNED.get((fused_decode.device_key(dev, half), n, k))  # what generate's tuning chose
-        timed: list[tuple[float, tuple[int, int, int]]] = []
-        # a small grid (each configuration is a compilation, ~0.5 s): rows per program, and
-        # weights per loop iteration with the warps to load them
-        candidates = [(bn, bk, nw) for bn in (4, 8, 16) for bk, nw in SWEEP_TILES if bk <= max(256, k)]
+        timed: list[tuple[float, fused_decode.Config]] = []
+        # a small grid (each configuration is a compilation, ~0.5 s): rows per program, weights
+        # per loop iteration with the warps to load them, the loop rolled, and unrolled where
+        # that stays within twice the registers the rule allows
+        candidates = [
+            (bn, bk, nw, unroll)
+            for bn in (4, 8, 16)
+            for bk, nw in SWEEP_TILES
+            if bk <= max(256, k)
+            for unroll in (False, True)
+            if not unroll or fused_decode.unrolls(bn, k // 2, nw)
+        ]
         for extra in (rule, tuned):
             if extra is not None and extra not in candidates:
                 candidates.append(extra)
+        call = fused_decode._projection_call(model, n, k)  # the variant the step runs (LayerNorm, residual, ...)
         for config in candidates:
             turn = itertools.cycle(weights)
             try:
-                timed.append((graph_us(lambda: fused_decode.row_linear(x, next(turn), b, out=out, config=config), launches), config))
+                timed.append((graph_us(lambda: call(next(turn), config), launches), config))
             except Exception as exc:  # a configuration that does not compile here
                 print(f"    ({n}, {k}) {config}: {type(exc).__name__}: {exc}", flush=True)
         timed.sort()

@@ -61,12 +61,15 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 TILE_ELEMENTS = 4096  # weights per program and loop iteration (8 KB in half precision)
 GREEDY_BLOCK_V = 4096  # vocabulary entries per step of the greedy kernel's (unrolled) loop
 DECODE_BLOCK_S = 64  # cache columns per step of the attention kernel's loop (spans are multiples of 128)
-# Per (N, K) projection shape: (BLOCK_N, BLOCK_K, num_warps), replacing the tuned configuration
-# and the rule in `launch_config` (benchmarks/gpu_kernels.py --sweep sets these).
-CONFIG_OVERRIDES: dict[tuple[int, int], tuple[int, int, int]] = {}
+UNROLL_ELEMENTS = 8192  # unroll K when a program's whole weight slice (BLOCK_N x K) is at most this per 4 warps
+# A launch configuration: (BLOCK_N, BLOCK_K, num_warps, unroll K).
+Config = tuple[int, int, int, bool]
+# Per (N, K) projection shape, replacing the tuned configuration and the rule in `launch_config`
+# (benchmarks/gpu_kernels.py --sweep sets these).
+CONFIG_OVERRIDES: dict[tuple[int, int], Config] = {}
 # (device key, N, K) -> the configuration `tune` timed fastest; kept across processes in
 # $BIOGPT_CACHE/fused_decode.json (default ~/.cache/biogpt-cli)
-_TUNED: dict[tuple[str, int, int], tuple[int, int, int]] = {}
+_TUNED: dict[tuple[str, int, int], Config] = {}
 _TUNED_LOADED = False
 
 
@@ -98,10 +101,11 @@ def unavailable_reason(model, device: torch.device) -> str | None:
     return None
 
 
-def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, num_warps) for an (n, k) weight: CONFIG_OVERRIDES, else what `tune`
-    timed fastest on this device, else the rule: the widest row block that still gives every
-    multiprocessor two programs (memory parallelism), TILE_ELEMENTS weights per loop iteration."""
+def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None) -> Config:
+    """(BLOCK_N, BLOCK_K, num_warps, unroll) for an (n, k) weight: CONFIG_OVERRIDES, else what
+    `tune` timed fastest on this device, else the rule: the widest row block that still gives
+    every multiprocessor two programs (memory parallelism), TILE_ELEMENTS weights per loop
+    iteration, K unrolled when the program's weights fit the registers (`unrolls`)."""
     if (n, k) in CONFIG_OVERRIDES:
         return CONFIG_OVERRIDES[(n, k)]
     if device_key is not None and (device_key, n, k) in _TUNED:
@@ -112,15 +116,24 @@ def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None) 
             block_n = candidate
             break
     block_k = max(64, min(TILE_ELEMENTS // block_n, triton.next_power_of_2(k)))
-    return block_n, block_k, 4
+    return block_n, block_k, 4, unrolls(block_n, k, 4)
 
 
-def candidate_configs(n: int, k: int, sm_count: int) -> list[tuple[int, int, int]]:
-    """What `tune` times for an (n, k) weight: the rule's configuration, then the same tile size
-    split over half as many programs, over twice as many, and twice the tile with 8 warps."""
-    bn, bk, warps = launch_config(n, k, sm_count)
+def unrolls(block_n: int, k: int, warps: int) -> bool:
+    """Whether unrolling K keeps a program's in-flight weights within its registers: compiled for
+    sm_90, 8 x 1024 half-precision weights per 4 warps take 72 registers, 4 x 6400 take 243 and
+    8 x 6400 spill (BENCHMARKS.md)."""
+    return block_n * k <= UNROLL_ELEMENTS * warps // 4
+
+
+def candidate_configs(n: int, k: int, sm_count: int) -> list[Config]:
+    """What `tune` times for an (n, k) weight: the rule's configuration and the same with the
+    other loop form, then the same tile size split over half as many programs, over twice as
+    many, and twice the tile with 8 warps."""
+    bn, bk, warps, unroll = launch_config(n, k, sm_count)
     widest = max(64, triton.next_power_of_2(k))
-    configs = [(bn, bk, warps), (bn * 2, max(64, bk // 2), warps), (max(2, bn // 2), min(bk * 2, widest), warps), (bn, min(bk * 2, widest), 8)]
+    others = [(bn * 2, max(64, bk // 2), warps), (max(2, bn // 2), min(bk * 2, widest), warps), (bn, min(bk * 2, widest), 8)]
+    configs = [(bn, bk, warps, unroll), (bn, bk, warps, not unroll)] + [(b, t, w, unrolls(b, k, w)) for b, t, w in others]
     return list(dict.fromkeys(configs))
 
 
@@ -189,10 +202,11 @@ def _load_tuned() -> None:
     try:
         saved = json.loads(_tuned_path().read_text())["configs"]
         for entry in saved:
-            _TUNED.setdefault((entry["device"], entry["n"], entry["k"]), tuple(entry["config"]))  # type: ignore[arg-type]
+            block_n, block_k, warps, unroll = entry["config"]  # an older layout fails here: re-measured
+            _TUNED.setdefault((entry["device"], entry["n"], entry["k"]), (int(block_n), int(block_k), int(warps), bool(unroll)))
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged cache is re-measured, not fatal
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged or older cache is re-measured, not fatal
         logger.warning("ignoring %s (%s); launch configurations will be timed again", _tuned_path(), exc)
 
 
@@ -210,8 +224,9 @@ def _save_tuned() -> None:
 
 
 def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_us) -> float:
-    """Time `candidate_configs` of each projection shape of `model` on its device (one-row
-    products on random weights, `timer` per call) and keep the fastest for `launch_config`.
+    """Time `candidate_configs` of each projection shape of `model` on its device (one-row calls
+    of the kernel variant the step runs for that shape, on random weights, `timer` per call) and
+    keep the fastest for `launch_config`.
     Shapes already tuned for this device (in this process or in the cache file) are skipped.
     Returns the seconds spent. Why at run time: the best tile depends on the GPU (bandwidth,
     multiprocessors), and the first guess was written without one."""
@@ -227,14 +242,12 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     start = time.perf_counter()
     for n, k in missing:
         weights = weight_copies(n, k, device=device, dtype=dtype)
-        b = torch.randn(n, device=device).to(dtype)
-        x = torch.randn(1, k, device=device).to(dtype)
-        out = torch.empty(1, n, device=device, dtype=dtype)
+        call = _projection_call(model, n, k)
         timed = []
         for config in candidate_configs(n, k, _sm_count(device)):
             turn = itertools.cycle(weights)
             try:
-                timed.append((timer(lambda: row_linear(x, next(turn), b, out=out, config=config), max(20, len(weights))), config))
+                timed.append((timer(lambda: call(next(turn), config), max(20, len(weights))), config))
             except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
                 logger.debug("launch configuration %s for (%d, %d) failed: %s", config, n, k, exc)
         if timed:
@@ -246,7 +259,42 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     return seconds
 
 
+def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], torch.Tensor]:
+    """A one-row call of the kernel variant the fused step runs for the (n, k) projection (the
+    LayerNorm prologue, the residual, the key/value write change its registers and so its best
+    configuration), on random inputs: `call(weight, config)`."""
+    cfg, device, dtype = model.config, model.device, model.dtype
+    C, H = cfg.hidden_size, cfg.num_attention_heads
+    b = torch.randn(n, device=device).to(dtype)
+    x = torch.randn(1, k, device=device).to(dtype)
+    out = torch.empty(1, n, device=device, dtype=dtype)
+    norm = torch.nn.LayerNorm(k, device=device, dtype=dtype)
+    if (n, k) == (3 * C, C):  # q/k/v: LayerNorm, keys and values into a cache
+        cache = torch.zeros(2, 1, H, 128, C // H, device=device, dtype=dtype)
+        columns = torch.zeros(1, dtype=torch.long, device=device)
+        q = torch.empty(1, C, device=device, dtype=dtype)
+        return lambda w, config: row_linear(x, w, b, out=q, layer_norm=norm, kv=(cache, columns), config=config)
+    if (n, k) == (cfg.intermediate_size, C):  # fc1: LayerNorm and the activation
+        return lambda w, config: row_linear(x, w, b, out=out, layer_norm=norm, activation=cfg.hidden_act, config=config)
+    if n == cfg.vocab_size:  # the LM head: the final LayerNorm, no bias
+        return lambda w, config: row_linear(x, w, None, out=out, layer_norm=norm, config=config)
+    return lambda w, config: row_linear(x, w, b, out=out, residual=True, config=config)  # out_proj, fc2
+
+
 if triton is not None:
+
+    @triton.jit
+    def _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K: tl.constexpr, BLOCK_K: tl.constexpr, LAYER_NORM: tl.constexpr):
+        """acc += w[offs_n, k0:k0+BLOCK_K] * x[k0:k0+BLOCK_K] (x through LayerNorm when asked)."""
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        x = tl.load(x_row + ks, mask=k_ok, other=0.0).to(tl.float32)
+        if LAYER_NORM:  # LayerNorm's output, rounded to the model's dtype as the plain step's
+            g = tl.load(ln_w_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
+            beta = tl.load(ln_b_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
+            x = ((x - mean) * rstd * g + beta).to(x_row.dtype.element_ty).to(tl.float32)
+        w = tl.load(w_ptr + offs_n[:, None] * K + ks[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0.0)
+        return acc + w.to(tl.float32) * x[None, :]
 
     @triton.jit
     def _row_linear_kernel(
@@ -254,15 +302,17 @@ if triton is not None:
         N, stride_xm, stride_ym, eps,
         kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t,
         K: tl.constexpr, Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_ROW: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_ROW: tl.constexpr, UNROLL: tl.constexpr,
         HAS_BIAS: tl.constexpr, LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr,
         KV_WRITE: tl.constexpr,
     ):  # fmt: skip
         """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m.
 
-        K is a compile-time constant and the loops over it are unrolled: a one-row product is
-        bound by memory latency, and straight-line code lets every iteration's weight loads be
-        in flight at once (a rolled loop would wait for each in turn)."""
+        K is a compile-time constant. A one-row product is bound by memory latency: UNROLL puts
+        every iteration's weight loads in flight at once (straight-line code), at the price of
+        registers (compiled for sm_90: 243 registers for BioGPT-Large's fc2 at 4 x 1024, and
+        spills at 8 x 512); the rolled loop needs 80-100 and relies on several programs per
+        multiprocessor instead. `launch_config` decides, `tune` measures."""
         m = tl.program_id(1)
         offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
@@ -274,17 +324,15 @@ if triton is not None:
             mean = tl.sum(row, 0) / K
             centred = tl.where(cols < K, row - mean, 0.0)
             rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, 0) / K + eps)
+        else:
+            mean, rstd = 0.0, 1.0
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for k0 in tl.static_range(0, K, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            k_ok = ks < K
-            x = tl.load(x_row + ks, mask=k_ok, other=0.0).to(tl.float32)
-            if LAYER_NORM:  # LayerNorm's output, rounded to the model's dtype as the plain step's
-                g = tl.load(ln_w_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
-                beta = tl.load(ln_b_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
-                x = ((x - mean) * rstd * g + beta).to(dtype).to(tl.float32)
-            w = tl.load(w_ptr + offs_n[:, None] * K + ks[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0.0)
-            acc += w.to(tl.float32) * x[None, :]
+        if UNROLL:  # straight-line code: every weight load of the program in flight at once
+            for k0 in tl.static_range(0, K, BLOCK_K):
+                acc = _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
+        else:  # a loop: few registers, many programs resident per multiprocessor
+            for k0 in range(0, K, BLOCK_K):
+                acc = _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
         y = tl.sum(acc, 1)
         if HAS_BIAS:
             y += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
@@ -495,7 +543,7 @@ def row_linear(
     activation: str | None = None,
     residual: bool = False,
     kv: tuple[torch.Tensor, torch.Tensor] | None = None,
-    config: tuple[int, int, int] | None = None,
+    config: Config | None = None,
 ) -> torch.Tensor:
     """act(LN(x) @ weight^T + bias) into `out` (M, N), one program per BLOCK_N outputs and row.
 
@@ -509,7 +557,7 @@ def row_linear(
         raise ValueError("row_linear needs contiguous weight rows and contiguous x/out rows")
     if config is None:
         config = launch_config(N, K, _sm_count(x.device), _device_key_of(x.device, weight.dtype))
-    block_n, block_k, warps = config
+    block_n, block_k, warps, unroll = config
     if kv is not None:
         cache, columns = kv
         q_width, head_dim = out.shape[1], cache.shape[-1]
@@ -522,7 +570,7 @@ def row_linear(
     _row_linear_kernel[grid](
         x, weight, weight if bias is None else bias, out, ln_w, ln_b, cache, columns,
         N, x.stride(0), out.stride(0), eps, *kv_strides,
-        K=K, Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_ROW=triton.next_power_of_2(K),
+        K=K, Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_ROW=triton.next_power_of_2(K), UNROLL=unroll,
         HAS_BIAS=bias is not None, LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
         RESIDUAL=residual, KV_WRITE=kv is not None, num_warps=warps,
     )  # fmt: skip

@@ -46,9 +46,10 @@ def _inputs(dtype, m=2, k=100, n=72, seed=0):
 @DTYPES
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_new"])
 @pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "layer_norm"])
-def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, layer_norm):
+@pytest.mark.parametrize("config", [None, (4, 64, 4, False), (8, 64, 4, True)], ids=["rule", "rolled", "unrolled"])
+def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, layer_norm, config):
     """K = 100 and N = 72: neither a multiple of the blocks, so the masked edges are exercised;
-    two rows, so the row stride is."""
+    two rows, so the row stride is; K looped over (two 64-wide blocks) and unrolled."""
     x, w, b, ln = _inputs(dtype)
     with torch.no_grad():
         h = ln(x) if layer_norm else x
@@ -56,7 +57,7 @@ def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, la
         if activation:
             want = F.gelu(want, approximate="tanh" if activation == "gelu_new" else "none")
     out = torch.full_like(want, float("nan"))
-    fused_decode.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation)
+    fused_decode.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation, config=config)
     torch.testing.assert_close(out, want, **TOL[dtype])
 
 
@@ -155,17 +156,19 @@ def test_decode_attention_computes_what_sdpa_computes(dtype):
 def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
     """Every (N, K) of BioGPT and BioGPT-Large on an H100 (132 multiprocessors): at least two
     programs per multiprocessor wherever four outputs per program allow it, about TILE_ELEMENTS
-    weights per loop iteration; CONFIG_OVERRIDES replaces the rule."""
+    weights per loop iteration, K unrolled only where a program's weights fit its registers;
+    CONFIG_OVERRIDES replaces the rule."""
     shapes = [(3072, 1024), (1024, 1024), (4096, 1024), (1024, 4096), (4800, 1600), (1600, 1600), (6400, 1600), (1600, 6400)]
     for n, k in shapes:
-        block_n, block_k, warps = fused_decode.launch_config(n, k, 132)
+        block_n, block_k, warps, unroll = fused_decode.launch_config(n, k, 132)
         assert -(-n // block_n) >= 2 * 132 or block_n == 4, (n, k)
         assert block_k <= max(64, fused_decode.TILE_ELEMENTS // block_n) and block_k & (block_k - 1) == 0
-        assert warps == 4
-    assert fused_decode.launch_config(3072, 1024, 132) == (8, 512, 4)
-    assert fused_decode.launch_config(1024, 4096, 132) == (4, 1024, 4)
-    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (3072, 1024), (16, 128, 8))
-    assert fused_decode.launch_config(3072, 1024, 132) == (16, 128, 8)
+        assert warps == 4 and unroll == (block_n * k <= fused_decode.UNROLL_ELEMENTS)
+    assert fused_decode.launch_config(3072, 1024, 132) == (8, 512, 4, True)
+    assert fused_decode.launch_config(1024, 4096, 132) == (4, 1024, 4, False)  # 4 x 4096: rolled
+    assert fused_decode.launch_config(1600, 6400, 132) == (4, 1024, 4, False)  # sm_90: 243 registers unrolled
+    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (3072, 1024), (16, 128, 8, False))
+    assert fused_decode.launch_config(3072, 1024, 132) == (16, 128, 8, False)
 
 
 @pytest.fixture
@@ -363,8 +366,9 @@ def fresh_tuning(monkeypatch, tmp_path):
 def test_candidate_configs_start_from_the_rule_and_stay_within_the_row():
     for n, k in [(3072, 1024), (1024, 4096), (4800, 1600), (96, 32)]:
         configs = fused_decode.candidate_configs(n, k, 132)
-        assert configs[0] == fused_decode.launch_config(n, k, 132) and len(set(configs)) == len(configs) >= 3
-        for bn, bk, warps in configs:
+        assert configs[0] == fused_decode.launch_config(n, k, 132) and len(set(configs)) == len(configs) >= 4
+        assert configs[1] == (*configs[0][:3], not configs[0][3])  # the rule's tile with the other loop form
+        for bn, bk, warps, unroll in configs:
             assert bk & (bk - 1) == 0 and 64 <= bk <= max(64, 2 * k) and bn >= 2 and warps in (4, 8)
 
 
@@ -406,8 +410,8 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     assert fused_decode.tune(model, timer=lambda fn, launches: pytest.fail("timed again")) == 0.0
     n, k = shapes[0]
     assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
-    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8))
-    assert fused_decode.launch_config(n, k, 132, key) == (16, 128, 8)  # an override wins
+    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8, True))
+    assert fused_decode.launch_config(n, k, 132, key) == (16, 128, 8, True)  # an override wins
 
 
 def test_small_models_are_not_tuned(tmp_path, monkeypatch):
@@ -503,3 +507,22 @@ def test_replay_timing_runs_each_step_in_turn_from_the_middle_of_the_cache(monke
     assert order[:4] == [("fast", 64, 64), ("slow", 64, 64), ("fast", 64, 64), ("slow", 64, 64)]
     assert len(order) == 2 * (generation.AUTO_REPLAYS + 2)
     assert dec.write_pos.item() == 7 and dec.positions.item() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["--candidates", "--dtypes", "fp16"], ["--dtypes", "bf16,fp32"]], ids=["fp16-candidates", "bf16-fp32"])
+def test_every_kernel_compiles_for_an_h100(args):
+    """Triton's GPU compiler (down to a cubin, with its bundled ptxas) accepts every kernel at
+    BioGPT's and BioGPT-Large's shapes for sm_90: what the interpreter tests cannot show. In a
+    subprocess: this module runs the kernels under the interpreter, which does not compile."""
+    import subprocess
+    import sys
+
+    from .helpers import ROOT
+
+    pytest.importorskip("triton.backends.nvidia", reason="Triton without its CUDA backend")
+    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.fused_compile", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert "0 failed" in summary and "kernels compiled for sm_90" in summary, summary
