@@ -243,16 +243,19 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     for n, k in missing:
         weights = weight_copies(n, k, device=device, dtype=dtype)
         call = _projection_call(model, n, k)
-        timed = []
+        timed, errors = [], []
         for config in candidate_configs(n, k, _sm_count(device)):
             turn = itertools.cycle(weights)
             try:
                 timed.append((timer(lambda: call(next(turn), config), max(20, len(weights))), config))
             except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
-                logger.debug("launch configuration %s for (%d, %d) failed: %s", config, n, k, exc)
+                errors.append(f"{config}: {type(exc).__name__}: {exc}")
+                logger.debug("launch configuration %s", errors[-1])
         if timed:
             _TUNED[(key, n, k)] = min(timed)[1]
             logger.debug("(%d, %d): %s", n, k, ", ".join(f"{c} {t:.2f} us" for t, c in sorted(timed)))
+        else:
+            logger.warning("no launch configuration of the (%d, %d) projection ran (%s); it keeps the first guess", n, k, errors[0])
     _save_tuned()
     seconds = time.perf_counter() - start
     logger.info("tuned the fused decode kernels' launch configurations for %s in %.1f s", key, seconds)
@@ -267,7 +270,7 @@ def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], 
     C, H = cfg.hidden_size, cfg.num_attention_heads
     b = torch.randn(n, device=device).to(dtype)
     x = torch.randn(1, k, device=device).to(dtype)
-    out = torch.empty(1, n, device=device, dtype=dtype)
+    out = torch.zeros(1, n, device=device, dtype=dtype)  # the residual variants add into it
     norm = torch.nn.LayerNorm(k, device=device, dtype=dtype)
     if (n, k) == (3 * C, C):  # q/k/v: LayerNorm, keys and values into a cache
         cache = torch.zeros(2, 1, H, 128, C // H, device=device, dtype=dtype)
