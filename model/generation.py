@@ -753,26 +753,24 @@ class StaticDecoder:
         """One token per row, then the decode step. Written for few kernels (a batch-1 replay is
         launch-bound): results go straight into the buffers (`out=`), one position counter, and
         the scores stay in the model's dtype (argmax of the exact float32 copy is the same)."""
-        if self.fused is not None:  # the fused step's greedy kernel: all of the below in one
+        if self.fused is not None:  # the fused step's greedy kernel: what the else branch does, in one
             from .fused_decode import greedy_pick
 
             greedy_pick(
                 self.next_logits, eos=eos, pad=pad, cur=self.cur, min_col=self.min_col, unfinished=self.unfinished,
                 out=self.out, last_col=self.last_col, tokens=self.tokens, ban=has_min_new,
             )  # fmt: skip
-            self.cur += 1
-            self.next_logits.copy_(self.step_fn())
-            return
-        scores = self.next_logits  # (N, V), overwritten by this body's step anyway
-        if has_min_new and eos.numel():
-            banned = scores[:, eos]  # (N, E)
-            scores[:, eos] = torch.where(self.cur < self.min_col, -math.inf, banned)
-        torch.where(self.unfinished, scores.argmax(-1), pad, out=self.tokens)  # finished rows: pad
-        self.out.index_copy_(1, self.cur, self.tokens[:, None])
-        if eos.numel():
-            is_eos = (self.tokens[:, None] == eos[None, :]).any(-1)  # (N,)
-            torch.where(self.unfinished & is_eos, self.cur, self.last_col, out=self.last_col)
-            torch.gt(self.unfinished, is_eos, out=self.unfinished)  # unfinished and not EOS
+        else:
+            scores = self.next_logits  # (N, V), overwritten by this body's step anyway
+            if has_min_new and eos.numel():
+                banned = scores[:, eos]  # (N, E)
+                scores[:, eos] = torch.where(self.cur < self.min_col, -math.inf, banned)
+            torch.where(self.unfinished, scores.argmax(-1), pad, out=self.tokens)  # finished rows: pad
+            self.out.index_copy_(1, self.cur, self.tokens[:, None])
+            if eos.numel():
+                is_eos = (self.tokens[:, None] == eos[None, :]).any(-1)  # (N,)
+                torch.where(self.unfinished & is_eos, self.cur, self.last_col, out=self.last_col)
+                torch.gt(self.unfinished, is_eos, out=self.unfinished)  # unfinished and not EOS
         self.cur += 1
         self.next_logits.copy_(self.step_fn())
 
@@ -817,18 +815,18 @@ def _static_decoder(model, device: torch.device, rows: int, total_length: int, c
     if on_cuda and getattr(model, "_cuda_graph_failed", False):
         return None
     rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
-    kernels = _decode_kernels(model, device, rows_b, cfg)
-    if on_cuda or kernels != "torch":  # one q/k/v projection per layer (same parameters; see BioGptAttention.fuse_qkv)
+    if on_cuda or cfg.decode_kernels == "triton":  # one q/k/v projection per layer (same parameters; see BioGptAttention.fuse_qkv)
         model.fuse_qkv_projections()
     capacity = -(-total_length // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
     # A graph holds the addresses of the weights it read: moving or converting the model
     # (new storage) must not replay an old graph, so the weights' addresses are in the key.
     weights = hash(tuple(p.data_ptr() for p in model.parameters()))
-    key = (device, model.dtype, rows_b, capacity, weights, on_cuda, cfg.compile_step, kernels)
+    key = (device, model.dtype, rows_b, capacity, weights, on_cuda, cfg.compile_step, cfg.decode_kernels)
     graphs: OrderedDict = model.__dict__.setdefault("_static_decoders", OrderedDict())
     if key in graphs:
         graphs.move_to_end(key)
         return graphs[key]
+    kernels = _decode_kernels(model, device, rows_b, cfg)  # checks the model: once per decoder, not per call
     try:
         decoder = StaticDecoder(
             model, device, rows_b, capacity, capture=on_cuda, compile_step=cfg.compile_step, kernels=kernels
