@@ -619,6 +619,45 @@ def _skip_init() -> Iterator[None]:
 
 
 # ============================================================================ the mixin
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+
+
+def _transformers_loading_options(
+    *, dtype: Any, device: Any, torch_dtype: Any, device_map: Any, attn_implementation: str | None
+) -> tuple[Any, Any]:
+    """transformers' loading options mapped onto (dtype, device).
+
+    torch_dtype is the older name of dtype. device_map places the whole model on one device
+    ("auto": the first GPU if there is one); a map that splits the layers over devices is
+    refused, since a 1.5B-parameter model fits one GPU. attn_implementation: attention is
+    always torch's scaled_dot_product_attention, which uses flash attention where it can and
+    gives eager attention's results within rounding, so the three names are accepted."""
+    if torch_dtype is not None:
+        if dtype is not None and parse_dtype(dtype) != parse_dtype(torch_dtype):
+            raise TypeError(f"from_pretrained() got dtype={dtype!r} and torch_dtype={torch_dtype!r}; pass one")
+        dtype = torch_dtype
+    if device_map is not None:
+        if isinstance(device_map, dict):
+            places = {str(torch.device(f"cuda:{d}") if isinstance(d, int) else torch.device(d)) for d in device_map.values()}
+            if len(places) != 1:
+                raise ValueError(
+                    f"device_map places the model on {len(places)} devices ({', '.join(sorted(places))}); "
+                    "biogpt-cli runs a model on one device: pass one (e.g. device_map='cuda')"
+                )
+            device_map = places.pop()
+        if device_map == "auto":
+            device_map = "cuda" if torch.cuda.is_available() else "cpu"
+        mapped = torch.device(f"cuda:{device_map}") if isinstance(device_map, int) else torch.device(device_map)
+        if device is not None and torch.device(device) != mapped:
+            raise TypeError(f"from_pretrained() got device={device!r} and device_map={device_map!r}; pass one")
+        device = mapped
+    if attn_implementation is not None and attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"unknown attn_implementation {attn_implementation!r}; choose {', '.join(ATTENTION_IMPLEMENTATIONS)} "
+            "(all run torch's scaled_dot_product_attention here)"
+        )
+    return dtype, device
+
 class PretrainedMixin:
     """from_pretrained / save_pretrained for every model class (mixed into modeling.py's base)."""
 
@@ -643,12 +682,22 @@ class PretrainedMixin:
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
+        torch_dtype: str | torch.dtype | None = None,
+        device_map: Any = None,
+        low_cpu_mem_usage: bool | None = None,
+        attn_implementation: str | None = None,
         **config_overrides: Any,
     ):
         """Load a Hugging Face directory or hub id, or a fairseq checkpoint directory/file.
 
         dtype: None loads float32 (as transformers); "auto" keeps the checkpoint's dtype.
+        torch_dtype, device_map, low_cpu_mem_usage, attn_implementation: transformers' names, so
+        its loading lines work unchanged (see `_transformers_loading_options`).
         """
+        dtype, device = _transformers_loading_options(
+            dtype=dtype, device=device, torch_dtype=torch_dtype, device_map=device_map, attn_implementation=attn_implementation
+        )
+        del low_cpu_mem_usage  # always: the model is built on the meta device and filled tensor by tensor
         source = resolve_checkpoint(
             name_or_path, config=config, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )

@@ -1020,6 +1020,25 @@ def _beam_search(
 
 
 # ================================================================================ entry point
+# transformers' generate() options with nothing to choose here: their default is what this
+# generate() always does, so a script written for transformers runs unchanged when it passes
+# the default, and gets one clear error when it asks for what is not offered.
+_RESULT_OPTIONS = ("return_dict_in_generate", "output_scores", "output_logits", "output_attentions", "output_hidden_states")
+
+
+def _transformers_only_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    kwargs = dict(kwargs)
+    if not kwargs.pop("use_cache", True):
+        logger.info("use_cache=False: decoding always runs over a key/value cache here (the same tokens, faster)")
+    asked = [name for name in _RESULT_OPTIONS if kwargs.pop(name, False)]
+    if asked:
+        raise TypeError(
+            f"generate() returns the token ids only; {', '.join(asked)} not supported "
+            "(score sequences with model(ids).logits)"
+        )
+    return kwargs
+
+
 def generate(
     model,
     input_ids: torch.Tensor,
@@ -1032,6 +1051,7 @@ def generate(
 ) -> torch.Tensor:
     """Prompt plus continuation, (batch × num_return_sequences, length); finished rows are padded
     with pad_token_id. Keyword names and defaults are transformers'."""
+    kwargs = _transformers_only_options(kwargs)
     names = {f.name for f in fields(GenerationConfig)}
     unknown = sorted(set(kwargs) - names)
     if unknown:

@@ -567,11 +567,21 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
             raise ValueError(f"unknown quantization {method!r}; supported: int8")
         return quantize_int8(self)  # type: ignore[return-value]
 
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
-        """transformers-compatible generation; see model/generation.py for the options."""
+    def generate(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        inputs: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """transformers-compatible generation; see model/generation.py for the options.
+        `inputs` is transformers' name of the prompt ids (its first positional parameter)."""
         from .generation import generate
 
-        return generate(self, input_ids, attention_mask=attention_mask, **kwargs)
+        if (input_ids is None) == (inputs is None):
+            raise TypeError("generate() needs the prompt ids once: input_ids or inputs")
+        return generate(self, input_ids if inputs is None else inputs, attention_mask=attention_mask, **kwargs)
 
 
 class BioGptForTokenClassification(BioGptPreTrainedModel):

@@ -51,6 +51,37 @@ def test_sharded_and_bin_weights(tmp_path):
 
 
 @torch.no_grad()
+def test_transformers_loading_options_are_understood(tmp_path):
+    """transformers' loading line (torch_dtype=..., device_map=..., low_cpu_mem_usage=...,
+    attn_implementation=...) loads the same model here; contradictions and what we do not
+    offer (a model split over devices, an unknown attention) are one clear error each."""
+    model = tiny_lm()
+    model.save_pretrained(tmp_path, tokenizer=False)
+    ids = ids_batch(1000)
+    want = BioGptForCausalLM.from_pretrained(tmp_path, dtype=torch.float16)
+    for options in (
+        dict(torch_dtype=torch.float16),
+        dict(torch_dtype="float16", dtype="torch.float16"),
+        dict(torch_dtype=torch.float16, device_map="auto" if not torch.cuda.is_available() else "cpu"),
+        dict(torch_dtype=torch.float16, device_map={"": "cpu"}, low_cpu_mem_usage=True),
+        dict(torch_dtype=torch.float16, device_map="cpu", device="cpu", attn_implementation="eager"),
+    ):
+        loaded = BioGptForCausalLM.from_pretrained(tmp_path, **options)
+        assert loaded.dtype == torch.float16 and loaded.device.type == "cpu", options
+        assert torch.equal(loaded(ids).logits, want(ids).logits), options
+    sdpa = BioGptForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
+    assert sdpa.dtype == torch.float32
+    with pytest.raises(TypeError, match="got dtype=.*and torch_dtype=.*pass one"):
+        BioGptForCausalLM.from_pretrained(tmp_path, dtype="bfloat16", torch_dtype=torch.float16)
+    with pytest.raises(TypeError, match="got device=.*and device_map=.*pass one"):
+        BioGptForCausalLM.from_pretrained(tmp_path, device="meta", device_map="cpu")
+    with pytest.raises(ValueError, match=r"places the model on 2 devices \(cpu, meta\).*pass one"):
+        BioGptForCausalLM.from_pretrained(tmp_path, device_map={"biogpt.embed_tokens": "cpu", "output_projection": "meta"})
+    with pytest.raises(ValueError, match="unknown attn_implementation 'flex'; choose sdpa, eager, flash_attention_2"):
+        BioGptForCausalLM.from_pretrained(tmp_path, attn_implementation="flex")
+
+
+@torch.no_grad()
 def test_transformers_checkpoint_loads_without_renaming(tmp_path):
     transformers = pytest.importorskip("transformers")
     cfg = transformers.BioGptConfig(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -139,6 +141,27 @@ def test_errors_are_clear():
         model.generate(ids[:, :5], num_beam=2)
     with pytest.raises(ValueError, match="greedy decoding returns one sequence"):
         model.generate(ids[:, :5], num_return_sequences=2)
+
+
+def test_transformers_options_that_change_nothing_are_accepted(caplog):
+    """A script written for transformers passes its defaults (use_cache=True,
+    return_dict_in_generate=False, inputs=...) and gets the same tokens; asking for what
+    generate() does not return is one clear TypeError."""
+    model = tiny_lm()
+    ids = torch.randint(4, 1000, (2, 6), generator=torch.Generator().manual_seed(1))
+    want = model.generate(ids, max_new_tokens=8)
+    same = model.generate(ids, max_new_tokens=8, use_cache=True, return_dict_in_generate=False, output_scores=False)
+    assert torch.equal(same, want)
+    assert torch.equal(model.generate(inputs=ids, max_new_tokens=8), want)
+    with caplog.at_level(logging.INFO, logger="model.generation"):
+        assert torch.equal(model.generate(ids, max_new_tokens=8, use_cache=False), want)
+    assert "use_cache=False" in caplog.text
+    with pytest.raises(TypeError, match="returns the token ids only; return_dict_in_generate, output_scores not supported"):
+        model.generate(ids, max_new_tokens=8, return_dict_in_generate=True, output_scores=True)
+    with pytest.raises(TypeError, match="input_ids or inputs"):
+        model.generate(ids, inputs=ids)
+    with pytest.raises(TypeError, match="input_ids or inputs"):
+        model.generate(max_new_tokens=8)
 
 
 def test_default_length_is_transformers_max_length_20():
