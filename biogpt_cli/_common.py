@@ -107,6 +107,19 @@ def open_output(path: "Path | None", *, force: bool = False, append: bool = Fals
     return path.open("a" if append else "w", encoding="utf-8")
 
 
+def inputs_or_stdin(inputs: "list[str] | None", *, command: str, alternative: str = "") -> list[str]:
+    """The input arguments, or stdin (`-`) when there are none, unless stdin is a terminal:
+    a batch command silently waiting on the keyboard looks hung, so that is a usage error
+    saying what to give. An explicit `-` still reads the terminal."""
+    import sys
+
+    if inputs:
+        return inputs
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UserError(f"no input: give FILE arguments, pipe documents in (cat docs.jsonl | biogpt {command}){alternative}")
+    return ["-"]
+
+
 class DocumentError(Exception):
     """A document could not be processed and --keep-going was not given (exit code 1)."""
 

@@ -56,6 +56,7 @@ Item = Record | BadRecord
 class ReadOptions:
     text_key: str = "text"
     id_key: str | None = None
+    text_flag: str = "--text-key"  # the command's flag that names text_key, for messages
 
 
 Reader = Callable[["Source", ReadOptions], Iterator[Item]]
@@ -201,7 +202,7 @@ def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
         else:
             found = ", ".join(list(obj)[:8]) or "none"
             what = "is not a string" if value is not None else "is missing"
-            yield BadRecord(where, f"field {opts.text_key!r} {what} (fields: {found}); pass --text-key", rid)
+            yield BadRecord(where, f"field {opts.text_key!r} {what} (fields: {found}); pass {opts.text_flag}", rid)
             continue
         yield Record(rid, text, obj, where)
 

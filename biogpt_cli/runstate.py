@@ -48,7 +48,8 @@ T = TypeVar("T")
 SIDECAR = ".biogpt-run.json"
 JOURNAL = ".biogpt-run.idx"
 # Options that do not change what is written: they may differ between a run and its resume.
-IGNORED_OPTIONS = {"output", "force", "resume", "shard", "errors", "stream"}
+# --keep-going may be added on resume: a run stopped at a bad document goes on past it
+IGNORED_OPTIONS = {"output", "force", "resume", "shard", "errors", "stream", "keep_going"}
 HASH_BYTES = 1 << 20
 
 
@@ -239,6 +240,16 @@ class RecordSink:
 
 
 # ============================================================================ the run
+def _check_errors_path(errors: Path, output: Path | None, shard: Shard | None, *, force: bool, resume: bool) -> None:
+    target = part_path(errors, shard.index, shard.count) if shard is not None else errors
+    if output is not None and str(output) != "-" and errors.resolve() == output.resolve():
+        raise UserError(f"--errors {errors} names the output file too; give the failures their own file")
+    if target.exists() and not (force or resume):
+        raise UserError(f"{target} (--errors) exists; pass --force to overwrite it")
+    if not target.parent.exists():
+        raise UserError(f"{target.parent}: no such directory for the --errors file")
+
+
 class RunState:
     """What one batch command run needs for --resume and sharding (see the module docstring).
 
@@ -266,10 +277,14 @@ class RunState:
     @classmethod
     def start(
         cls, *, command: str, output: Path | None, output_format: str, inputs: Iterable[str] | None,
-        resume: bool, shard: str | None, force: bool,
+        resume: bool, shard: str | None, force: bool, errors: Path | None = None,
     ) -> "RunState":
+        """`errors` (--errors FILE) is checked here, before the output is created, so that a
+        refused errors file leaves nothing behind that the corrected command would trip on."""
         run = cls()
         run.shard = shard_of(shard)
+        if errors is not None:
+            _check_errors_path(errors, output, run.shard, force=force, resume=resume)
         if output is None or str(output) == "-":
             if resume:
                 raise UserError("--resume needs -o FILE (output to stdout cannot be resumed)")

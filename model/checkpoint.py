@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, BioGptConfig
-from .errors import CheckpointError, ModelNotFoundError, UnsafeCheckpointError, VocabularyError
+from .errors import CheckpointError, InvalidOptionError, ModelNotFoundError, UnsafeCheckpointError, VocabularyError
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
         return dtype
     key = str(dtype).removeprefix("torch.").lower()
     if key not in _DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+        raise InvalidOptionError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
     return _DTYPES[key]
 
 
@@ -640,7 +640,7 @@ def _transformers_loading_options(
         if isinstance(device_map, dict):
             places = {str(torch.device(f"cuda:{d}") if isinstance(d, int) else torch.device(d)) for d in device_map.values()}
             if len(places) != 1:
-                raise ValueError(
+                raise InvalidOptionError(
                     f"device_map places the model on {len(places)} devices ({', '.join(sorted(places))}); "
                     "biogpt-cli runs a model on one device: pass one (e.g. device_map='cuda')"
                 )
@@ -652,7 +652,7 @@ def _transformers_loading_options(
             raise TypeError(f"from_pretrained() got device={device!r} and device_map={device_map!r}; pass one")
         device = mapped
     if attn_implementation is not None and attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(
+        raise InvalidOptionError(
             f"unknown attn_implementation {attn_implementation!r}; choose {', '.join(ATTENTION_IMPLEMENTATIONS)} "
             "(all run torch's scaled_dot_product_attention here)"
         )

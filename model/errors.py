@@ -15,6 +15,11 @@ class ConfigError(BioGptError, ValueError):
     """A configuration file or value is malformed or inconsistent."""
 
 
+class InvalidOptionError(BioGptError, ValueError):
+    """An option of a library call (generate's, from_pretrained's) is out of its range or
+    contradicts another: the caller's mistake, named with the value that was given."""
+
+
 class VocabularyError(BioGptError):
     """A vocabulary file (vocab.json, merges.txt, dict.txt, bpecodes) is missing or malformed."""
 

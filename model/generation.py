@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
+from .errors import InvalidOptionError
 from .kv_cache import KVCache
 from .modeling import build_attention_mask, in_place_residuals
 
@@ -80,35 +81,35 @@ class GenerationConfig:
 
     def validate(self) -> None:
         if self.compile_step not in (True, False, "layers"):
-            raise ValueError(f"compile_step must be True, False or 'layers', got {self.compile_step!r}")
+            raise InvalidOptionError(f"compile_step must be True, False or 'layers', got {self.compile_step!r}")
         if self.decode_kernels not in DECODE_KERNELS:
-            raise ValueError(f"decode_kernels must be one of {', '.join(DECODE_KERNELS)}, got {self.decode_kernels!r}")
+            raise InvalidOptionError(f"decode_kernels must be one of {', '.join(DECODE_KERNELS)}, got {self.decode_kernels!r}")
         if self.decode_kernels == "triton" and self.compile_step:
-            raise ValueError("decode_kernels='triton' and compile_step exclude each other (torch.compile fuses the step itself)")
+            raise InvalidOptionError("decode_kernels='triton' and compile_step exclude each other (torch.compile fuses the step itself)")
         if self.num_beams < 1:
-            raise ValueError(f"num_beams must be at least 1, got {self.num_beams}")
+            raise InvalidOptionError(f"num_beams must be at least 1, got {self.num_beams}")
         if self.num_return_sequences < 1:
-            raise ValueError(f"num_return_sequences must be at least 1, got {self.num_return_sequences}")
+            raise InvalidOptionError(f"num_return_sequences must be at least 1, got {self.num_return_sequences}")
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
-            raise ValueError(
+            raise InvalidOptionError(
                 f"num_return_sequences ({self.num_return_sequences}) must be at most num_beams ({self.num_beams})"
             )
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
-            raise ValueError("greedy decoding returns one sequence; use do_sample=True or num_beams>1 for several")
+            raise InvalidOptionError("greedy decoding returns one sequence; use do_sample=True or num_beams>1 for several")
         if self.do_sample and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature}")
+            raise InvalidOptionError(f"temperature must be > 0 when sampling, got {self.temperature}")
         if not 0.0 <= self.top_p <= 1.0:
-            raise ValueError(f"top_p must be within [0, 1], got {self.top_p}")
+            raise InvalidOptionError(f"top_p must be within [0, 1], got {self.top_p}")
         if self.top_k is not None and self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+            raise InvalidOptionError(f"top_k must be >= 0, got {self.top_k}")
         if not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+            raise InvalidOptionError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.early_stopping not in (True, False, "never"):
-            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+            raise InvalidOptionError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
         for name in ("max_new_tokens", "min_new_tokens", "no_repeat_ngram_size"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise InvalidOptionError(f"{name} must be >= 0, got {value}")
 
 
 # ================================================================================ logits processors
@@ -856,7 +857,7 @@ def _decode_kernels(model, device: torch.device, rows: int, cfg: GenerationConfi
     if reason is None:
         return choice
     if choice == "triton":
-        raise ValueError(f"decode_kernels='triton': {reason}")
+        raise InvalidOptionError(f"decode_kernels='triton': {reason}")
     logger.debug("fused decode kernels not considered: %s", reason)
     return "torch"
 

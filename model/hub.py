@@ -16,7 +16,8 @@ from .errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")  # owner/name: a bare word is a missing local folder
+_UNREACHABLE: list[str] = []  # why the hub could not be reached, once found in this process
 
 
 def cache_root() -> Path:
@@ -58,11 +59,21 @@ def resolve_file(
         )
     try:
         import huggingface_hub
+        from huggingface_hub import constants as hf_constants
         from huggingface_hub import errors as hf_errors
     except ImportError:  # pragma: no cover - huggingface_hub is a runtime dependency
         raise ModelNotFoundError(
             f"{name_or_path}: loading from the hub needs huggingface_hub (pip install huggingface_hub)"
         ) from None
+    if not local_files_only and not hf_constants.HF_HUB_OFFLINE:
+        cached = huggingface_hub.try_to_load_from_cache(str(name_or_path), filename, cache_dir=cache_dir, revision=revision)
+        if cached is None and _hub_unreachable(str(name_or_path), filename, revision):
+            if not required:
+                return None
+            raise ModelNotFoundError(
+                f"{name_or_path}: {filename} is not in the Hugging Face cache and the hub cannot be reached "
+                f"({_UNREACHABLE[0]}); download it once on a connected machine, or pass a local model directory"
+            )
     try:
         local = huggingface_hub.hf_hub_download(
             repo_id=str(name_or_path),
@@ -96,3 +107,27 @@ def resolve_file(
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"{name_or_path}: could not fetch {filename}: {exc}") from None
     return Path(local)
+
+
+def _hub_unreachable(repo_id: str, filename: str, revision: str | None) -> bool:
+    """Whether a file that is not cached cannot be fetched because the hub cannot be reached.
+
+    Why ask first: huggingface_hub retries a failed connection with back-off for about half a
+    minute before giving up, printing each retry, when a download is the only way to the
+    file. One request without retries tells an offline user at once; a hub that answers at
+    all (even "no such repository") leaves the download and its error messages as they are.
+    Remembered for the process: the next files of the same model are not asked again."""
+    if _UNREACHABLE:
+        return True
+    import huggingface_hub
+    from huggingface_hub import errors as hf_errors
+
+    try:
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo_id, filename, revision=revision))
+    except (hf_errors.HfHubHTTPError, hf_errors.EntryNotFoundError):
+        return False  # it answered
+    except Exception as exc:  # noqa: BLE001 - httpx's connection, timeout and TLS errors, OSError
+        _UNREACHABLE.append(f"{type(exc).__name__}: {exc}")
+        logger.debug("the Hugging Face hub cannot be reached: %s", _UNREACHABLE[0])
+        return True
+    return False

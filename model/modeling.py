@@ -26,6 +26,7 @@ from torch import nn
 
 from .checkpoint import PretrainedMixin
 from .config import BioGptConfig
+from .errors import InvalidOptionError
 from .kv_cache import KVCache
 
 POSITION_OFFSET = 2  # fairseq reserves positions 0 and 1 (padding_idx + 1)
@@ -564,7 +565,7 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         from .quantize import quantize_int8
 
         if method != "int8":
-            raise ValueError(f"unknown quantization {method!r}; supported: int8")
+            raise InvalidOptionError(f"unknown quantization {method!r}; supported: int8")
         return quantize_int8(self)  # type: ignore[return-value]
 
     def generate(

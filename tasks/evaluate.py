@@ -2,11 +2,15 @@
 extra, duplicate and malformed records, and bootstrap confidence intervals.
 
 A predictions file is JSONL, one `{"id": ..., "output": "<raw generated text>"}` a line (NER:
-`{"id": ..., "entities": [{"start", "end", "label"}]}`). Nothing in it can crash the scoring:
-blank lines are skipped; a line that is not JSON, not an object or has no id is counted as
-malformed; a record whose id is known but whose output is missing or not text is a failed parse;
-duplicate ids: the last line wins (reported); ids not in the data are reported and ignored; ids
-of the data absent from the file count as empty predictions (reported).
+`{"id": ..., "entities": [{"start", "end", "label"}]}`, what `biogpt tag` writes). One bad line
+cannot crash the scoring or lose a run's score: blank lines are skipped; a line that is not JSON,
+not an object or has no id is counted as malformed (reported); a record whose id is known but
+whose output is missing or not text is a failed parse; duplicate ids: the last line wins
+(reported); ids not in the data are reported and ignored; ids of the data absent from the file
+count as empty predictions (reported), as the official evaluators count a missing prediction as
+no triples. But a file that holds no prediction at all (empty, or another kind of file: abstracts,
+gold data), or whose ids match no document of the data, is an error naming it: a wrong file must
+not score as a silent zero.
 """
 
 from __future__ import annotations
@@ -29,16 +33,27 @@ SHOW_IDS = 50
 
 @dataclass
 class PredictionFile:
+    """The records of a predictions file by id (the last line of an id wins). `path` names the
+    file in errors found after reading (no id matches the data); empty for generated predictions."""
+
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: int = 0
     malformed: list[str] = field(default_factory=list)  # "line N: why"
     duplicates: list[str] = field(default_factory=list)
+    path: str = ""
+
+
+def _has_prediction(obj: dict[str, Any], kind: str) -> bool:
+    if kind == "ner" and isinstance(obj.get("entities"), list):
+        return True
+    return isinstance(obj.get("output"), str)
 
 
 def read_predictions(path: Path | str, kind: str = "generative") -> PredictionFile:
-    """Read a JSONL predictions file without ever failing on its content."""
+    """Read a JSONL predictions file; bad lines are counted (see the module docstring), a file
+    without a single prediction record raises TaskDataError."""
     path = Path(path)
-    result = PredictionFile()
+    result = PredictionFile(path=str(path))
     field_name = "entities" if kind == "ner" else "output"
     try:
         handle = path.open(encoding="utf-8-sig", errors="replace")
@@ -59,14 +74,21 @@ def read_predictions(path: Path | str, kind: str = "generative") -> PredictionFi
                 continue
             rid = obj.get("id")
             if rid is None or isinstance(rid, (dict, list)):
-                result.malformed.append(f"line {number}: no usable 'id'")
+                result.malformed.append(f"line {number}: no usable 'id' (fields: {', '.join(list(obj)[:8]) or 'none'})")
                 continue
             rid = str(rid)
-            if field_name not in obj:
-                result.malformed.append(f"line {number}: id {rid}: no {field_name!r}")
+            if not _has_prediction(obj, kind):
+                result.malformed.append(f"line {number}: id {rid}: no {field_name!r} (fields: {', '.join(list(obj)[:8])})")
             if rid in result.records:
                 result.duplicates.append(rid)
             result.records[rid] = obj
+    if not result.lines:
+        raise TaskDataError(f"{path}: no predictions in the file (it is empty)")
+    if not any(_has_prediction(obj, kind) for obj in result.records.values()):
+        example = '{"id": ..., "entities": [...]}' if kind == "ner" else '{"id": ..., "output": "..."}'
+        raise TaskDataError(
+            f"{path}: none of its {result.lines} lines is a prediction (first: {result.malformed[0]}); expected {example} lines"
+        )
     return result
 
 
@@ -132,8 +154,15 @@ def evaluate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The metrics dict: headline metrics at the top level, then task extras, `counts` (with the
-    predictions file's bookkeeping) and, when asked, `bootstrap`."""
+    predictions file's bookkeeping) and, when asked, `bootstrap`. Predictions none of whose ids
+    is in the data raise TaskDataError: that is a mismatched file or split, not a score of 0."""
     preds, missing, extra = align(task, examples, predictions)
+    if examples and len(missing) == len(examples):
+        shown = f"; its ids look like {extra[0]!r}, the data's like {examples[0].id!r}" if extra else ""
+        raise TaskDataError(
+            f"{predictions.path or 'the predictions'}: none of its {len(predictions.records)} ids is an id of the "
+            f"{len(examples)} documents of the data{shown} (wrong --data, --data-split or predictions file?)"
+        )
     metrics = task.score(examples, preds)
     counts = metrics.setdefault("counts", {})
     counts.update(

@@ -115,6 +115,46 @@ def test_hub_id_from_filled_cache_offline(tmp_path, monkeypatch):
         BioGptForCausalLM.from_pretrained("someorg/not-downloaded", cache_dir=tmp_path)
 
 
+def test_unreachable_hub_is_one_quick_error_and_asked_once(tmp_path, monkeypatch):
+    """A hub id whose files are not cached, with no network: one request without retries says
+    so at once (huggingface_hub alone retries for ~25 s), remembered for the next files; a
+    bare word is a missing folder, not a hub id; a cached file never asks the hub first."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from model import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_UNREACHABLE", [])
+    asked: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        asked.append(url)
+        raise ConnectionError("no route to host")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("hf_hub_download must not run when the hub is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    with pytest.raises(ModelNotFoundError, match=r"someorg/m: config.json is not in the Hugging Face cache and the hub cannot be reached \(ConnectionError: no route to host\)"):
+        BioGptForCausalLM.from_pretrained("someorg/m", cache_dir=tmp_path)
+    assert hub.resolve_file("someorg/m", "tokenizer_config.json", cache_dir=tmp_path, required=False) is None
+    assert len(asked) == 1
+    with pytest.raises(ModelNotFoundError, match="biogtp: no such directory, and not a Hugging Face hub id"):
+        BioGptForCausalLM.from_pretrained("biogtp")
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--someorg--cached" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--someorg--cached" / "refs").mkdir()
+    (tmp_path / "models--someorg--cached" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kwargs: str(snapshot / kwargs["filename"]))
+    assert hub.resolve_file("someorg/cached", "config.json", cache_dir=tmp_path) == snapshot / "config.json"
+    assert len(asked) == 1
+
+
 # ------------------------------------------------------------------ fairseq
 @torch.no_grad()
 @pytest.mark.parametrize("cfg_style", ["omegaconf", "argparse"])

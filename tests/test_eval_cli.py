@@ -134,6 +134,93 @@ def test_main_turns_errors_into_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert all(line.startswith("biogpt: error:") for line in err if "error" in line)
 
 
+def test_a_file_that_is_not_predictions_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An abstracts file (or broken JSON throughout) is an error with exit 1, never a silent
+    score of 0; one broken line among predictions is counted, not fatal."""
+    from biogpt_cli.main import main
+
+    abstracts = _write(tmp_path / "abstracts.jsonl", [{"id": "8701013", "title": "Famotidine", "abstract": "..."}, "{broken"])
+    with pytest.raises(TaskDataError, match=r"abstracts\.jsonl: none of its 2 lines is a prediction \(first: line 1: id 8701013: no 'output'"):
+        ev.score_predictions("bc5cdr", FIX / "BC5CDR", abstracts)
+    capsys.readouterr()
+    assert main(["eval", "bc5cdr", "--data", str(FIX / "BC5CDR"), "--predictions", str(abstracts)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"biogpt: error: {abstracts}: none of its 2 lines")
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_empty_or_unmatched_predictions_are_errors_partial_ones_score(tmp_path: Path) -> None:
+    empty = _write(tmp_path / "empty.jsonl", [""])
+    with pytest.raises(TaskDataError, match=r"empty\.jsonl: no predictions"):
+        ev.score_predictions("bc5cdr", FIX / "BC5CDR", empty)
+    other = _write(tmp_path / "other.jsonl", [{"id": "not-a-pmid", "output": "x"}])
+    with pytest.raises(TaskDataError, match=r"other\.jsonl: none of its 1 ids is an id of the 5 documents"):
+        ev.score_predictions("bc5cdr", FIX / "BC5CDR", other)
+    gold = _gold_predictions("bc5cdr", FIX / "BC5CDR", tmp_path / "gold.jsonl")
+    partial = _write(tmp_path / "partial.jsonl", gold.read_text().splitlines()[:1])  # missing = no triples
+    m = ev.score_predictions("bc5cdr", FIX / "BC5CDR", partial)
+    assert m["counts"]["missing_ids"] == 4 and m["counts"]["predictions_used"] == 1
+
+
+def test_ner_predictions_score_against_ner_jsonl_data(tmp_path: Path) -> None:
+    """The --data that works with -m works with --predictions (what `biogpt tag` writes)."""
+    data = FIX.parent / "ner" / "bc5cdr_titles.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    tagged = [{"id": r["id"], "entities": [{**e, "score": 0.9} for e in r["entities"]], "provenance": {}} for r in rows]
+    preds = _write(tmp_path / "mentions.jsonl", tagged)
+    result = CliRunner().invoke(_app(), ["eval", "ner", "--data", str(data), "--predictions", str(preds)])
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["f1"] == 1.0 and m["counts"]["gold_items"] == sum(len(r["entities"]) for r in rows)
+    result = CliRunner().invoke(_app(), ["eval", "ner", "--data", str(data)])
+    assert isinstance(result.exception, UserError)
+    assert "--predictions FILE" in str(result.exception) and "-m MODEL" in str(result.exception)
+
+
+def test_ner_with_a_model_saves_predictions_that_score_the_same(tmp_path: Path) -> None:
+    import torch
+
+    from model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
+
+    torch.manual_seed(0)
+    labels = {0: "O", 1: "B-Chemical", 2: "I-Chemical", 3: "B-Disease", 4: "I-Disease"}
+    BioGptForTokenClassification(BioGptConfig.from_preset("tiny", id2label=labels)).save_pretrained(
+        tmp_path / "ner", tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    data, saved = str(FIX.parent / "ner" / "bc5cdr_titles.jsonl"), tmp_path / "saved.jsonl"
+    first = CliRunner().invoke(_app(), ["eval", "ner", "--data", data, "-m", str(tmp_path / "ner"), "--save-predictions", str(saved)])
+    assert first.exit_code == 0, first.output
+    assert len(saved.read_text().splitlines()) == 10
+    again = CliRunner().invoke(_app(), ["eval", "ner", "--data", data, "--predictions", str(saved)])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["f1"] == json.loads(first.stdout)["f1"]
+
+
+@pytest.mark.parametrize("task", ["bc5cdr", "ner"])
+def test_save_predictions_is_checked_before_the_model_loads(tmp_path: Path, task: str) -> None:
+    data = str(FIX / "BC5CDR")
+    args = ["eval", task, "--data", data, "-m", str(tmp_path / "no-model"), "--save-predictions"]
+    result = CliRunner().invoke(_app(), args + [str(tmp_path / "nodir" / "p.jsonl")])
+    assert isinstance(result.exception, UserError), result.exception
+    assert str(result.exception) == f"{tmp_path / 'nodir'}: no such directory for the output file"
+    (tmp_path / "taken.jsonl").write_text("keep")
+    result = CliRunner().invoke(_app(), args + [str(tmp_path / "taken.jsonl")])
+    assert isinstance(result.exception, UserError) and "--force" in str(result.exception)
+    # the model fails to load: the file opened up front is not left behind empty
+    result = CliRunner().invoke(_app(), args + [str(tmp_path / "p.jsonl")])
+    assert result.exit_code != 0 and "no-model" in str(result.exception)
+    assert not (tmp_path / "p.jsonl").exists() and (tmp_path / "taken.jsonl").read_text() == "keep"
+
+
+def test_unknown_task_lists_exactly_what_eval_accepts(tmp_path: Path) -> None:
+    result = CliRunner().invoke(_app(), ["eval", "foo", "--data", str(FIX / "DDI")])
+    assert isinstance(result.exception, UserError)
+    listed = str(result.exception).split("known tasks: ")[1].split(", ")
+    assert "lm" in listed and listed == list(ev.EVAL_TASKS)
+    for name in listed:  # each one gets past the task lookup, to the next check
+        result = CliRunner().invoke(_app(), ["eval", name, "--data", str(tmp_path / "absent"), "--predictions", str(tmp_path / "p.jsonl")])
+        assert isinstance(result.exception, UserError) and "unknown task" not in str(result.exception)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("task", "folder", "split", "headline"),

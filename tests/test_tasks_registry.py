@@ -102,6 +102,36 @@ def test_read_predictions_never_crashes(tmp_path: Path) -> None:
     assert len(result.malformed) == 4 and result.malformed[0].startswith("line 3")
 
 
+@pytest.mark.parametrize(
+    ("kind", "text", "message"),
+    [
+        ("generative", "", r"p\.jsonl: no predictions in the file \(it is empty\)"),
+        ("generative", "\n  \n", r"p\.jsonl: no predictions in the file"),
+        ("generative", '{"id": "b", "title": "an abstract", "abstract": "..."}\nnot json\n',
+         r"p\.jsonl: none of its 2 lines is a prediction \(first: line 1: id b: no 'output' \(fields: id, title, abstract\)\)"),
+        ("ner", '{"id": "b", "text": "Aspirin", "entities": "Aspirin"}\n', r"none of its 1 lines is a prediction .*no 'entities'"),
+    ],
+)
+def test_a_file_without_a_single_prediction_is_an_error(tmp_path: Path, kind: str, text: str, message: str) -> None:
+    """An empty file, or another kind of file (abstracts, gold data), must not score as a silent 0;
+    one good line among bad ones is scored (test_read_predictions_never_crashes)."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(text)
+    with pytest.raises(TaskDataError, match=message):
+        read_predictions(path, kind)
+
+
+def test_evaluate_refuses_predictions_that_match_no_document(tmp_path: Path) -> None:
+    task = get_task("ddi")
+    examples = task.load(FIX / "DDI")
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "PMID-1", "output": examples[0].target}) + "\n")
+    with pytest.raises(TaskDataError, match=rf"p\.jsonl: none of its 1 ids .*'PMID-1'.*{examples[0].id!r}"):
+        evaluate(task, examples, read_predictions(path))
+    path.write_text(json.dumps({"id": examples[0].id, "output": examples[0].target}) + "\n")  # one of them: scored
+    assert evaluate(task, examples, read_predictions(path))["counts"]["missing_ids"] == len(examples) - 1
+
+
 def test_evaluate_reports_missing_extra_duplicates(tmp_path: Path) -> None:
     task = get_task("ddi")
     examples = task.load(FIX / "DDI")

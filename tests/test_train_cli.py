@@ -327,6 +327,29 @@ def test_yaml_config_with_command_line_override(tmp_path):
         resolve_options(bad, {})
 
 
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"lr": -1.0}, "--lr -1.0: expected a number > 0.0"),
+        ({"lr": 0.0}, "--lr 0.0: expected a number > 0.0"),
+        ({"batch_size": 0}, "--batch-size 0: expected a number >= 1"),
+        ({"epochs": 0}, "--epochs 0: expected a number >= 1"),
+        ({"warmup_steps": -5}, "--warmup-steps -5: expected a number >= 0"),
+        ({"dropout": 1.0}, "--dropout 1.0: expected a probability below 1"),
+    ],
+)
+def test_option_ranges_are_checked_before_anything_loads(tmp_path, given, message):
+    """Out-of-range values (flags or --config) are one usage error up front, not an optimizer's
+    exception after the data and model have loaded."""
+    with pytest.raises(UserError, match=message):
+        resolve_options(None, given)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(given))
+    with pytest.raises(UserError, match=message):
+        resolve_options(cfg, {})
+    assert resolve_options(None, {"lr": 1e-4, "dropout": 0.0, "warmup_steps": 0})["lr"] == 1e-4
+
+
 def test_tokenized_features_are_cached_with_datasets(tmp_path):
     from biogpt_cli.commands.train import cached_features
 

@@ -1,9 +1,10 @@
-"""`biogpt eval TASK --predictions FILE`: score existing predictions with the official metrics.
+"""`biogpt eval TASK`: score predictions with the official metrics.
 
-No model is involved: the predictions file (JSONL, `{"id", "output"}` a line; NER: `{"id",
-"entities"}`) is parsed with the task's official post-processing and scored against `--data`.
-Metrics go to `--output` (JSON, fractions in [0, 1]) or stdout; a table goes to stderr. A later
-`-m MODEL` option will generate the predictions first; everything else stays as it is.
+With `--predictions FILE` no model is involved: the file (JSONL, `{"id", "output"}` a line; NER:
+`{"id", "entities"}`, what `biogpt tag` writes) is parsed with the task's official
+post-processing and scored against `--data`. With `-m MODEL` the model writes the predictions
+first (`--save-predictions` keeps them in the same format); `eval lm` is a model's perplexity.
+Metrics go to `--output` (JSON, fractions in [0, 1]) or stdout; a table goes to stderr.
 """
 
 from __future__ import annotations
@@ -12,25 +13,29 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import typer
 
 from .. import _options as opts
 
 from .. import __version__
-from .._common import UserError
+from .._common import UserError, open_output
 
 logger = logging.getLogger(__name__)
 
+#: what `eval` accepts as TASK: the paper's tasks, user relation schemas (default template), lm
+EVAL_TASKS: tuple[str, ...] = ("bc5cdr", "kd-dti", "ddi", "pubmedqa", "hoc", "ner", "custom", "lm")
+
 
 def _task(name: str):
+    """The task object; an unknown name lists what eval accepts (lm too, which is no task object)."""
     from tasks import TaskDataError, get_task
 
     try:
         return get_task(name)
-    except TaskDataError as exc:
-        raise UserError(str(exc)) from None
+    except TaskDataError:
+        raise UserError(f"unknown task {name!r}; known tasks: {', '.join(EVAL_TASKS)}") from None
 
 
 def _data_hint(task_name: str) -> str:
@@ -40,7 +45,7 @@ def _data_hint(task_name: str) -> str:
         "ddi": "the DDI folder or its <split>.json",
         "pubmedqa": "the PubMedQA folder or ori_pqal.json",
         "hoc": "the HoC folder or its <split>.tsv",
-        "ner": "the BC5CDR folder or a CDR_*Set.PubTator.txt file",
+        "ner": "the BC5CDR folder, a CDR_*Set.PubTator.txt file or an NER JSONL file",
     }.get(task_name, "the task's data folder")
 
 
@@ -91,11 +96,12 @@ def generate_predictions(
     device: str,
     dtype: str,
     constrained: bool,
-    save_path: Path | None,
+    sink: TextIO | None,
     setting: str | None,
 ) -> tuple[Any, dict[str, Any]]:
     """Run the model over the examples with the task's defaults; predictions as `--predictions`
-    would read them (and, with --save-predictions, written in that format)."""
+    would read them (and, into `sink`, the --save-predictions file opened before the model
+    loads, written in that format)."""
     from tasks.evaluate import PredictionFile
     from tasks.runner import encode_source
 
@@ -108,7 +114,6 @@ def generate_predictions(
     room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
     prepared = (Prepared(ex, encode_source(tokenizer, ex.source, recipe, limit=max(room, 8))) for ex in examples)
     result = PredictionFile()
-    sink = save_path.open("w", encoding="utf-8") if save_path is not None else None
     bar = progress(len(examples), description=f"eval {task.name}")
     try:
         for item in generate_in_batches(prepared, model=model, tokenizer=tokenizer, task=task, decoding=decoding,
@@ -125,8 +130,6 @@ def generate_predictions(
             bar.advance()
     finally:
         bar.close()
-        if sink is not None:
-            sink.close()
     return result, provenance(model, name, decoding={"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens, **decoding},
                                prompt=recipe.to_dict(), constrained=constrained)
 
@@ -171,7 +174,7 @@ def score_predictions(
         if "setting" not in task.options:
             raise UserError(f"--setting applies to pubmedqa only, not {task.name}")
         options["setting"] = setting
-    examples = task.load(data, split, **options)
+    examples = load_examples(task, data, split, **options)
     if not examples:
         raise UserError(f"{data}: no {split} examples to score")
     model_provenance = None
@@ -252,24 +255,40 @@ def lm_perplexity(model_name: str, corpus: Path, *, stride: int | None, device: 
     }
 
 
-def ner_with_model(task: Any, model_name: str, data: Path, split: str, *, device: str, dtype: str, limit: int | None) -> dict[str, Any]:
-    """Tag the documents of --data (our NER JSONL, or BC5CDR's PubTator) and score the spans."""
-    from tasks import Example, Prediction
+def load_examples(task: Any, data: Path, split: str, **options: Any) -> list[Any]:
+    """The examples of --data. NER also reads our NER JSONL (`{"text", "entities"}` or
+    `{"tokens", "tags"}` lines, what `biogpt data ner-from-pubtator` writes), so that the same
+    --data scores with -m and with --predictions."""
+    if task.kind == "ner" and data.is_file() and data.suffix in (".jsonl", ".json"):
+        from tasks import Example
 
-    from .._common import provenance
-    from .tag import load_tagger, tag_text
-    from .train import ner_documents
+        from .train import ner_documents
 
-    if data.is_file() and data.suffix in (".jsonl", ".json"):
-        examples = [
+        return [
             Example(id=i, source=t, target="", gold=[{"start": s, "end": e, "label": l} for s, e, l in spans], text=t)
             for i, t, spans in ner_documents(data)
         ]
-    else:
-        examples = task.load(data, split)
+    return task.load(data, split, **options)
+
+
+def ner_with_model(task: Any, model_name: str, data: Path, split: str, *, device: str, dtype: str, limit: int | None,
+                   sink: TextIO | None = None) -> dict[str, Any]:
+    """Tag the documents of --data (our NER JSONL, or BC5CDR's PubTator) and score the spans;
+    with `sink` (--save-predictions) each document's `{"id", "entities"}` is written too."""
+    from tasks import Prediction
+
+    from .._common import provenance
+    from .tag import load_tagger, tag_text
+
+    examples = load_examples(task, data, split)
     examples = examples[:limit] if limit else examples
     model, tokenizer = load_tagger(model_name, device=device, dtype=dtype)
-    predictions = [Prediction(id=ex.id, value=tag_text(model, tokenizer, ex.text or ex.source)) for ex in examples]
+    predictions = []
+    for ex in examples:
+        predictions.append(Prediction(id=ex.id, value=tag_text(model, tokenizer, ex.text or ex.source)))
+        if sink is not None:
+            sink.write(json.dumps({"id": ex.id, "entities": predictions[-1].value}, ensure_ascii=False) + "\n")
+            sink.flush()
     metrics: dict[str, Any] = {"task": "ner"}
     metrics.update(task.score(examples, predictions))
     metrics["provenance"] = {"tool": f"biogpt-cli {__version__}", "task": "ner", "data": str(data), "split": split,
@@ -317,9 +336,9 @@ def render_table(metrics: dict[str, Any]) -> Any:
 
 
 def eval_command(
-    task: str = typer.Argument(..., help="bc5cdr, kd-dti, ddi, pubmedqa, hoc, ner, or lm (perplexity)."),
+    task: str = typer.Argument(..., help="bc5cdr, kd-dti, ddi, pubmedqa, hoc, ner, custom (the default relation template), or lm (perplexity)."),
     corpus: Optional[Path] = typer.Argument(None, help="lm: the corpus (one document per line, or JSONL with text)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="The split's file or the folder holding it."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="The split's file or the folder holding it (ner: also an NER JSONL file)."),
     data_split: str = typer.Option("test", "--data-split", help="train, valid or test."),
     setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA: reasoning-required (default) or reasoning-free."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="JSONL of {id, output} (ner: {id, entities})."),
@@ -328,7 +347,7 @@ def eval_command(
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Resample documents N times for 95% confidence intervals."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="Generate the predictions with this model (pubmedqa default: microsoft/BioGPT-Large-PubMedQA)."),
-    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="With -m: write the predictions (JSONL, the --predictions format)."),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="With -m: write the predictions (JSONL, the --predictions format); checked before the model loads."),
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="With -m: beam width (default: the task's, 1)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="With -m: generation budget."),
     constrained: bool = typer.Option(False, "--constrained", help="With -m, relation tasks: entity names copied from the source only."),
@@ -341,54 +360,58 @@ def eval_command(
     """Score predictions with the official metrics, e.g. biogpt eval ddi --data DDI --predictions p.jsonl."""
     if data_split not in ("train", "valid", "test"):
         raise UserError(f"--data-split {data_split}: expected train, valid or test")
-    if output is not None and str(output) != "-" and output.exists() and not force:
-        raise UserError(f"{output} exists; pass --force to overwrite it")
-    special: dict[str, Any] | None = None
-    if task == "lm":
+    is_lm = task.strip().lower() == "lm"
+    task_obj = None if is_lm else _task(task)
+    if predictions is not None and (model_name is not None or save_predictions is not None):
+        raise UserError("give either --predictions FILE or -m MODEL, not both")
+    if is_lm:
         if model_name is None:
             raise UserError("lm: pass -m MODEL")
         if corpus is None and data is None:
             raise UserError("lm: pass the corpus: biogpt eval lm -m MODEL CORPUS")
-        special = lm_perplexity(model_name, corpus or data, stride=stride, device=device, dtype=dtype, limit=limit)
-    elif _task(task).kind == "ner" and model_name is not None:
-        if data is None:
-            raise UserError(f"ner: pass --data PATH ({_data_hint('ner')}, or an NER JSONL file)")
-        if not data.exists():
-            raise UserError(f"--data {data}: no such file or directory")
-        special = ner_with_model(_task(task), model_name, data, data_split, device=device, dtype=dtype, limit=limit)
-    if special is not None:
-        from rich.console import Console
-
-        Console(stderr=True).print(render_table(special))
-        text = json.dumps(special, indent=2, ensure_ascii=False) + "\n"
-        if output is None or str(output) == "-":
-            sys.stdout.write(text)
-        else:
-            output.write_text(text, encoding="utf-8")
-        return
-    model_options = None
-    if predictions is not None and (model_name is not None or save_predictions is not None):
-        raise UserError("give either --predictions FILE or -m MODEL, not both")
-    if predictions is None:
-        from .._taskrun import decoding_options
-
-        task_obj = _task(task)
-        if task_obj.kind == "ner":
-            raise UserError("ner: pass --predictions FILE (model-based NER evaluation comes with `biogpt tag`)")
-        if save_predictions is not None and save_predictions.exists() and not force:
-            raise UserError(f"{save_predictions} exists; pass --force to overwrite it")
-        model_options = {
-            "model_name": model_name, "decoding": decoding_options(num_beams, max_new_tokens), "batch_size": batch_size,
-            "device": device, "dtype": dtype, "constrained": constrained, "save_path": save_predictions, "limit": limit,
-        }
+        if save_predictions is not None:
+            raise UserError("--save-predictions: lm writes no predictions (it scores the corpus itself)")
+    elif data is not None and not data.exists():
+        raise UserError(f"--data {data}: no such file or directory")
+    ner = task_obj is not None and task_obj.kind == "ner"
+    if ner and predictions is None and model_name is None:
+        raise UserError("ner: pass --predictions FILE (JSONL as `biogpt tag` writes it) or -m MODEL (a `biogpt train ner` model) to tag --data with")
+    if ner and data is None:
+        raise UserError(f"ner: pass --data PATH ({_data_hint('ner')})")
+    # every output path is checked before a model loads: a typo must not cost a whole run
     if output is not None and str(output) != "-":
         if output.exists() and not force:
             raise UserError(f"{output} exists; pass --force to overwrite it")
         if not output.parent.exists():
             raise UserError(f"{output.parent}: no such directory for the output file")
-    metrics = score_predictions(
-        task, data, predictions, split=data_split, setting=setting, bootstrap=bootstrap, seed=seed, model=model_options
-    )
+    if save_predictions is not None and str(save_predictions) == "-":
+        raise UserError("--save-predictions needs a file name (stdout carries the metrics)")
+    sink = open_output(save_predictions, force=force) if save_predictions is not None else None
+    try:
+        if is_lm:
+            metrics = lm_perplexity(model_name, corpus or data, stride=stride, device=device, dtype=dtype, limit=limit)
+        elif ner and model_name is not None:
+            metrics = ner_with_model(task_obj, model_name, data, data_split, device=device, dtype=dtype, limit=limit, sink=sink)
+        else:
+            model_options = None
+            if predictions is None:
+                from .._taskrun import decoding_options
+
+                model_options = {
+                    "model_name": model_name, "decoding": decoding_options(num_beams, max_new_tokens), "batch_size": batch_size,
+                    "device": device, "dtype": dtype, "constrained": constrained, "sink": sink, "limit": limit,
+                }
+            metrics = score_predictions(
+                task, data, predictions, split=data_split, setting=setting, bootstrap=bootstrap, seed=seed, model=model_options
+            )
+    except BaseException:
+        if sink is not None:
+            sink.close()
+            if save_predictions.stat().st_size == 0:  # nothing written: a rerun should not need --force
+                save_predictions.unlink()
+        raise
+    if sink is not None:
+        sink.close()
     from rich.console import Console
 
     Console(stderr=True).print(render_table(metrics))

@@ -240,7 +240,7 @@ def generate(
     else:
         items = read_inputs(input or [], input_format=input_format, options=ReadOptions(text_key=text_key, id_key=id_key))
     run = RunState.start(command="generate", output=output, output_format=output_format, inputs=input,
-                         resume=resume, shard=shard, force=force)
+                         resume=resume, shard=shard, force=force, errors=errors)
     items = run.select(limited(items, limit))
     model, tokenizer = load_causal_lm(model_name, device=run.device(device), dtype=dtype, quantize=quantize)
     if compile_step and model.device.type != "cuda":

@@ -17,13 +17,23 @@ import typer
 from .. import _options as opts
 
 from .. import _common
-from .._common import UserError, progress, provenance
+from .._common import UserError, inputs_or_stdin, progress, provenance
 from .._taskrun import get_task, load_task_model
 from ..batching import limited
 from ..io import BadRecord, ReadOptions, Record, make_writer, read_inputs
 from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
+
+
+def _is_reasoning_free(setting: str | None) -> bool:
+    from tasks.base import TaskDataError
+    from tasks.pubmedqa import normalize_setting
+
+    try:
+        return normalize_setting(setting) == "reasoning-free"
+    except TaskDataError:  # an unknown setting is reported where the prompt is built
+        return False
 
 
 def answer_question(
@@ -95,9 +105,10 @@ def qa(
     if question is not None:
         items: Any = [Record("question:1", question, {context_key: context, long_answer_key: long_answer})]
     else:
-        items = read_inputs(inputs or ["-"], input_format="jsonl", options=ReadOptions(question_key, id_key))
+        inputs = inputs_or_stdin(inputs, command="qa", alternative=", or give --question and --context")
+        items = read_inputs(inputs, input_format="jsonl", options=ReadOptions(question_key, id_key, text_flag="--question-key"))
     run = RunState.start(command="qa", output=output, output_format=output_format,
-                         inputs=None if question is not None else (inputs or ["-"]), resume=resume, shard=shard, force=force)
+                         inputs=None if question is not None else inputs, resume=resume, shard=shard, force=force, errors=errors)
     items = run.select(limited(items, limit))
     name, model, tokenizer, recipe = load_task_model(task, model_name, device=run.device(device), dtype=dtype)
     sink = run.open()
@@ -105,6 +116,9 @@ def qa(
     failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
     meta = provenance(model, name, task="pubmedqa", setting=setting or recipe.setting or "reasoning-required", prompt=recipe.to_dict())
     bar = progress(description="qa", quiet=_common.QUIET)
+    # reasoning-free models were fine-tuned with each question's long answer in the input;
+    # without one the prompt ends "answer: ." and the answers degrade: said once per run
+    missing_long_answer = _is_reasoning_free(setting or recipe.setting)
     try:
         for item in run.track(items):
             if isinstance(item, BadRecord):
@@ -113,6 +127,10 @@ def qa(
             if not item.text.strip():
                 failures.fail(item.location or item.id, "empty question", item.id)
                 continue
+            if missing_long_answer and not (item.fields.get(long_answer_key) or item.fields.get("LONG_ANSWER")):
+                logger.warning("%s: no long answer (--long-answer, or the %r field) in the reasoning-free setting, "
+                               "whose model was fine-tuned with one; answers without it are less reliable", item.location or item.id, long_answer_key)
+                missing_long_answer = False
             try:
                 result = answer_question(task, model, tokenizer, recipe, item, context_key=context_key,
                                          long_answer_key=long_answer_key, setting=setting, generate=generate)

@@ -75,7 +75,30 @@ def resolve_options(config_file: Optional[Path], given: dict[str, Any], base: di
         for key, value in FROM_SCRATCH_DEFAULTS.items():
             if key not in chosen:
                 options[key] = value
+    _check_ranges(options)
     return options
+
+
+# (option, lowest allowed, whether the lowest is allowed): checked up front, for flags and --config
+# alike, so a typo is one line before any data or model is loaded, not an optimizer's exception
+RANGES = (
+    ("lr", 0.0, False), ("epochs", 1, True), ("max_steps", 1, True), ("batch_size", 1, True), ("grad_accum", 1, True),
+    ("max_samples", 1, True), ("eval_steps", 1, True), ("save_steps", 1, True), ("save_total_limit", 1, True),
+    ("patience", 1, True), ("warmup_steps", 0, True), ("dropout", 0.0, True), ("max_grad_norm", 0.0, False),
+    ("weight_decay", 0.0, True), ("average_last", 1, True), ("max_tokens", 1, True), ("block_size", 1, True),
+)
+
+
+def _check_ranges(options: dict[str, Any]) -> None:
+    for name, lowest, inclusive in RANGES:
+        value = options.get(name)
+        if value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, (int, float)) or not (value >= lowest if inclusive else value > lowest):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {value}: expected a number {'>=' if inclusive else '>'} {lowest}")
+    if options.get("dropout") is not None and not options["dropout"] < 1:
+        raise UserError(f"--dropout {options['dropout']}: expected a probability below 1")
 
 
 def cached_features(
