@@ -505,6 +505,8 @@ def merge_parts(parts: list[Path], output: Path | None, *, force: bool = False) 
         else:
             if output.exists() and not force:
                 raise UserError(f"{output} exists; pass --force to overwrite it")
+            if not output.parent.exists():
+                raise UserError(f"{output.parent}: no such directory for the output file")
             tmp = output.with_name(output.name + ".merging")
             out = tmp.open("wb")
         total = 0

@@ -62,6 +62,8 @@ def test_shards_by_hand_then_merge_equal_a_single_run(model_dir, prompts, tmp_pa
         assert [r["id"] for r in records(part)] == [f"d{k}" for k in range(i, N, 3)]
     incomplete = biogpt_merge(str(part_path(sharded, 0, 3)), str(part_path(sharded, 1, 3)), "-o", str(sharded))
     assert incomplete.returncode == 2 and "parts 0..2 of 3" in incomplete.stderr
+    nowhere = biogpt_merge(*(str(part_path(sharded, i, 3)) for i in range(3)), "-o", str(tmp_path / "nodir" / "m.jsonl"))
+    assert nowhere.returncode == 2 and nowhere.stderr.strip() == f"biogpt: error: {tmp_path / 'nodir'}: no such directory for the output file"
     merged = biogpt_merge(*(str(part_path(sharded, i, 3)) for i in (2, 0, 1)), "-o", str(sharded))
     assert merged.returncode == 0, merged.stderr
     assert records(sharded) == records(single)

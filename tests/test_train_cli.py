@@ -350,6 +350,14 @@ def test_option_ranges_are_checked_before_anything_loads(tmp_path, given, messag
     assert resolve_options(None, {"lr": 1e-4, "dropout": 0.0, "warmup_steps": 0})["lr"] == 1e-4
 
 
+def test_train_output_that_is_a_file_is_refused(app, tmp_path):
+    data = tmp_path / "ner.jsonl"
+    data.write_text(json.dumps({"tokens": ["Aspirin", "helps"], "tags": ["B-Chemical", "O"]}) + "\n")
+    result = CliRunner().invoke(app, ["train", "ner", str(data), "-o", str(data), "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu"])
+    assert isinstance(result.exception, UserError) and "is a file; training writes a directory" in str(result.exception)
+    assert data.read_text().startswith('{"tokens"')
+
+
 def test_tokenized_features_are_cached_with_datasets(tmp_path):
     from biogpt_cli.commands.train import cached_features
 

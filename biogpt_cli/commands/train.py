@@ -249,6 +249,8 @@ def run(
             raise UserError(f"--resume: no checkpoint under {output / 'checkpoints'}")
     elif (output / "model-last").exists() or (output / "checkpoints").exists():
         raise UserError(f"{output} already holds a training run; pass --resume to continue it or choose another -o")
+    if output.exists() and not output.is_dir():
+        raise UserError(f"-o {output}: is a file; training writes a directory (checkpoints, model-best, metrics)")
     if options["gradient_checkpointing"]:
         model.gradient_checkpointing_enable()
     trainer = Trainer(model, args, dataset, collate, eval_fn=eval_fn, tokenizer=tokenizer, device=device, quiet=_common.QUIET)
