@@ -25,26 +25,41 @@ OFFICIAL_FAIRSEQ = {
 }
 
 
-def get_task(name: str):
+def get_task(name: str, accepted: tuple[str, ...] | None = None, *, command: str = ""):
+    """The task `name` (or an alias of it). With `accepted`, only those: the registry's own error
+    lists every task, which would offer ones the command rejects."""
     from tasks import TaskDataError
     from tasks import get_task as lookup
 
     try:
-        return lookup(name)
+        task = lookup(name)
     except TaskDataError as exc:
-        raise UserError(f"--task {name}: {exc}") from None
+        if accepted is None:
+            raise UserError(f"--task {name}: {exc}") from None
+        raise UserError(f"--task {name}: unknown task; expected one of {', '.join(accepted)}") from None
+    if accepted is not None and task.name not in accepted:
+        raise UserError(f"--task {name}: not a task for {command}; expected one of {', '.join(accepted)}")
+    return task
+
+
+# how a user makes a fine-tuned model of each task (the hint when none is published)
+TRAIN_COMMANDS = {"hoc": "biogpt train classify --task hoc --generative", "pubmedqa": "biogpt train qa --task pubmedqa"}
+
+
+def fine_tune_hint(task_name: str) -> str:
+    """What to pass as -m for a task without a published Hugging Face checkpoint."""
+    train = TRAIN_COMMANDS.get(task_name, f"biogpt train re --task {task_name}")
+    official = OFFICIAL_FAIRSEQ.get(task_name, "")
+    return (
+        f"a model fine-tuned with `{train}`, or Microsoft's fairseq checkpoint {official} (its folder with "
+        "checkpoint.pt, dict.txt, bpecodes; `biogpt convert` makes it a Hugging Face directory)"
+    )
 
 
 def default_model(task) -> str:
     if task.name in HUB_CHECKPOINTS:
         return HUB_CHECKPOINTS[task.name][0]
-    official = OFFICIAL_FAIRSEQ.get(task.name, "")
-    raise UserError(
-        f"{task.name}: no fine-tuned checkpoint is published on the Hugging Face hub; pass -m MODEL: "
-        f"a model fine-tuned with `biogpt train re --task {task.name}`, or Microsoft's fairseq checkpoint "
-        f"{official} (its folder with checkpoint.pt, dict.txt, bpecodes; `biogpt convert` makes it a "
-        "Hugging Face directory)"
-    )
+    raise UserError(f"{task.name}: no fine-tuned checkpoint is published on the Hugging Face hub; pass -m MODEL: {fine_tune_hint(task.name)}")
 
 
 def load_task_model(task, model_name: str | None, *, device: str, dtype: str, quantize: str | None = None):

@@ -82,3 +82,21 @@ def read_pubtator(path: Path) -> dict[str, PubTatorDocument]:
     return docs
 
 
+def title_abstract_lines(text: str, title: object, abstract: object) -> tuple[str, str, int]:
+    """(title, abstract, shift) to write a document whose mentions index `text` as PubTator.
+
+    PubTator offsets index `title + " " + abstract`, while a reader hands commands one `text`
+    (title and abstract stripped and joined by one space, or the abstract alone when the title is
+    empty). The split is kept only when it re-joins to exactly `text`, so every offset stays
+    valid: a mention at `start` in `text` is at `start + shift` in the written document (`shift`
+    is 1 only when the title is empty, for the space PubTator still puts before the abstract).
+    Anything else (no title/abstract fields, or a text that is not their join) goes whole on the
+    title line, with an empty abstract, which keeps the offsets too.
+    """
+    t = title.strip() if isinstance(title, str) else ""
+    a = abstract.strip() if isinstance(abstract, str) else ""
+    if t and a and f"{t} {a}" == text:
+        return t, a, 0
+    if a and not t and a == text:
+        return "", a, 1
+    return text, "", 0

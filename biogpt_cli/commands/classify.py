@@ -19,8 +19,8 @@ import typer
 from .. import _options as opts
 
 from .. import _common
-from .._common import UserError, load_causal_lm, progress, provenance, resolve_device, resolve_dtype
-from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
+from .._common import UserError, inputs_or_stdin, progress, provenance, resolve_device, resolve_dtype
+from .._taskrun import Prepared, decoding_options, default_model, fine_tune_hint, generate_in_batches, get_task, load_task_model
 from ..batching import limited
 from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
 from ..runstate import RunState
@@ -28,14 +28,47 @@ from ..runstate import RunState
 logger = logging.getLogger(__name__)
 
 
-def is_head_model(name: str) -> bool:
-    from model import BioGptConfig
+CLASSIFY_TASKS = ("hoc",)
 
+
+def model_card(name: str | None) -> tuple[list[str], str | None]:
+    """(architectures, recorded task) of a model directory or hub id; ([], None) when it has no
+    config.json (a fairseq folder: a causal LM that records no task)."""
+    from model import BioGptConfig
+    from tasks.runner import RECIPE_KEY
+
+    if name is None:
+        return [], None
     try:
         config = BioGptConfig.from_pretrained(name)
-    except Exception:  # a fairseq folder has no config.json: it is a causal LM
-        return False
-    return "BioGptForSequenceClassification" in (config.extra.get("architectures") or [])
+    except Exception:
+        return [], None
+    stored = config.extra.get(RECIPE_KEY)
+    task = stored.get("task") if isinstance(stored, dict) else None
+    return list(config.extra.get("architectures") or []), (str(task) if task else None)
+
+
+def is_head_model(name: str) -> bool:
+    return "BioGptForSequenceClassification" in model_card(name)[0]
+
+
+def generative_task(task_name: str | None, model_name: str | None, card: tuple[list[str], str | None]) -> Any:
+    """The generative task to run, or a UserError saying what to pass. Without --task a model
+    must record a classify task: any other causal LM would quietly generate HoC gibberish."""
+    architectures, stored = card
+    if "BioGptForTokenClassification" in architectures:
+        raise UserError(f"-m {model_name}: a token-classification (NER) model; tag entities with `biogpt tag -m {model_name}`")
+    if model_name is None:
+        task = get_task(task_name or "hoc", CLASSIFY_TASKS, command="classify")
+        default_model(task)  # none is published for hoc: one line saying what to pass as -m
+        return task
+    if task_name is not None:
+        return get_task(task_name, CLASSIFY_TASKS, command="classify")
+    if stored in CLASSIFY_TASKS:
+        return get_task(stored, CLASSIFY_TASKS, command="classify")
+    what = f"was fine-tuned for {stored}" if stored else "is not a classification model and records no task"
+    raise UserError(f"-m {model_name} {what}: pass -m a model trained with `biogpt train classify`, "
+                    f"or --task hoc with {fine_tune_hint('hoc')}")
 
 
 def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: float = 0.5) -> dict[str, Any]:
@@ -65,7 +98,7 @@ def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: floa
 
 def classify(
     inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
-    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="hoc: a generative fine-tuned causal LM."),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="hoc: a generative fine-tuned causal LM (default: the task -m MODEL records)."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model directory, hub id or fairseq folder."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Multi-label heads: probability to assign a label."),
     input_format: str = typer.Option("auto", "--input-format"),
@@ -94,10 +127,13 @@ def classify(
         raise UserError("--errors needs --keep-going")
     if model_name is None and task_name is None:
         raise UserError("pass -m MODEL (a classification model) or --task hoc with -m a fine-tuned causal LM")
-    run = RunState.start(command="classify", output=output, output_format=output_format, inputs=inputs or ["-"],
-                         resume=resume, shard=shard, force=force)
+    card = model_card(model_name)
+    task = None if "BioGptForSequenceClassification" in card[0] else generative_task(task_name, model_name, card)
+    inputs = inputs_or_stdin(inputs, command="classify")
+    run = RunState.start(command="classify", output=output, output_format=output_format, inputs=inputs,
+                         resume=resume, shard=shard, force=force, errors=errors)
     device = run.device(device)
-    items = run.select(limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
+    items = run.select(limited(read_inputs(inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
     sink = run.open()
     writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "tsv")))
     failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
@@ -112,7 +148,7 @@ def classify(
         bar.advance()
 
     try:
-        if model_name is not None and is_head_model(model_name):
+        if task is None:
             from model import BioGptForSequenceClassification, BioGptTokenizer
 
             dev = resolve_device(device)
@@ -128,9 +164,6 @@ def classify(
                     emit({"id": item.id, **classify_with_head(model, tokenizer, item.text, threshold=threshold)}, meta)
             finished = True
             return
-        task = get_task(task_name or "hoc")
-        if task.name != "hoc":
-            raise UserError(f"--task {task_name}: generative classification is --task hoc")
         from tasks.runner import encode_source
 
         name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)

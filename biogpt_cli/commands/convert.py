@@ -4,13 +4,42 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from .._common import UserError
 
 logger = logging.getLogger(__name__)
+
+
+def convert_tasks() -> tuple[str, ...]:
+    """Tasks a converted causal LM can record: the generative ones with a fixed prompt recipe
+    (not `ner`, a token-classification head, nor `custom`, whose template only training knows)."""
+    from tasks import TASKS, get_task
+
+    return tuple(name for name in TASKS if get_task(name).kind == "generative")
+
+
+def check_task(task: str | None, setting: str | None) -> tuple[Any, str | None]:
+    """(task object, canonical setting) for --task/--setting, refused before anything is
+    written: a recorded setting the task does not know would only fail later, in `biogpt qa`."""
+    task_obj = None
+    if task is not None:
+        from .._taskrun import get_task
+
+        task_obj = get_task(task, convert_tasks(), command="convert")
+    if setting is None:
+        return task_obj, None
+    if task_obj is None or "setting" not in task_obj.options:
+        raise UserError(f"--setting {setting}: only --task pubmedqa has settings (reasoning-required or reasoning-free)")
+    from tasks import TaskDataError
+    from tasks.pubmedqa import SETTINGS, normalize_setting
+
+    try:
+        return task_obj, normalize_setting(setting)
+    except TaskDataError:
+        raise UserError(f"--setting {setting}: expected {' or '.join(SETTINGS)}") from None
 
 
 def convert_checkpoint(
@@ -20,6 +49,7 @@ def convert_checkpoint(
     tokenizer files (learned prompt tokens included) to DST, loadable by transformers too."""
     from model import BioGptForCausalLM
 
+    task_obj, setting = check_task(task, setting)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
         raise UserError(f"{dst} exists and is not empty; pass --force to overwrite")
     model = BioGptForCausalLM.from_pretrained(src, dtype=dtype)
@@ -28,9 +58,6 @@ def convert_checkpoint(
         # The prompt recipe travels with the model, so task commands never guess it again.
         from tasks.runner import PromptRecipe, save_recipe
 
-        from .._taskrun import get_task
-
-        task_obj = get_task(task) if task is not None else None
         save_recipe(model, PromptRecipe(
             task=task_obj.name if task_obj else None,
             setting=setting,
@@ -47,7 +74,7 @@ def convert(
     dst: Path = typer.Argument(..., help="Output directory (Hugging Face format)."),
     dtype: str = typer.Option("float32", "--dtype", help="Weights dtype to write: float32, bfloat16, float16 or auto."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty DST."),
-    task: Optional[str] = typer.Option(None, "--task", help="Record the task the checkpoint was fine-tuned for (e.g. bc5cdr)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Record the task the checkpoint was fine-tuned for: bc5cdr, kd-dti, ddi, pubmedqa or hoc."),
     setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA checkpoints: reasoning-required or reasoning-free."),
 ) -> None:
     """Convert a checkpoint (e.g. Microsoft's fine-tuned fairseq ones) to a Hugging Face directory."""

@@ -20,7 +20,7 @@ import typer
 from .. import _options as opts
 
 from .. import _common
-from .._common import UserError, progress, provenance
+from .._common import UserError, inputs_or_stdin, progress, provenance
 from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
 from ..batching import limited
 from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
@@ -47,9 +47,12 @@ def resolve_task(task_name: str | None, model_name: str | None) -> Any:
     stored = stored_task(model_name)
     if task_name is None:
         if not stored.get("task"):
-            raise UserError("--task is required (bc5cdr, kd-dti, ddi): the model stores no task")
+            raise UserError(f"--task is required ({', '.join(RE_TASKS)}): the model stores no task")
+        if str(stored["task"]) not in RE_TASKS:
+            raise UserError(f"-m {model_name} was fine-tuned for {stored['task']}, not relation extraction; "
+                            f"pass --task ({', '.join(RE_TASKS)}) with a model fine-tuned for it")
         task_name = str(stored["task"])
-    task = get_task(task_name)
+    task = get_task(task_name, RE_TASKS, command="extract-relations")
     if task.name == "custom":
         from tasks import TaskDataError
         from tasks.custom import CustomRelationTask
@@ -110,11 +113,11 @@ def relations_record(task: Any, record: Any, generated: Any, *, model: Any, toke
 
 
 def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str, Any]:
-    """Mentions (every found span) and, for BC5CDR with --entities, CID lines."""
-    title = record.fields.get("title")
-    abstract = record.fields.get("abstract")
-    if title is None or abstract is None or f"{title} {abstract}".strip() != record.text:
-        title, abstract = record.text, ""
+    """Mentions (every found span) and, for BC5CDR with --entities, CID lines: a CID line names
+    MeSH ids, which only the --entities map gives (a relation with an unmapped name has none)."""
+    from tasks.pubtator import title_abstract_lines
+
+    title, abstract, shift = title_abstract_lines(record.text, record.fields.get("title"), record.fields.get("abstract"))
     entities, relations, seen = [], [], set()
     head_role, tail_role = task.relation_roles
     for rel in result["relations"]:
@@ -122,7 +125,7 @@ def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str,
             for start, end in ent["spans"]:
                 if (start, end, role) not in seen:
                     seen.add((start, end, role))
-                    entities.append({"start": start, "end": end, "text": record.text[start:end], "label": role, "id": ent.get("id", "")})
+                    entities.append({"start": start + shift, "end": end + shift, "text": record.text[start:end], "label": role, "id": ent.get("id", "")})
         if task.name == "bc5cdr" and rel["head"].get("id", "-1") != "-1" and rel["tail"].get("id", "-1") != "-1":
             relations.append({"type": "CID", "head": rel["head"]["id"], "tail": rel["tail"]["id"]})
     entities.sort(key=lambda e: (e["start"], e["end"]))
@@ -138,7 +141,7 @@ def extract_relations(
     input_format: str = typer.Option("auto", "--input-format", help="auto, lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml."),
     text_key: str = typer.Option("text", "--text-key", help="JSONL field with the text (default: text, or title + abstract)."),
     id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field with the document id."),
-    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl, tsv or pubtator (pubtator: bc5cdr CID lines)."),
+    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl, tsv or pubtator (bc5cdr: mention lines, and CID lines of MeSH ids with --entities)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Beam width (default: the task's, 1 as the official scripts)."),
@@ -160,8 +163,6 @@ def extract_relations(
     from tasks.runner import encode_source
 
     task = resolve_task(task_name, model_name)
-    if task.name not in RE_TASKS:
-        raise UserError(f"--task {task_name}: expected one of {', '.join(RE_TASKS)}")
     if output_format == "pubtator" and task.name != "bc5cdr":
         raise UserError("--format pubtator is for --task bc5cdr (CID relations)")
     if errors is not None and not keep_going:
@@ -169,9 +170,12 @@ def extract_relations(
     entities = load_entities(entities_file)
     if entities is not None and task.name != "bc5cdr":
         raise UserError("--entities applies to --task bc5cdr")
-    run = RunState.start(command="extract-relations", output=output, output_format=output_format, inputs=inputs or ["-"],
-                         resume=resume, shard=shard, force=force)
-    items = run.select(limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
+    if output_format == "pubtator" and entities is None:
+        logger.warning("--format pubtator without --entities: no CID lines (they name MeSH ids; pass --entities NAME2MESH.json)")
+    inputs = inputs_or_stdin(inputs, command="extract-relations")
+    run = RunState.start(command="extract-relations", output=output, output_format=output_format, inputs=inputs,
+                         resume=resume, shard=shard, force=force, errors=errors)
+    items = run.select(limited(read_inputs(inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
     name, model, tokenizer, recipe = load_task_model(task, model_name, device=run.device(device), dtype=dtype)
     decoding = decoding_options(num_beams, max_new_tokens)
     room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
@@ -189,6 +193,7 @@ def extract_relations(
     failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
     meta = provenance(model, name, task=task.name, constrained=constrained, decoding={**{"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens}, **decoding}, prompt=recipe.to_dict())
     bar = progress(description="extract-relations", quiet=_common.QUIET)
+    unmapped = 0  # pubtator: relations left without a CID line (a name missing from --entities)
     try:
         for result in run.track(generate_in_batches(
             (prepare(i) for i in items), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
@@ -210,7 +215,10 @@ def extract_relations(
                 if rows:
                     writer.write({"rows": rows})
             else:
-                writer.write(pubtator_record(task, prepared.item, record))
+                out = pubtator_record(task, prepared.item, record)
+                if entities is not None:
+                    unmapped += len(record["relations"]) - len(out["relations"])
+                writer.write(out)
             bar.advance()
     finally:
         bar.close()
@@ -218,6 +226,8 @@ def extract_relations(
         if sink is not sys.stdout:
             sink.close()
     run.finish()
+    if unmapped:
+        logger.warning("%d relations have a name missing from --entities: no CID line for them", unmapped)
     if failures.count:
         logger.warning("%d documents failed", failures.count)
 

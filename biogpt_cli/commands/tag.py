@@ -21,7 +21,7 @@ import typer
 from .. import _options as opts
 
 from .. import _common
-from .._common import UserError, progress, provenance, resolve_device, resolve_dtype
+from .._common import UserError, inputs_or_stdin, progress, provenance, resolve_device, resolve_dtype
 from ..batching import limited
 from ..io import BadRecord, ReadOptions, make_writer, read_inputs
 from ..runstate import RunState
@@ -143,6 +143,16 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
     return merge_entities(text, words, tags, scores)
 
 
+def pubtator_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]:
+    """A PubTator document: the title on `|t|`, the abstract on `|a|` when the input had them
+    (PubTator input, JSONL title/abstract), mention offsets into `title + " " + abstract`."""
+    from tasks.pubtator import title_abstract_lines
+
+    title, abstract, shift = title_abstract_lines(item.text, item.fields.get("title"), item.fields.get("abstract"))
+    moved = [{**e, "start": e["start"] + shift, "end": e["end"] + shift} for e in entities]
+    return {"id": item.id, "title": title, "abstract": abstract, "entities": moved}
+
+
 def load_tagger(name: str, *, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
     from model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
 
@@ -180,10 +190,11 @@ def tag(
     """
     if errors is not None and not keep_going:
         raise UserError("--errors needs --keep-going")
-    run = RunState.start(command="tag", output=output, output_format=output_format, inputs=inputs or ["-"],
-                         resume=resume, shard=shard, force=force)
+    inputs = inputs_or_stdin(inputs, command="tag")
+    run = RunState.start(command="tag", output=output, output_format=output_format, inputs=inputs,
+                         resume=resume, shard=shard, force=force, errors=errors)
     model, tokenizer = load_tagger(model_name, device=run.device(device), dtype=dtype)
-    items = run.select(limited(read_inputs(inputs or ["-"], input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
+    items = run.select(limited(read_inputs(inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
     sink = run.open()
     writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "pubtator")))
     failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
@@ -196,7 +207,7 @@ def tag(
                 continue
             entities = tag_text(model, tokenizer, item.text)
             if output_format == "pubtator":
-                writer.write({"id": item.id, "text": item.text, "entities": entities})
+                writer.write(pubtator_record(item, entities))
             else:
                 writer.write({"id": item.id, "entities": entities, "provenance": meta})
             bar.advance()

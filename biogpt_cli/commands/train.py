@@ -310,7 +310,7 @@ def ner_documents(path: Path) -> list[tuple[str, str, list[tuple[int, int, str]]
             tokens, tags = row.get("tokens"), row.get("tags")
             if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
                 raise UserError(f"{where}: 'tokens' and 'tags' must be lists of the same length")
-            text, spans, pos = "", [], 0
+            text, spans = "", []
             open_: list[Any] | None = None
             for token, tag in zip(tokens, tags):
                 start = len(text) + (1 if text else 0)
@@ -909,8 +909,6 @@ def re_(
         dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, average_last=average_last,
         save_epochs=True if average_last else None,
     )
-    from tasks.runner import RECIPE_KEY  # noqa: F401  (the recipe key extract-relations reads)
-
     name = task_name or ("custom" if template else None)
     if name is not None and name.lower() not in ("bc5cdr", "kd-dti", "kd_dti", "ddi", "custom", "cdr", "dti"):
         raise UserError(f"--task {name}: train re takes bc5cdr, kd-dti, ddi or custom (--template)")
