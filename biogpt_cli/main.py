@@ -50,7 +50,7 @@ register_all(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.errors import BioGptError, InvalidOptionError, ModelNotFoundError
+    from model.errors import BioGptError, InvalidOptionError
 
     try:
         result = app(args=argv, prog_name="biogpt", standalone_mode=False)
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, DocumentError, BioGptError) as exc:
         _traceback_if_debug()
         print(error_line(exc), file=sys.stderr)
-        if isinstance(exc, (ModelNotFoundError, InvalidOptionError)):
-            return 2  # a model that is not there, an option out of range: usage errors, like a missing input file
+        if isinstance(exc, InvalidOptionError):
+            return 2  # an option out of range: a usage error, like a bad flag
         return getattr(exc, "exit_code", 1)
     except BrokenPipeError:  # `biogpt ... | head`: the reader left; not an error
         try:

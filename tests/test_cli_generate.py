@@ -139,16 +139,17 @@ def test_streaming_prints_the_same_text(model_dir):
     assert streamed.stdout.strip() == plain.stdout.strip()
 
 
-def test_a_missing_model_or_an_option_out_of_range_is_a_usage_error(model_dir, tmp_path):
-    """Exit code 2 and one line: a model folder that is not there (a bare word is not taken for
-    a hub id), an option the library rejects (its InvalidOptionError)."""
-    for args, message in (
-        (("-m", str(tmp_path / "nomodel")), "nomodel: no such directory, and not a Hugging Face hub id"),
-        (("-m", "biogtp"), "biogtp: no such directory, and not a Hugging Face hub id"),
-        (("-m", str(model_dir), "--repetition-penalty", "0"), "repetition_penalty must be > 0, got 0.0"),
+def test_a_missing_model_or_an_option_out_of_range_is_one_line(model_dir, tmp_path):
+    """One line each: a model folder that is not there (a bare word is not taken for a hub id:
+    exit 1, as test_user_errors_are_one_line), an option the library rejects (its
+    InvalidOptionError: a usage error, exit 2)."""
+    for args, code, message in (
+        (("-m", str(tmp_path / "nomodel")), 1, "nomodel: no such directory, and not a Hugging Face hub id"),
+        (("-m", "biogtp"), 1, "biogtp: no such directory, and not a Hugging Face hub id"),
+        (("-m", str(model_dir), "--repetition-penalty", "0"), 2, "repetition_penalty must be > 0, got 0.0"),
     ):
         result = biogpt("generate", "--prompt", "Aspirin", "--max-new-tokens", "2", *args)
-        assert result.returncode == 2, (args, result.stderr)
+        assert result.returncode == code, (args, result.stderr)
         assert message in result.stderr and "internal error" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
