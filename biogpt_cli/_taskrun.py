@@ -42,6 +42,23 @@ def get_task(name: str, accepted: tuple[str, ...] | None = None, *, command: str
     return task
 
 
+def model_card(name: str | None) -> tuple[list[str], dict[str, Any]]:
+    """(architectures, stored prompt recipe: config.json's `biogpt_task`, or {}) of a model
+    directory or hub id, read without loading weights; ([], {}) when there is no config.json
+    (a fairseq folder: a causal LM that records no task) or it cannot be read."""
+    if name is None:
+        return [], {}
+    from model import BioGptConfig
+    from tasks.runner import RECIPE_KEY
+
+    try:
+        config = BioGptConfig.from_pretrained(name)
+    except Exception:  # noqa: BLE001 - no card: the model's loading reports what is wrong with it
+        return [], {}
+    stored = config.extra.get(RECIPE_KEY)
+    return list(config.extra.get("architectures") or []), (stored if isinstance(stored, dict) else {})
+
+
 # how a user makes a fine-tuned model of each task (the hint when none is published)
 TRAIN_COMMANDS = {"hoc": "biogpt train classify --task hoc --generative", "pubmedqa": "biogpt train qa --task pubmedqa"}
 

@@ -20,7 +20,9 @@ from .. import _options as opts
 
 from .. import _common
 from .._common import UserError, inputs_or_stdin, progress, provenance, resolve_device, resolve_dtype
-from .._taskrun import Prepared, decoding_options, default_model, fine_tune_hint, generate_in_batches, get_task, load_task_model
+from .._taskrun import (
+    Prepared, decoding_options, default_model, fine_tune_hint, generate_in_batches, get_task, load_task_model, model_card,
+)
 from ..batching import limited
 from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
 from ..runstate import RunState
@@ -31,31 +33,11 @@ logger = logging.getLogger(__name__)
 CLASSIFY_TASKS = ("hoc",)
 
 
-def model_card(name: str | None) -> tuple[list[str], str | None]:
-    """(architectures, recorded task) of a model directory or hub id; ([], None) when it has no
-    config.json (a fairseq folder: a causal LM that records no task)."""
-    from model import BioGptConfig
-    from tasks.runner import RECIPE_KEY
-
-    if name is None:
-        return [], None
-    try:
-        config = BioGptConfig.from_pretrained(name)
-    except Exception:
-        return [], None
-    stored = config.extra.get(RECIPE_KEY)
-    task = stored.get("task") if isinstance(stored, dict) else None
-    return list(config.extra.get("architectures") or []), (str(task) if task else None)
-
-
-def is_head_model(name: str) -> bool:
-    return "BioGptForSequenceClassification" in model_card(name)[0]
-
-
-def generative_task(task_name: str | None, model_name: str | None, card: tuple[list[str], str | None]) -> Any:
+def generative_task(task_name: str | None, model_name: str | None, card: tuple[list[str], dict[str, Any]]) -> Any:
     """The generative task to run, or a UserError saying what to pass. Without --task a model
     must record a classify task: any other causal LM would quietly generate HoC gibberish."""
-    architectures, stored = card
+    architectures, recipe = card
+    stored = str(recipe["task"]) if recipe.get("task") else None
     if "BioGptForTokenClassification" in architectures:
         raise UserError(f"-m {model_name}: a token-classification (NER) model; tag entities with `biogpt tag -m {model_name}`")
     if model_name is None:

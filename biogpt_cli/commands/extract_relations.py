@@ -21,7 +21,7 @@ from .. import _options as opts
 
 from .. import _common
 from .._common import UserError, inputs_or_stdin, progress, provenance
-from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model
+from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model, model_card
 from ..batching import limited
 from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
 from ..runstate import RunState
@@ -30,21 +30,9 @@ logger = logging.getLogger(__name__)
 RE_TASKS = ("bc5cdr", "kd-dti", "ddi", "custom")
 
 
-def stored_task(model_name: str | None) -> dict[str, Any]:
-    """The prompt recipe a model directory stores (config.json's `biogpt_task`), or {}."""
-    if model_name is None:
-        return {}
-    path = Path(model_name) / "config.json"
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8")).get("biogpt_task")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return stored if isinstance(stored, dict) else {}
-
-
 def resolve_task(task_name: str | None, model_name: str | None) -> Any:
     """--task, else the task the model was fine-tuned for; `custom` models carry their template."""
-    stored = stored_task(model_name)
+    stored = model_card(model_name)[1]
     if task_name is None:
         if not stored.get("task"):
             raise UserError(f"--task is required ({', '.join(RE_TASKS)}): the model stores no task")
