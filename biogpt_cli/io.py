@@ -187,7 +187,10 @@ def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield BadRecord(where, f"malformed JSON ({exc.msg} at column {exc.colno})")
+            # a pretty-printed JSON document (ori_pqal.json, a BioC JSON file) fails on its first
+            # line: say what is expected rather than only that the line is broken
+            hint = "; JSONL is expected: one JSON object per line" if line.strip() in ("{", "[") else ""
+            yield BadRecord(where, f"malformed JSON ({exc.msg} at column {exc.colno}){hint}")
             continue
         if not isinstance(obj, dict):
             yield BadRecord(where, f"expected a JSON object, found {type(obj).__name__}")

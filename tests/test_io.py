@@ -59,6 +59,17 @@ def test_paragraphs_lines_and_ids():
     assert len(lines) == 3 and lines[0].id.endswith(":1")
 
 
+def test_a_pretty_printed_json_document_is_told_that_jsonl_is_expected(tmp_path):
+    path = tmp_path / "ori_pqal.jsonl"
+    path.write_text(json.dumps({"123": {"QUESTION": "Q?"}}, indent=2) + "\n")
+    first = records(path, input_format="jsonl")[0]
+    assert isinstance(first, BadRecord) and first.location.endswith(":1")
+    assert "malformed JSON" in first.message and first.message.endswith("JSONL is expected: one JSON object per line")
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "a", "text": \n')
+    assert "JSONL is expected" not in records(broken, input_format="jsonl")[0].message
+
+
 def test_jsonl_text_key_id_key_title_abstract_and_bad_lines(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text(
