@@ -1040,12 +1040,26 @@ def _transformers_only_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _own_config(config: Any) -> GenerationConfig:
+    """Ours, or one read from another library's generation config by the field names they share
+    (transformers' GenerationConfig: the same names and meanings), so a script passing its own
+    `generation_config=` runs unchanged."""
+    if config is None or isinstance(config, GenerationConfig):
+        return config or GenerationConfig()
+    names = [f.name for f in fields(GenerationConfig)]
+    if not any(hasattr(config, name) for name in names):
+        raise TypeError(f"generation_config must be a GenerationConfig, got {type(config).__name__}")
+    # None there means "not set": our default (which is transformers' default) applies
+    shared = {name: getattr(config, name) for name in names if getattr(config, name, None) is not None}
+    return GenerationConfig(**shared)
+
+
 def generate(
     model,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    generation_config: GenerationConfig | None = None,
+    generation_config: Any = None,
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     streamer: Streamer | None = None,
     **kwargs: Any,
@@ -1057,7 +1071,7 @@ def generate(
     unknown = sorted(set(kwargs) - names)
     if unknown:
         raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(unknown)}")
-    cfg = replace(generation_config or GenerationConfig(), **kwargs)
+    cfg = replace(_own_config(generation_config), **kwargs)
     cfg.validate()
     config = model.config
     eos_ids = cfg.eos_token_id if cfg.eos_token_id is not None else config.eos_token_id

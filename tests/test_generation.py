@@ -164,6 +164,19 @@ def test_transformers_options_that_change_nothing_are_accepted(caplog):
         model.generate(max_new_tokens=8)
 
 
+def test_a_transformers_generation_config_is_read_by_its_field_names():
+    model = tiny_lm()
+    ids = torch.randint(4, 1000, (2, 6), generator=torch.Generator().manual_seed(2))
+    theirs = transformers.GenerationConfig(max_new_tokens=7, num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2)
+    want = model.generate(ids, max_new_tokens=7, num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2)
+    assert torch.equal(model.generate(ids, generation_config=theirs), want)
+    shorter = model.generate(ids, num_beams=3, length_penalty=0.5, no_repeat_ngram_size=2, max_new_tokens=3)
+    assert torch.equal(model.generate(ids, generation_config=theirs, max_new_tokens=3), shorter)  # keywords still win
+    assert not torch.equal(shorter, want)
+    with pytest.raises(TypeError, match="generation_config must be a GenerationConfig, got dict"):
+        model.generate(ids, generation_config={"max_new_tokens": 3})
+
+
 def test_default_length_is_transformers_max_length_20():
     model = tiny_lm()
     ids = torch.randint(4, 1000, (1, 5))
