@@ -96,8 +96,6 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
 
 def open_output(path: "Path | None", *, force: bool = False, append: bool = False):
     """stdout, or a file that is never silently overwritten (one line per record, flushed)."""
-    import sys
-
     if path is None or str(path) == "-":
         return sys.stdout
     if path.exists() and not (force or append):

@@ -11,7 +11,8 @@ from biogpt_cli._common import UserError
 from biogpt_cli.commands.classify import generative_task, model_card
 from model import BioGptConfig
 
-from .test_cli_generate import biogpt
+from .test_cli_generate import biogpt, model_dir  # noqa: F401 - fixture
+from .test_cli_tag import tagger  # noqa: F401 - fixture
 
 
 def _model_dir(path: Path, **extra) -> str:
@@ -56,28 +57,12 @@ def test_hoc_without_a_model_names_the_training_command_that_makes_one():
     assert "train re" not in str(err.value)
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> dict[str, Path]:
-    """Real model directories (both ran HoC generation with exit code 0 before they were refused)."""
-    import torch
-
-    from model import BioGptForTokenClassification, BioGptTokenizer
-
-    from .helpers import tiny_lm
-
-    tok = BioGptTokenizer.from_pretrained("microsoft/biogpt")
-    base = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    cfg = BioGptConfig.from_preset("tiny", id2label={0: "O", 1: "B-Chemical", 2: "I-Chemical"})
-    BioGptForTokenClassification(cfg).save_pretrained(base / "ner", tokenizer=tok)
-    tiny_lm(vocab_size=42384).save_pretrained(base / "lm", tokenizer=tok)
-    return {"ner": base / "ner", "lm": base / "lm"}
-
-
 @pytest.mark.parametrize("kind, needle", [("ner", "`biogpt tag -m"), ("lm", "--task hoc")])
-def test_cli_refuses_in_one_line_with_exit_code_2(saved, tmp_path, kind, needle):
+def test_cli_refuses_in_one_line_with_exit_code_2(tagger, model_dir, tmp_path, kind, needle):  # noqa: F811
+    """Real model directories (both ran HoC generation with exit code 0 before they were refused)."""
     docs = tmp_path / "sentences.txt"
     docs.write_text("Tumour cells evade apoptosis.\n")
-    result = biogpt("classify", "-m", str(saved[kind]), str(docs), "--max-new-tokens", "2")
+    model = tagger if kind == "ner" else model_dir
+    result = biogpt("classify", "-m", str(model), str(docs), "--max-new-tokens", "2")
     assert result.returncode == 2 and result.stdout == "", result.stderr
     assert result.stderr.count("\n") == 1 and needle in result.stderr and "Traceback" not in result.stderr

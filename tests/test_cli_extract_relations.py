@@ -10,11 +10,10 @@ import pytest
 from biogpt_cli._common import UserError
 from biogpt_cli.commands.extract_relations import pubtator_record, resolve_task
 from biogpt_cli.io import Record
-from model import BioGptConfig, BioGptTokenizer
+from model import BioGptConfig
 from tasks import get_task
 
-from .helpers import tiny_lm
-from .test_cli_generate import biogpt
+from .test_cli_generate import biogpt, model_dir  # noqa: F401 - model_dir: the tiny model fixture
 
 SAMPLE = Path(__file__).parent / "fixtures" / "io" / "sample.pubtator"
 
@@ -53,15 +52,8 @@ def test_a_model_recorded_for_another_task_is_refused(tmp_path):
         resolve_task(None, str(tmp_path))
 
 
-@pytest.fixture(scope="module")
-def lm(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("lm")
-    tiny_lm(vocab_size=42384).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
-    return path
-
-
-def test_pubtator_without_entities_warns_once_that_cid_lines_need_them(lm):
-    result = biogpt("extract-relations", str(SAMPLE), "--task", "bc5cdr", "-m", str(lm), "-f", "pubtator", "--max-new-tokens", "2")
+def test_pubtator_without_entities_warns_once_that_cid_lines_need_them(model_dir):  # noqa: F811
+    result = biogpt("extract-relations", str(SAMPLE), "--task", "bc5cdr", "-m", str(model_dir), "-f", "pubtator", "--max-new-tokens", "2")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("no CID lines") == 1 and "--entities" in result.stderr
     first = result.stdout.split("\n\n")[0].splitlines()
