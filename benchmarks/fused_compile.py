@@ -75,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         for model, s in SHAPES.items():
             C, F_, V, H = s["C"], s["F"], s["V"], s["H"]
             linear = {name: p for name in ("x_ptr", "w_ptr", "b_ptr", "y_ptr", "ln_w_ptr", "ln_b_ptr", "kv_ptr")}
-            linear.update(pos_ptr="*i64", pf_ptr=p, N="i32", stride_xm="i32", stride_ym="i32", eps="fp32")
-            linear.update({name: "i32" for name in ("kv_stride_kv", "kv_stride_b", "kv_stride_h", "kv_stride_t", "pf_lines")})
-            line = 128 // {"fp16": 2, "bf16": 2, "fp32": 4}[dt]
+            linear.update(pos_ptr="*i64", N="i32", stride_xm="i32", stride_ym="i32", eps="fp32")
+            linear.update({name: "i32" for name in ("kv_stride_kv", "kv_stride_b", "kv_stride_h", "kv_stride_t")})
             kinds = [  # (what, N, K, flags, query width): the four projections and the LM head
                 ("qkv", 3 * C, C, dict(LAYER_NORM=True, KV_WRITE=True), C),
                 ("out_proj", C, C, dict(RESIDUAL=True), 1),
@@ -88,14 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             for what, n, k, flags, q in kinds:
                 rule = fd.launch_config(n, k, 132)
                 configs = fd.candidate_configs(n, k, 132) if args.candidates else [rule]
-                # each configuration as the step runs it, and the rule's also prefetching (FusedStep.prefetch)
-                for config, prefetch in [(c, False) for c in configs] + [(rule, True)]:
+                for config in configs:
                     bn, bk, warps, unroll = config
                     constexprs = dict(K=k, Q_WIDTH=q, HEAD_DIM=C // H, BLOCK_N=bn, BLOCK_K=bk, BLOCK_ROW=triton.next_power_of_2(k),
-                                      UNROLL=unroll, HAS_BIAS=True, LAYER_NORM=False, ACTIVATION=0, RESIDUAL=False, KV_WRITE=False,
-                                      PREFETCH=prefetch, PF_LINE=line)
+                                      UNROLL=unroll, HAS_BIAS=True, LAYER_NORM=False, ACTIVATION=0, RESIDUAL=False, KV_WRITE=False)
                     constexprs.update(flags)
-                    label = f"{dt} {model} {what} ({n}, {k}) {config}{' rule' if config == rule else ''}{' prefetching' if prefetch else ''}"
+                    label = f"{dt} {model} {what} ({n}, {k}) {config}{' rule' if config == rule else ''}"
                     build(label, fd._row_linear_kernel, linear, constexprs, warps, config == rule)
             attention = dict(q_ptr=p, kv_ptr=p, bias_ptr=p, last_ptr="*i64", out_ptr=p, scale="fp32")
             attention.update({name: "i32" for name in ("stride_qb", "kv_stride_kv", "kv_stride_b", "kv_stride_h", "kv_stride_t", "stride_bias_b", "stride_ob")})

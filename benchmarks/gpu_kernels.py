@@ -1,16 +1,14 @@
 """Where a batch-1 decode step's time goes on a GPU: kernels per step and the captured graph's
 replay time, for the variants that decide the batch-1 design.
 
-    python -m benchmarks.gpu_kernels [--large] [--sweep] [--prefetch] [--compile] [--breakdown]
+    python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown]
 
 Variants: the default step (torch's kernels); the fused Triton layer (model/fused_decode.py,
 what decode_kernels="auto" measures against the default); without the in-place residual
 projections (modeling.add_linear); rows padded to 2. --sweep: each projection shape's one-row
 Triton kernel over a grid of launch configurations against cuBLAS's F.linear (each timed as a
 captured graph of back-to-back launches), then the fused step again with the best
-configurations (printed as fused_decode.CONFIG_OVERRIDES entries). --prefetch: the fused
-step's other variants (torch's SDPA attention; each projection prefetching the weight one or
-two projections ahead into L2), each forced by name. With --compile, the
+configurations (printed as fused_decode.CONFIG_OVERRIDES entries). With --compile, the
 decoder layer compiled once for all layers (StaticDecoder(compile_step="layers"), seconds to
 build) and the whole step compiled (compile_step=True, about a minute), each inside our graph.
 Each variant's logits are checked against the plain eager step from the same state. Random weights of the real shapes, float16.
@@ -174,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
     parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default and fused 1-row steps")
     parser.add_argument("--sweep", action="store_true", help="launch configurations of the fused layer's kernel, per shape")
-    parser.add_argument("--prefetch", action="store_true", help="the fused step's other variants: SDPA attention, L2 prefetch 1 or 2 projections ahead")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
@@ -199,14 +196,6 @@ def main(argv: list[str] | None = None) -> int:
                 variant("  default, 1 row", model, 1, breakdown=args.breakdown)
                 variant("  fused Triton layers, 1 row", model, 1, kernels="triton", breakdown=args.breakdown)
                 variant("  fused Triton layers, 2 rows", model, 2, kernels="triton")
-                if args.prefetch:  # every fused variant (what decode_kernels="auto" chooses among), 1 row
-                    from model import fused_decode
-
-                    for prefetch in fused_decode.PREFETCH_DISTANCES:
-                        for attention in ("triton", "sdpa"):
-                            name = fused_decode.variant_name(attention, prefetch)
-                            if name != "triton":
-                                variant(f"  fused {name}, 1 row", model, 1, kernels=name, breakdown=args.breakdown and name == "triton+pf1")
                 if args.sweep:
                     from model import fused_decode
 

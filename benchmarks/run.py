@@ -257,11 +257,10 @@ GPU_PARTS = ("b1", "b32", "beam", "large", "train", "trainer", "b1c", "job")  # 
 EXTRA_GPU_PARTS = ("largec",)
 
 
-# Wall seconds each part took on a fresh H200 machine (run 3: b1 43, b32 17, beam 11, large 41,
-# train 49, b1c 36, job 59; b1 and large compiled, tuned and timed the fused steps, 5
-# configurations a shape and 2 fused variants), plus ~15 s each for b1 and large since then
-# (12-14 configurations a shape, 6 variants: an estimate); largec on an H100 (run 2: 48).
-# "train" is the training step and biogpt train's rows.
+# Wall seconds each part took on a fresh H200 machine (BENCHMARKS.md run 3: b1 43, b32 17,
+# beam 11, large 41, train 49, b1c 36, job 59, with 5 launch configurations a shape tuned; run
+# 4: b1 53, large 60, tuning 12-14 a shape and timing 6 fused variants, now 2 again); largec
+# on an H100 (run 2: 48). "train" is the training step and biogpt train's rows.
 PART_SECONDS = {"b1": 60, "b1c": 40, "b32": 20, "beam": 15, "job": 60, "large": 60, "largec": 50, "train": 50}
 SUITE_BUDGET = 285.0  # seconds: the suite must finish within 5 minutes on one lent GPU
 

@@ -61,7 +61,6 @@ DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 TILE_ELEMENTS = 4096  # weights per program and loop iteration (8 KB in half precision)
 GREEDY_BLOCK_V = 4096  # vocabulary entries per step of the greedy kernel's (unrolled) loop
 DECODE_BLOCK_S = 64  # cache columns per step of the attention kernel's loop (spans are multiples of 128)
-PREFETCH_DISTANCES = (0, 1, 2)  # projections ahead whose weight a kernel prefetches into L2 (0: none)
 UNROLL_ELEMENTS = 8192  # unroll K when a program's whole weight slice (BLOCK_N x K) is at most this per 4 warps
 # A launch configuration: (BLOCK_N, BLOCK_K, num_warps, unroll K).
 Config = tuple[int, int, int, bool]
@@ -132,8 +131,10 @@ def candidate_configs(n: int, k: int, sm_count: int) -> list[Config]:
     other loop form, then its neighbours: the same tile over half as many programs and over
     twice as many, half the rows per program with half, the same or twice the tile, the same
     rows with half the tile, twice the tile with 8 warps. A neighbour is timed in both loop
-    forms where unrolling stays within twice the rule's register budget (on an H200 the
-    fastest configuration was such a one for 7 of the 10 shapes: BENCHMARKS.md)."""
+    forms where unrolling stays within twice the rule's register budget. Why this many: in an
+    H200's sweep (BENCHMARKS.md, run 3) the fastest configuration of 6 of the 10 shapes was
+    outside the five timed before; these hold 5 of the 6 (12-14 a shape, ~20 s a model, once
+    per machine), and BioGPT-Large's step went from 2.01 to 1.87 ms."""
     bn, bk, warps, unroll = launch_config(n, k, sm_count)
     widest = max(64, triton.next_power_of_2(k))
     half_n = max(2, bn // 2)
@@ -303,24 +304,6 @@ def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], 
 if triton is not None:
 
     @triton.jit
-    def _prefetch_l2(ptrs):
-        """Ask the L2 cache for the 128-byte lines at `ptrs` (nothing waits for them, nothing
-        is read into registers): the next projection's weights start moving while this one's
-        kernel is still waiting on its own."""
-        tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32, is_pure=False, pack=1)
-
-    @triton.jit
-    def _prefetch_share(pf_ptr, pf_lines, LINE: tl.constexpr, BLOCK: tl.constexpr):
-        """This program's share of `pf_lines` 128-byte lines from pf_ptr (LINE elements each),
-        split evenly over the grid."""
-        programs = tl.num_programs(0) * tl.num_programs(1)
-        per = tl.cdiv(pf_lines, programs)
-        first = (tl.program_id(1) * tl.num_programs(0) + tl.program_id(0)) * per
-        for i in range(0, per, BLOCK):
-            lines = tl.minimum(first + i + tl.arange(0, BLOCK), pf_lines - 1)  # a repeated line costs nothing
-            _prefetch_l2(pf_ptr + lines.to(tl.int64) * LINE)
-
-    @triton.jit
     def _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K: tl.constexpr, BLOCK_K: tl.constexpr, LAYER_NORM: tl.constexpr):
         """acc += w[offs_n, k0:k0+BLOCK_K] * x[k0:k0+BLOCK_K] (x through LayerNorm when asked)."""
         ks = k0 + tl.arange(0, BLOCK_K)
@@ -335,13 +318,13 @@ if triton is not None:
 
     @triton.jit
     def _row_linear_kernel(
-        x_ptr, w_ptr, b_ptr, y_ptr, ln_w_ptr, ln_b_ptr, kv_ptr, pos_ptr, pf_ptr,
+        x_ptr, w_ptr, b_ptr, y_ptr, ln_w_ptr, ln_b_ptr, kv_ptr, pos_ptr,
         N, stride_xm, stride_ym, eps,
-        kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t, pf_lines,
+        kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t,
         K: tl.constexpr, Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_ROW: tl.constexpr, UNROLL: tl.constexpr,
         HAS_BIAS: tl.constexpr, LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr,
-        KV_WRITE: tl.constexpr, PREFETCH: tl.constexpr, PF_LINE: tl.constexpr,
+        KV_WRITE: tl.constexpr,
     ):  # fmt: skip
         """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m.
 
@@ -349,12 +332,7 @@ if triton is not None:
         every iteration's weight loads in flight at once (straight-line code), at the price of
         registers (compiled for sm_90: 243 registers for BioGPT-Large's fc2 at 4 x 1024, and
         spills at 8 x 512); the rolled loop needs 80-100 and relies on several programs per
-        multiprocessor instead. `launch_config` decides, `tune` measures.
-        PREFETCH: first ask the L2 cache for this program's share of another weight (pf_ptr,
-        pf_lines lines of PF_LINE elements): the next projection's, whose loads then find it
-        there (see FusedStep's `prefetch`)."""
-        if PREFETCH:
-            _prefetch_share(pf_ptr, pf_lines, PF_LINE, 256)
+        multiprocessor instead. `launch_config` decides, `tune` measures."""
         m = tl.program_id(1)
         offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
@@ -586,16 +564,13 @@ def row_linear(
     residual: bool = False,
     kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     config: Config | None = None,
-    prefetch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """act(LN(x) @ weight^T + bias) into `out` (M, N), one program per BLOCK_N outputs and row.
 
     `residual`: add into `out`'s current values (out += ...). `kv` = (layer cache (2, B, H, S, D),
     each row's column (M,)): outputs from `out.shape[1]` on are keys then values, written into the
-    cache at the row's column; `out` then receives only the query. `prefetch`: a contiguous
-    tensor (the next projection's weight) the kernel's programs ask the L2 cache for before
-    their own loads; a hint that changes no result (ignored under the interpreter, which has
-    no L2). x (M, K) and out need contiguous rows; weight (N, K) must be contiguous."""
+    cache at the row's column; `out` then receives only the query. x (M, K) and out need
+    contiguous rows; weight (N, K) must be contiguous."""
     M, K = x.shape
     N = weight.shape[0]
     if weight.stride() != (K, 1) or x.stride(1) != 1 or out.stride(1) != 1:
@@ -611,18 +586,13 @@ def row_linear(
     if kv is None:  # Q_WIDTH and HEAD_DIM unused: constants that do not split compilations by N
         cache, columns, q_width, head_dim, kv_strides = weight, weight, 1, 1, (0, 0, 0, 0)
     ln_w, ln_b, eps = (layer_norm.weight, layer_norm.bias, layer_norm.eps) if layer_norm is not None else (weight, weight, 0.0)
-    if prefetch is not None and not prefetch.is_contiguous():
-        raise ValueError("row_linear's prefetch tensor must be contiguous")
-    use_prefetch = prefetch is not None and prefetch.device == weight.device and not interpreted()
-    line = 128 // (prefetch.element_size() if use_prefetch else weight.element_size())
-    pf, pf_lines = (prefetch, -(-prefetch.numel() // line)) if use_prefetch else (weight, 1)
     grid = (triton.cdiv(N, block_n), M)
     _row_linear_kernel[grid](
-        x, weight, weight if bias is None else bias, out, ln_w, ln_b, cache, columns, pf,
-        N, x.stride(0), out.stride(0), eps, *kv_strides, pf_lines,
+        x, weight, weight if bias is None else bias, out, ln_w, ln_b, cache, columns,
+        N, x.stride(0), out.stride(0), eps, *kv_strides,
         K=K, Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_ROW=triton.next_power_of_2(K), UNROLL=unroll,
         HAS_BIAS=bias is not None, LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
-        RESIDUAL=residual, KV_WRITE=kv is not None, PREFETCH=use_prefetch, PF_LINE=line, num_warps=warps,
+        RESIDUAL=residual, KV_WRITE=kv is not None, num_warps=warps,
     )  # fmt: skip
     return out
 
@@ -659,30 +629,14 @@ class FusedDecodeLayer:
         self.activation = hidden_act
         self.attention = attention  # "triton" (decode_attention) or "sdpa" (torch's, as the plain step)
 
-    def weights(self) -> list[torch.Tensor]:
-        """The four projections' weights in the order the layer reads them."""
-        layer, attn = self.layer, self.layer.self_attn
-        return [attn.qkv_fused[0], attn.out_proj.weight, layer.fc1.weight, layer.fc2.weight]  # type: ignore[index]
-
-    def __call__(
-        self,
-        x: torch.Tensor,
-        *,
-        attn_mask: torch.Tensor | None,
-        is_causal: bool,
-        cache: Any,
-        prefetch: list[torch.Tensor | None] | None = None,
-    ) -> torch.Tensor:
-        """`prefetch`: per projection (qkv, out_proj, fc1, fc2), a weight its kernel asks the L2
-        cache for (see FusedStep)."""
-        pf = prefetch or [None] * 4
+    def __call__(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None, is_causal: bool, cache: Any) -> torch.Tensor:
         layer, attn = self.layer, self.layer.self_attn
         B, T, C = x.shape  # T == 1: one token per row
         H, D = attn.num_heads, attn.head_dim
         rows = x.view(B, C)  # the residual stream, updated in place below
         weight, bias = attn.qkv_fused  # type: ignore[misc]  (fused_step fused them)
         q = torch.empty(B, C, dtype=x.dtype, device=x.device)
-        row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]), prefetch=pf[0])
+        row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]))
         S = self.cache.read_span or self.cache.capacity
         if self.attention == "triton" and attn_mask is not None and S % DECODE_BLOCK_S == 0:
             mask = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
@@ -691,10 +645,10 @@ class FusedDecodeLayer:
             k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
             y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
             y = y.transpose(1, 2).reshape(B, C)  # (B, C)
-        row_linear(y, attn.out_proj.weight, attn.out_proj.bias, out=rows, residual=True, prefetch=pf[1])
+        row_linear(y, attn.out_proj.weight, attn.out_proj.bias, out=rows, residual=True)
         h = torch.empty(B, layer.fc1.weight.shape[0], dtype=x.dtype, device=x.device)
-        row_linear(rows, layer.fc1.weight, layer.fc1.bias, out=h, layer_norm=layer.final_layer_norm, activation=self.activation, prefetch=pf[2])
-        row_linear(h, layer.fc2.weight, layer.fc2.bias, out=rows, residual=True, prefetch=pf[3])
+        row_linear(rows, layer.fc1.weight, layer.fc1.bias, out=h, layer_norm=layer.final_layer_norm, activation=self.activation)
+        row_linear(h, layer.fc2.weight, layer.fc2.bias, out=rows, residual=True)
         return x
 
 
@@ -721,38 +675,21 @@ class FusedStep:
     layers: list[FusedDecodeLayer]
     head: FusedHead | None
     attention: str
-    prefetch: int = 0
-
-    def prefetch_plan(self) -> list[list[torch.Tensor | None]]:
-        """Per layer, per projection: the weight its kernel prefetches into L2, the one
-        `prefetch` projections further on (the LM head's after the last layer's). Why: a
-        one-row projection is a few microseconds, mostly waiting for its first weights and on
-        its slowest program, so memory idles between kernels; asking for the next weights
-        early keeps it streaming (whether it pays, and at which distance, is measured: the
-        "auto" choice times each)."""
-        order: list[torch.Tensor | None] = [w for layer in self.layers for w in layer.weights()]
-        if self.head is not None:
-            order.append(self.head.projection.weight)
-        ahead = order[self.prefetch :] + [None] * self.prefetch if self.prefetch else [None] * len(order)
-        return [ahead[4 * i : 4 * i + 4] for i in range(len(self.layers))]
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) of one token per row; `positions` advance by one (write_pos is the
         caller's to advance, after the layers have written and read its columns)."""
         x, bias = step_prologue(self.model, tokens, positions, write_pos, key_mask)  # (B, 1, C), (B, S)
         mask = bias[:, None, None, :]  # (B, 1, 1, S)
-        for layer, prefetch in zip(self.layers, self.prefetch_plan()):
-            x = layer(x, attn_mask=mask, is_causal=False, cache=None, prefetch=prefetch)
+        for layer in self.layers:
+            x = layer(x, attn_mask=mask, is_causal=False, cache=None)
         if self.head is not None:
             return self.head(x[:, -1])
         return self.model.output_projection(self.model.biogpt.layer_norm(x)[:, -1])
 
 
-def fused_step(model, cache: KVCache, *, attention: str = "triton", prefetch: int = 0) -> FusedStep:
-    """The fused layers over a static decoding cache, with `attention` ("triton" or "sdpa"),
-    each projection prefetching the weight `prefetch` projections ahead into L2 (0: none)."""
-    if attention not in ("triton", "sdpa") or prefetch not in PREFETCH_DISTANCES:
-        raise ValueError(f"fused_step: attention is 'triton' or 'sdpa' and prefetch one of {PREFETCH_DISTANCES}, not {attention!r}, {prefetch!r}")
+def fused_step(model, cache: KVCache, *, attention: str = "triton") -> FusedStep:
+    """The fused layers over a static decoding cache, with `attention` ("triton" or "sdpa")."""
     from .modeling import Linear
 
     act = model.config.hidden_act
@@ -762,22 +699,7 @@ def fused_step(model, cache: KVCache, *, attention: str = "triton", prefetch: in
     layers = [FusedDecodeLayer(layer, cache, i, act, attention=attention) for i, layer in enumerate(model.biogpt.layers)]
     head = model.output_projection
     plain_head = type(head) is Linear and head.weight.is_contiguous() and head.weight.dtype == model.dtype
-    return FusedStep(model, layers, FusedHead(model) if plain_head else None, attention, prefetch)
-
-
-def variant_name(attention: str, prefetch: int) -> str:
-    """The name `decode_kernels="auto"` reports a fused step by: "triton", "triton-sdpa",
-    "triton+pf1", ..."""
-    return "triton" + ("-sdpa" if attention == "sdpa" else "") + (f"+pf{prefetch}" if prefetch else "")
-
-
-def parse_variant(name: str) -> tuple[str, int]:
-    """(attention, prefetch) of a `variant_name`; ValueError for anything else."""
-    for attention in ("triton", "sdpa"):
-        for prefetch in PREFETCH_DISTANCES:
-            if variant_name(attention, prefetch) == name:
-                return attention, prefetch
-    raise ValueError(f"unknown fused decode variant {name!r}")
+    return FusedStep(model, layers, FusedHead(model) if plain_head else None, attention)
 
 
 __all__ = [
@@ -790,10 +712,8 @@ __all__ = [
     "graph_us",
     "greedy_pick",
     "launch_config",
-    "parse_variant",
     "step_prologue",
     "row_linear",
     "tune",
     "unavailable_reason",
-    "variant_name",
 ]

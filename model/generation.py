@@ -427,11 +427,10 @@ class StaticDecoder:
 
     kernels="triton" runs each layer as model/fused_decode.py's five Triton kernels (LayerNorm,
     bias, activation, residual and the key/value write fused into the four projections, plus
-    one-query attention); kernels="auto" also captures that step's variants (torch's attention
-    kernel: "triton-sdpa"; each projection prefetching the weights one or two projections
-    ahead into L2: "+pf1", "+pf2"; fused_decode.variant_name), checks each one's logits against
-    the plain step's (FUSED_TOLERANCE) and keeps whichever step replays fastest
-    (`self.kernel_report` says what was measured); a variant's name forces it. Before that, fused_decode.tune times the kernels' launch configurations on
+    one-query attention); kernels="auto" also captures that step and the same with torch's
+    attention kernel ("triton-sdpa"), checks each one's logits against the plain step's
+    (FUSED_TOLERANCE) and keeps whichever step replays fastest (`self.kernel_report` says what
+    was measured); before that, fused_decode.tune times the kernels' launch configurations on
     this GPU (once per machine). With a fused step, greedy search's token choice is one kernel
     too (fused_decode.greedy_pick). With capture=False (CPU) only an explicit "triton" uses the
     fused layer (under Triton's interpreter: the CPU tests)."""
@@ -491,18 +490,14 @@ class StaticDecoder:
                 try:
                     tune_seconds = fused_decode.tune(model)
                 except Exception as exc:  # noqa: BLE001 - the kernels keep their first-guess configurations
-                    if kernels != "auto":
+                    if kernels == "triton":
                         raise
                     logger.warning("could not tune the fused decode kernels (%s: %s)", type(exc).__name__, exc)
-            if kernels == "auto":  # every variant (attention kernel, prefetch distance): timed below
-                variants = [(a, p) for p in fused_decode.PREFETCH_DISTANCES for a in ("triton", "sdpa")]
-            else:  # "triton", or one variant by name (benchmarks/gpu_kernels.py)
-                variants = [fused_decode.parse_variant(kernels)]
-            for attention, prefetch in variants:
-                name = fused_decode.variant_name(attention, prefetch)
-                candidates[name] = fused_decode.fused_step(model, self.cache, attention=attention, prefetch=prefetch)
-            if kernels != "auto":
-                self.fused, self.kernels = candidates[kernels], kernels
+            candidates["triton"] = fused_decode.fused_step(model, self.cache)
+            if kernels == "triton":
+                self.fused, self.kernels = candidates["triton"], "triton"
+            else:  # the fused projections with torch's attention kernel, in case the Triton one loses
+                candidates["triton-sdpa"] = fused_decode.fused_step(model, self.cache, attention="sdpa")
 
         def body() -> None:
             self.logits = self.step_fn()
