@@ -133,7 +133,7 @@ def candidate_configs(n: int, k: int, sm_count: int) -> list[Config]:
     rows with half the tile, twice the tile with 8 warps. A neighbour is timed in both loop
     forms where unrolling stays within twice the rule's register budget. Why this many: in an
     H200's sweep (BENCHMARKS.md, run 3) the fastest configuration of 6 of the 10 shapes was
-    outside the five timed before; these hold 5 of the 6 (12-14 a shape, ~20 s a model, once
+    outside the five timed before; these hold 5 of the 6 (8-14 a shape, ~20 s a model, once
     per machine), and BioGPT-Large's step went from 2.01 to 1.87 ms."""
     bn, bk, warps, unroll = launch_config(n, k, sm_count)
     widest = max(64, triton.next_power_of_2(k))
