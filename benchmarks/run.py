@@ -249,8 +249,8 @@ def agreement(ours: torch.Tensor, theirs: torch.Tensor, prompt: int) -> tuple[fl
 
 # b1c: the batch-1 row again with generate(compile_step=True) (torch.compile of the captured
 # step, `biogpt generate --compile`), its first call (compilation) timed: 44 s on an H100.
-# Run in this order: the targets' rows, then the extras (b1c: the batch-1 target's opt-in row;
-# job: the refill engine's batch job).
+# Run in this order: the targets' rows, then the extras (job: the refill engine's batch job;
+# b1c: the batch-1 row's opt-in compiled step).
 GPU_PARTS = ("b1", "b32", "beam", "large", "train", "trainer", "job", "b1c")  # the suite: under 5 minutes
 # on request (--only ...,largec): BioGPT-Large's row compiled (48 s on an H100; with it the whole
 # suite would run ~5 minutes)
