@@ -109,8 +109,6 @@ def inputs_or_stdin(inputs: "list[str] | None", *, command: str, alternative: st
     """The input arguments, or stdin (`-`) when there are none, unless stdin is a terminal:
     a batch command silently waiting on the keyboard looks hung, so that is a usage error
     saying what to give. An explicit `-` still reads the terminal."""
-    import sys
-
     if inputs:
         return inputs
     if sys.stdin is None or sys.stdin.isatty():

@@ -636,9 +636,12 @@ def _transformers_loading_options(
         if dtype is not None and parse_dtype(dtype) != parse_dtype(torch_dtype):
             raise TypeError(f"from_pretrained() got dtype={dtype!r} and torch_dtype={torch_dtype!r}; pass one")
         dtype = torch_dtype
+    def place(where: Any) -> torch.device:  # a device_map value: an int is a GPU index
+        return torch.device(f"cuda:{where}") if isinstance(where, int) else torch.device(where)
+
     if device_map is not None:
         if isinstance(device_map, dict):
-            places = {str(torch.device(f"cuda:{d}") if isinstance(d, int) else torch.device(d)) for d in device_map.values()}
+            places = {str(place(d)) for d in device_map.values()}
             if len(places) != 1:
                 raise InvalidOptionError(
                     f"device_map places the model on {len(places)} devices ({', '.join(sorted(places))}); "
@@ -647,7 +650,7 @@ def _transformers_loading_options(
             device_map = places.pop()
         if device_map == "auto":
             device_map = "cuda" if torch.cuda.is_available() else "cpu"
-        mapped = torch.device(f"cuda:{device_map}") if isinstance(device_map, int) else torch.device(device_map)
+        mapped = place(device_map)
         if device is not None and torch.device(device) != mapped:
             raise TypeError(f"from_pretrained() got device={device!r} and device_map={device_map!r}; pass one")
         device = mapped

@@ -1024,6 +1024,7 @@ def _beam_search(
 # transformers' generate() options with nothing to choose here: their default is what this
 # generate() always does, so a script written for transformers runs unchanged when it passes
 # the default, and gets one clear error when it asks for what is not offered.
+_CONFIG_FIELDS = tuple(f.name for f in fields(GenerationConfig))  # generate()'s keyword options
 _RESULT_OPTIONS = ("return_dict_in_generate", "output_scores", "output_logits", "output_attentions", "output_hidden_states")
 
 
@@ -1046,11 +1047,10 @@ def _own_config(config: Any) -> GenerationConfig:
     `generation_config=` runs unchanged."""
     if config is None or isinstance(config, GenerationConfig):
         return config or GenerationConfig()
-    names = [f.name for f in fields(GenerationConfig)]
-    if not any(hasattr(config, name) for name in names):
+    if not any(hasattr(config, name) for name in _CONFIG_FIELDS):
         raise TypeError(f"generation_config must be a GenerationConfig, got {type(config).__name__}")
     # None there means "not set": our default (which is transformers' default) applies
-    shared = {name: getattr(config, name) for name in names if getattr(config, name, None) is not None}
+    shared = {name: getattr(config, name) for name in _CONFIG_FIELDS if getattr(config, name, None) is not None}
     return GenerationConfig(**shared)
 
 
@@ -1067,8 +1067,7 @@ def generate(
     """Prompt plus continuation, (batch × num_return_sequences, length); finished rows are padded
     with pad_token_id. Keyword names and defaults are transformers'."""
     kwargs = _transformers_only_options(kwargs)
-    names = {f.name for f in fields(GenerationConfig)}
-    unknown = sorted(set(kwargs) - names)
+    unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
     if unknown:
         raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(unknown)}")
     cfg = replace(_own_config(generation_config), **kwargs)
