@@ -4,7 +4,7 @@ launch rule's configurations (and, with --candidates, every configuration `tune`
 Prints each kernel's registers and stack bytes (cuobjdump); exits 1 if any compilation fails,
 or with --no-spills if a rule configuration uses stack (spilled registers).
 
-    python -m benchmarks.fused_compile [--arch 90] [--candidates] [--dtypes fp16,bf16,fp32] [--no-spills]
+    python -m benchmarks.fused_compile [--arch 90] [--candidates] [--pdl] [--dtypes fp16,bf16,fp32] [--no-spills]
 
 Why: the kernels were written on machines without a GPU; this finds what the GPU compiler
 rejects, and what would spill, before a lent GPU's minutes are spent on it.
@@ -20,13 +20,14 @@ import sys
 import tempfile
 import time
 
-SHAPES = {"biogpt": dict(C=1024, F=4096, V=42384, H=16), "biogpt-large": dict(C=1600, F=6400, V=42384, H=25)}
+SHAPES = {"biogpt": dict(C=1024, F=4096, V=42384, H=16), "biogpt-large": dict(C=1600, F=6400, V=57717, H=25)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100/H200)")
     parser.add_argument("--candidates", action="store_true", help="every configuration tune() times, not only the rule's")
+    parser.add_argument("--pdl", action="store_true", help="also the programmatic-dependent-launch variant of every kernel")
     parser.add_argument("--dtypes", default="fp16,bf16,fp32")
     parser.add_argument("--no-spills", action="store_true", help="fail when a rule configuration uses stack")
     args = parser.parse_args(argv)
@@ -47,10 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     failures, spills, count, start = 0, 0, 0, time.perf_counter()
 
     def build(label: str, fn, signature: dict[str, str], constexprs: dict, warps: int, rule: bool) -> None:
+        for pdl in (False, True) if args.pdl else (False,):
+            build_one(f"{label}{' pdl' if pdl else ''}", fn, signature, {**constexprs, "PDL": pdl}, warps, rule, pdl)
+
+    def build_one(label: str, fn, signature: dict[str, str], constexprs: dict, warps: int, rule: bool, pdl: bool) -> None:
         nonlocal failures, spills, count
         sig = {**signature, **{name: "constexpr" for name in constexprs}}
+        options = {"num_warps": warps, **({"launch_pdl": True} if pdl else {})}
         try:
-            kernel = triton.compile(ASTSource(fn, sig, constexprs), target=target, options={"num_warps": warps})
+            kernel = triton.compile(ASTSource(fn, sig, constexprs), target=target, options=options)
         except Exception as exc:  # report every failure, then exit non-zero
             failures += 1
             print(f"FAILED {label}: {type(exc).__name__}: {str(exc)[:500]}", flush=True)

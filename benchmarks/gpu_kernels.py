@@ -4,7 +4,10 @@ replay time, for the variants that decide the batch-1 design.
     python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown]
 
 Variants: the default step (torch's kernels); the fused Triton layer (model/fused_decode.py,
-what decode_kernels="auto" measures against the default); without the in-place residual
+what decode_kernels="auto" measures against the default), also with torch's attention kernel
+and, on Hopper, with every Triton kernel a programmatic dependent launch (PDL: the eager
+breakdown of a PDL step counts each kernel from its early start, so its kernel times overlap;
+the replay time is the figure); without the in-place residual
 projections (modeling.add_linear); rows padded to 2. --sweep: each projection shape's one-row
 Triton kernel over a grid of launch configurations against cuBLAS's F.linear (each timed as a
 captured graph of back-to-back launches), then the fused step again with the best
@@ -24,20 +27,36 @@ import torch
 
 
 def measure(
-    model, rows: int, *, compile_step: bool | str = False, kernels: str = "torch", capacity: int = 384, breakdown: bool = False
+    model,
+    rows: int,
+    *,
+    compile_step: bool | str = False,
+    kernels: str = "torch",
+    fused: dict | None = None,
+    capacity: int = 384,
+    breakdown: bool = False,
 ) -> tuple[int, float, float, float]:
     """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
     relative L2 error of the captured step's logits against the plain eager step's).
+    fused: fused_decode.fused_step's options for kernels="triton" (attention, pdl).
     breakdown: also print where the eagerly launched step's GPU time goes, by kernel name."""
+    import functools
     import time
 
     from torch.profiler import ProfilerActivity, profile
 
+    from model import fused_decode
     from model.generation import StaticDecoder
 
     start = time.perf_counter()
-    with torch.inference_mode():  # as generate builds it: no autograd in the captured step
-        dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step, kernels=kernels)
+    original = fused_decode.fused_step
+    if fused:  # the decoder builds its fused step through this function
+        fused_decode.fused_step = functools.partial(original, **fused)
+    try:
+        with torch.inference_mode():  # as generate builds it: no autograd in the captured step
+            dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step, kernels=kernels)
+    finally:
+        fused_decode.fused_step = original
     torch.cuda.synchronize()
     build = time.perf_counter() - start
     assert dec.graph is not None
@@ -84,7 +103,15 @@ def measure(
 
 
 def variant(
-    name: str, model, rows: int, *, compile_step: bool | str = False, kernels: str = "torch", in_place: bool = True, breakdown: bool = False
+    name: str,
+    model,
+    rows: int,
+    *,
+    compile_step: bool | str = False,
+    kernels: str = "torch",
+    fused: dict | None = None,
+    in_place: bool = True,
+    breakdown: bool = False,
 ) -> None:
     from model import modeling
 
@@ -92,7 +119,7 @@ def variant(
     try:
         if not in_place:
             modeling.accumulate_in_place = lambda x: False
-        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, breakdown=breakdown)
+        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, fused=fused, breakdown=breakdown)
     except Exception as exc:  # report and go on: the other variants still count
         print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
         return
@@ -195,10 +222,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 variant("  default, 1 row", model, 1, breakdown=args.breakdown)
                 variant("  fused Triton layers, 1 row", model, 1, kernels="triton", breakdown=args.breakdown)
+                variant("  fused Triton layers, SDPA attention, 1 row", model, 1, kernels="triton", fused={"attention": "sdpa"})
+                from model import fused_decode
+
+                if fused_decode.pdl_unavailable_reason(torch.device("cuda")) is None:
+                    for attention in ("triton", "sdpa"):
+                        variant(
+                            f"  fused Triton layers, {attention} attention, dependent launches (PDL), 1 row", model, 1,
+                            kernels="triton", fused={"attention": attention, "pdl": True}, breakdown=args.breakdown and attention == "triton",
+                        )  # fmt: skip
+                else:
+                    print(f"  PDL variants not run: {fused_decode.pdl_unavailable_reason(torch.device('cuda'))}", flush=True)
                 variant("  fused Triton layers, 2 rows", model, 2, kernels="triton")
                 if args.sweep:
-                    from model import fused_decode
-
                     try:
                         fused_decode.CONFIG_OVERRIDES.update(sweep(model))
                         variant("  fused Triton layers with the swept configurations, 1 row", model, 1, kernels="triton")

@@ -302,10 +302,29 @@ def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], 
 
 
 if triton is not None:
+    from triton.language.extra import cuda as _triton_cuda
 
     @triton.jit
-    def _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K: tl.constexpr, BLOCK_K: tl.constexpr, LAYER_NORM: tl.constexpr):
-        """acc += w[offs_n, k0:k0+BLOCK_K] * x[k0:k0+BLOCK_K] (x through LayerNorm when asked)."""
+    def _no_op():
+        """A grid dependency call under the interpreter (one stream orders the kernels there
+        anyway), or with a Triton that has none (PDL is then never asked for)."""
+        pass
+
+    # grid dependency control (Hopper's programmatic dependent launch): Triton 3.3 and later
+    _HAS_GDC = hasattr(_triton_cuda, "gdc_wait")
+    _REAL_GDC = _HAS_GDC and not interpreted()
+    gdc_wait = _triton_cuda.gdc_wait if _REAL_GDC else _no_op
+    gdc_launch_dependents = _triton_cuda.gdc_launch_dependents if _REAL_GDC else _no_op
+
+    @triton.jit
+    def _weight_tile(w_ptr, offs_n, n_ok, k0, K: tl.constexpr, BLOCK_K: tl.constexpr):
+        """w[offs_n, k0:k0+BLOCK_K], zeros outside the weight."""
+        ks = k0 + tl.arange(0, BLOCK_K)
+        return tl.load(w_ptr + offs_n[:, None] * K + ks[None, :], mask=n_ok[:, None] & (ks < K)[None, :], other=0.0)
+
+    @triton.jit
+    def _row_input(x_row, ln_w_ptr, ln_b_ptr, k0, mean, rstd, K: tl.constexpr, BLOCK_K: tl.constexpr, LAYER_NORM: tl.constexpr):
+        """x[k0:k0+BLOCK_K] in float32, through LayerNorm when asked."""
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
         x = tl.load(x_row + ks, mask=k_ok, other=0.0).to(tl.float32)
@@ -313,7 +332,13 @@ if triton is not None:
             g = tl.load(ln_w_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
             beta = tl.load(ln_b_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
             x = ((x - mean) * rstd * g + beta).to(x_row.dtype.element_ty).to(tl.float32)
-        w = tl.load(w_ptr + offs_n[:, None] * K + ks[None, :], mask=n_ok[:, None] & k_ok[None, :], other=0.0)
+        return x
+
+    @triton.jit
+    def _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K: tl.constexpr, BLOCK_K: tl.constexpr, LAYER_NORM: tl.constexpr):
+        """acc += w[offs_n, k0:k0+BLOCK_K] * x[k0:k0+BLOCK_K] (x through LayerNorm when asked)."""
+        x = _row_input(x_row, ln_w_ptr, ln_b_ptr, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
+        w = _weight_tile(w_ptr, offs_n, n_ok, k0, K, BLOCK_K)
         return acc + w.to(tl.float32) * x[None, :]
 
     @triton.jit
@@ -324,7 +349,7 @@ if triton is not None:
         K: tl.constexpr, Q_WIDTH: tl.constexpr, HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_ROW: tl.constexpr, UNROLL: tl.constexpr,
         HAS_BIAS: tl.constexpr, LAYER_NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr,
-        KV_WRITE: tl.constexpr,
+        KV_WRITE: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """y[m, n] = act(LN(x[m]) . w[n] + b[n]) (+ y[m, n]) for BLOCK_N outputs n of row m.
 
@@ -332,30 +357,63 @@ if triton is not None:
         every iteration's weight loads in flight at once (straight-line code), at the price of
         registers (compiled for sm_90: 243 registers for BioGPT-Large's fc2 at 4 x 1024, and
         spills at 8 x 512); the rolled loop needs 80-100 and relies on several programs per
-        multiprocessor instead. `launch_config` decides, `tune` measures."""
+        multiprocessor instead. `launch_config` decides, `tune` measures.
+
+        PDL (programmatic dependent launch, launched with launch_pdl): the next kernel may start
+        as soon as every program of this one has, and this one reads nothing another kernel
+        writes before gdc_wait (which returns once the previous kernel has finished and its
+        writes are visible). Unrolled, the program's whole weight slice (and bias, LayerNorm
+        parameters: constants) is requested before the wait, so the loads overlap the
+        previous kernel's tail instead of following it; rolled, the first loop iteration's
+        weight tile."""
+        if PDL:
+            gdc_launch_dependents()
         m = tl.program_id(1)
         offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N
         x_row = x_ptr + m * stride_xm
         dtype = x_ptr.dtype.element_ty
-        if LAYER_NORM:  # the whole row in one load (BLOCK_ROW >= K): mean, then biased variance
-            cols = tl.arange(0, BLOCK_ROW)
+        cols = tl.arange(0, BLOCK_ROW)  # a whole row (BLOCK_ROW >= K)
+        if PDL and HAS_BIAS:  # constants only before the wait
+            bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+        if PDL and UNROLL:
+            w_all = _weight_tile(w_ptr, offs_n, n_ok, 0, K, BLOCK_ROW)
+            if LAYER_NORM:
+                g_all = tl.load(ln_w_ptr + cols, mask=cols < K, other=0.0).to(tl.float32)
+                beta_all = tl.load(ln_b_ptr + cols, mask=cols < K, other=0.0).to(tl.float32)
+        elif PDL:
+            w_first = _weight_tile(w_ptr, offs_n, n_ok, 0, K, BLOCK_K)
+        if PDL:
+            gdc_wait()
+        if LAYER_NORM:  # the whole row in one load: mean, then biased variance
             row = tl.load(x_row + cols, mask=cols < K, other=0.0).to(tl.float32)
             mean = tl.sum(row, 0) / K
             centred = tl.where(cols < K, row - mean, 0.0)
             rstd = 1.0 / tl.sqrt(tl.sum(centred * centred, 0) / K + eps)
         else:
             mean, rstd = 0.0, 1.0
-        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        if UNROLL:  # straight-line code: every weight load of the program in flight at once
-            for k0 in tl.static_range(0, K, BLOCK_K):
-                acc = _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
-        else:  # a loop: few registers, many programs resident per multiprocessor
-            for k0 in range(0, K, BLOCK_K):
-                acc = _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
-        y = tl.sum(acc, 1)
+        if PDL and UNROLL:  # the slice requested above, against the whole (normalised) row
+            if LAYER_NORM:  # LayerNorm's output, rounded to the model's dtype as the plain step's
+                x = (centred * rstd * g_all + beta_all).to(dtype).to(tl.float32)
+            else:
+                x = tl.load(x_row + cols, mask=cols < K, other=0.0).to(tl.float32)
+            y = tl.sum(w_all.to(tl.float32) * x[None, :], 1)
+        else:
+            acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+            if UNROLL:  # straight-line code: every weight load of the program in flight at once
+                for k0 in tl.static_range(0, K, BLOCK_K):
+                    acc = _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
+            else:  # a loop: few registers, many programs resident per multiprocessor
+                if PDL:  # the first tile, requested before the wait
+                    x = _row_input(x_row, ln_w_ptr, ln_b_ptr, 0, mean, rstd, K, BLOCK_K, LAYER_NORM)
+                    acc += w_first.to(tl.float32) * x[None, :]
+                for k0 in range(BLOCK_K if PDL else 0, K, BLOCK_K):
+                    acc = _row_tile(acc, x_row, w_ptr, ln_w_ptr, ln_b_ptr, offs_n, n_ok, k0, mean, rstd, K, BLOCK_K, LAYER_NORM)
+            y = tl.sum(acc, 1)
         if HAS_BIAS:
-            y += tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+            if not PDL:
+                bias = tl.load(b_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)
+            y += bias
         if ACTIVATION != 0:
             y = y.to(dtype).to(tl.float32)  # the projection's output, as the plain step rounds it
             if ACTIVATION == 1:  # exact GELU
@@ -382,13 +440,17 @@ if triton is not None:
     def _decode_attention_kernel(
         q_ptr, kv_ptr, bias_ptr, last_ptr, out_ptr,
         stride_qb, kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t, stride_bias_b, stride_ob, scale,
-        SPAN: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr,
+        SPAN: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """One query per row and head against the cache's first SPAN columns, plus the additive
         mask: online softmax over BLOCK_S columns at a time (unrolled: SPAN is a constant),
         scores and probabilities in float32. Blocks after the row's last written column are
         skipped: the static cache has room for the whole generation, and early in it most of
-        the span is empty (the plain step reads it all, masked)."""
+        the span is empty (the plain step reads it all, masked). PDL: as _row_linear_kernel's
+        (everything it reads comes from earlier kernels: it waits first)."""
+        if PDL:
+            gdc_launch_dependents()
+            gdc_wait()
         h = tl.program_id(0)
         b = tl.program_id(1)
         last = tl.load(last_ptr + b)
@@ -418,9 +480,12 @@ if triton is not None:
     def _greedy_pick_kernel(
         scores_ptr, eos_ptr, pad_ptr, cur_ptr, min_col_ptr, unfinished_ptr, out_ptr, last_col_ptr, tokens_ptr,
         stride_sb, stride_ob,
-        V: tl.constexpr, E: tl.constexpr, E_BLOCK: tl.constexpr, BLOCK_V: tl.constexpr, BAN: tl.constexpr,
+        V: tl.constexpr, E: tl.constexpr, E_BLOCK: tl.constexpr, BLOCK_V: tl.constexpr, BAN: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """One row's greedy token and its bookkeeping (see greedy_pick)."""
+        if PDL:
+            gdc_launch_dependents()
+            gdc_wait()
         b = tl.program_id(0)
         cur = tl.load(cur_ptr)
         row = scores_ptr + b * stride_sb
@@ -457,9 +522,12 @@ if triton is not None:
     def _step_prologue_kernel(
         tokens_ptr, positions_ptr, write_ptr, key_mask_ptr, tok_emb_ptr, pos_emb_ptr, x_ptr, bias_ptr,
         stride_km, scale,
-        C: tl.constexpr, BLOCK_C: tl.constexpr, S: tl.constexpr, BLOCK_S: tl.constexpr, OFFSET: tl.constexpr,
+        C: tl.constexpr, BLOCK_C: tl.constexpr, S: tl.constexpr, BLOCK_S: tl.constexpr, OFFSET: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """One row's input vector and attention mask (see step_prologue)."""
+        if PDL:
+            gdc_launch_dependents()
+            gdc_wait()
         b = tl.program_id(0)
         dtype = x_ptr.dtype.element_ty
         token = tl.load(tokens_ptr + b)
@@ -481,7 +549,7 @@ if triton is not None:
 
 
 def step_prologue(
-    model, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor
+    model, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor, *, pdl: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The decode step's input vectors (B, 1, C): word embedding x embed_scale + position
     embedding, rounded as the model's two embeddings and the sum round them; the additive
@@ -499,7 +567,7 @@ def step_prologue(
         tokens, positions, write_pos, key_mask, body.embed_tokens.weight, body.embed_positions.weight, x, bias,
         key_mask.stride(0), float(body.embed_tokens.embed_scale),
         C=C, BLOCK_C=min(1024, triton.next_power_of_2(C)), S=S, BLOCK_S=min(1024, triton.next_power_of_2(S)),
-        OFFSET=POSITION_OFFSET, num_warps=4,
+        OFFSET=POSITION_OFFSET, PDL=pdl, num_warps=4, **_launch_options(pdl),
     )  # fmt: skip
     return x, bias
 
@@ -516,6 +584,7 @@ def greedy_pick(
     last_col: torch.Tensor,
     tokens: torch.Tensor,
     ban: bool,
+    pdl: bool = False,
 ) -> None:
     """The greedy loop's token choice in one kernel (one program per row) instead of ~12 small
     ones: end-of-sequence ids banned before column `min_col` when `ban`, argmax (first of equal
@@ -528,12 +597,13 @@ def greedy_pick(
     _greedy_pick_kernel[(B,)](
         scores, eos if E else pad, pad, cur, min_col, unfinished, out, last_col, tokens,
         scores.stride(0), out.stride(0),
-        V=V, E=E, E_BLOCK=max(2, triton.next_power_of_2(max(E, 1))), BLOCK_V=GREEDY_BLOCK_V, BAN=ban and E > 0, num_warps=4,
+        V=V, E=E, E_BLOCK=max(2, triton.next_power_of_2(max(E, 1))), BLOCK_V=GREEDY_BLOCK_V, BAN=ban and E > 0,
+        PDL=pdl, num_warps=4, **_launch_options(pdl),
     )  # fmt: skip
 
 
 def decode_attention(
-    q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, last: torch.Tensor, out: torch.Tensor
+    q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, last: torch.Tensor, out: torch.Tensor, pdl: bool = False
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(D) + bias) v for one query per row: q (B, H*D), kv one layer's cache
     (2, B', H, S, D) read over its first `span` columns, bias (B, span) additive (0 or -inf, at
@@ -548,7 +618,7 @@ def decode_attention(
     _decode_attention_kernel[(H, B)](
         q, kv, bias, last, out,
         q.stride(0), kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3), bias.stride(0), out.stride(0), D**-0.5,
-        SPAN=span, HEAD_DIM=D, BLOCK_S=DECODE_BLOCK_S, num_warps=4,
+        SPAN=span, HEAD_DIM=D, BLOCK_S=DECODE_BLOCK_S, PDL=pdl, num_warps=4, **_launch_options(pdl),
     )  # fmt: skip
     return out
 
@@ -564,12 +634,14 @@ def row_linear(
     residual: bool = False,
     kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     config: Config | None = None,
+    pdl: bool = False,
 ) -> torch.Tensor:
     """act(LN(x) @ weight^T + bias) into `out` (M, N), one program per BLOCK_N outputs and row.
 
     `residual`: add into `out`'s current values (out += ...). `kv` = (layer cache (2, B, H, S, D),
     each row's column (M,)): outputs from `out.shape[1]` on are keys then values, written into the
-    cache at the row's column; `out` then receives only the query. x (M, K) and out need
+    cache at the row's column; `out` then receives only the query. `pdl`: launched as a
+    programmatic dependent launch (see pdl_unavailable_reason). x (M, K) and out need
     contiguous rows; weight (N, K) must be contiguous."""
     M, K = x.shape
     N = weight.shape[0]
@@ -592,7 +664,7 @@ def row_linear(
         N, x.stride(0), out.stride(0), eps, *kv_strides,
         K=K, Q_WIDTH=q_width, HEAD_DIM=head_dim, BLOCK_N=block_n, BLOCK_K=block_k, BLOCK_ROW=triton.next_power_of_2(K), UNROLL=unroll,
         HAS_BIAS=bias is not None, LAYER_NORM=layer_norm is not None, ACTIVATION=ACTIVATIONS[activation] if activation else 0,
-        RESIDUAL=residual, KV_WRITE=kv is not None, num_warps=warps,
+        RESIDUAL=residual, KV_WRITE=kv is not None, PDL=pdl, num_warps=warps, **_launch_options(pdl),
     )  # fmt: skip
     return out
 
@@ -616,18 +688,46 @@ def _sm_count(device: torch.device) -> int:
     return _SM_COUNTS[key]
 
 
+def pdl_unavailable_reason(device: torch.device) -> str | None:
+    """Why the kernels cannot be launched as programmatic dependent launches on `device` (None:
+    they can). Why PDL: a one-row step is ~5 small kernels a layer, and between two of them the
+    GPU idles while the next grid launches and its first loads travel (~250 us of a 1.9 ms
+    BioGPT-Large step on an H200, BENCHMARKS.md); with PDL the next kernel's programs start,
+    and request their weights, while the previous kernel finishes. Hopper (compute capability
+    9.0) and later; Triton 3.3 or later. Under the interpreter the waits do nothing (the CPU
+    tests run the same code)."""
+    if triton is None:
+        return "Triton is not installed"
+    if not _HAS_GDC:
+        return f"Triton {triton.__version__} has no grid dependency control (3.3 or later has)"
+    if interpreted():
+        return None
+    if device.type != "cuda":
+        return f"programmatic dependent launch needs a CUDA device (got {device.type})"
+    major, minor = torch.cuda.get_device_capability(device)
+    if major < 9:
+        return f"programmatic dependent launch needs compute capability 9.0 or later (this GPU has {major}.{minor})"
+    return None
+
+
+def _launch_options(pdl: bool) -> dict[str, bool]:
+    # passed only when asked: a Triton without the option would reject launch_pdl=False too
+    return {"launch_pdl": True} if pdl and not interpreted() else {}
+
+
 class FusedDecodeLayer:
     """A decoder layer of the fused step (FusedStep): the same call as BioGptDecoderLayer's, the
     same result within rounding, four kernels plus attention. Reads the layer's
     parameters at each call (q/k/v through the fused buffer generation keeps), so it follows
     in-place weight updates; the static decoder is rebuilt when weights move."""
 
-    def __init__(self, layer, cache: KVCache, layer_idx: int, hidden_act: str, *, attention: str = "triton") -> None:
+    def __init__(self, layer, cache: KVCache, layer_idx: int, hidden_act: str, *, attention: str = "triton", pdl: bool = False) -> None:
         self.layer = layer
         self.kv = cache.kv[layer_idx]  # (2, B, H, S, D), this layer's part of the static cache
         self.cache = cache
         self.activation = hidden_act
         self.attention = attention  # "triton" (decode_attention) or "sdpa" (torch's, as the plain step)
+        self.pdl = pdl  # the Triton kernels launched as programmatic dependent launches
 
     def __call__(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None, is_causal: bool, cache: Any) -> torch.Tensor:
         layer, attn = self.layer, self.layer.self_attn
@@ -636,19 +736,20 @@ class FusedDecodeLayer:
         rows = x.view(B, C)  # the residual stream, updated in place below
         weight, bias = attn.qkv_fused  # type: ignore[misc]  (fused_step fused them)
         q = torch.empty(B, C, dtype=x.dtype, device=x.device)
-        row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]))
+        pdl = self.pdl
+        row_linear(rows, weight, bias, out=q, layer_norm=layer.self_attn_layer_norm, kv=(self.kv, self.cache.write_index[:B]), pdl=pdl)
         S = self.cache.read_span or self.cache.capacity
         if self.attention == "triton" and attn_mask is not None and S % DECODE_BLOCK_S == 0:
             mask = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
-            y = decode_attention(q, self.kv, mask, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q))  # (B, C)
+            y = decode_attention(q, self.kv, mask, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q), pdl=pdl)  # (B, C)
         else:
             k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
             y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
             y = y.transpose(1, 2).reshape(B, C)  # (B, C)
-        row_linear(y, attn.out_proj.weight, attn.out_proj.bias, out=rows, residual=True)
+        row_linear(y, attn.out_proj.weight, attn.out_proj.bias, out=rows, residual=True, pdl=pdl)
         h = torch.empty(B, layer.fc1.weight.shape[0], dtype=x.dtype, device=x.device)
-        row_linear(rows, layer.fc1.weight, layer.fc1.bias, out=h, layer_norm=layer.final_layer_norm, activation=self.activation)
-        row_linear(h, layer.fc2.weight, layer.fc2.bias, out=rows, residual=True)
+        row_linear(rows, layer.fc1.weight, layer.fc1.bias, out=h, layer_norm=layer.final_layer_norm, activation=self.activation, pdl=pdl)
+        row_linear(h, layer.fc2.weight, layer.fc2.bias, out=rows, residual=True, pdl=pdl)
         return x
 
 
@@ -656,30 +757,33 @@ class FusedHead:
     """The final LayerNorm and the LM head as one kernel: logits (B, V) of the last hidden states
     (B, C), what `model.output_projection(model.biogpt.layer_norm(x))` computes."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, *, pdl: bool = False) -> None:
         self.norm, self.projection = model.biogpt.layer_norm, model.output_projection
+        self.pdl = pdl
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.projection.weight
         out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype, device=x.device)
-        return row_linear(x, weight, self.projection.bias, out=out, layer_norm=self.norm)
+        return row_linear(x, weight, self.projection.bias, out=out, layer_norm=self.norm, pdl=self.pdl)
 
 
 @dataclass
 class FusedStep:
     """The static decode step in Triton kernels: the prologue (embeddings and attention mask),
     the layers, and, when the model's is a plain linear layer, the final LayerNorm with the LM
-    head (`head`; None: the model's own)."""
+    head (`head`; None: the model's own). `pdl`: its Triton kernels (and greedy_pick's, which
+    follows it) launched as programmatic dependent launches."""
 
     model: Any
     layers: list[FusedDecodeLayer]
     head: FusedHead | None
     attention: str
+    pdl: bool = False
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) of one token per row; `positions` advance by one (write_pos is the
         caller's to advance, after the layers have written and read its columns)."""
-        x, bias = step_prologue(self.model, tokens, positions, write_pos, key_mask)  # (B, 1, C), (B, S)
+        x, bias = step_prologue(self.model, tokens, positions, write_pos, key_mask, pdl=self.pdl)  # (B, 1, C), (B, S)
         mask = bias[:, None, None, :]  # (B, 1, 1, S)
         for layer in self.layers:
             x = layer(x, attn_mask=mask, is_causal=False, cache=None)
@@ -688,18 +792,19 @@ class FusedStep:
         return self.model.output_projection(self.model.biogpt.layer_norm(x)[:, -1])
 
 
-def fused_step(model, cache: KVCache, *, attention: str = "triton") -> FusedStep:
-    """The fused layers over a static decoding cache, with `attention` ("triton" or "sdpa")."""
+def fused_step(model, cache: KVCache, *, attention: str = "triton", pdl: bool = False) -> FusedStep:
+    """The fused layers over a static decoding cache, with `attention` ("triton" or "sdpa"),
+    launched as programmatic dependent launches when `pdl` (see pdl_unavailable_reason)."""
     from .modeling import Linear
 
     act = model.config.hidden_act
     for layer in model.biogpt.layers:  # one (3C, C) buffer per layer: the qkv kernel reads it
         if layer.self_attn.qkv_fused is None or not layer.self_attn._fused_views_intact():
             layer.self_attn.fuse_qkv()
-    layers = [FusedDecodeLayer(layer, cache, i, act, attention=attention) for i, layer in enumerate(model.biogpt.layers)]
+    layers = [FusedDecodeLayer(layer, cache, i, act, attention=attention, pdl=pdl) for i, layer in enumerate(model.biogpt.layers)]
     head = model.output_projection
     plain_head = type(head) is Linear and head.weight.is_contiguous() and head.weight.dtype == model.dtype
-    return FusedStep(model, layers, FusedHead(model) if plain_head else None, attention)
+    return FusedStep(model, layers, FusedHead(model, pdl=pdl) if plain_head else None, attention, pdl)
 
 
 __all__ = [
@@ -712,6 +817,7 @@ __all__ = [
     "graph_us",
     "greedy_pick",
     "launch_config",
+    "pdl_unavailable_reason",
     "step_prologue",
     "row_linear",
     "tune",

@@ -428,7 +428,9 @@ class StaticDecoder:
     kernels="triton" runs each layer as model/fused_decode.py's five Triton kernels (LayerNorm,
     bias, activation, residual and the key/value write fused into the four projections, plus
     one-query attention); kernels="auto" also captures that step and the same with torch's
-    attention kernel ("triton-sdpa"), checks each one's logits against the plain step's
+    attention kernel ("triton-sdpa"), on Hopper GPUs both again with their kernels launched as
+    programmatic dependent launches ("triton+pdl", "triton-sdpa+pdl": each kernel starts while
+    the previous one ends), checks each one's logits against the plain step's
     (FUSED_TOLERANCE) and keeps whichever step replays fastest (`self.kernel_report` says what
     was measured); before that, fused_decode.tune times the kernels' launch configurations on
     this GPU (once per machine). With a fused step, greedy search's token choice is one kernel
@@ -498,6 +500,12 @@ class StaticDecoder:
                 self.fused, self.kernels = candidates["triton"], "triton"
             else:  # the fused projections with torch's attention kernel, in case the Triton one loses
                 candidates["triton-sdpa"] = fused_decode.fused_step(model, self.cache, attention="sdpa")
+                pdl_reason = fused_decode.pdl_unavailable_reason(device)
+                if pdl_reason is None:  # both again as programmatic dependent launches (Hopper)
+                    candidates["triton+pdl"] = fused_decode.fused_step(model, self.cache, pdl=True)
+                    candidates["triton-sdpa+pdl"] = fused_decode.fused_step(model, self.cache, attention="sdpa", pdl=True)
+                else:
+                    logger.debug("fused decode kernels without programmatic dependent launch: %s", pdl_reason)
 
         def body() -> None:
             self.logits = self.step_fn()
@@ -759,7 +767,7 @@ class StaticDecoder:
 
             greedy_pick(
                 self.next_logits, eos=eos, pad=pad, cur=self.cur, min_col=self.min_col, unfinished=self.unfinished,
-                out=self.out, last_col=self.last_col, tokens=self.tokens, ban=has_min_new,
+                out=self.out, last_col=self.last_col, tokens=self.tokens, ban=has_min_new, pdl=self.fused.pdl,
             )  # fmt: skip
         else:
             scores = self.next_logits  # (N, V), overwritten by this body's step anyway

@@ -112,15 +112,29 @@ def test_fused_decode_kernels_give_the_eager_tokens(cuda_models, kind, options):
     assert fused and all(d.graph is not None for d in fused)
 
 
+def _needs_pdl() -> None:
+    from model import fused_decode
+
+    reason = fused_decode.pdl_unavailable_reason(torch.device("cuda"))
+    if reason:
+        pytest.skip(reason)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=["fp16", "bf16", "fp32"])
 @pytest.mark.parametrize("n, k", [(3072, 1024), (1024, 4096), (4800, 1600), (1600, 6400)])
-def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k):
+@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
+def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k, pdl):
     """The fused kernel at the real models' shapes, compiled for this GPU: LayerNorm + GELU
     prologue/epilogue and the in-place residual, against torch's layers (stated tolerances: a
-    unit or two of the dtype's last place relative to the outputs' scale)."""
+    unit or two of the dtype's last place relative to the outputs' scale). PDL: launched as a
+    programmatic dependent launch, in the rule's configuration and unrolled (the whole weight
+    slice requested before the wait)."""
     import torch.nn.functional as F
 
     from model import fused_decode
+
+    if pdl:
+        _needs_pdl()
 
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(1, k, device="cuda", generator=g).to(dtype)
@@ -128,14 +142,16 @@ def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k):
     b = (torch.randn(n, device="cuda", generator=g) * 0.1).to(dtype)
     ln = torch.nn.LayerNorm(k, device="cuda", dtype=dtype)
     tol = {torch.float16: 4e-3, torch.bfloat16: 3e-2, torch.float32: 1e-5}[dtype]
+    configs = [None, (2, 512, 4, True)] if pdl else [None]
     with torch.no_grad():
-        want = F.gelu(F.linear(ln(x), w, b))
-        got = fused_decode.row_linear(x, w, b, out=torch.empty_like(want), layer_norm=ln, activation="gelu")
-        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
-        residual = torch.randn(1, n, device="cuda", generator=g).to(dtype)
-        want = residual + F.linear(x, w, b)
-        got = fused_decode.row_linear(x, w, b, out=residual.clone(), residual=True)
-        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+        for config in configs:
+            want = F.gelu(F.linear(ln(x), w, b))
+            got = fused_decode.row_linear(x, w, b, out=torch.empty_like(want), layer_norm=ln, activation="gelu", config=config, pdl=pdl)
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+            residual = torch.randn(1, n, device="cuda", generator=g).to(dtype)
+            want = residual + F.linear(x, w, b)
+            got = fused_decode.row_linear(x, w, b, out=residual.clone(), residual=True, config=config, pdl=pdl)
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
@@ -199,12 +215,55 @@ def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     assert torch.equal(got, model.generate(ids, max_new_tokens=30, cuda_graph=False))
     (dec,) = model._static_decoders.values()
     report = dec.kernel_report
-    assert report["kernels"] == dec.kernels in ("torch", "triton", "triton-sdpa"), report
-    for name in ("triton", "triton-sdpa"):
+    from model import fused_decode
+
+    names = ["triton", "triton-sdpa"]
+    if fused_decode.pdl_unavailable_reason(torch.device("cuda")) is None:  # Hopper: the same launched dependently
+        names += ["triton+pdl", "triton-sdpa+pdl"]
+    assert report["kernels"] == dec.kernels in ("torch", *names), report
+    for name in names:
         assert report[f"{name}_error"] < 1e-4 and report[f"{name}_ms"] > 0, report
     assert report["torch_ms"] > 0
     assert (dec.fused is not None) == (dec.kernels != "torch")
     print(report)
+
+
+@pytest.mark.parametrize("attention", ["triton", "sdpa"])
+def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, attention):
+    """The fused step with every Triton kernel a programmatic dependent launch, captured in the
+    greedy graph (auto made to keep it): a kernel reading what the previous one has not finished
+    writing would change the tokens. fp32, 60 new tokens over 4 rows' prompts one at a time and
+    a real model's 16 heads (the attention kernel's grid)."""
+    _needs_pdl()
+    from model.generation import StaticDecoder
+
+    wanted = "triton+pdl" if attention == "triton" else "triton-sdpa+pdl"
+    monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graphs: [0.1 if getattr(g, "_name", None) == wanted else 1.0 for g in graphs])
+    original = StaticDecoder._choose_kernels
+
+    def choose(self, candidates, body):  # tag each candidate's graph with its name for the timing above
+        capture = self._capture_keeping_state
+
+        def tagged(body_):
+            graph = capture(body_)
+            graph._name = next(n for n, f in candidates.items() if f is self.fused)
+            return graph
+
+        self._capture_keeping_state = tagged
+        try:
+            original(self, candidates, body)
+        finally:
+            del self._capture_keeping_state
+
+    monkeypatch.setattr(StaticDecoder, "_choose_kernels", choose)
+    # diverse_lm's continuations at BioGPT's width (initializer scaled down to keep the outputs' spread)
+    model = tiny_lm(0, vocab_size=1000, initializer_range=0.05, tie_word_embeddings=False, hidden_size=1024, num_attention_heads=16, intermediate_size=4096).cuda()
+    for seed in range(4):
+        ids = torch.randint(4, 1000, (1, 5 + seed), device="cuda", generator=torch.Generator(device="cuda").manual_seed(seed))
+        got = model.generate(ids, max_new_tokens=60)
+        assert torch.equal(got, model.generate(ids, max_new_tokens=60, cuda_graph=False)), seed
+    decoders = list(model._static_decoders.values())
+    assert decoders and all(d.kernels == wanted and d.fused.pdl for d in decoders), [d.kernel_report for d in decoders]
 
 
 def test_short_unpadded_prompts_take_the_captured_prompt_pass():

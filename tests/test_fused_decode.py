@@ -47,9 +47,12 @@ def _inputs(dtype, m=2, k=100, n=72, seed=0):
 @pytest.mark.parametrize("activation", [None, "gelu", "gelu_new"])
 @pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "layer_norm"])
 @pytest.mark.parametrize("config", [None, (4, 64, 4, False), (8, 64, 4, True)], ids=["rule", "rolled", "unrolled"])
-def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, layer_norm, config):
+@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
+def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, layer_norm, config, pdl):
     """K = 100 and N = 72: neither a multiple of the blocks, so the masked edges are exercised;
-    two rows, so the row stride is; K looped over (two 64-wide blocks) and unrolled."""
+    two rows, so the row stride is; K looped over (two 64-wide blocks) and unrolled. With PDL
+    the unrolled kernel reads its whole weight slice at once, before waiting (the interpreter
+    runs the wait as nothing: the arithmetic and addressing are what is checked here)."""
     x, w, b, ln = _inputs(dtype)
     with torch.no_grad():
         h = ln(x) if layer_norm else x
@@ -57,17 +60,18 @@ def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, la
         if activation:
             want = F.gelu(want, approximate="tanh" if activation == "gelu_new" else "none")
     out = torch.full_like(want, float("nan"))
-    fused_decode.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation, config=config)
+    fused_decode.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation, config=config, pdl=pdl)
     torch.testing.assert_close(out, want, **TOL[dtype])
 
 
 @DTYPES
-def test_row_linear_adds_into_the_residual_in_place(dtype):
+@pytest.mark.parametrize("config, pdl", [(None, False), ((8, 64, 4, True), True)], ids=["rule", "unrolled-pdl"])
+def test_row_linear_adds_into_the_residual_in_place(dtype, config, pdl):
     x, w, b, _ = _inputs(dtype)
     residual = torch.randn(2, 72).to(dtype)
     want = residual + F.linear(x, w, b)
     out = residual.clone()
-    assert fused_decode.row_linear(x, w, b, out=out, residual=True) is out
+    assert fused_decode.row_linear(x, w, b, out=out, residual=True, config=config, pdl=pdl) is out
     torch.testing.assert_close(out, want, **TOL[dtype])
 
 
@@ -83,7 +87,8 @@ def test_fused_head_is_the_final_layer_norm_and_the_lm_head(dtype):
 
 
 @DTYPES
-def test_step_prologue_gives_the_models_embeddings_and_the_steps_mask(dtype):
+@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
+def test_step_prologue_gives_the_models_embeddings_and_the_steps_mask(dtype, pdl):
     """Embeddings as the model computes them (word x scale, + position at offset 2), the mask
     the plain static step builds (kept and written keys: 0, others -inf), positions advanced."""
     model = diverse_lm().to(dtype)
@@ -96,12 +101,13 @@ def test_step_prologue_gives_the_models_embeddings_and_the_steps_mask(dtype):
     allowed = key_mask & (torch.arange(128)[None, :] <= write_pos[:, None])
     want_bias = torch.zeros(3, 128, dtype=dtype).masked_fill(~allowed, float("-inf"))
     moved = positions.clone()
-    x, bias = fused_decode.step_prologue(model, tokens, moved, write_pos, key_mask)
+    x, bias = fused_decode.step_prologue(model, tokens, moved, write_pos, key_mask, pdl=pdl)
     assert torch.equal(x, want_x) and torch.equal(bias, want_bias)
     assert moved.tolist() == [1, 8, 41]
 
 
-def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column():
+@pytest.mark.parametrize("config, pdl", [(None, False), ((8, 64, 4, True), True)], ids=["rule", "unrolled-pdl"])
+def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column(config, pdl):
     """The q/k/v projection: outputs [0, C) are the query, [C, 2C) keys, [2C, 3C) values; each
     row's keys and values land in its own cache column, and nothing else in the cache changes."""
     torch.manual_seed(0)
@@ -112,7 +118,7 @@ def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column():
     before = cache.clone()
     columns = torch.tensor([2, 7, 0])
     q = torch.empty(B, C)
-    fused_decode.row_linear(x, w, b, out=q, layer_norm=ln, kv=(cache, columns))
+    fused_decode.row_linear(x, w, b, out=q, layer_norm=ln, kv=(cache, columns), config=config, pdl=pdl)
     with torch.no_grad():
         qkv = F.linear(ln(x), w, b)  # (B, 3C)
     torch.testing.assert_close(q, qkv[:, :C], **TOL[torch.float32])
@@ -129,7 +135,8 @@ def test_row_linear_rejects_strided_weights():
 
 
 @DTYPES
-def test_decode_attention_computes_what_sdpa_computes(dtype):
+@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
+def test_decode_attention_computes_what_sdpa_computes(dtype, pdl):
     """Three rows of a four-row cache, 128 of its 192 columns read: a row whose first 100 keys are
     masked (left padding: a whole 64-column block with no key), one that sees 5 keys, one that
     sees 70. Blocks after a row's last written column are never read: NaN there changes nothing."""
@@ -147,7 +154,7 @@ def test_decode_attention_computes_what_sdpa_computes(dtype):
         q.view(B, 1, H, D).transpose(1, 2), kv[0, :B, :, :S], kv[1, :B, :, :S], attn_mask=bias[:, None, None, :]
     )  # (B, H, 1, D)
     kv[:, 1, :, 64:] = float("nan")  # row 1's second block: after its last written column
-    got = fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q))
+    got = fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), pdl=pdl)
     torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, H * D), **TOL[dtype])
     with pytest.raises(ValueError, match="multiple of 64"):
         fused_decode.decode_attention(q, kv, bias[:, :100], span=100, last=last, out=torch.empty_like(q))
@@ -180,16 +187,19 @@ def few_programs(monkeypatch):
 
 
 @DTYPES
-@pytest.mark.parametrize("act, attention", [("gelu", "triton"), ("gelu_new", "triton"), ("gelu", "sdpa")])
-def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, few_programs):
+@pytest.mark.parametrize(
+    "act, attention, pdl", [("gelu", "triton", False), ("gelu_new", "triton", False), ("gelu", "sdpa", False), ("gelu", "triton", True)]
+)
+def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, pdl, few_programs):
     """Several decode steps of the static decoder (3 rows in a bucket of 4, rows at different
     columns) with the fused layers and with torch's: same logits, same cache, same positions."""
     model = tiny_lm(hidden_act=act).to(dtype)
     plain = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
     fused = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
     assert (plain.kernels, fused.kernels) == ("torch", "triton")
-    fused.fused = fused_decode.fused_step(model, fused.cache, attention=attention)
-    assert fused.fused.head is not None  # the LM head too
+    fused.fused = fused_decode.fused_step(model, fused.cache, attention=attention, pdl=pdl)
+    assert fused.fused.head is not None and fused.fused.head.pdl == pdl  # the LM head too
+    assert all(layer.pdl == pdl for layer in fused.fused.layers)
     for dec in (plain, fused):
         dec.write_pos.copy_(torch.tensor([0, 3, 5, 0]))
         dec.positions.copy_(torch.tensor([0, 3, 5, 0]))
@@ -327,30 +337,59 @@ def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, mea
     assert len(messages) == len(warnings) and all(w in m for w, m in zip(warnings, messages)), messages
 
 
-@pytest.mark.parametrize("fused_ms, expected", [(0.5, "triton"), (1.5, "torch")], ids=["fused-faster", "fused-slower"])
-def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain_tokens(monkeypatch, few_programs, fused_ms, expected):
+@pytest.mark.parametrize(
+    "fused_ms, pdl_gain, expected", [(0.5, 0.0, "triton"), (0.5, 0.25, "triton+pdl"), (1.5, 0.0, "torch")], ids=["fused-faster", "pdl-faster", "fused-slower"]
+)
+def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain_tokens(monkeypatch, few_programs, fused_ms, pdl_gain, expected):
     """decode_kernels="auto" end to end on the CPU (captures emulated, see helpers), only the
-    timing given. The logits check compares the real plain and fused steps; generation then
-    runs the kept step inside the greedy loop and gives the plain eager tokens."""
+    timing given. The logits check compares the real plain and fused steps (the interpreter
+    counts as able to launch dependently: its waits do nothing, so all four fused steps are
+    candidates); generation then runs the kept step inside the greedy loop, its greedy kernel
+    launched as the step's are, and gives the plain eager tokens. A tie keeps the earlier
+    candidate: PDL is kept only when it measured faster."""
     model = diverse_lm()
     emulate_decoder_capture(monkeypatch)
-    monkeypatch.setattr(
-        StaticDecoder, "_replay_ms", lambda self, graphs: [1.0 if g.fused is None else fused_ms + (g.fused.attention == "sdpa") for g in graphs]
-    )
+
+    def replay_ms(self, graphs):
+        return [1.0 if g.fused is None else fused_ms + (g.fused.attention == "sdpa") - pdl_gain * g.fused.pdl for g in graphs]
+
+    monkeypatch.setattr(StaticDecoder, "_replay_ms", replay_ms)
     with torch.inference_mode():
         dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="auto")
     report = dec.kernel_report
     assert report["kernels"] == dec.kernels == expected
-    for name in ("triton", "triton-sdpa"):  # real steps, computed differently: close, not equal
+    names = ("triton", "triton-sdpa", "triton+pdl", "triton-sdpa+pdl")
+    for name in names:  # real steps, computed differently: close, not equal
         assert 0 < report[f"{name}_error"] < generation.FUSED_TOLERANCE[torch.float32]
-    assert (report["torch_ms"], report["triton_ms"], report["triton-sdpa_ms"]) == (1.0, fused_ms, fused_ms + 1)
-    assert (dec.fused is not None) == (expected == "triton")
+    assert [report[f"{name}_ms"] for name in ("torch", *names)] == [1.0, fused_ms, fused_ms + 1, fused_ms - pdl_gain, fused_ms + 1 - pdl_gain]
+    assert (dec.fused is not None) == (expected != "torch")
+    assert dec.fused is None or (dec.fused.pdl, dec.fused.attention) == (expected.endswith("+pdl"), "triton")
     monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
     ids = torch.randint(4, 1000, (1, 6), generator=torch.Generator().manual_seed(2))
     got = model.generate(ids, max_new_tokens=8)  # the static path (the decoder above) for greedy search
     monkeypatch.undo()
-    assert dec.greedy_graphs and (next(iter(dec.greedy_graphs.values()))[0].fused is not None) == (expected == "triton")
+    assert dec.greedy_graphs and next(iter(dec.greedy_graphs.values()))[0].fused is dec.fused
     assert torch.equal(got, model.generate(ids, max_new_tokens=8))
+
+
+def test_pdl_is_offered_only_where_it_can_run(monkeypatch):
+    """Programmatic dependent launch: under the interpreter (its waits are no-ops) always; on a
+    GPU from compute capability 9.0 with a Triton that has grid dependency control; the launch
+    option passed only then (an older Triton rejects even launch_pdl=False)."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fused_decode.pdl_unavailable_reason(cpu) is None
+    assert fused_decode._launch_options(True) == {}  # the interpreter launches plainly
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert fused_decode._launch_options(True) == {"launch_pdl": True} and fused_decode._launch_options(False) == {}
+    assert fused_decode.pdl_unavailable_reason(cpu) == "programmatic dependent launch needs a CUDA device (got cpu)"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (8, 0))
+    assert fused_decode.pdl_unavailable_reason(cuda) == "programmatic dependent launch needs compute capability 9.0 or later (this GPU has 8.0)"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
+    assert fused_decode.pdl_unavailable_reason(cuda) is None
+    monkeypatch.setattr(fused_decode, "_HAS_GDC", False)
+    assert "has no grid dependency control (3.3 or later has)" in fused_decode.pdl_unavailable_reason(cuda)
+    monkeypatch.setattr(fused_decode, "triton", None)
+    assert fused_decode.pdl_unavailable_reason(cuda) == "Triton is not installed"
 
 
 @pytest.fixture
@@ -448,9 +487,11 @@ def test_greedy_kernel_picks_what_the_torch_body_picks(eos, ban, dtype):
     """StaticDecoder._greedy_body with the fused step (one greedy kernel) and without (torch's
     kernels), from the same state: ties across and within the kernel's vocabulary blocks (the
     first maximum wins), an end-of-sequence id as the maximum (banned or taken), a finished row
-    (pad), per-row last columns. The decode step itself is stubbed: only the token choice differs."""
+    (pad), per-row last columns. The decode step itself is stubbed: only the token choice differs.
+    The third decoder's step is launched dependently (PDL), so is its greedy kernel."""
     model = tiny_lm(vocab_size=9000).to(dtype)  # 9000 > 2 blocks of GREEDY_BLOCK_V
-    decoders = [StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels=k) for k in ("torch", "triton")]
+    decoders = [StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels=k) for k in ("torch", "triton", "triton")]
+    decoders[2].fused = fused_decode.fused_step(model, decoders[2].cache, pdl=True)
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(4, 9000, generator=g).to(dtype)
     scores[0, [5000, 8500]] = 9.0  # a tie across blocks: 5000
@@ -473,8 +514,8 @@ def test_greedy_kernel_picks_what_the_torch_body_picks(eos, ban, dtype):
         with torch.inference_mode():
             dec._greedy_body(eos_t, pad, ban)
         results.append((dec.tokens.clone(), dec.out.clone(), dec.last_col.clone(), dec.unfinished.clone(), dec.cur.clone(), dec.next_logits.clone()))
-    for a, b in zip(*results):
-        assert torch.equal(a, b), (a, b)
+    for a, b, c in zip(*results):
+        assert torch.equal(a, b) and torch.equal(a, c), (a, b, c)
     tokens, _, last_col, unfinished, cur, _ = results[1]
     assert tokens[0] == 5000 and tokens[1] == 1  # row 1 finished: pad
     if ban and eos:  # before min_col: row 2's best token is banned
@@ -523,7 +564,7 @@ def test_replay_timing_runs_each_step_in_turn_from_the_middle_of_the_cache(monke
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [["--candidates", "--dtypes", "fp16"], ["--dtypes", "bf16,fp32"]], ids=["fp16-candidates", "bf16-fp32"])
+@pytest.mark.parametrize("args", [["--candidates", "--pdl", "--dtypes", "fp16"], ["--pdl", "--dtypes", "bf16,fp32"]], ids=["fp16-candidates", "bf16-fp32"])
 def test_every_kernel_compiles_for_an_h100(args):
     """Triton's GPU compiler (down to a cubin, with its bundled ptxas) accepts every kernel at
     BioGPT's and BioGPT-Large's shapes for sm_90: what the interpreter tests cannot show. In a
@@ -535,7 +576,7 @@ def test_every_kernel_compiles_for_an_h100(args):
 
     pytest.importorskip("triton.backends.nvidia", reason="Triton without its CUDA backend")
     env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1"}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.fused_compile", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.fused_compile", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout.strip().splitlines()[-1]
     assert "0 failed" in summary and "kernels compiled for sm_90" in summary, summary
