@@ -100,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                     constexprs.update(flags)
                     label = f"{dt} {model} {what} ({n}, {k}) {config}{' rule' if config == rule else ''}"
                     build(label, fd._row_linear_kernel, linear, constexprs, warps, config == rule)
-            attention = dict(q_ptr=p, kv_ptr=p, bias_ptr=p, last_ptr="*i64", out_ptr=p, scale="fp32")
+            attention = dict(q_ptr=p, kv_ptr=p, bias_ptr=p, last_ptr="*i64", out_ptr=p, part_ptr="*fp32", stat_ptr="*fp32", count_ptr="*i32", scale="fp32")
             attention.update({name: "i32" for name in ("stride_qb", "kv_stride_kv", "kv_stride_b", "kv_stride_h", "kv_stride_t", "stride_bias_b", "stride_ob")})
             for span in (384, 1024):
-                constexprs = dict(SPAN=span, HEAD_DIM=C // H, BLOCK_S=fd.DECODE_BLOCK_S)
-                build(f"{dt} {model} attention span {span}", fd._decode_attention_kernel, attention, constexprs, 4, True)
+                for split in fd.ATTENTION_SPLITS:  # columns per program (0: the whole span)
+                    splits = -(-span // split) if split else 1
+                    constexprs = dict(SPAN=span, HEAD_DIM=C // H, BLOCK_S=fd.DECODE_BLOCK_S, COLS=split or span, SPLITS=splits,
+                                      SPLITS_P2=triton.next_power_of_2(splits))
+                    build(f"{dt} {model} attention span {span} split {split}", fd._decode_attention_kernel, attention, constexprs, 4, split == 0)
             prologue = dict(tokens_ptr="*i64", positions_ptr="*i64", write_ptr="*i64", key_mask_ptr="*i1", tok_emb_ptr=p,
                             pos_emb_ptr=p, x_ptr=p, bias_ptr=p, stride_km="i32", scale="fp32")
             constexprs = dict(C=C, BLOCK_C=min(1024, triton.next_power_of_2(C)), S=384, BLOCK_S=512, OFFSET=2)

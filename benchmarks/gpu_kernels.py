@@ -4,7 +4,8 @@ replay time, for the variants that decide the batch-1 design.
     python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown]
 
 Variants: the default step (torch's kernels); the fused Triton layer (model/fused_decode.py,
-what decode_kernels="auto" measures against the default), also with torch's attention kernel
+what decode_kernels="auto" measures against the default, with the attention split `tune`
+chose), also with the attention kernel split over the cache or not, with torch's attention kernel
 and, on Hopper, with every Triton kernel a programmatic dependent launch (PDL: the eager
 breakdown of a PDL step counts each kernel from its early start, so its kernel times overlap;
 the replay time is the figure); without the in-place residual
@@ -140,7 +141,8 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
     """Per projection shape (N, K): the one-row Triton kernel's time (the variant the fused step
     runs for that shape) for each launch configuration, the best against cuBLAS's F.linear
     alone (bias included; the Triton kernel also does the LayerNorm, residual or cache write
-    around it); returns the best."""
+    around it); returns the best. Then the attention kernel's time for each split over the
+    cache that `tune` times."""
     from model import fused_decode
     from model.fused_decode import graph_us
 
@@ -190,6 +192,14 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
             flush=True,
         )
     print(f"    CONFIG_OVERRIDES.update({best!r})", flush=True)
+    call = fused_decode._attention_call(model)  # one row, a cache read up to its middle
+    splits = []
+    for split in fused_decode.ATTENTION_SPLITS:
+        try:
+            splits.append(f"{split or 'whole span'} {graph_us(lambda: call(split), 20):.2f} us")
+        except Exception as exc:
+            splits.append(f"{split}: {type(exc).__name__}: {exc}")
+    print(f"    attention, columns a program ({fused_decode.ATTENTION_TUNE_SPAN}-column cache, keys up to its middle): " + ", ".join(splits), flush=True)
     return best
 
 
@@ -223,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 variant("  default, 1 row", model, 1, breakdown=args.breakdown)
                 variant("  fused Triton layers, 1 row", model, 1, kernels="triton", breakdown=args.breakdown)
                 variant("  fused Triton layers, SDPA attention, 1 row", model, 1, kernels="triton", fused={"attention": "sdpa"})
+                for split in (0, 64):  # against the tuned split the variant above uses
+                    variant(f"  fused Triton layers, attention split {split or 'none'}, 1 row", model, 1, kernels="triton", fused={"split": split})
                 from model import fused_decode
 
                 if fused_decode.pdl_unavailable_reason(torch.device("cuda")) is None:

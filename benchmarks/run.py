@@ -337,6 +337,8 @@ def gpu_suite(
             variants = [name.removesuffix("_error").removesuffix("_failed") for name in report if name.endswith(("_error", "_failed"))]
             measured = [f"torch {report['torch_ms']:.3f} ms"] + [measured_note(name) for name in dict.fromkeys(variants)]
             tuned = f"; fused kernels' launch configurations tuned in {report['tune_seconds']:.1f} s" if "tune_seconds" in report else ""
+            if "attention_split" in report:
+                tuned += f"; Triton attention: {report['attention_split'] or 'the whole span'} columns a program"
             notes.append(f"{label}, batch 1: decode kernels chosen at capture: {report['kernels']}; per replay: {'; '.join(measured)}{tuned}")
         graph = next(iter(dec.greedy_graphs.values()), (dec.graph,))[0]
         with torch.inference_mode():  # the buffers are inference tensors

@@ -70,7 +70,12 @@ CONFIG_OVERRIDES: dict[tuple[int, int], Config] = {}
 # (device key, N, K) -> the configuration `tune` timed fastest; kept across processes in
 # $BIOGPT_CACHE/fused_decode.json (default ~/.cache/biogpt-cli)
 _TUNED: dict[tuple[str, int, int], Config] = {}
+# (device key, heads, head size) -> the attention kernel's columns per program `tune` timed
+# fastest (0: one program per head and row over the whole span); same file
+_TUNED_SPLIT: dict[tuple[str, int, int], int] = {}
 _TUNED_LOADED = False
+ATTENTION_SPLITS = (0, 64, 128, 256)  # what `tune` times for the attention kernel
+ATTENTION_TUNE_SPAN = 384  # ... on a cache of this many columns (batch 1's first capacity), read up to its middle
 
 
 def interpreted() -> bool:
@@ -217,10 +222,12 @@ def _load_tuned() -> None:
         return
     _TUNED_LOADED = True
     try:
-        saved = json.loads(_tuned_path().read_text())["configs"]
-        for entry in saved:
+        saved = json.loads(_tuned_path().read_text())
+        for entry in saved["configs"]:
             block_n, block_k, warps, unroll = entry["config"]  # an older layout fails here: re-measured
             _TUNED.setdefault((entry["device"], entry["n"], entry["k"]), (int(block_n), int(block_k), int(warps), bool(unroll)))
+        for entry in saved.get("attention", []):  # files written before the split attention have none
+            _TUNED_SPLIT.setdefault((entry["device"], entry["heads"], entry["head_dim"]), int(entry["split"]))
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged or older cache is re-measured, not fatal
@@ -230,11 +237,12 @@ def _load_tuned() -> None:
 def _save_tuned() -> None:
     path = _tuned_path()
     entries = [{"device": d, "n": n, "k": k, "config": list(c)} for (d, n, k), c in sorted(_TUNED.items())]
+    attention = [{"device": d, "heads": h, "head_dim": hd, "split": c} for (d, h, hd), c in sorted(_TUNED_SPLIT.items())]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
         with os.fdopen(fd, "w") as f:
-            json.dump({"configs": entries}, f, indent=1)
+            json.dump({"configs": entries, "attention": attention}, f, indent=1)
         os.replace(tmp, path)  # atomic: concurrent processes see the old file or the new one
     except OSError as exc:
         logger.warning("could not save tuned launch configurations to %s: %s", path, exc)
@@ -243,8 +251,10 @@ def _save_tuned() -> None:
 def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_us) -> float:
     """Time `candidate_configs` of each projection shape of `model` on its device (one-row calls
     of the kernel variant the step runs for that shape, on random weights, `timer` per call) and
-    keep the fastest for `launch_config`.
-    Shapes already tuned for this device (in this process or in the cache file) are skipped.
+    keep the fastest for `launch_config`; then the attention kernel's split over the cache
+    (ATTENTION_SPLITS, one row, a cache read up to the middle of ATTENTION_TUNE_SPAN columns)
+    for `attention_split`. Shapes already tuned for this device (in this process or in the
+    cache file) are skipped.
     Returns the seconds spent. Why at run time: the best tile depends on the GPU (bandwidth,
     multiprocessors), and the first guess was written without one."""
     device, dtype = model.device, model.dtype
@@ -254,7 +264,8 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     key = device_key(device, dtype)
     _load_tuned()
     missing = [(n, k) for n, k in shapes if (key, n, k) not in _TUNED]
-    if not missing:
+    heads = (model.config.num_attention_heads, model.config.head_dim)
+    if not missing and (key, *heads) in _TUNED_SPLIT:
         return 0.0
     start = time.perf_counter()
     for n, k in missing:
@@ -273,10 +284,45 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
             logger.debug("(%d, %d): %s", n, k, ", ".join(f"{c} {t:.2f} us" for t, c in sorted(timed)))
         else:
             logger.warning("no launch configuration of the (%d, %d) projection ran (%s); it keeps the first guess", n, k, errors[0])
+    if (key, *heads) not in _TUNED_SPLIT:
+        call = _attention_call(model)
+        timed_splits = []
+        for split in ATTENTION_SPLITS:
+            try:
+                timed_splits.append((timer(lambda: call(split), 20), split))
+            except Exception as exc:  # noqa: BLE001 - a split that does not build here
+                logger.warning("attention split %d: %s: %s", split, type(exc).__name__, exc)
+        if timed_splits:  # a tie keeps the smaller split (0: no split)
+            _TUNED_SPLIT[(key, *heads)] = min(timed_splits)[1]
+            logger.debug("attention splits: %s", ", ".join(f"{c} {t:.2f} us" for t, c in sorted(timed_splits)))
     _save_tuned()
     seconds = time.perf_counter() - start
     logger.info("tuned the fused decode kernels' launch configurations for %s in %.1f s", key, seconds)
     return seconds
+
+
+def attention_split(heads: int, head_dim: int, device: torch.device, dtype: torch.dtype) -> int:
+    """The attention kernel's columns per program for this model shape on this device: what
+    `tune` timed fastest, else 0 (one program per head and row, the kernel as first measured)."""
+    if triton is None:
+        return 0
+    _load_tuned()
+    return _TUNED_SPLIT.get((_device_key_of(device, dtype), heads, head_dim), 0)
+
+
+def _attention_call(model) -> Callable[[int], torch.Tensor]:
+    """One row's attention at the model's heads over a random cache of ATTENTION_TUNE_SPAN
+    columns, keys written up to its middle: `call(split)`."""
+    cfg, device, dtype = model.config, model.device, model.dtype
+    H, D, S = cfg.num_attention_heads, cfg.head_dim, ATTENTION_TUNE_SPAN
+    kv = torch.randn(2, 1, H, S, D, device=device).to(dtype)
+    q = torch.randn(1, H * D, device=device).to(dtype)
+    last = torch.full((1,), S // 2 - 1, dtype=torch.long, device=device)
+    bias = torch.zeros(1, S, device=device, dtype=dtype)
+    bias[:, S // 2 :] = float("-inf")
+    out = torch.empty_like(q)
+    counts = torch.zeros(H, dtype=torch.int32, device=device)
+    return lambda split: decode_attention(q, kv, bias, span=S, last=last, out=out, split=split, counts=counts)
 
 
 def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], torch.Tensor]:
@@ -438,21 +484,33 @@ if triton is not None:
 
     @triton.jit
     def _decode_attention_kernel(
-        q_ptr, kv_ptr, bias_ptr, last_ptr, out_ptr,
+        q_ptr, kv_ptr, bias_ptr, last_ptr, out_ptr, part_ptr, stat_ptr, count_ptr,
         stride_qb, kv_stride_kv, kv_stride_b, kv_stride_h, kv_stride_t, stride_bias_b, stride_ob, scale,
-        SPAN: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, PDL: tl.constexpr,
+        SPAN: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_S: tl.constexpr, COLS: tl.constexpr, SPLITS: tl.constexpr,
+        SPLITS_P2: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """One query per row and head against the cache's first SPAN columns, plus the additive
-        mask: online softmax over BLOCK_S columns at a time (unrolled: SPAN is a constant),
+        mask: online softmax over BLOCK_S columns at a time (unrolled: the span is a constant),
         scores and probabilities in float32. Blocks after the row's last written column are
         skipped: the static cache has room for the whole generation, and early in it most of
         the span is empty (the plain step reads it all, masked). PDL: as _row_linear_kernel's
-        (everything it reads comes from earlier kernels: it waits first)."""
+        (everything it reads comes from earlier kernels: it waits first).
+
+        SPLITS > 1 (split over the cache, "flash decoding"): program (h, b, s) reads columns
+        [s * COLS, (s + 1) * COLS) and writes its running maximum, sum and weighted values to
+        the scratch buffers; the last of a (row, head)'s programs to finish (an atomic count,
+        put back to 0 for the next launch) combines them. Why: one program per head and row is
+        25 programs for BioGPT-Large, on a GPU with 132 multiprocessors, each walking the
+        cache block after block (5.3 us a layer on an H200)."""
         if PDL:
             gdc_launch_dependents()
             gdc_wait()
         h = tl.program_id(0)
         b = tl.program_id(1)
+        if SPLITS == 1:
+            start = 0
+        else:
+            start = tl.program_id(2) * COLS
         last = tl.load(last_ptr + b)
         d = tl.arange(0, HEAD_DIM)
         q = tl.load(q_ptr + b * stride_qb + h * HEAD_DIM + d).to(tl.float32) * scale
@@ -461,9 +519,9 @@ if triton is not None:
         best = tl.full([1], -1.0e30, dtype=tl.float32)  # finite: a block with every key masked adds nothing
         total = tl.zeros([1], dtype=tl.float32)
         acc = tl.zeros([HEAD_DIM], dtype=tl.float32)
-        for s0 in tl.static_range(0, SPAN, BLOCK_S):
-            if s0 <= last:
-                cols = s0 + tl.arange(0, BLOCK_S)
+        for s0 in tl.static_range(0, COLS, BLOCK_S):
+            if start + s0 <= last:  # (so below SPAN: last < SPAN, and SPAN is a multiple of BLOCK_S)
+                cols = start + s0 + tl.arange(0, BLOCK_S)
                 k = tl.load(keys + cols[:, None] * kv_stride_t + d[None, :]).to(tl.float32)  # (BLOCK_S, D)
                 scores = tl.sum(k * q[None, :], 1) + tl.load(bias_ptr + b * stride_bias_b + cols).to(tl.float32)
                 new_best = tl.maximum(best, tl.max(scores, 0))
@@ -473,7 +531,29 @@ if triton is not None:
                 acc = acc * shrink + tl.sum(p[:, None] * v, 0)
                 total = total * shrink + tl.sum(p, 0)
                 best = new_best
-        tl.store(out_ptr + b * stride_ob + h * HEAD_DIM + d, (acc / total).to(out_ptr.dtype.element_ty))
+        if SPLITS == 1:
+            tl.store(out_ptr + b * stride_ob + h * HEAD_DIM + d, (acc / total).to(out_ptr.dtype.element_ty))
+        else:
+            pair = b * tl.num_programs(0) + h  # this (row, head)'s scratch
+            split = tl.program_id(2)
+            one = tl.arange(0, 1)
+            tl.store(part_ptr + (pair * SPLITS + split) * HEAD_DIM + d, acc)
+            tl.store(stat_ptr + (pair * SPLITS + split) * 2 + one, best)
+            tl.store(stat_ptr + (pair * SPLITS + split) * 2 + 1 + one, total)
+            tl.debug_barrier()  # every thread's stores before the count (the atomic releases them)
+            arrived = tl.atomic_add(count_ptr + pair, 1, sem="acq_rel", scope="gpu")
+            if arrived == SPLITS - 1:  # the last: the others' partials are visible (acquired)
+                sp = tl.arange(0, SPLITS_P2)
+                ok = sp < SPLITS
+                rows = pair * SPLITS + sp
+                bests = tl.load(stat_ptr + rows * 2, mask=ok, other=-1.0e30, cache_modifier=".cg")  # from L2, not a stale L1
+                totals = tl.load(stat_ptr + rows * 2 + 1, mask=ok, other=0.0, cache_modifier=".cg")
+                parts = tl.load(part_ptr + rows[:, None] * HEAD_DIM + d[None, :], mask=ok[:, None], other=0.0, cache_modifier=".cg")
+                overall = tl.max(bests, 0)
+                weight = tl.exp(bests - overall)  # (SPLITS_P2,): 0 for splits with no key
+                combined = tl.sum(weight[:, None] * parts, 0) / tl.sum(weight * totals, 0)
+                tl.store(out_ptr + b * stride_ob + h * HEAD_DIM + d, combined.to(out_ptr.dtype.element_ty))
+                tl.store(count_ptr + pair, 0)  # ready for the next launch
 
 
     @triton.jit
@@ -603,22 +683,49 @@ def greedy_pick(
 
 
 def decode_attention(
-    q: torch.Tensor, kv: torch.Tensor, bias: torch.Tensor, *, span: int, last: torch.Tensor, out: torch.Tensor, pdl: bool = False
+    q: torch.Tensor,
+    kv: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    span: int,
+    last: torch.Tensor,
+    out: torch.Tensor,
+    pdl: bool = False,
+    split: int = 0,
+    counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(q k^T / sqrt(D) + bias) v for one query per row: q (B, H*D), kv one layer's cache
     (2, B', H, S, D) read over its first `span` columns, bias (B, span) additive (0 or -inf, at
     least one key allowed per row, every key after column `last[b]` masked), out (B, H*D). What
     SDPA computes in the plain step (cuDNN's kernel takes ~6 us per layer at one row on an H100,
     13% of the plain step; here one program per head and row reads its keys and values once,
-    up to its last written column)."""
+    up to its last written column).
+
+    `split`: columns per program (a multiple of DECODE_BLOCK_S; 0: the whole span), the
+    programs of a head and row combined by the last to finish; `counts`: that count, int32 of
+    at least B*H zeros, kept by the caller from launch to launch (each launch leaves it zeroed,
+    so a captured step needs one allocated outside its graph; None: allocated here)."""
     B = q.shape[0]
     H, D = kv.shape[2], kv.shape[4]
     if span % DECODE_BLOCK_S or bias.stride(1) != 1 or q.stride(1) != 1 or out.stride(1) != 1 or kv.stride(4) != 1:
         raise ValueError(f"decode_attention needs a span that is a multiple of {DECODE_BLOCK_S} and contiguous rows")
-    _decode_attention_kernel[(H, B)](
-        q, kv, bias, last, out,
+    if split % DECODE_BLOCK_S or split < 0:
+        raise ValueError(f"decode_attention's split must be a multiple of {DECODE_BLOCK_S} columns, got {split}")
+    splits = -(-span // split) if split else 1
+    if splits > 1:
+        if counts is None:
+            counts = torch.zeros(B * H, dtype=torch.int32, device=q.device)
+        if counts.numel() < B * H or counts.dtype != torch.int32:
+            raise ValueError(f"decode_attention needs int32 counts for {B * H} (row, head) pairs")
+        parts = torch.empty(B * H * splits, D, dtype=torch.float32, device=q.device)
+        stats = torch.empty(B * H * splits, 2, dtype=torch.float32, device=q.device)  # running maximum, sum
+    else:  # unused pointers: the query (Triton's interpreter copies each argument back; nothing writes these)
+        parts = stats = counts = q
+    _decode_attention_kernel[(H, B, splits)](
+        q, kv, bias, last, out, parts, stats, counts,
         q.stride(0), kv.stride(0), kv.stride(1), kv.stride(2), kv.stride(3), bias.stride(0), out.stride(0), D**-0.5,
-        SPAN=span, HEAD_DIM=D, BLOCK_S=DECODE_BLOCK_S, PDL=pdl, num_warps=4, **_launch_options(pdl),
+        SPAN=span, HEAD_DIM=D, BLOCK_S=DECODE_BLOCK_S, COLS=split if splits > 1 else span, SPLITS=splits,
+        SPLITS_P2=triton.next_power_of_2(splits), PDL=pdl, num_warps=4, **_launch_options(pdl),
     )  # fmt: skip
     return out
 
@@ -721,13 +828,25 @@ class FusedDecodeLayer:
     parameters at each call (q/k/v through the fused buffer generation keeps), so it follows
     in-place weight updates; the static decoder is rebuilt when weights move."""
 
-    def __init__(self, layer, cache: KVCache, layer_idx: int, hidden_act: str, *, attention: str = "triton", pdl: bool = False) -> None:
+    def __init__(
+        self,
+        layer,
+        cache: KVCache,
+        layer_idx: int,
+        hidden_act: str,
+        *,
+        attention: str = "triton",
+        pdl: bool = False,
+        split: int = 0,
+        counts: torch.Tensor | None = None,
+    ) -> None:
         self.layer = layer
         self.kv = cache.kv[layer_idx]  # (2, B, H, S, D), this layer's part of the static cache
         self.cache = cache
         self.activation = hidden_act
         self.attention = attention  # "triton" (decode_attention) or "sdpa" (torch's, as the plain step)
         self.pdl = pdl  # the Triton kernels launched as programmatic dependent launches
+        self.split, self.counts = split, counts  # decode_attention's split over the cache and its count buffer
 
     def __call__(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None, is_causal: bool, cache: Any) -> torch.Tensor:
         layer, attn = self.layer, self.layer.self_attn
@@ -741,7 +860,9 @@ class FusedDecodeLayer:
         S = self.cache.read_span or self.cache.capacity
         if self.attention == "triton" and attn_mask is not None and S % DECODE_BLOCK_S == 0:
             mask = attn_mask.view(B, S)  # the step's additive mask (B, 1, 1, S)
-            y = decode_attention(q, self.kv, mask, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q), pdl=pdl)  # (B, C)
+            y = decode_attention(
+                q, self.kv, mask, span=S, last=self.cache.write_index[:B], out=torch.empty_like(q), pdl=pdl, split=self.split, counts=self.counts
+            )  # (B, C)
         else:
             k, v = self.kv[0, :B, :, :S], self.kv[1, :B, :, :S]  # (B, H, S, D)
             y = F.scaled_dot_product_attention(q.view(B, 1, H, D).transpose(1, 2), k, v, attn_mask=attn_mask, is_causal=is_causal)
@@ -779,6 +900,7 @@ class FusedStep:
     head: FusedHead | None
     attention: str
     pdl: bool = False
+    split: int = 0  # the attention kernel's columns per program (0: the whole span; see decode_attention)
 
     def __call__(self, tokens: torch.Tensor, positions: torch.Tensor, write_pos: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) of one token per row; `positions` advance by one (write_pos is the
@@ -792,19 +914,30 @@ class FusedStep:
         return self.model.output_projection(self.model.biogpt.layer_norm(x)[:, -1])
 
 
-def fused_step(model, cache: KVCache, *, attention: str = "triton", pdl: bool = False) -> FusedStep:
+def fused_step(model, cache: KVCache, *, attention: str = "triton", pdl: bool = False, split: int | None = None) -> FusedStep:
     """The fused layers over a static decoding cache, with `attention` ("triton" or "sdpa"),
-    launched as programmatic dependent launches when `pdl` (see pdl_unavailable_reason)."""
+    launched as programmatic dependent launches when `pdl` (see pdl_unavailable_reason); the
+    Triton attention split over the cache by `split` columns per program (None: what `tune`
+    chose for this GPU, see attention_split)."""
     from .modeling import Linear
 
     act = model.config.hidden_act
     for layer in model.biogpt.layers:  # one (3C, C) buffer per layer: the qkv kernel reads it
         if layer.self_attn.qkv_fused is None or not layer.self_attn._fused_views_intact():
             layer.self_attn.fuse_qkv()
-    layers = [FusedDecodeLayer(layer, cache, i, act, attention=attention, pdl=pdl) for i, layer in enumerate(model.biogpt.layers)]
+    cfg = model.config
+    if split is None:
+        split = attention_split(cfg.num_attention_heads, cfg.head_dim, cache.kv.device, model.dtype) if attention == "triton" else 0
+    # one count per (row, head), shared by the layers (their kernels run one after another) and
+    # allocated here, outside any captured graph: each launch leaves it zeroed for the next
+    counts = torch.zeros(cache.kv.shape[2] * cfg.num_attention_heads, dtype=torch.int32, device=cache.kv.device) if split else None
+    layers = [
+        FusedDecodeLayer(layer, cache, i, act, attention=attention, pdl=pdl, split=split, counts=counts)
+        for i, layer in enumerate(model.biogpt.layers)
+    ]
     head = model.output_projection
     plain_head = type(head) is Linear and head.weight.is_contiguous() and head.weight.dtype == model.dtype
-    return FusedStep(model, layers, FusedHead(model, pdl=pdl) if plain_head else None, attention, pdl)
+    return FusedStep(model, layers, FusedHead(model, pdl=pdl) if plain_head else None, attention, pdl, split)
 
 
 __all__ = [
@@ -816,6 +949,7 @@ __all__ = [
     "fused_step",
     "graph_us",
     "greedy_pick",
+    "attention_split",
     "launch_config",
     "pdl_unavailable_reason",
     "step_prologue",

@@ -526,6 +526,8 @@ class StaticDecoder:
         plain_graph, plain_logits = self.graph, self.logits
         want = self._replay_from_same_state(plain_graph, plain_logits).float()
         report: dict[str, Any] = {"rows": self.rows}
+        # the Triton attention's columns per program (fused_decode.tune's choice; 0: not split)
+        report["attention_split"] = next((f.split for f in candidates.values() if f.attention == "triton"), 0)
         entries = [("torch", plain_graph, plain_logits, None)]
         tolerance = FUSED_TOLERANCE[self.model.dtype]
         for name, fused in candidates.items():

@@ -156,9 +156,13 @@ def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k, pdl):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("heads, span", [(16, 384), (25, 1024)])
-def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span):
+@pytest.mark.parametrize("split", [0, 64, 256])
+def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span, split):
     """The Triton attention kernel at the real models' head counts (head size 64), one row with
-    a left-padded prefix and one without, against torch's SDPA on the same cache."""
+    a left-padded prefix and one without, against torch's SDPA on the same cache. Split over
+    the cache (the last program of a head and row combines the others' partials, found by an
+    atomic count): 30 launches back to back, every one right and the counts left zeroed, so a
+    combination reading a partial not yet visible would show."""
     import torch.nn.functional as F
 
     from model import fused_decode
@@ -171,10 +175,16 @@ def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span):
     bias[0, :150] = float("-inf")
     bias[:, span - 40 :] = float("-inf")
     last = torch.full((B,), span - 41, device="cuda")  # the last 40 columns: not written yet
-    got = fused_decode.decode_attention(q, kv, bias, span=span, last=last, out=torch.empty_like(q))
     want = F.scaled_dot_product_attention(q.view(B, 1, heads, D).transpose(1, 2), kv[0, :B, :, :span], kv[1, :B, :, :span], attn_mask=bias[:, None, None, :])
+    want = want.transpose(1, 2).reshape(B, heads * D)
     tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
-    torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, heads * D), rtol=tol, atol=tol)
+    counts = torch.zeros(B * heads, dtype=torch.int32, device="cuda")
+    outs = [
+        fused_decode.decode_attention(q, kv, bias, span=span, last=last, out=torch.empty_like(q), split=split, counts=counts) for _ in range(30)
+    ]
+    for got in outs:
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+    assert not counts.any()
 
 
 def test_greedy_kernel_on_the_gpu_picks_what_torch_picks():
@@ -228,15 +238,18 @@ def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     print(report)
 
 
-@pytest.mark.parametrize("attention", ["triton", "sdpa"])
-def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, attention):
+@pytest.mark.parametrize("attention, split", [("triton", 0), ("triton", 64), ("sdpa", 0)], ids=["triton", "triton-split64", "sdpa"])
+def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, attention, split):
     """The fused step with every Triton kernel a programmatic dependent launch, captured in the
     greedy graph (auto made to keep it): a kernel reading what the previous one has not finished
     writing would change the tokens. fp32, 60 new tokens over 4 rows' prompts one at a time and
-    a real model's 16 heads (the attention kernel's grid)."""
+    a real model's 16 heads (the attention kernel's grid); the attention split over the cache
+    too (its count buffer shared by the layers, zeroed by each launch)."""
     _needs_pdl()
+    from model import fused_decode
     from model.generation import StaticDecoder
 
+    monkeypatch.setattr(fused_decode, "attention_split", lambda *args: split)  # instead of what tune chose
     wanted = "triton+pdl" if attention == "triton" else "triton-sdpa+pdl"
     monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graphs: [0.1 if getattr(g, "_name", None) == wanted else 1.0 for g in graphs])
     original = StaticDecoder._choose_kernels
@@ -263,7 +276,7 @@ def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, att
         got = model.generate(ids, max_new_tokens=60)
         assert torch.equal(got, model.generate(ids, max_new_tokens=60, cuda_graph=False)), seed
     decoders = list(model._static_decoders.values())
-    assert decoders and all(d.kernels == wanted and d.fused.pdl for d in decoders), [d.kernel_report for d in decoders]
+    assert decoders and all(d.kernels == wanted and d.fused.pdl and d.fused.split == split for d in decoders), [d.kernel_report for d in decoders]
 
 
 def test_short_unpadded_prompts_take_the_captured_prompt_pass():

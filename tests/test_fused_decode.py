@@ -20,6 +20,7 @@ pytest.importorskip("triton", reason="Triton is not installed (the test extra in
 from model import fused_decode  # noqa: E402
 from model import generation  # noqa: E402
 from model.generation import GenerationConfig, StaticDecoder  # noqa: E402
+from model.kv_cache import KVCache  # noqa: E402
 
 from .helpers import diverse_lm, emulate_decoder_capture, tiny_lm  # noqa: E402
 
@@ -135,11 +136,14 @@ def test_row_linear_rejects_strided_weights():
 
 
 @DTYPES
-@pytest.mark.parametrize("pdl", [False, True], ids=["", "pdl"])
-def test_decode_attention_computes_what_sdpa_computes(dtype, pdl):
+@pytest.mark.parametrize("pdl, split", [(False, 0), (True, 0), (False, 64), (True, 64), (False, 128)], ids=["", "pdl", "split64", "pdl-split64", "split128"])
+def test_decode_attention_computes_what_sdpa_computes(dtype, pdl, split):
     """Three rows of a four-row cache, 128 of its 192 columns read: a row whose first 100 keys are
     masked (left padding: a whole 64-column block with no key), one that sees 5 keys, one that
-    sees 70. Blocks after a row's last written column are never read: NaN there changes nothing."""
+    sees 70. Blocks after a row's last written column are never read: NaN there changes nothing.
+    Split over the cache (64 columns a program: two programs a head and row, the first with no
+    key for row 0, the second with none for row 1), the last program of each combines, twice
+    in a row: the counts it keeps are left zeroed for the next launch."""
     g = torch.Generator().manual_seed(0)
     B, H, S, D = 3, 4, 128, 16
     kv = torch.randn(2, 4, H, 192, D, generator=g).to(dtype)
@@ -154,10 +158,17 @@ def test_decode_attention_computes_what_sdpa_computes(dtype, pdl):
         q.view(B, 1, H, D).transpose(1, 2), kv[0, :B, :, :S], kv[1, :B, :, :S], attn_mask=bias[:, None, None, :]
     )  # (B, H, 1, D)
     kv[:, 1, :, 64:] = float("nan")  # row 1's second block: after its last written column
-    got = fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), pdl=pdl)
-    torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, H * D), **TOL[dtype])
+    counts = torch.zeros(B * H, dtype=torch.int32)
+    for _ in range(2):
+        got = fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), pdl=pdl, split=split, counts=counts)
+        torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, H * D), **TOL[dtype])
+        assert not counts.any()
     with pytest.raises(ValueError, match="multiple of 64"):
         fused_decode.decode_attention(q, kv, bias[:, :100], span=100, last=last, out=torch.empty_like(q))
+    with pytest.raises(ValueError, match="split must be a multiple of 64 columns, got 96"):
+        fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), split=96)
+    with pytest.raises(ValueError, match="int32 counts for 12"):
+        fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), split=64, counts=torch.zeros(4, dtype=torch.int32))
 
 
 def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
@@ -188,16 +199,18 @@ def few_programs(monkeypatch):
 
 @DTYPES
 @pytest.mark.parametrize(
-    "act, attention, pdl", [("gelu", "triton", False), ("gelu_new", "triton", False), ("gelu", "sdpa", False), ("gelu", "triton", True)]
+    "act, attention, pdl, split",
+    [("gelu", "triton", False, 0), ("gelu_new", "triton", False, 0), ("gelu", "sdpa", False, 0), ("gelu", "triton", True, 0), ("gelu", "triton", True, 64)],
+    ids=["gelu", "gelu_new", "sdpa", "pdl", "pdl-split64"],
 )
-def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, pdl, few_programs):
+def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, pdl, split, few_programs):
     """Several decode steps of the static decoder (3 rows in a bucket of 4, rows at different
     columns) with the fused layers and with torch's: same logits, same cache, same positions."""
     model = tiny_lm(hidden_act=act).to(dtype)
     plain = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
     fused = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
     assert (plain.kernels, fused.kernels) == ("torch", "triton")
-    fused.fused = fused_decode.fused_step(model, fused.cache, attention=attention, pdl=pdl)
+    fused.fused = fused_decode.fused_step(model, fused.cache, attention=attention, pdl=pdl, split=split)
     assert fused.fused.head is not None and fused.fused.head.pdl == pdl  # the LM head too
     assert all(layer.pdl == pdl for layer in fused.fused.layers)
     for dec in (plain, fused):
@@ -398,6 +411,7 @@ def fresh_tuning(monkeypatch, tmp_path):
     monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
     monkeypatch.setattr(fused_decode, "MIN_TUNED_BYTES", 0)
     monkeypatch.setattr(fused_decode, "_TUNED", {})
+    monkeypatch.setattr(fused_decode, "_TUNED_SPLIT", {})
     monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
     return tmp_path / "fused_decode.json"
 
@@ -427,41 +441,56 @@ def test_candidate_configs_hold_the_configurations_an_h200_sweep_found_fastest()
 def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk(fresh_tuning, monkeypatch):
     """Each candidate runs for real (under the interpreter: its output is checked here), the
     timer's figures decide, the table is saved, a new process (empty table) reads it instead of
-    timing again, and row_linear then launches with the tuned configuration."""
+    timing again, and row_linear then launches with the tuned configuration; the same for the
+    attention kernel's split over the cache, which the fused step then uses."""
     model = tiny_lm().half()
+    cfg = model.config
     key = fused_decode.device_key(model.device, model.dtype)
-    launched: list[tuple[int, int, int]] = []
-    real = fused_decode.row_linear
+    launched: list = []
+    real_linear, real_attention = fused_decode.row_linear, fused_decode.decode_attention
 
-    def spy(*args, config=None, **kw):
+    def spy_linear(*args, config=None, **kw):
         launched.append(config)
-        return real(*args, config=config, **kw)
+        return real_linear(*args, config=config, **kw)
 
-    monkeypatch.setattr(fused_decode, "row_linear", spy)
-    calls: list[tuple[int, int, int]] = []
+    def spy_attention(*args, split=0, **kw):
+        launched.append(f"split {split}")
+        return real_attention(*args, split=split, **kw)
 
-    def timer(fn, launches):  # the last candidate of each shape is the fastest
+    monkeypatch.setattr(fused_decode, "row_linear", spy_linear)
+    monkeypatch.setattr(fused_decode, "decode_attention", spy_attention)
+    calls: list = []
+
+    def timer(fn, launches):  # the last candidate of each shape, and the split of 128, are the fastest
         assert launches == 20  # through 2 weight copies here (on a GPU: enough to leave the L2 cache cold)
         out = fn()
         assert torch.isfinite(out.float()).all()
         calls.append(launched[-1])
-        return 100.0 - len(calls)
+        return 1.0 if launched[-1] == "split 128" else 100.0 - len(calls)
 
     seconds = fused_decode.tune(model, timer=timer)
     assert seconds > 0
-    shapes = fused_decode.projection_shapes(model.config)
+    shapes = fused_decode.projection_shapes(cfg)
     for n, k in shapes:
         assert fused_decode._TUNED[(key, n, k)] == fused_decode.candidate_configs(n, k, 132)[-1]
-    assert len(calls) == sum(len(fused_decode.candidate_configs(n, k, 132)) for n, k in set(shapes))
-    saved = json.loads(fresh_tuning.read_text())["configs"]
-    assert {(e["n"], e["k"]): tuple(e["config"]) for e in saved if e["device"] == key} == {
+    assert len(calls) == sum(len(fused_decode.candidate_configs(n, k, 132)) for n, k in set(shapes)) + len(fused_decode.ATTENTION_SPLITS)
+    assert calls[-len(fused_decode.ATTENTION_SPLITS) :] == [f"split {s}" for s in fused_decode.ATTENTION_SPLITS]
+    saved = json.loads(fresh_tuning.read_text())
+    assert {(e["n"], e["k"]): tuple(e["config"]) for e in saved["configs"] if e["device"] == key} == {
         (n, k): fused_decode._TUNED[(key, n, k)] for n, k in shapes
     }
+    assert saved["attention"] == [{"device": key, "heads": cfg.num_attention_heads, "head_dim": cfg.head_dim, "split": 128}]
     monkeypatch.setattr(fused_decode, "_TUNED", {})
+    monkeypatch.setattr(fused_decode, "_TUNED_SPLIT", {})
     monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
     assert fused_decode.tune(model, timer=lambda fn, launches: pytest.fail("timed again")) == 0.0
     n, k = shapes[0]
     assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
+    cache = KVCache.for_model(cfg, 2, 128, dtype=model.dtype, device=torch.device("cpu"))
+    step = fused_decode.fused_step(model, cache)
+    assert step.split == 128 and all(layer.split == 128 for layer in step.layers)
+    assert step.layers[0].counts.shape == (2 * cfg.num_attention_heads,) and step.layers[0].counts is step.layers[1].counts
+    assert fused_decode.fused_step(model, cache, attention="sdpa").split == 0  # torch's attention: nothing to split
     monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8, True))
     assert fused_decode.launch_config(n, k, 132, key) == (16, 128, 8, True)  # an override wins
 
@@ -470,6 +499,17 @@ def test_small_models_are_not_tuned(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
     assert fused_decode.tune(tiny_lm().half(), timer=lambda fn, launches: pytest.fail("timed")) == 0.0
     assert not (tmp_path / "fused_decode.json").exists()
+
+
+def test_a_tuning_cache_from_before_the_split_attention_times_only_the_attention(fresh_tuning):
+    model = tiny_lm().half()
+    key = fused_decode.device_key(model.device, model.dtype)
+    configs = [{"device": key, "n": n, "k": k, "config": [4, 64, 4, False]} for n, k in fused_decode.projection_shapes(model.config)]
+    fresh_tuning.write_text(json.dumps({"configs": configs}))
+    timed: list = []
+    assert fused_decode.tune(model, timer=lambda fn, launches: (timed.append(fn()), 1.0)[1]) > 0
+    assert len(timed) == len(fused_decode.ATTENTION_SPLITS)  # the projections' configurations were read, not timed
+    assert fused_decode.attention_split(model.config.num_attention_heads, model.config.head_dim, model.device, model.dtype) == 0  # a tie: no split
 
 
 def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, caplog):
