@@ -1,15 +1,15 @@
 """Where a batch-1 decode step's time goes on a GPU: kernels per step and the captured graph's
 replay time, for the variants that decide the batch-1 design.
 
-    python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown]
+    python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown] [--extra]
 
 Variants: the default step (torch's kernels); the fused Triton layer (model/fused_decode.py,
 what decode_kernels="auto" measures against the default, with the attention split `tune`
 chose), also with the attention kernel split over the cache or not, with torch's attention kernel
 and, on Hopper, with every Triton kernel a programmatic dependent launch (PDL: the eager
 breakdown of a PDL step counts each kernel from its early start, so its kernel times overlap;
-the replay time is the figure); without the in-place residual
-projections (modeling.add_linear); rows padded to 2. --sweep: each projection shape's one-row
+the replay time is the figure); with --extra, without the in-place residual
+projections (modeling.add_linear) and rows padded to 2. --sweep: each projection shape's one-row
 Triton kernel over a grid of launch configurations against cuBLAS's F.linear (each timed as a
 captured graph of back-to-back launches), then the fused step again with the best
 configurations (printed as fused_decode.CONFIG_OVERRIDES entries). With --compile, the
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
     parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default and fused 1-row steps")
     parser.add_argument("--sweep", action="store_true", help="launch configurations of the fused layer's kernel, per shape")
+    parser.add_argument("--extra", action="store_true", help="also 2 rows and the step without in-place residual projections")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
@@ -245,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
                         )  # fmt: skip
                 else:
                     print(f"  PDL variants not run: {fused_decode.pdl_unavailable_reason(torch.device('cuda'))}", flush=True)
-                variant("  fused Triton layers, 2 rows", model, 2, kernels="triton")
                 if args.sweep:
                     try:
                         fused_decode.CONFIG_OVERRIDES.update(sweep(model))
@@ -253,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as exc:
                         print(f"  sweep failed: {type(exc).__name__}: {exc}", flush=True)
                     fused_decode.CONFIG_OVERRIDES.clear()
-                variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
-                variant("  default, 2 rows", model, 2)
+                if args.extra:  # measured in runs 1-2 (BENCHMARKS.md): after the rest, on request
+                    variant("  fused Triton layers, 2 rows", model, 2, kernels="triton")
+                    variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
+                    variant("  default, 2 rows", model, 2)
             del model
             torch.cuda.empty_cache()
     return 0
