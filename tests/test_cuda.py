@@ -250,6 +250,7 @@ def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, att
     from model.generation import StaticDecoder
 
     monkeypatch.setattr(fused_decode, "attention_split", lambda *args: split)  # instead of what tune chose
+    monkeypatch.setattr(fused_decode, "tune", lambda model, **kw: 0.0)  # (a minute of compilations at this width; not what is tested)
     wanted = "triton+pdl" if attention == "triton" else "triton-sdpa+pdl"
     monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graphs: [0.1 if getattr(g, "_name", None) == wanted else 1.0 for g in graphs])
     original = StaticDecoder._choose_kernels
