@@ -267,6 +267,8 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     heads = (model.config.num_attention_heads, model.config.head_dim)
     if not missing and (key, *heads) in _TUNED_SPLIT:
         return 0.0
+    # a one-time pause of ~20 s (an H200, BioGPT-Large) that would otherwise look like a hang
+    logger.warning("timing the fused decode kernels on this GPU (%s), once per machine; kept in %s", key, _tuned_path())
     start = time.perf_counter()
     for n, k in missing:
         weights = weight_copies(n, k, device=device, dtype=dtype)

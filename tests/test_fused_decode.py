@@ -375,6 +375,7 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     for name in names:  # real steps, computed differently: close, not equal
         assert 0 < report[f"{name}_error"] < generation.FUSED_TOLERANCE[torch.float32]
     assert [report[f"{name}_ms"] for name in ("torch", *names)] == [1.0, fused_ms, fused_ms + 1, fused_ms - pdl_gain, fused_ms + 1 - pdl_gain]
+    assert report["attention_split"] == 0  # nothing tuned here: the attention kernel unsplit
     assert (dec.fused is not None) == (expected != "torch")
     assert dec.fused is None or (dec.fused.pdl, dec.fused.attention) == (expected.endswith("+pdl"), "triton")
     monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
@@ -438,7 +439,7 @@ def test_candidate_configs_hold_the_configurations_an_h200_sweep_found_fastest()
         assert best in fused_decode.candidate_configs(n, k, 132), (n, k)
 
 
-def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk(fresh_tuning, monkeypatch):
+def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk(fresh_tuning, monkeypatch, caplog):
     """Each candidate runs for real (under the interpreter: its output is checked here), the
     timer's figures decide, the table is saved, a new process (empty table) reads it instead of
     timing again, and row_linear then launches with the tuned configuration; the same for the
@@ -468,8 +469,10 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
         calls.append(launched[-1])
         return 1.0 if launched[-1] == "split 128" else 100.0 - len(calls)
 
-    seconds = fused_decode.tune(model, timer=timer)
+    with caplog.at_level("WARNING", logger="model.fused_decode"):
+        seconds = fused_decode.tune(model, timer=timer)
     assert seconds > 0
+    assert f"timing the fused decode kernels on this GPU ({key}), once per machine; kept in {fresh_tuning}" in caplog.text
     shapes = fused_decode.projection_shapes(cfg)
     for n, k in shapes:
         assert fused_decode._TUNED[(key, n, k)] == fused_decode.candidate_configs(n, k, 132)[-1]
