@@ -74,6 +74,7 @@ _TUNED: dict[tuple[str, int, int], Config] = {}
 # fastest (0: one program per head and row over the whole span); same file
 _TUNED_SPLIT: dict[tuple[str, int, int], int] = {}
 _TUNED_LOADED = False
+PDL_KEY = "|pdl"  # appended to the device key: configurations tuned for dependent launches
 ATTENTION_SPLITS = (0, 64, 128, 256)  # what `tune` times for the attention kernel
 ATTENTION_TUNE_SPAN = 384  # ... on a cache of this many columns (batch 1's first capacity), read up to its middle
 
@@ -106,13 +107,16 @@ def unavailable_reason(model, device: torch.device) -> str | None:
     return None
 
 
-def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None) -> Config:
+def launch_config(n: int, k: int, sm_count: int, device_key: str | None = None, *, pdl: bool = False) -> Config:
     """(BLOCK_N, BLOCK_K, num_warps, unroll) for an (n, k) weight: CONFIG_OVERRIDES, else what
-    `tune` timed fastest on this device, else the rule: the widest row block that still gives
-    every multiprocessor two programs (memory parallelism), TILE_ELEMENTS weights per loop
+    `tune` timed fastest on this device (for the kernel launched dependently when `pdl`, else
+    the plain launch's), else the rule: the widest row block that still gives every
+    multiprocessor two programs (memory parallelism), TILE_ELEMENTS weights per loop
     iteration, K unrolled when the program's weights fit the registers (`unrolls`)."""
     if (n, k) in CONFIG_OVERRIDES:
         return CONFIG_OVERRIDES[(n, k)]
+    if device_key is not None and pdl and (device_key + PDL_KEY, n, k) in _TUNED:
+        return _TUNED[(device_key + PDL_KEY, n, k)]
     if device_key is not None and (device_key, n, k) in _TUNED:
         return _TUNED[(device_key, n, k)]
     block_n = 4
@@ -251,10 +255,13 @@ def _save_tuned() -> None:
 def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_us) -> float:
     """Time `candidate_configs` of each projection shape of `model` on its device (one-row calls
     of the kernel variant the step runs for that shape, on random weights, `timer` per call) and
-    keep the fastest for `launch_config`; then the attention kernel's split over the cache
-    (ATTENTION_SPLITS, one row, a cache read up to the middle of ATTENTION_TUNE_SPAN columns)
-    for `attention_split`. Shapes already tuned for this device (in this process or in the
-    cache file) are skipped.
+    keep the fastest for `launch_config`. Where the kernels can be launched dependently
+    (pdl_unavailable_reason), a second, shorter round per shape launches them so: the first
+    round's choice and the rule, each in both loop forms (back-to-back dependent launches
+    overlap, so the best tile may differ; kept under the device key + PDL_KEY). Then the
+    attention kernel's split over the cache (ATTENTION_SPLITS, one row, a cache read up to the
+    middle of ATTENTION_TUNE_SPAN columns) for `attention_split`. What is already tuned for this
+    device (in this process or in the cache file) is skipped.
     Returns the seconds spent. Why at run time: the best tile depends on the GPU (bandwidth,
     multiprocessors), and the first guess was written without one."""
     device, dtype = model.device, model.dtype
@@ -264,28 +271,35 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
     key = device_key(device, dtype)
     _load_tuned()
     missing = [(n, k) for n, k in shapes if (key, n, k) not in _TUNED]
+    pdl = pdl_unavailable_reason(device) is None
+    missing_pdl = [(n, k) for n, k in shapes if pdl and (key + PDL_KEY, n, k) not in _TUNED]
     heads = (model.config.num_attention_heads, model.config.head_dim)
-    if not missing and (key, *heads) in _TUNED_SPLIT:
+    if not missing and not missing_pdl and (key, *heads) in _TUNED_SPLIT:
         return 0.0
     # a one-time pause of ~20 s (an H200, BioGPT-Large) that would otherwise look like a hang
     logger.warning("timing the fused decode kernels on this GPU (%s), once per machine; kept in %s", key, _tuned_path())
     start = time.perf_counter()
-    for n, k in missing:
+    for n, k in dict.fromkeys(missing + missing_pdl):
         weights = weight_copies(n, k, device=device, dtype=dtype)
         call = _projection_call(model, n, k)
-        timed, errors = [], []
-        for config in candidate_configs(n, k, _sm_count(device)):
-            turn = itertools.cycle(weights)
-            try:
-                timed.append((timer(lambda: call(next(turn), config), max(20, len(weights))), config))
-            except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
-                errors.append(f"{config}: {type(exc).__name__}: {exc}")
-                logger.debug("launch configuration %s", errors[-1])
-        if timed:
-            _TUNED[(key, n, k)] = min(timed)[1]
-            logger.debug("(%d, %d): %s", n, k, ", ".join(f"{c} {t:.2f} us" for t, c in sorted(timed)))
-        else:
-            logger.warning("no launch configuration of the (%d, %d) projection ran (%s); it keeps the first guess", n, k, errors[0])
+        for dependent in ((False,) if (n, k) in missing else ()) + ((True,) if (n, k) in missing_pdl else ()):
+            tuned_key, configs = key, candidate_configs(n, k, _sm_count(device))
+            if dependent:  # after the plain round: its choice and the rule, in both loop forms (not all: ~4 s a model)
+                best, rule = launch_config(n, k, _sm_count(device), key), launch_config(n, k, _sm_count(device))
+                tuned_key, configs = key + PDL_KEY, list(dict.fromkeys(c for b in (best, rule) for c in (b, (*b[:3], not b[3]))))
+            timed, errors = [], []
+            for config in configs:
+                turn = itertools.cycle(weights)
+                try:
+                    timed.append((timer(lambda: call(next(turn), config, dependent), max(20, len(weights))), config))
+                except Exception as exc:  # noqa: BLE001 - a configuration that does not build here
+                    errors.append(f"{config}: {type(exc).__name__}: {exc}")
+                    logger.debug("launch configuration %s", errors[-1])
+            if timed:
+                _TUNED[(tuned_key, n, k)] = min(timed)[1]
+                logger.debug("(%d, %d)%s: %s", n, k, " pdl" if dependent else "", ", ".join(f"{c} {t:.2f} us" for t, c in sorted(timed)))
+            else:
+                logger.warning("no launch configuration of the (%d, %d) projection ran (%s); it keeps the first guess", n, k, errors[0])
     if (key, *heads) not in _TUNED_SPLIT:
         call = _attention_call(model)
         timed_splits = []
@@ -327,10 +341,10 @@ def _attention_call(model) -> Callable[[int], torch.Tensor]:
     return lambda split: decode_attention(q, kv, bias, span=S, last=last, out=out, split=split, counts=counts)
 
 
-def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], torch.Tensor]:
+def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config, bool], torch.Tensor]:
     """A one-row call of the kernel variant the fused step runs for the (n, k) projection (the
     LayerNorm prologue, the residual, the key/value write change its registers and so its best
-    configuration), on random inputs: `call(weight, config)`."""
+    configuration), on random inputs: `call(weight, config, pdl)`."""
     cfg, device, dtype = model.config, model.device, model.dtype
     C, H = cfg.hidden_size, cfg.num_attention_heads
     b = torch.randn(n, device=device).to(dtype)
@@ -341,12 +355,12 @@ def _projection_call(model, n: int, k: int) -> Callable[[torch.Tensor, Config], 
         cache = torch.zeros(2, 1, H, 128, C // H, device=device, dtype=dtype)
         columns = torch.zeros(1, dtype=torch.long, device=device)
         q = torch.empty(1, C, device=device, dtype=dtype)
-        return lambda w, config: row_linear(x, w, b, out=q, layer_norm=norm, kv=(cache, columns), config=config)
+        return lambda w, config, pdl=False: row_linear(x, w, b, out=q, layer_norm=norm, kv=(cache, columns), config=config, pdl=pdl)
     if (n, k) == (cfg.intermediate_size, C):  # fc1: LayerNorm and the activation
-        return lambda w, config: row_linear(x, w, b, out=out, layer_norm=norm, activation=cfg.hidden_act, config=config)
+        return lambda w, config, pdl=False: row_linear(x, w, b, out=out, layer_norm=norm, activation=cfg.hidden_act, config=config, pdl=pdl)
     if n == cfg.vocab_size:  # the LM head: the final LayerNorm, no bias
-        return lambda w, config: row_linear(x, w, None, out=out, layer_norm=norm, config=config)
-    return lambda w, config: row_linear(x, w, b, out=out, residual=True, config=config)  # out_proj, fc2
+        return lambda w, config, pdl=False: row_linear(x, w, None, out=out, layer_norm=norm, config=config, pdl=pdl)
+    return lambda w, config, pdl=False: row_linear(x, w, b, out=out, residual=True, config=config, pdl=pdl)  # out_proj, fc2
 
 
 if triton is not None:
@@ -757,7 +771,7 @@ def row_linear(
     if weight.stride() != (K, 1) or x.stride(1) != 1 or out.stride(1) != 1:
         raise ValueError("row_linear needs contiguous weight rows and contiguous x/out rows")
     if config is None:
-        config = launch_config(N, K, _sm_count(x.device), _device_key_of(x.device, weight.dtype))
+        config = launch_config(N, K, _sm_count(x.device), _device_key_of(x.device, weight.dtype), pdl=pdl)
     block_n, block_k, warps, unroll = config
     if kv is not None:
         cache, columns = kv

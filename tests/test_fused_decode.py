@@ -443,16 +443,18 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     """Each candidate runs for real (under the interpreter: its output is checked here), the
     timer's figures decide, the table is saved, a new process (empty table) reads it instead of
     timing again, and row_linear then launches with the tuned configuration; the same for the
-    attention kernel's split over the cache, which the fused step then uses."""
+    kernels launched dependently (the interpreter counts as able to: a second, shorter round per
+    shape, kept under its own key) and for the attention kernel's split over the cache, which
+    the fused step then uses."""
     model = tiny_lm().half()
     cfg = model.config
     key = fused_decode.device_key(model.device, model.dtype)
     launched: list = []
     real_linear, real_attention = fused_decode.row_linear, fused_decode.decode_attention
 
-    def spy_linear(*args, config=None, **kw):
-        launched.append(config)
-        return real_linear(*args, config=config, **kw)
+    def spy_linear(*args, config=None, pdl=False, **kw):
+        launched.append((config, pdl))
+        return real_linear(*args, config=config, pdl=pdl, **kw)
 
     def spy_attention(*args, split=0, **kw):
         launched.append(f"split {split}")
@@ -474,9 +476,16 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     assert seconds > 0
     assert f"timing the fused decode kernels on this GPU ({key}), once per machine; kept in {fresh_tuning}" in caplog.text
     shapes = fused_decode.projection_shapes(cfg)
+    pdl_rounds = {}
     for n, k in shapes:
-        assert fused_decode._TUNED[(key, n, k)] == fused_decode.candidate_configs(n, k, 132)[-1]
-    assert len(calls) == sum(len(fused_decode.candidate_configs(n, k, 132)) for n, k in set(shapes)) + len(fused_decode.ATTENTION_SPLITS)
+        best, rule = fused_decode.candidate_configs(n, k, 132)[-1], fused_decode.launch_config(n, k, 132)
+        assert fused_decode._TUNED[(key, n, k)] == best
+        pdl_rounds[(n, k)] = list(dict.fromkeys([best, (*best[:3], not best[3]), rule, (*rule[:3], not rule[3])]))
+        assert fused_decode._TUNED[(key + "|pdl", n, k)] == pdl_rounds[(n, k)][-1]
+    plain_calls = [c for c in calls if isinstance(c, tuple) and not c[1]]
+    pdl_calls = [c[0] for c in calls if isinstance(c, tuple) and c[1]]
+    assert len(plain_calls) == sum(len(fused_decode.candidate_configs(n, k, 132)) for n, k in set(shapes))
+    assert pdl_calls == [c for shape in dict.fromkeys(shapes) for c in pdl_rounds[shape]]
     assert calls[-len(fused_decode.ATTENTION_SPLITS) :] == [f"split {s}" for s in fused_decode.ATTENTION_SPLITS]
     saved = json.loads(fresh_tuning.read_text())
     assert {(e["n"], e["k"]): tuple(e["config"]) for e in saved["configs"] if e["device"] == key} == {
@@ -489,6 +498,7 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     assert fused_decode.tune(model, timer=lambda fn, launches: pytest.fail("timed again")) == 0.0
     n, k = shapes[0]
     assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
+    assert fused_decode.launch_config(n, k, 132, key, pdl=True) == pdl_rounds[(n, k)][-1]
     cache = KVCache.for_model(cfg, 2, 128, dtype=model.dtype, device=torch.device("cpu"))
     step = fused_decode.fused_step(model, cache)
     assert step.split == 128 and all(layer.split == 128 for layer in step.layers)
@@ -504,7 +514,10 @@ def test_small_models_are_not_tuned(tmp_path, monkeypatch):
     assert not (tmp_path / "fused_decode.json").exists()
 
 
-def test_a_tuning_cache_from_before_the_split_attention_times_only_the_attention(fresh_tuning):
+def test_a_tuning_cache_from_before_the_split_attention_times_only_the_attention(fresh_tuning, monkeypatch):
+    """A file of launch configurations without attention entries, on a GPU that cannot launch
+    dependently: only the attention's splits are timed."""
+    monkeypatch.setattr(fused_decode, "pdl_unavailable_reason", lambda device: "compute capability 8.0")
     model = tiny_lm().half()
     key = fused_decode.device_key(model.device, model.dtype)
     configs = [{"device": key, "n": n, "k": k, "config": [4, 64, 4, False]} for n, k in fused_decode.projection_shapes(model.config)]
