@@ -379,6 +379,14 @@ if triton is not None:
     gdc_launch_dependents = _triton_cuda.gdc_launch_dependents if _REAL_GDC else _no_op
 
     @triton.jit
+    def _start_dependent(PDL: tl.constexpr):
+        """A kernel that reads only what earlier kernels wrote: with PDL, let the next kernel
+        launch, then wait for the previous one (see _row_linear_kernel)."""
+        if PDL:
+            gdc_launch_dependents()
+            gdc_wait()
+
+    @triton.jit
     def _weight_tile(w_ptr, offs_n, n_ok, k0, K: tl.constexpr, BLOCK_K: tl.constexpr):
         """w[offs_n, k0:k0+BLOCK_K], zeros outside the weight."""
         ks = k0 + tl.arange(0, BLOCK_K)
@@ -518,9 +526,7 @@ if triton is not None:
         put back to 0 for the next launch) combines them. Why: one program per head and row is
         25 programs for BioGPT-Large, on a GPU with 132 multiprocessors, each walking the
         cache block after block (5.3 us a layer on an H200)."""
-        if PDL:
-            gdc_launch_dependents()
-            gdc_wait()
+        _start_dependent(PDL)
         h = tl.program_id(0)
         b = tl.program_id(1)
         if SPLITS == 1:
@@ -579,9 +585,7 @@ if triton is not None:
         V: tl.constexpr, E: tl.constexpr, E_BLOCK: tl.constexpr, BLOCK_V: tl.constexpr, BAN: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """One row's greedy token and its bookkeeping (see greedy_pick)."""
-        if PDL:
-            gdc_launch_dependents()
-            gdc_wait()
+        _start_dependent(PDL)
         b = tl.program_id(0)
         cur = tl.load(cur_ptr)
         row = scores_ptr + b * stride_sb
@@ -621,9 +625,7 @@ if triton is not None:
         C: tl.constexpr, BLOCK_C: tl.constexpr, S: tl.constexpr, BLOCK_S: tl.constexpr, OFFSET: tl.constexpr, PDL: tl.constexpr,
     ):  # fmt: skip
         """One row's input vector and attention mask (see step_prologue)."""
-        if PDL:
-            gdc_launch_dependents()
-            gdc_wait()
+        _start_dependent(PDL)
         b = tl.program_id(0)
         dtype = x_ptr.dtype.element_ty
         token = tl.load(tokens_ptr + b)
