@@ -33,15 +33,15 @@ def measure(
     *,
     compile_step: bool | str = False,
     kernels: str = "torch",
-    fused: dict | None = None,
+    split: int | None = None,
     capacity: int = 384,
     breakdown: bool = False,
 ) -> tuple[int, float, float, float]:
     """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
     relative L2 error of the captured step's logits against the plain eager step's).
-    fused: fused_decode.fused_step's options for kernels="triton" (attention, pdl).
+    kernels: "torch" or a fused step's name (generation.FUSED_VARIANTS); split: the Triton
+    attention's columns per program instead of the tuned ones.
     breakdown: also print where the eagerly launched step's GPU time goes, by kernel name."""
-    import functools
     import time
 
     from torch.profiler import ProfilerActivity, profile
@@ -50,14 +50,12 @@ def measure(
     from model.generation import StaticDecoder
 
     start = time.perf_counter()
-    original = fused_decode.fused_step
-    if fused:  # the decoder builds its fused step through this function
-        fused_decode.fused_step = functools.partial(original, **fused)
+    fused_decode.SPLIT_OVERRIDE = split
     try:
         with torch.inference_mode():  # as generate builds it: no autograd in the captured step
             dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step, kernels=kernels)
     finally:
-        fused_decode.fused_step = original
+        fused_decode.SPLIT_OVERRIDE = None
     torch.cuda.synchronize()
     build = time.perf_counter() - start
     assert dec.graph is not None
@@ -110,7 +108,7 @@ def variant(
     *,
     compile_step: bool | str = False,
     kernels: str = "torch",
-    fused: dict | None = None,
+    split: int | None = None,
     in_place: bool = True,
     breakdown: bool = False,
 ) -> None:
@@ -120,7 +118,7 @@ def variant(
     try:
         if not in_place:
             modeling.accumulate_in_place = lambda x: False
-        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, fused=fused, breakdown=breakdown)
+        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, split=split, breakdown=breakdown)
     except Exception as exc:  # report and go on: the other variants still count
         print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
         return
@@ -233,19 +231,17 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 variant("  default, 1 row", model, 1, breakdown=args.breakdown)
                 variant("  fused Triton layers, 1 row", model, 1, kernels="triton", breakdown=args.breakdown)
-                variant("  fused Triton layers, SDPA attention, 1 row", model, 1, kernels="triton", fused={"attention": "sdpa"})
+                variant("  fused Triton layers, SDPA attention, 1 row", model, 1, kernels="triton-sdpa")
                 for split in (0, 64):  # against the tuned split the variant above uses
-                    variant(f"  fused Triton layers, attention split {split or 'none'}, 1 row", model, 1, kernels="triton", fused={"split": split})
+                    variant(f"  fused Triton layers, attention split {split or 'none'}, 1 row", model, 1, kernels="triton", split=split)
                 from model import fused_decode
 
-                if fused_decode.pdl_unavailable_reason(torch.device("cuda")) is None:
-                    for attention in ("triton", "sdpa"):
-                        variant(
-                            f"  fused Triton layers, {attention} attention, dependent launches (PDL), 1 row", model, 1,
-                            kernels="triton", fused={"attention": attention, "pdl": True}, breakdown=args.breakdown and attention == "triton",
-                        )  # fmt: skip
+                pdl_reason = fused_decode.pdl_unavailable_reason(torch.device("cuda"))
+                if pdl_reason is None:
+                    for name in ("triton+pdl", "triton-sdpa+pdl"):
+                        variant(f"  fused Triton layers ({name}: dependent launches), 1 row", model, 1, kernels=name, breakdown=args.breakdown and name == "triton+pdl")
                 else:
-                    print(f"  PDL variants not run: {fused_decode.pdl_unavailable_reason(torch.device('cuda'))}", flush=True)
+                    print(f"  PDL variants not run: {pdl_reason}", flush=True)
                 if args.sweep:
                     try:
                         fused_decode.CONFIG_OVERRIDES.update(sweep(model))

@@ -73,6 +73,8 @@ _TUNED: dict[tuple[str, int, int], Config] = {}
 # (device key, heads, head size) -> the attention kernel's columns per program `tune` timed
 # fastest (0: one program per head and row over the whole span); same file
 _TUNED_SPLIT: dict[tuple[str, int, int], int] = {}
+# Replaces the tuned split for every model (benchmarks/gpu_kernels.py sets it); None: tuned
+SPLIT_OVERRIDE: int | None = None
 _TUNED_LOADED = False
 PDL_KEY = "|pdl"  # appended to the device key: configurations tuned for dependent launches
 ATTENTION_SPLITS = (0, 64, 128, 256)  # what `tune` times for the attention kernel
@@ -318,8 +320,11 @@ def tune(model, *, timer: Callable[[Callable[[], object], int], float] = graph_u
 
 
 def attention_split(heads: int, head_dim: int, device: torch.device, dtype: torch.dtype) -> int:
-    """The attention kernel's columns per program for this model shape on this device: what
-    `tune` timed fastest, else 0 (one program per head and row, the kernel as first measured)."""
+    """The attention kernel's columns per program for this model shape on this device:
+    SPLIT_OVERRIDE, else what `tune` timed fastest, else 0 (one program per head and row, the
+    kernel as first measured)."""
+    if SPLIT_OVERRIDE is not None:
+        return SPLIT_OVERRIDE
     if triton is None:
         return 0
     _load_tuned()

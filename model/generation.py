@@ -389,6 +389,15 @@ AUTO_REPLAYS = 15  # replays timed per candidate step
 # Relative L2 error of the fused step's logits against the plain step's that "auto" accepts: a
 # few units of the dtype's rounding (CPU, Triton's interpreter: ~1e-7 float32, ~1e-3 float16).
 FUSED_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 5e-2}
+# The fused steps "auto" measures, by name: fused_decode.fused_step's options. The "+pdl" ones
+# only where the kernels can be launched dependently (fused_decode.pdl_unavailable_reason).
+# A StaticDecoder also takes one of these names as `kernels` (benchmarks/gpu_kernels.py).
+FUSED_VARIANTS: dict[str, dict[str, Any]] = {
+    "triton": {},
+    "triton-sdpa": {"attention": "sdpa"},  # torch's attention kernel, in case the Triton one loses
+    "triton+pdl": {"pdl": True},
+    "triton-sdpa+pdl": {"attention": "sdpa", "pdl": True},
+}
 
 
 def _bucket(value: int, buckets: Sequence[int], step: int) -> int:
@@ -492,20 +501,18 @@ class StaticDecoder:
                 try:
                     tune_seconds = fused_decode.tune(model)
                 except Exception as exc:  # noqa: BLE001 - the kernels keep their first-guess configurations
-                    if kernels == "triton":
+                    if kernels != "auto":
                         raise
                     logger.warning("could not tune the fused decode kernels (%s: %s)", type(exc).__name__, exc)
-            candidates["triton"] = fused_decode.fused_step(model, self.cache)
-            if kernels == "triton":
-                self.fused, self.kernels = candidates["triton"], "triton"
-            else:  # the fused projections with torch's attention kernel, in case the Triton one loses
-                candidates["triton-sdpa"] = fused_decode.fused_step(model, self.cache, attention="sdpa")
+            if kernels in FUSED_VARIANTS:  # that one
+                self.fused, self.kernels = fused_decode.fused_step(model, self.cache, **FUSED_VARIANTS[kernels]), kernels
+            else:
                 pdl_reason = fused_decode.pdl_unavailable_reason(device)
-                if pdl_reason is None:  # both again as programmatic dependent launches (Hopper)
-                    candidates["triton+pdl"] = fused_decode.fused_step(model, self.cache, pdl=True)
-                    candidates["triton-sdpa+pdl"] = fused_decode.fused_step(model, self.cache, attention="sdpa", pdl=True)
-                else:
+                if pdl_reason is not None:
                     logger.debug("fused decode kernels without programmatic dependent launch: %s", pdl_reason)
+                for name, options in FUSED_VARIANTS.items():
+                    if pdl_reason is None or not options.get("pdl"):
+                        candidates[name] = fused_decode.fused_step(model, self.cache, **options)
 
         def body() -> None:
             self.logits = self.step_fn()

@@ -246,30 +246,14 @@ def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, att
     a real model's 16 heads (the attention kernel's grid); the attention split over the cache
     too (its count buffer shared by the layers, zeroed by each launch)."""
     _needs_pdl()
-    from model import fused_decode
+    from model import fused_decode, generation
     from model.generation import StaticDecoder
 
-    monkeypatch.setattr(fused_decode, "attention_split", lambda *args: split)  # instead of what tune chose
-    monkeypatch.setattr(fused_decode, "tune", lambda model, **kw: 0.0)  # (a minute of compilations at this width; not what is tested)
     wanted = "triton+pdl" if attention == "triton" else "triton-sdpa+pdl"
-    monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graphs: [0.1 if getattr(g, "_name", None) == wanted else 1.0 for g in graphs])
-    original = StaticDecoder._choose_kernels
-
-    def choose(self, candidates, body):  # tag each candidate's graph with its name for the timing above
-        capture = self._capture_keeping_state
-
-        def tagged(body_):
-            graph = capture(body_)
-            graph._name = next(n for n, f in candidates.items() if f is self.fused)
-            return graph
-
-        self._capture_keeping_state = tagged
-        try:
-            original(self, candidates, body)
-        finally:
-            del self._capture_keeping_state
-
-    monkeypatch.setattr(StaticDecoder, "_choose_kernels", choose)
+    monkeypatch.setattr(generation, "FUSED_VARIANTS", {wanted: generation.FUSED_VARIANTS[wanted]})  # auto's only candidate
+    monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graphs: [1.0] + [0.1] * (len(graphs) - 1))  # ... kept
+    monkeypatch.setattr(fused_decode, "SPLIT_OVERRIDE", split)  # instead of what tune chose
+    monkeypatch.setattr(fused_decode, "tune", lambda model, **kw: 0.0)  # (a minute of compilations at this width; not what is tested)
     # diverse_lm's continuations at BioGPT's width (initializer scaled down to keep the outputs' spread)
     model = tiny_lm(0, vocab_size=1000, initializer_range=0.05, tie_word_embeddings=False, hidden_size=1024, num_attention_heads=16, intermediate_size=4096).cuda()
     for seed in range(4):

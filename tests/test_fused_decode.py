@@ -386,6 +386,18 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     assert torch.equal(got, model.generate(ids, max_new_tokens=8))
 
 
+def test_a_decoder_builds_the_fused_variant_it_is_named_after(monkeypatch):
+    """StaticDecoder(kernels=NAME) for each of auto's candidates (benchmarks/gpu_kernels.py
+    measures them one by one); SPLIT_OVERRIDE replaces the tuned attention split."""
+    model = tiny_lm()
+    monkeypatch.setattr(fused_decode, "SPLIT_OVERRIDE", 64)
+    for name, options in generation.FUSED_VARIANTS.items():
+        dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False, kernels=name)
+        assert dec.kernels == name
+        assert (dec.fused.attention, dec.fused.pdl) == (options.get("attention", "triton"), options.get("pdl", False))
+        assert dec.fused.split == (64 if dec.fused.attention == "triton" else 0)
+
+
 def test_pdl_is_offered_only_where_it_can_run(monkeypatch):
     """Programmatic dependent launch: under the interpreter (its waits are no-ops) always; on a
     GPU from compute capability 9.0 with a Triton that has grid dependency control; the launch
