@@ -94,14 +94,20 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
     return model, tokenizer
 
 
+def check_output_path(path: Path, *, force: bool, otherwise: str = "") -> None:
+    """An output file may be written: not there yet (or --force), in a folder that exists.
+    Checked before any work, so a typo costs nothing; `otherwise` adds another way out."""
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it{otherwise}")
+    if not path.parent.exists():
+        raise UserError(f"{path.parent}: no such directory for the output file")
+
+
 def open_output(path: "Path | None", *, force: bool = False, append: bool = False):
     """stdout, or a file that is never silently overwritten (one line per record, flushed)."""
     if path is None or str(path) == "-":
         return sys.stdout
-    if path.exists() and not (force or append):
-        raise UserError(f"{path} exists; pass --force to overwrite it")
-    if path.parent and not path.parent.exists():
-        raise UserError(f"{path.parent}: no such directory for the output file")
+    check_output_path(path, force=force or append)
     return path.open("a" if append else "w", encoding="utf-8")
 
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._common import FailureLog, UserError, open_output
+from ._common import FailureLog, UserError, check_output_path, open_output
 
 logger = logging.getLogger("biogpt")
 T = TypeVar("T")
@@ -353,10 +353,7 @@ class RunState:
         if self.nothing_to_do:
             return _NullSink()
         if not self._resume:
-            if self.target.exists() and not self._force:
-                raise UserError(f"{self.target} exists; pass --force to overwrite it (or --resume to continue it)")
-            if self.target.parent and not self.target.parent.exists():
-                raise UserError(f"{self.target.parent}: no such directory for the output file")
+            check_output_path(self.target, force=self._force, otherwise=" (or --resume to continue it)")
             write_sidecar(self.target, {**self.fingerprint, "complete": False})
         self.sink = RecordSink(self.target, journal_path(self.target), append=self._resume, offset=self._offset)
         return self.sink
@@ -503,10 +500,7 @@ def merge_parts(parts: list[Path], output: Path | None, *, force: bool = False) 
             out = sys.stdout.buffer
             tmp = None
         else:
-            if output.exists() and not force:
-                raise UserError(f"{output} exists; pass --force to overwrite it")
-            if not output.parent.exists():
-                raise UserError(f"{output.parent}: no such directory for the output file")
+            check_output_path(output, force=force)
             tmp = output.with_name(output.name + ".merging")
             out = tmp.open("wb")
         total = 0

@@ -20,7 +20,7 @@ import typer
 from .. import _options as opts
 
 from .. import __version__
-from .._common import UserError, open_output
+from .._common import UserError, check_output_path, open_output
 
 logger = logging.getLogger(__name__)
 
@@ -380,10 +380,7 @@ def eval_command(
         raise UserError(f"ner: pass --data PATH ({_data_hint('ner')})")
     # every output path is checked before a model loads: a typo must not cost a whole run
     if output is not None and str(output) != "-":
-        if output.exists() and not force:
-            raise UserError(f"{output} exists; pass --force to overwrite it")
-        if not output.parent.exists():
-            raise UserError(f"{output.parent}: no such directory for the output file")
+        check_output_path(output, force=force)
     if save_predictions is not None and str(save_predictions) == "-":
         raise UserError("--save-predictions needs a file name (stdout carries the metrics)")
     sink = open_output(save_predictions, force=force) if save_predictions is not None else None
