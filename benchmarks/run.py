@@ -10,6 +10,10 @@ throughput measured in the same run; no absolute time is asserted anywhere.
 
 from __future__ import annotations
 
+import time
+
+PROCESS_START = time.perf_counter()  # before torch's import: the GPU suite's 5 minutes count from here
+
 import argparse
 import contextlib
 import json
@@ -19,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -212,18 +215,45 @@ def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
 
 
 # ---------------------------------------------------------------------------------------- GPU suite
-def peak_gib(fn: Callable[[], Any]) -> float:
-    return peak_and_result(fn)[0]
+def held_bytes(*holders: torch.nn.Module | torch.optim.Optimizer, device_type: str = "cuda") -> int:
+    """Bytes a model (parameters, buffers, gradients) or an optimizer (its state) keeps on the
+    device between calls, shared storages counted once: what one side of a row owns while the
+    other side is measured."""
+    storages: dict[int, int] = {}
+    for holder in holders:
+        if isinstance(holder, torch.nn.Module):
+            tensors = [*holder.parameters(), *(p.grad for p in holder.parameters() if p.grad is not None), *holder.buffers()]
+        else:
+            tensors = [v for state in holder.state.values() for v in state.values() if torch.is_tensor(v)]
+        for t in tensors:
+            if t.device.type == device_type:
+                storage = t.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
-def peak_and_result(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(peak GPU memory of one call in GiB, its result): one call serves both the memory column
-    and the agreement check (a batch-1 call of transformers' BioGPT-Large takes ~3 s)."""
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    out = fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2**30, out
+def side_peaks(ours: Callable[[], Any], theirs: Callable[[], Any], *, base: int, theirs_held: int) -> tuple[tuple[float, Any], tuple[float, Any]]:
+    """((ours' peak GPU memory in GiB, ours' result), (theirs', theirs' result)), one call each.
+
+    Both sides are loaded at once (one process, the same weights), so the allocator's peak
+    during a call also holds the other side's model. Each side's figure is that peak less what
+    does not belong to it: `base` (allocated before this row's models were loaded) and what the
+    other side holds. Theirs holds `theirs_held` (held_bytes of its model, and optimizer when
+    training); ours holds what stays allocated after its call besides that (its weights, and its
+    static caches and captured graphs' buffers). One call serves both the memory column and the
+    agreement check (a batch-1 call of transformers' BioGPT-Large takes ~3 s)."""
+
+    def peak(fn: Callable[[], Any]) -> tuple[int, Any]:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        out = fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated(), out
+
+    peak_ours, out_ours = peak(ours)
+    ours_held = torch.cuda.memory_allocated() - base - theirs_held
+    peak_theirs, out_theirs = peak(theirs)
+    return ((peak_ours - base - theirs_held) / 2**30, out_ours), ((peak_theirs - base - ours_held) / 2**30, out_theirs)
 
 
 def scratch_dir() -> str | None:
@@ -257,24 +287,25 @@ GPU_PARTS = ("b1", "b32", "beam", "large", "train", "trainer", "job", "b1c")  # 
 EXTRA_GPU_PARTS = ("largec",)
 
 
-# Wall seconds each part took on a fresh H200 machine (BENCHMARKS.md run 3: b1 43, b32 17,
-# beam 11, large 41, train 49, b1c 36, job 59, with 5 launch configurations a shape tuned; run
-# 4: b1 53, large 60, tuning 8-14 a shape and timing 6 fused variants; 4 since, on Hopper:
-# triton, triton-sdpa and both with dependent launches, with a second tuning round for those
-# and the attention's splits: ~5 s more a model, not yet measured); largec on an H100 (run 2:
-# 48). "train" is the training step and biogpt train's rows.
-PART_SECONDS = {"b1": 65, "b1c": 40, "b32": 20, "beam": 15, "job": 60, "large": 70, "largec": 50, "train": 50}
-SUITE_BUDGET = 285.0  # seconds: the suite must finish within 5 minutes on one lent GPU
+# Wall seconds each part took on a fresh machine, tuning included (BENCHMARKS.md run 3, H200,
+# 5 launch configurations a shape: b1 43, b32 17, beam 11, large 41, train 49, b1c 36, job 59;
+# run 5, H100, 8-14 configurations a shape plus the dependent-launch round and the attention's
+# splits, 5 fused variants timed: b1 66, b32 16, beam 10, large 61, train 60, job 65 with 256
+# prompts (128 since: not yet measured, about half); largec on an H100 (run 2: 48). "train" is
+# the training step and biogpt train's rows. A part starts only if its figure fits what is left.
+PART_SECONDS = {"b1": 70, "b1c": 40, "b32": 20, "beam": 15, "job": 40, "large": 70, "largec": 50, "train": 65}
+SUITE_BUDGET = 285.0  # seconds from the process's start (PROCESS_START): the suite must finish within 5 minutes on one lent GPU
 
 
 def gpu_suite(
-    repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS, *, budget: float = SUITE_BUDGET
+    repeats: int, quick: bool, only: Sequence[str] = GPU_PARTS, *, budget: float = SUITE_BUDGET, started: float | None = None
 ) -> tuple[list[Result], list[str]]:
     """Ours vs transformers' default generate / eager training on one CUDA device, fp16 inference.
     `only` picks parts (GPU_PARTS) for short checks; the full suite runs them all. The targets'
     rows run first and the extra rows (job, then b1c) last; a part that would not finish within
-    `budget` seconds of the start (by PART_SECONDS) is skipped and the notes say so, so the
-    suite always ends in time with its tables written."""
+    `budget` seconds of `started` (a perf_counter reading; default: now; the command line
+    passes the process's start, so imports count) by PART_SECONDS is skipped and the notes say
+    so, so the suite always ends in time with its tables written."""
     import transformers
 
     from model import BioGptConfig, BioGptForCausalLM
@@ -287,7 +318,7 @@ def gpu_suite(
     notes: list[str] = [f"GPU: {torch.cuda.get_device_name(dev)}; inference in float16 for both; ours decodes through a captured CUDA graph."]
     g = torch.Generator().manual_seed(0)
     timings: list[str] = []  # wall time of each part (the whole suite must fit a lent machine's call)
-    suite_start = time.perf_counter()
+    suite_start = time.perf_counter() if started is None else started
 
     def fits(name: str) -> bool:
         left = budget - (time.perf_counter() - suite_start)
@@ -298,7 +329,7 @@ def gpu_suite(
         return False
 
     def finished() -> tuple[list[Result], list[str]]:
-        notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s")
+        notes.append(f"wall time per part: {', '.join(timings)}; whole suite {time.perf_counter() - suite_start:.0f} s{' from the process start' if started is not None else ''}")
         return results, notes
 
     def ids(rows: int, length: int, vocab: int = 42384) -> torch.Tensor:
@@ -357,13 +388,13 @@ def gpu_suite(
         per_step = begin.elapsed_time(end) / n
         notes.append(f"{label}, batch 1: one graph replay (token choice + decode step) takes {per_step:.3f} ms on the GPU ({1000 / per_step:.0f} steps/s ceiling without host work)")
 
-    def compiled_row(name: str, model, ref_model, x, new: int) -> None:
+    def compiled_row(name: str, model, ref_model, x, new: int, *, base: int) -> None:
         """The batch-1 row with the compiled step; its first call (compilation, capture and the
         generation itself) is timed on its own and reported."""
         fn = ours_gen(model, x, max_new_tokens=new, compile_step=True)
         first, _ = synced_seconds(fn)
         extra = f"; ours: compiled step (generate(compile_step=True)), first call {first:.1f} s (compilation + capture + generation)"
-        side_by_side(name, fn, ref_gen(ref_model, x, max_new_tokens=new), new, 1, 8, extra)
+        side_by_side(name, fn, ref_gen(ref_model, x, max_new_tokens=new), new, 1, 8, extra, base=base, ref_model=ref_model)
 
     def ref_gen(model, x, **kw):
         mask = torch.ones_like(x)
@@ -382,10 +413,11 @@ def gpu_suite(
             torch.cuda.empty_cache()
         timings.append(f"{name} {time.perf_counter() - start:.0f} s")
 
-    def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int, extra: str = "") -> None:
+    def side_by_side(name: str, ours_fn, ref_fn, new: int, rows: int, prompt: int, extra: str = "", *, base: int, ref_model) -> None:
+        """`base`: GPU memory allocated before this row's two models were loaded (see side_peaks)."""
         res = Result(name, "tokens/s")
         interleave(lambda: tokens_per_second(ours_fn, new, rows), lambda: tokens_per_second(ref_fn, new, rows), repeats, res)
-        (mem_ours, out_ours), (mem_ref, out_ref) = peak_and_result(ours_fn), peak_and_result(ref_fn)
+        (mem_ours, out_ours), (mem_ref, out_ref) = side_peaks(ours_fn, ref_fn, base=base, theirs_held=held_bytes(ref_model))
         rows_same, prefix = agreement(out_ours, out_ref, prompt)
         res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB; fp16 agreement: {rows_same:.0%} rows identical, {prefix:.0%} of tokens before a first difference{extra}"
         results.append(res)
@@ -395,6 +427,7 @@ def gpu_suite(
         path = Path(tmp) / "biogpt-random"
         torch.manual_seed(0)
         BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).save_pretrained(path, tokenizer=False)
+        base = torch.cuda.memory_allocated()
         ours = BioGptForCausalLM.from_pretrained(path, dtype=half, device=dev).eval()
         ref = transformers.BioGptForCausalLM.from_pretrained(str(path), dtype=half).to(dev).eval()
 
@@ -402,7 +435,7 @@ def gpu_suite(
         x1 = ids(1, 8)
         if "b1" in only and fits("b1"):
             with part("b1"):
-                side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8)
+                side_by_side(f"greedy, batch 1, 8-token prompt, {new1} new", ours_gen(ours, x1, max_new_tokens=new1), ref_gen(ref, x1, max_new_tokens=new1), new1, 1, 8, base=base, ref_model=ref)
                 replay_note(ours, "347M")  # before fixed_cost: its decoder is the last one used
                 notes.append(f"batch 1, 347M: {fixed_cost(ours, x1)}")
 
@@ -410,16 +443,17 @@ def gpu_suite(
         x32 = ids(32, 300)
         if "b32" in only and fits("b32"):
             with part("b32"):
-                side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300)
+                side_by_side(f"greedy, batch 32, 300-token prompts, {new32} new", ours_gen(ours, x32, max_new_tokens=new32), ref_gen(ref, x32, max_new_tokens=new32), new32, 32, 300, base=base, ref_model=ref)
 
         newb = 16 if quick else 64
         xb = ids(8, 135)
         if "beam" in only and fits("beam"):
             with part("beam"):
-                side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135)
+                side_by_side(f"beam 5, batch 8, 135-token prompts, {newb} new", ours_gen(ours, xb, max_new_tokens=newb, num_beams=5), ref_gen(ref, xb, max_new_tokens=newb, num_beams=5), newb, 8, 135, base=base, ref_model=ref)
         large = Path(tmp) / "biogpt-large-random"
         if ("large" in only or "largec" in only) and fits("large" if "large" in only else "largec"):
             with part("large" if "large" in only else "large model set-up"):
+                base_large = torch.cuda.memory_allocated()  # the 347M models and their caches stay loaded
                 with torch.device(dev):
                     big = BioGptForCausalLM(BioGptConfig.from_preset("biogpt-large", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(half).eval()
                 big.save_pretrained(large, tokenizer=False)
@@ -427,19 +461,19 @@ def gpu_suite(
                 newl = 32 if quick else 128
                 name = f"BioGPT-Large, greedy, batch 1, 8-token prompt, {newl} new"
                 if "large" in only:
-                    side_by_side(name, ours_gen(big, x1, max_new_tokens=newl), ref_gen(big_ref, x1, max_new_tokens=newl), newl, 1, 8)
+                    side_by_side(name, ours_gen(big, x1, max_new_tokens=newl), ref_gen(big_ref, x1, max_new_tokens=newl), newl, 1, 8, base=base_large, ref_model=big_ref)
                     replay_note(big, "BioGPT-Large")
                     notes.append(f"batch 1, BioGPT-Large: {fixed_cost(big, x1)}")
                 if "largec" in only and fits("largec"):
                     with part("largec"):
-                        compiled_row(f"{name}, compiled step", big, big_ref, x1, newl)
+                        compiled_row(f"{name}, compiled step", big, big_ref, x1, newl, base=base_large)
                 del big, big_ref
                 torch.cuda.empty_cache()
 
         def job_part() -> None:  # a batch job: BC5CDR prompt lengths, outputs of the gold lengths
             from .continuous import make_job, run_continuous, run_static, timed
 
-            n_job = 64 if quick else 256
+            n_job = 64 if quick else 128  # 256 until run 5 (65 s of a fresh H100's 5 minutes)
             prompts, targets = make_job(n_job, 42384)
 
             def theirs_static(x, mask, new):
@@ -474,6 +508,7 @@ def gpu_suite(
             batch = {"input_ids": ids(8, 512)}
             batch["labels"] = batch["input_ids"]
             steps = 5 if quick else 20
+            base_train = torch.cuda.memory_allocated()
             ref = transformers.BioGptForCausalLM.from_pretrained(str(train_path)).to(dev).train()
             ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.01)
 
@@ -501,7 +536,8 @@ def gpu_suite(
 
                     res = Result(f"training step ({label}), bf16 autocast, 8×512 tokens", "tokens/s")
                     interleave(lambda: rate(ours_step), lambda: rate(ref_step), repeats, res)
-                    res.note = f"peak GPU memory {peak_gib(ours_step):.2f} vs {peak_gib(ref_step):.2f} GiB"
+                    (mem_ours, _), (mem_ref, _) = side_peaks(ours_step, ref_step, base=base_train, theirs_held=held_bytes(ref, ref_opt))
+                    res.note = f"peak GPU memory {mem_ours:.2f} vs {mem_ref:.2f} GiB"
                     if graph:
                         res.note += f"; one-time capture {step.capture_seconds:.2f} s"
                     results.append(res)
@@ -532,7 +568,7 @@ def gpu_suite(
                 job_part()
         if "b1c" in only and fits("b1c"):
             with part("b1c"):
-                compiled_row(f"greedy, batch 1, 8-token prompt, {new1} new, compiled step", ours, ref, x1, new1)
+                compiled_row(f"greedy, batch 1, 8-token prompt, {new1} new, compiled step", ours, ref, x1, new1, base=base)
         del ours, ref
         torch.cuda.empty_cache()
     return finished()
@@ -653,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(parts) - set(GPU_PARTS + EXTRA_GPU_PARTS))
         if unknown:
             parser.error(f"--only: unknown part(s) {', '.join(unknown)}; choose from {', '.join(GPU_PARTS + EXTRA_GPU_PARTS)}")
-        results, notes = gpu_suite(args.repeats, args.quick, parts, budget=args.budget)
+        results, notes = gpu_suite(args.repeats, args.quick, parts, budget=args.budget, started=PROCESS_START)
     else:
         results, notes = cpu_suite(args.repeats, args.quick)
     command = f"python -m benchmarks.run --suite {args.suite}" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")
