@@ -671,7 +671,20 @@ def environment() -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def command_line(args: argparse.Namespace) -> str:
+    """The command as run, for the table's header: a table from a partial run (--only, a shorter
+    --budget) must say so."""
+    gpu = args.suite == "gpu"
+    return (
+        f"python -m benchmarks.run --suite {args.suite}"
+        + (f" --only {args.only}" if gpu and args.only != ",".join(GPU_PARTS) else "")
+        + (f" --budget {args.budget:g}" if gpu and args.budget != SUITE_BUDGET else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
+        + (" --quick" if args.quick else "")
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--only", default=",".join(GPU_PARTS), help=f"gpu suite: comma-separated parts of {','.join(GPU_PARTS + EXTRA_GPU_PARTS)} (default: {','.join(GPU_PARTS)})")
@@ -680,6 +693,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer new tokens (smoke run)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path, help="write the table here (e.g. BENCHMARKS.md)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.suite == "gpu":
         if not torch.cuda.is_available():
@@ -692,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         results, notes = gpu_suite(args.repeats, args.quick, parts, budget=args.budget, started=PROCESS_START)
     else:
         results, notes = cpu_suite(args.repeats, args.quick)
-    command = f"python -m benchmarks.run --suite {args.suite}" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + (" --quick" if args.quick else "")
+    command = command_line(args)
     lines = [
         f"Machine: {environment()}",
         f"Command: `{command}`",

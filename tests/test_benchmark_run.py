@@ -75,3 +75,12 @@ def test_held_bytes_counts_parameters_gradients_buffers_and_optimizer_state_once
     state = run.held_bytes(opt, device_type="cpu")
     assert state == 2 * params * 4 + sum(s["step"].untyped_storage().nbytes() for s in opt.state.values())
 
+
+
+def test_a_tables_command_line_says_which_parts_and_budget_it_ran_with():
+    parse = run.build_parser().parse_args
+    assert run.command_line(parse(["--suite", "gpu"])) == "python -m benchmarks.run --suite gpu"
+    assert run.command_line(parse(["--suite", "gpu", "--only", "b1,large", "--budget", "185"])) == (
+        "python -m benchmarks.run --suite gpu --only b1,large --budget 185"
+    )
+    assert run.command_line(parse(["--repeats", "5", "--quick"])) == "python -m benchmarks.run --suite cpu --repeats 5 --quick"
