@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from torch._dynamo.utils import counters
 
-    from model import BioGptConfig, BioGptForCausalLM
-    from model.generation import StaticDecoder
+    from biogpt.model import BioGptConfig, BioGptForCausalLM
+    from biogpt.model.generation import StaticDecoder
 
     torch.manual_seed(0)
     reference = BioGptForCausalLM(BioGptConfig.from_preset(args.preset)).eval()

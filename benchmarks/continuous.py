@@ -54,7 +54,7 @@ def run_static(generate: Callable[..., torch.Tensor], prompts: list[list[int]], 
 
 
 def run_continuous(model, prompts: list[list[int]], targets: list[int], rows: int) -> int:
-    from model.continuous import generate_continuous
+    from biogpt.model.continuous import generate_continuous
 
     produced = 0
     for done in generate_continuous(model, prompts, rows=rows, max_new_tokens=targets, eos_token_id=[]):
@@ -75,9 +75,9 @@ def timed(fn: Callable[[], int]) -> float:
 
 def write_lengths() -> None:
     sys.path.insert(0, str(ROOT))
-    from model import BioGptTokenizer
-    from tasks import get_task
-    from tasks.runner import PromptRecipe, encode_source
+    from biogpt.model import BioGptTokenizer
+    from biogpt.tasks import get_task
+    from biogpt.tasks.runner import PromptRecipe, encode_source
 
     tokenizer = BioGptTokenizer.from_pretrained("microsoft/biogpt")
     task = get_task("bc5cdr")
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_lengths:
         write_lengths()
         return 0
-    from model import BioGptConfig, BioGptForCausalLM
+    from biogpt.model import BioGptConfig, BioGptForCausalLM
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"

@@ -30,9 +30,9 @@ def sdpa(q, k, v, mask):
 
 
 def main() -> int:
-    from model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer, modeling
-    from model.generation import StaticDecoder
-    from model.kv_cache import KVCache
+    from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer, modeling
+    from biogpt.model.generation import StaticDecoder
+    from biogpt.model.kv_cache import KVCache
 
     from .run import abstract_prompt
 

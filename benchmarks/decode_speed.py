@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(args.checkout.resolve()))
-    from model import BioGptConfig, BioGptForCausalLM
+    from biogpt.model import BioGptConfig, BioGptForCausalLM
 
     torch.manual_seed(0)
     model = BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()

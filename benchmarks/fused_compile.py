@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"needs Triton: {exc}", file=sys.stderr)
         return 2
-    from model import fused_decode as fd
+    from biogpt.model import fused_decode as fd
 
     target = GPUTarget("cuda", args.arch, 32)
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")

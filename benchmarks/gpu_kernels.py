@@ -46,8 +46,8 @@ def measure(
 
     from torch.profiler import ProfilerActivity, profile
 
-    from model import fused_decode
-    from model.generation import StaticDecoder
+    from biogpt.model import fused_decode
+    from biogpt.model.generation import StaticDecoder
 
     start = time.perf_counter()
     fused_decode.SPLIT_OVERRIDE = split
@@ -112,7 +112,7 @@ def variant(
     in_place: bool = True,
     breakdown: bool = False,
 ) -> None:
-    from model import modeling
+    from biogpt.model import modeling
 
     saved = modeling.accumulate_in_place
     try:
@@ -141,8 +141,8 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
     alone (bias included; the Triton kernel also does the LayerNorm, residual or cache write
     around it); returns the best. Then the attention kernel's time for each split over the
     cache that `tune` times."""
-    from model import fused_decode
-    from model.fused_decode import graph_us
+    from biogpt.model import fused_decode
+    from biogpt.model.fused_decode import graph_us
 
     best: dict[tuple[int, int], fused_decode.Config] = {}
     dev, half = model.device, torch.float16
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
         return 2
-    from model import BioGptConfig, BioGptForCausalLM
+    from biogpt.model import BioGptConfig, BioGptForCausalLM
 
     presets = ["biogpt"] + (["biogpt-large"] if args.large else [])
     # the compiled variants last, the quick per-layer compilation before the whole step's: a
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                 variant("  fused Triton layers, SDPA attention, 1 row", model, 1, kernels="triton-sdpa")
                 for split in (0, 64):  # against the tuned split the variant above uses
                     variant(f"  fused Triton layers, attention split {split or 'none'}, 1 row", model, 1, kernels="triton", split=split)
-                from model import fused_decode
+                from biogpt.model import fused_decode
 
                 pdl_reason = fused_decode.pdl_unavailable_reason(torch.device("cuda"))
                 if pdl_reason is None:

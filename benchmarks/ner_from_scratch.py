@@ -25,7 +25,7 @@ CONFIG = {  # ~6M parameters besides the embeddings: trainable on two CPU cores 
 
 
 def biogpt(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "biogpt_cli", *args], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "biogpt", *args], capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         raise SystemExit(f"biogpt {' '.join(args)} failed:\n{out.stderr}")
     return out.stdout

@@ -82,7 +82,7 @@ def tokens_per_second(fn: Callable[[], torch.Tensor], new_tokens: int, rows: int
 
 # ---------------------------------------------------------------------------------------- setup
 def make_checkpoint(directory: Path) -> None:
-    from model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
+    from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
 
     torch.manual_seed(0)
     model = BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
@@ -105,7 +105,7 @@ def peak_kb():
             return int(line.split()[1])
 impl, path = sys.argv[1], sys.argv[2]
 if impl == "ours":
-    from model import BioGptForCausalLM
+    from biogpt.model import BioGptForCausalLM
 else:
     import transformers
     transformers.logging.set_verbosity_error()
@@ -134,7 +134,7 @@ def load_rss(path: Path, impl: str) -> tuple[float, float]:
 def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
     import transformers
 
-    from model import BioGptForCausalLM, BioGptTokenizer
+    from biogpt.model import BioGptForCausalLM, BioGptTokenizer
 
     transformers.logging.set_verbosity_error()
     notes: list[str] = []
@@ -308,8 +308,8 @@ def gpu_suite(
     so, so the suite always ends in time with its tables written."""
     import transformers
 
-    from model import BioGptConfig, BioGptForCausalLM
-    from model.training import TrainStep, adamw
+    from biogpt.model import BioGptConfig, BioGptForCausalLM
+    from biogpt.model.training import TrainStep, adamw
 
     transformers.logging.set_verbosity_error()
     dev = torch.device("cuda")
@@ -596,8 +596,8 @@ def trainer_rows(train_path: Path, dev: torch.device, repeats: int, quick: bool)
     import transformers
 
     from benchmarks.continuous import load_lengths
-    from model import BioGptForCausalLM
-    from model.training import TrainStep, adamw, drop_right_padding_mask, pad_to_length, padded_length
+    from biogpt.model import BioGptForCausalLM
+    from biogpt.model.training import TrainStep, adamw, drop_right_padding_mask, pad_to_length, padded_length
 
     g = torch.Generator().manual_seed(1)
     pairs = load_lengths(48)

@@ -30,7 +30,7 @@ def texts() -> list[str]:
 
 
 def encode(chunk: list[str]) -> list[list[int]]:
-    from model.tokenizer import BioGptTokenizer
+    from biogpt.model.tokenizer import BioGptTokenizer
 
     tok = BioGptTokenizer.from_pretrained("microsoft/biogpt")
     return [tok(t)["input_ids"] for t in chunk]

@@ -36,7 +36,7 @@ which, data, hf_dir = sys.argv[1], sys.argv[2], sys.argv[3]
 texts = [d["title"] + " " + d["abstract"] for d in json.load(open(data, encoding="utf-8")).values()]
 t0 = time.perf_counter()
 if which == "ours":
-    from model.tokenizer import BioGptTokenizer
+    from biogpt.model.tokenizer import BioGptTokenizer
     tok = BioGptTokenizer.from_pretrained("microsoft/biogpt")
 else:
     import transformers

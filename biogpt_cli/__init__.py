@@ -1,9 +1,60 @@
-"""biogpt-cli: the command-line toolkit. Each command lives in `biogpt_cli/commands/<name>.py`
-as a thin Typer wrapper over plain functions; shared helpers are in `biogpt_cli/_common.py`."""
+"""biogpt: biomedical text mining with BioGPT.
 
+One import namespace over three folders: the core network, tokenizer and checkpoints are
+`biogpt.model` (model/), the paper's tasks are `biogpt.tasks` (tasks/), and this package holds the
+command line (`biogpt.main`, one module per command in `biogpt.commands`) and the library code
+around the core (training, batch runs).
+
+The seed's six classes are exported from the top, as transformers users write them:
+
+    from biogpt import BioGptTokenizer, BioGptForCausalLM
+
+They are resolved on first access (PEP 562), so `import biogpt` and `biogpt --help` stay fast:
+neither imports torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("biogpt-cli")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
+
+# name -> the module that defines it, imported only when the name is first used
+_LAZY = {
+    "BioGptConfig": "biogpt.model.config",
+    "BioGptTokenizer": "biogpt.model.tokenizer",
+    "BioGptModel": "biogpt.model.modeling",
+    "BioGptForCausalLM": "biogpt.model.modeling",
+    "BioGptForTokenClassification": "biogpt.model.modeling",
+    "BioGptForSequenceClassification": "biogpt.model.modeling",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
+    from .model.config import BioGptConfig
+    from .model.modeling import (
+        BioGptForCausalLM,
+        BioGptForSequenceClassification,
+        BioGptForTokenClassification,
+        BioGptModel,
+    )
+    from .model.tokenizer import BioGptTokenizer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'biogpt' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -1,3 +1,5 @@
+"""`python -m biogpt` and `torchrun … -m biogpt`: the same entry point as the `biogpt` script."""
+
 import sys
 
 from .main import main

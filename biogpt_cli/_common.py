@@ -73,7 +73,7 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
     """(model, tokenizer) for a local directory, hub id or fairseq directory, checked to fit."""
     import torch
 
-    from model import BioGptForCausalLM, BioGptTokenizer, CheckpointError
+    from biogpt.model import BioGptForCausalLM, BioGptTokenizer, CheckpointError
 
     dev = resolve_device(device)
     if quantize not in (None, "none", "int8"):
@@ -189,7 +189,7 @@ class _RichProgress:
 def provenance(model, model_name: str, **options) -> dict:
     """What every JSONL record and metrics file carries: tool version, model id, revision or
     weights hash, and the options that shaped the output."""
-    from model.checkpoint import weights_fingerprint
+    from biogpt.model.checkpoint import weights_fingerprint
 
     from . import __version__
 

@@ -28,8 +28,8 @@ OFFICIAL_FAIRSEQ = {
 def get_task(name: str, accepted: tuple[str, ...] | None = None, *, command: str = ""):
     """The task `name` (or an alias of it). With `accepted`, only those: the registry's own error
     lists every task, which would offer ones the command rejects."""
-    from tasks import TaskDataError
-    from tasks import get_task as lookup
+    from biogpt.tasks import TaskDataError
+    from biogpt.tasks import get_task as lookup
 
     try:
         task = lookup(name)
@@ -48,8 +48,8 @@ def model_card(name: str | None) -> tuple[list[str], dict[str, Any]]:
     (a fairseq folder: a causal LM that records no task) or it cannot be read."""
     if name is None:
         return [], {}
-    from model import BioGptConfig
-    from tasks.runner import RECIPE_KEY
+    from biogpt.model import BioGptConfig
+    from biogpt.tasks.runner import RECIPE_KEY
 
     try:
         config = BioGptConfig.from_pretrained(name)
@@ -80,7 +80,7 @@ def default_model(task) -> str:
 
 
 def load_task_model(task, model_name: str | None, *, device: str, dtype: str, quantize: str | None = None):
-    from tasks.runner import read_recipe
+    from biogpt.tasks.runner import read_recipe
 
     name = model_name or default_model(task)
     model, tokenizer = load_causal_lm(name, device=device, dtype=dtype, quantize=quantize)
@@ -110,7 +110,7 @@ def generate_in_batches(
     """(prepared, Generated) per item in input order (BadRecords pass through). Greedy,
     unconstrained decoding runs with continuous batching (`batch_size` rows, refilled as rows
     finish); other options in length-sorted static batches. Same outputs either way."""
-    from tasks.runner import continuous_applies, generate_continuously, generate_outputs
+    from biogpt.tasks.runner import continuous_applies, generate_continuously, generate_outputs
 
     passthrough = lambda p: p if isinstance(p, BadRecord) else None  # noqa: E731
     if continuous_applies(task, decoding, constrained=constrained):

@@ -50,7 +50,7 @@ register_all(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.errors import BioGptError, InvalidOptionError
+    from biogpt.model.errors import BioGptError, InvalidOptionError
 
     try:
         result = app(args=argv, prog_name="biogpt", standalone_mode=False)

@@ -170,7 +170,7 @@ class Trainer:
         self.batches_per_epoch = math.ceil(self.shard_size / args.batch_size)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / args.grad_accum)
         self.total_steps = args.max_steps or args.epochs * self.steps_per_epoch
-        from model.training import TrainStep, adamw
+        from biogpt.model.training import TrainStep, adamw
 
         model.to(self.device)
         self.graph_blocker = self._graph_blocker()
@@ -224,7 +224,7 @@ class Trainer:
         does not change, see pad_to_length). On a GPU its mask is dropped where it only marks
         right padding: attention then runs the causal flash kernel (see drop_right_padding_mask;
         on a CPU it made no difference, so CPU runs keep their numerics)."""
-        from model.training import drop_right_padding_mask, pad_to_length, padded_length
+        from biogpt.model.training import drop_right_padding_mask, pad_to_length, padded_length
 
         idx = order[b * self.args.batch_size : (b + 1) * self.args.batch_size]
         batch = self.collate([self.dataset[i] for i in idx])
@@ -307,7 +307,7 @@ class Trainer:
         missing = [k for k in missing if not k.endswith("output_projection.weight")]
         if missing or unexpected:
             raise UserError(f"--resume {path}: checkpoint does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-        from model.training import load_optimizer_state
+        from biogpt.model.training import load_optimizer_state
 
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         load_optimizer_state(self.optimizer, state["optimizer"])

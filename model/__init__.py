@@ -1,43 +1,60 @@
 """The BioGPT core: configuration, tokenizer, models, generation and checkpoint I/O.
 
 Depends only on torch, safetensors and (in the tokenizer) sacremoses, so it runs where the
-CLI's other dependencies are absent.
+CLI's other dependencies are absent. Names are resolved on first access (PEP 562): importing
+`biogpt.model.errors` (as the command line does to report errors) does not import torch.
 """
 
-from .config import PRESETS, BioGptConfig
-from .errors import (
-    BioGptError,
-    CheckpointError,
-    ConfigError,
-    InvalidOptionError,
-    ModelNotFoundError,
-    UnsafeCheckpointError,
-    VocabularyError,
-)
-from .kv_cache import KVCache
-from .modeling import (
-    BioGptForCausalLM,
-    BioGptForSequenceClassification,
-    BioGptForTokenClassification,
-    BioGptModel,
-)
-from .tokenizer import BatchEncoding, BioGptTokenizer
+from __future__ import annotations
 
-__all__ = [
-    "PRESETS",
-    "BatchEncoding",
-    "BioGptConfig",
-    "BioGptError",
-    "BioGptForCausalLM",
-    "BioGptForSequenceClassification",
-    "BioGptForTokenClassification",
-    "BioGptModel",
-    "KVCache",
-    "BioGptTokenizer",
-    "CheckpointError",
-    "ConfigError",
-    "InvalidOptionError",
-    "ModelNotFoundError",
-    "UnsafeCheckpointError",
-    "VocabularyError",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "PRESETS": "config",
+    "BioGptConfig": "config",
+    "BioGptError": "errors",
+    "CheckpointError": "errors",
+    "ConfigError": "errors",
+    "InvalidOptionError": "errors",
+    "ModelNotFoundError": "errors",
+    "UnsafeCheckpointError": "errors",
+    "VocabularyError": "errors",
+    "KVCache": "kv_cache",
+    "BioGptModel": "modeling",
+    "BioGptForCausalLM": "modeling",
+    "BioGptForTokenClassification": "modeling",
+    "BioGptForSequenceClassification": "modeling",
+    "BatchEncoding": "tokenizer",
+    "BioGptTokenizer": "tokenizer",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:
+    from .config import PRESETS, BioGptConfig
+    from .errors import (
+        BioGptError,
+        CheckpointError,
+        ConfigError,
+        InvalidOptionError,
+        ModelNotFoundError,
+        UnsafeCheckpointError,
+        VocabularyError,
+    )
+    from .kv_cache import KVCache
+    from .modeling import BioGptForCausalLM, BioGptForSequenceClassification, BioGptForTokenClassification, BioGptModel
+    from .tokenizer import BatchEncoding, BioGptTokenizer
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'biogpt.model' has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

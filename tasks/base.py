@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from model.errors import BioGptError
+from biogpt.model.errors import BioGptError
 
 logger = logging.getLogger(__name__)
 

@@ -166,7 +166,7 @@ def generate_continuously(
     """(position in `inputs`, Generated) for every input as it finishes: greedy decoding with
     continuous batching (model/continuous.py: a finished row takes the next input at once),
     the outputs `generate_outputs` gives each input."""
-    from model.continuous import generate_continuous
+    from biogpt.model.continuous import generate_continuous
 
     max_new = decoding.get("max_new_tokens", task.decoding.max_new_tokens)
     learned = _learned_ids(tokenizer)

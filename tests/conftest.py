@@ -1,5 +1,6 @@
-"""Shared fixtures: the ../shared data (skipped with a reason when absent), the transformers
-reference built from the same vocabulary files, and the --slow switch."""
+"""Fixtures every test folder shares: the ../shared data (skipped with a reason when absent), the
+transformers reference built from the same vocabulary files, and the --slow switch. Plain helper
+functions (tiny models, checkpoint writers, the CLI runner) are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -10,15 +11,14 @@ from pathlib import Path
 
 import pytest
 
+
 # No test may reach the network: hub loading is exercised against local caches only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Tokenized-feature caches of the training tests go to a throw-away folder, not the user's cache.
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="biogpt-test-datasets-"))
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED = Path(os.environ.get("BIOGPT_SHARED", ROOT.parent / "shared")) / "data"
+from tests.helpers import FIXTURES, ROOT, SHARED, write_hf_vocab  # noqa: E402  (after the environment above)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -41,19 +41,6 @@ def shared_data() -> Path:
     return SHARED
 
 
-def write_hf_vocab(dict_file: Path, bpecodes: Path, out: Path) -> Path:
-    """vocab.json + merges.txt of the hub tokenizer, built by the rule of ../shared/data/README.md
-    (independently of the product's own conversion)."""
-    out.mkdir(parents=True, exist_ok=True)
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for line in dict_file.read_text(encoding="utf-8").splitlines():
-        word = line.rsplit(" ", 1)[0]
-        vocab[word[:-2] if word.endswith("@@") else word + "</w>"] = len(vocab)
-    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (out / "merges.txt").write_bytes(bpecodes.read_bytes())
-    return out
-
-
 @pytest.fixture(scope="session")
 def hf_vocab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = ROOT / "model" / "vocab" / "biogpt"
@@ -68,7 +55,7 @@ def hf_tokenizer(hf_vocab_dir: Path):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from model import BioGptTokenizer
+    from biogpt.model import BioGptTokenizer
 
     return BioGptTokenizer.from_pretrained("microsoft/biogpt")
 

@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
-from model import BioGptConfig, BioGptForCausalLM
+from biogpt.model import BioGptConfig, BioGptForCausalLM
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED = Path(os.environ.get("BIOGPT_SHARED", ROOT.parent / "shared")) / "data"
+
+
 VOCAB = ROOT / "model" / "vocab" / "biogpt"
+
+
+def write_hf_vocab(dict_file: Path, bpecodes: Path, out: Path) -> Path:
+    """vocab.json + merges.txt of the hub tokenizer, built by the rule of ../shared/data/README.md
+    (independently of the product's own conversion)."""
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for line in dict_file.read_text(encoding="utf-8").splitlines():
+        word = line.rsplit(" ", 1)[0]
+        vocab[word[:-2] if word.endswith("@@") else word + "</w>"] = len(vocab)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (out / "merges.txt").write_bytes(bpecodes.read_bytes())
+    return out
 
 
 def tiny_config(**overrides) -> BioGptConfig:
@@ -113,7 +134,7 @@ def emulate_cuda_graph_training(monkeypatch) -> list:
     import contextlib
     import copy
 
-    import model.training as training
+    import biogpt.model.training as training
 
     steps: list = []
     capturing: list = []
@@ -190,7 +211,7 @@ def emulate_decoder_capture(monkeypatch) -> None:
     do) and a replay runs it again with the fused step the capture saw (a real graph keeps
     its kernels) and writes the result into the output buffer the capture produced (a real graph
     writes its outputs in place). The fused kernels' tuning (timed with graphs) is skipped."""
-    from model.generation import StaticDecoder
+    from biogpt.model.generation import StaticDecoder
 
     class Graph:
         def __init__(self, dec, body) -> None:
@@ -209,7 +230,7 @@ def emulate_decoder_capture(monkeypatch) -> None:
 
     monkeypatch.setattr(StaticDecoder, "_capture", lambda self, body: Graph(self, body) if self.capture else None)
     try:  # launch configurations are timed with real graphs: left to the GPU tests
-        from model import fused_decode
+        from biogpt.model import fused_decode
 
         monkeypatch.setattr(fused_decode, "tune", lambda model, **kw: 0.0)
     except ImportError:
@@ -219,7 +240,7 @@ def emulate_decoder_capture(monkeypatch) -> None:
 def emulate_graph_trainer(monkeypatch) -> list:
     """The trainer's CUDA-graph branch on the CPU: no blocker, graphs emulated as above. Returns
     the TrainSteps built."""
-    from biogpt_cli.trainer import Trainer
+    from biogpt.trainer import Trainer
 
     monkeypatch.setattr(Trainer, "_graph_blocker", lambda self: None)
     return emulate_cuda_graph_training(monkeypatch)
@@ -230,7 +251,7 @@ def graph_and_eager_steps(*, device: str = "cpu", warmup: int = 1, **options):
     copy, for tests that compare the two step by step. `options` go to both steps."""
     import copy
 
-    from model.training import TrainStep, adamw
+    from biogpt.model.training import TrainStep, adamw
 
     torch.manual_seed(0)
     model = tiny_lm().to(device).train()
@@ -238,3 +259,105 @@ def graph_and_eager_steps(*, device: str = "cpu", warmup: int = 1, **options):
     graph = TrainStep(model, adamw(model, lr=1e-3, capturable=True), bf16=False, graph=True, warmup=warmup, **options)
     eager = TrainStep(twin, adamw(twin, lr=1e-3), bf16=False, **options)
     return model, twin, graph, eager
+
+
+# ------------------------------------------------------------------ the installed command
+BIN = Path(sys.executable).parent / "biogpt"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def command(*args: str) -> list[str]:
+    """The installed `biogpt` script with `args` (`python -m biogpt` where no script is installed)."""
+    return [*([str(BIN)] if BIN.exists() else [sys.executable, "-m", "biogpt"]), *args]
+
+
+def biogpt(*args: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """One offline run of the command line in a subprocess, its output captured as text."""
+    return subprocess.run(command(*args), input=input, capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
+
+
+def records(path: Path) -> list[dict]:
+    """A JSONL output's records without the fields that legitimately differ between runs."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        r.pop("tokens_per_second", None)
+        r.pop("provenance", None)
+        out.append(r)
+    return out
+
+
+# ------------------------------------------------------------------ generation cases
+# Options every search must equal transformers on (tests/model/test_generation.py, test_cuda.py).
+CASES = [
+    dict(),
+    dict(num_beams=1),
+    dict(num_beams=4),
+    dict(num_beams=5),
+    dict(num_beams=5, length_penalty=0.5),
+    dict(num_beams=5, length_penalty=2.0),
+    dict(num_beams=4, early_stopping=True),
+    dict(num_beams=4, early_stopping="never", length_penalty=1.5),
+    dict(num_beams=5, num_return_sequences=3),
+    dict(num_beams=4, num_return_sequences=4, length_penalty=0.3, early_stopping=True),
+    dict(no_repeat_ngram_size=2),
+    dict(num_beams=4, no_repeat_ngram_size=3),
+    dict(min_new_tokens=8),
+    dict(num_beams=4, min_new_tokens=6),
+    dict(repetition_penalty=1.3),
+    dict(num_beams=3, repetition_penalty=1.2, no_repeat_ngram_size=2),
+    dict(bad_words_ids=[[5], [7, 8]]),
+]
+
+
+def make_batch(vocab: int, B: int = 4, P: int = 8, seed: int = 0, padded: bool = True):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(4, vocab, (B, P), generator=g)
+    ids[:, 0] = 2
+    mask = torch.ones_like(ids)
+    if padded:  # left padding of different amounts
+        for b in range(B):
+            mask[b, : b * 2] = 0
+        ids = ids.masked_fill(mask == 0, 1)
+    return ids, mask
+
+
+# ------------------------------------------------------------------ continuous batching
+EOS = [78, 654]
+LENGTHS = [5, 9, 3, 12, 7, 7, 4, 15, 6, 10, 8]
+
+
+def prompts_of(vocab: int, lengths: list[int], seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    return [[2, *torch.randint(4, vocab, (n - 1,), generator=g).tolist()] for n in lengths]
+
+
+def alone(model, prompt: list[int], max_new: int, **options) -> list[int]:
+    """What generate gives one prompt: the new tokens up to and including the first end token."""
+    options.setdefault("eos_token_id", EOS)
+    out = model.generate(torch.tensor([prompt], device=model.device), max_new_tokens=max_new, cuda_graph=False, **options)
+    row = out[0, len(prompt) :].tolist()
+    ends = [j for j, t in enumerate(row) if t in options["eos_token_id"]]
+    return row[: ends[0] + 1] if ends else row
+
+
+def finished(completions) -> dict[int, list[int]]:
+    out = {}
+    for c in completions:
+        assert c.index not in out and c.seconds >= 0
+        out[c.index] = c.tokens
+    return out
+
+
+# ------------------------------------------------------------------ training
+def collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+    """Right-padded input ids, labels (-100 on padding) and attention mask of token rows."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), 1)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+        labels[i, : len(r["labels"])] = torch.tensor(r["labels"])
+        mask[i, : len(r["input_ids"])] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

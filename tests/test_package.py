@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .conftest import ROOT
+from tests.helpers import ROOT
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -15,8 +15,8 @@ def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_model_package_imports_only_torch_safetensors_sacremoses():
     code = (
         "import sys\n"
-        "import model\n"
-        "from model import BioGptTokenizer, BioGptForCausalLM\n"
+        "import biogpt.model\n"
+        "from biogpt.model import BioGptTokenizer, BioGptForCausalLM\n"
         "BioGptTokenizer.from_pretrained('microsoft/biogpt')('COVID-19 is')\n"
         "banned = ['transformers', 'typer', 'rich', 'datasets', 'huggingface_hub', 'sklearn', 'seqeval', 'omegaconf', 'fairseq']\n"
         "print(','.join(b for b in banned if b in sys.modules))\n"
@@ -27,18 +27,18 @@ def test_model_package_imports_only_torch_safetensors_sacremoses():
 
 
 def test_cli_entry_points():
-    out = run("-m", "biogpt_cli", "--version")
+    out = run("-m", "biogpt", "--version")
     assert out.returncode == 0 and out.stdout.startswith("biogpt-cli ")
-    out = run("-m", "biogpt_cli", "models")
+    out = run("-m", "biogpt", "models")
     assert out.returncode == 0 and "microsoft/biogpt" in out.stdout and "biogpt-large" in out.stdout
-    out = run("-m", "biogpt_cli", "no-such-command")
+    out = run("-m", "biogpt", "no-such-command")
     assert out.returncode == 2 and "Traceback" not in out.stderr
 
 
 def test_every_command_has_help_with_an_example():
     from typer.main import get_command
 
-    from biogpt_cli.main import app
+    from biogpt.main import app
 
     def leaves(cmd, prefix=()):
         for name, sub in getattr(cmd, "commands", {}).items():
@@ -51,5 +51,5 @@ def test_every_command_has_help_with_an_example():
     assert {("generate",), ("eval",), ("extract-relations",), ("qa",), ("classify",), ("tag",), ("convert",), ("models",), ("train", "ner")} <= set(found)
     for path, cmd in found.items():
         assert cmd.help and ("Example" in cmd.help or "e.g." in cmd.help or "biogpt " in cmd.help), path
-    out = run("-m", "biogpt_cli", "extract-relations", "--help")
+    out = run("-m", "biogpt", "extract-relations", "--help")
     assert out.returncode == 0 and "Example" in out.stdout

@@ -131,7 +131,7 @@ def classify(
 
     try:
         if task is None:
-            from model import BioGptForSequenceClassification, BioGptTokenizer
+            from biogpt.model import BioGptForSequenceClassification, BioGptTokenizer
 
             dev = resolve_device(device)
             model = BioGptForSequenceClassification.from_pretrained(model_name, dtype=resolve_dtype(dtype, dev), device=dev)
@@ -146,7 +146,7 @@ def classify(
                     emit({"id": item.id, **classify_with_head(model, tokenizer, item.text, threshold=threshold)}, meta)
             finished = True
             return
-        from tasks.runner import encode_source
+        from biogpt.tasks.runner import encode_source
 
         name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
         decoding = decoding_options(num_beams, max_new_tokens)

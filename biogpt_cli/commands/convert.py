@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 def convert_tasks() -> tuple[str, ...]:
     """Tasks a converted causal LM can record: the generative ones with a fixed prompt recipe
     (not `ner`, a token-classification head, nor `custom`, whose template only training knows)."""
-    from tasks import TASKS, get_task
+    from biogpt.tasks import TASKS, get_task
 
     return tuple(name for name in TASKS if get_task(name).kind == "generative")
 
@@ -33,8 +33,8 @@ def check_task(task: str | None, setting: str | None) -> tuple[Any, str | None]:
         return task_obj, None
     if task_obj is None or "setting" not in task_obj.options:
         raise UserError(f"--setting {setting}: only --task pubmedqa has settings (reasoning-required or reasoning-free)")
-    from tasks import TaskDataError
-    from tasks.pubmedqa import SETTINGS, normalize_setting
+    from biogpt.tasks import TaskDataError
+    from biogpt.tasks.pubmedqa import SETTINGS, normalize_setting
 
     try:
         return task_obj, normalize_setting(setting)
@@ -47,7 +47,7 @@ def convert_checkpoint(
 ) -> Path:
     """Load SRC with every format the core knows and write config.json, model.safetensors and the
     tokenizer files (learned prompt tokens included) to DST, loadable by transformers too."""
-    from model import BioGptForCausalLM
+    from biogpt.model import BioGptForCausalLM
 
     task_obj, setting = check_task(task, setting)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
@@ -56,7 +56,7 @@ def convert_checkpoint(
     _, extra = getattr(model, "tokenizer_source", (None, []))
     if extra or task is not None:
         # The prompt recipe travels with the model, so task commands never guess it again.
-        from tasks.runner import PromptRecipe, save_recipe
+        from biogpt.tasks.runner import PromptRecipe, save_recipe
 
         save_recipe(model, PromptRecipe(
             task=task_obj.name if task_obj else None,

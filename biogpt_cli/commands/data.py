@@ -34,8 +34,8 @@ def ner_from_pubtator(
 
     Example: biogpt data ner-from-pubtator CDR_TrainingSet.PubTator.txt -o train.jsonl
     """
-    from tasks.base import TaskDataError
-    from tasks.pubtator import read_pubtator
+    from biogpt.tasks.base import TaskDataError
+    from biogpt.tasks.pubtator import read_pubtator
 
     try:
         docs = read_pubtator(source)

@@ -30,7 +30,7 @@ EVAL_TASKS: tuple[str, ...] = ("bc5cdr", "kd-dti", "ddi", "pubmedqa", "hoc", "ne
 
 def _task(name: str):
     """The task object; an unknown name lists what eval accepts (lm too, which is no task object)."""
-    from tasks import TaskDataError, get_task
+    from biogpt.tasks import TaskDataError, get_task
 
     try:
         return get_task(name)
@@ -102,8 +102,8 @@ def generate_predictions(
     """Run the model over the examples with the task's defaults; predictions as `--predictions`
     would read them (and, into `sink`, the --save-predictions file opened before the model
     loads, written in that format)."""
-    from tasks.evaluate import PredictionFile
-    from tasks.runner import encode_source
+    from biogpt.tasks.evaluate import PredictionFile
+    from biogpt.tasks.runner import encode_source
 
     from .._common import progress, provenance
     from .._taskrun import Prepared, generate_in_batches, load_task_model
@@ -155,7 +155,7 @@ def score_predictions(
 ) -> dict[str, Any]:
     """Score a predictions file, or (with `model` options) a model's predictions; returns the
     metrics dict with provenance (what `eval` writes)."""
-    from tasks.evaluate import evaluate, read_predictions
+    from biogpt.tasks.evaluate import evaluate, read_predictions
 
     task = _task(task_name)
     if data is None:
@@ -260,7 +260,7 @@ def load_examples(task: Any, data: Path, split: str, **options: Any) -> list[Any
     `{"tokens", "tags"}` lines, what `biogpt data ner-from-pubtator` writes), so that the same
     --data scores with -m and with --predictions."""
     if task.kind == "ner" and data.is_file() and data.suffix in (".jsonl", ".json"):
-        from tasks import Example
+        from biogpt.tasks import Example
 
         from .train import ner_documents
 
@@ -275,7 +275,7 @@ def ner_with_model(task: Any, model_name: str, data: Path, split: str, *, device
                    sink: TextIO | None = None) -> dict[str, Any]:
     """Tag the documents of --data (our NER JSONL, or BC5CDR's PubTator) and score the spans;
     with `sink` (--save-predictions) each document's `{"id", "entities"}` is written too."""
-    from tasks import Prediction
+    from biogpt.tasks import Prediction
 
     from .._common import provenance
     from .tag import load_tagger, tag_text
@@ -300,7 +300,7 @@ def render_table(metrics: dict[str, Any]) -> Any:
     """A rich table of the headline metrics, per-document/per-type rows and the counts."""
     from rich.table import Table
 
-    from tasks import get_task
+    from biogpt.tasks import get_task
 
     if metrics["task"] == "lm":
         table = Table(title="biogpt eval lm", show_header=True, header_style="bold")

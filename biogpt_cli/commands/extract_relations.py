@@ -42,8 +42,8 @@ def resolve_task(task_name: str | None, model_name: str | None) -> Any:
         task_name = str(stored["task"])
     task = get_task(task_name, RE_TASKS, command="extract-relations")
     if task.name == "custom":
-        from tasks import TaskDataError
-        from tasks.custom import CustomRelationTask
+        from biogpt.tasks import TaskDataError
+        from biogpt.tasks.custom import CustomRelationTask
 
         template = stored.get("template")
         if not template:
@@ -71,8 +71,8 @@ def load_entities(path: Path | None) -> dict[str, dict[str, str]] | None:
 
 def relations_record(task: Any, record: Any, generated: Any, *, model: Any, tokenizer: Any, entities: dict | None) -> dict[str, Any]:
     """Parse one output into grounded, scored relations."""
-    from tasks import Example
-    from tasks.runner import clause_probabilities, ground
+    from biogpt.tasks import Example
+    from biogpt.tasks.runner import clause_probabilities, ground
 
     def parse(text: str):
         if task.name == "bc5cdr":
@@ -103,7 +103,7 @@ def relations_record(task: Any, record: Any, generated: Any, *, model: Any, toke
 def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str, Any]:
     """Mentions (every found span) and, for BC5CDR with --entities, CID lines: a CID line names
     MeSH ids, which only the --entities map gives (a relation with an unmapped name has none)."""
-    from tasks.pubtator import title_abstract_lines
+    from biogpt.tasks.pubtator import title_abstract_lines
 
     title, abstract, shift = title_abstract_lines(record.text, record.fields.get("title"), record.fields.get("abstract"))
     entities, relations, seen = [], [], set()
@@ -148,7 +148,7 @@ def extract_relations(
 
     Example: cat abstracts.jsonl | biogpt extract-relations --task bc5cdr -m RE-BC5CDR-BioGPT/ > triples.jsonl
     """
-    from tasks.runner import encode_source
+    from biogpt.tasks.runner import encode_source
 
     task = resolve_task(task_name, model_name)
     if output_format == "pubtator" and task.name != "bc5cdr":

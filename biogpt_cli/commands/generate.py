@@ -19,7 +19,7 @@ import typer
 from .. import _options as opts
 
 if TYPE_CHECKING:
-    from model.generation import GenerationConfig
+    from biogpt.model.generation import GenerationConfig
 
 from .. import _common
 from .._common import DEFAULT_MODEL, UserError, load_causal_lm, progress, provenance
@@ -110,7 +110,7 @@ def generate_records(
 
     def run_window(window: list[Prepared]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """Continuous batching: each row is refilled with the next prompt as soon as it ends."""
-        from model.continuous import generate_continuous
+        from biogpt.model.continuous import generate_continuous
 
         for done in generate_continuous(
             model,
@@ -219,7 +219,7 @@ def generate(
         raise UserError("--kernels triton and --compile exclude each other (torch.compile fuses the step itself)")
     if seed is not None:
         torch.manual_seed(seed)
-    from model.generation import GenerationConfig
+    from biogpt.model.generation import GenerationConfig
 
     options = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -258,7 +258,7 @@ def generate(
     streaming = streaming and output_format == "text" and num_beams == 1 and num_return_sequences == 1
     streamer = None
     if streaming:
-        from model.generation import TextStreamer
+        from biogpt.model.generation import TextStreamer
 
         if not prompt or len(prompt) != 1:
             raise UserError("--stream works with a single --prompt")

@@ -41,7 +41,7 @@ KNOWN: list[KnownModel] = [
 
 
 def list_models() -> list[dict[str, str]]:
-    from model.config import PRESETS, BioGptConfig
+    from biogpt.model.config import PRESETS, BioGptConfig
 
     rows = [asdict(m) for m in KNOWN]
     for name in PRESETS:

@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 def _is_reasoning_free(setting: str | None) -> bool:
-    from tasks.base import TaskDataError
-    from tasks.pubmedqa import normalize_setting
+    from biogpt.tasks.base import TaskDataError
+    from biogpt.tasks.pubmedqa import normalize_setting
 
     try:
         return normalize_setting(setting) == "reasoning-free"
@@ -40,7 +40,7 @@ def answer_question(
     task: Any, model: Any, tokenizer: Any, recipe: Any, record: Record, *, context_key: str, long_answer_key: str,
     setting: str | None, generate: bool,
 ) -> dict[str, Any]:
-    from tasks.runner import candidate_probabilities, encode_source, generate_outputs
+    from biogpt.tasks.runner import candidate_probabilities, encode_source, generate_outputs
 
     context = record.fields.get(context_key, record.fields.get("CONTEXTS"))
     if context is None:

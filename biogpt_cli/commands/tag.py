@@ -146,7 +146,7 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
 def pubtator_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]:
     """A PubTator document: the title on `|t|`, the abstract on `|a|` when the input had them
     (PubTator input, JSONL title/abstract), mention offsets into `title + " " + abstract`."""
-    from tasks.pubtator import title_abstract_lines
+    from biogpt.tasks.pubtator import title_abstract_lines
 
     title, abstract, shift = title_abstract_lines(item.text, item.fields.get("title"), item.fields.get("abstract"))
     moved = [{**e, "start": e["start"] + shift, "end": e["end"] + shift} for e in entities]
@@ -154,7 +154,7 @@ def pubtator_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]
 
 
 def load_tagger(name: str, *, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
-    from model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
+    from biogpt.model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
 
     try:
         config = BioGptConfig.from_pretrained(name)

@@ -182,7 +182,7 @@ def read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
 
 def build_model(cls: Any, options: dict[str, Any], device: Any, **overrides: Any) -> tuple[Any, Any]:
     """(model, tokenizer): -m MODEL (pretrained weights, a fresh head) or --from-scratch."""
-    from model import BioGptConfig, BioGptTokenizer
+    from biogpt.model import BioGptConfig, BioGptTokenizer
 
     dropout = options["dropout"]
     if dropout is not None:
@@ -347,8 +347,8 @@ def ner_documents(path: Path) -> list[tuple[str, str, list[tuple[int, int, str]]
 
 def ner_score(model: Any, tokenizer: Any, docs: list[tuple[str, str, list[tuple[int, int, str]]]]) -> dict[str, Any]:
     """seqeval entity-level strict IOB2 scores of the model's entities (tasks/ner.py's metric)."""
-    from tasks.base import Example, Prediction
-    from tasks.ner import NERTask
+    from biogpt.tasks.base import Example, Prediction
+    from biogpt.tasks.ner import NERTask
 
     from .tag import tag_text
 
@@ -392,7 +392,7 @@ def ner(
 
     Example: biogpt train ner train.jsonl --dev dev.jsonl -o ner-run
     """
-    from model import BioGptForTokenClassification
+    from biogpt.model import BioGptForTokenClassification
 
     from .tag import ner_features
 
@@ -473,7 +473,7 @@ def classify(
     """Document classification head (single- or multi-label); the result works with `biogpt classify -m`.
     With --task hoc --generative: the paper's generative HoC fine-tuning (TRAIN_FILE: the HoC folder or file)."""
     import torch
-    from model import BioGptForSequenceClassification
+    from biogpt.model import BioGptForSequenceClassification
 
     if task_name is not None and not generative:
         raise UserError("--task needs --generative (the head model reads JSONL documents)")
@@ -607,7 +607,7 @@ def lm(
     Example: biogpt train lm my_abstracts.txt --dev held_out.txt -o lm-run
     """
     import torch
-    from model import BioGptForCausalLM
+    from biogpt.model import BioGptForCausalLM
 
     options = resolve_options(config_file, given_flags(locals(), block_size=block_size))
     dev_ = resolve_train_device(options["device"])
@@ -700,7 +700,7 @@ def generative_features(
     target is cut at 1024 − max_source_positions − prompt length (and to fit the model's
     positions) with its last kept token replaced by `...`. Labels: the whole sequence
     (`full_loss`, the official recipe) or only target + `</s>`."""
-    from tasks.runner import encode_source
+    from biogpt.tasks.runner import encode_source
 
     eos, dots = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("...</w>")
     msp = prompt.max_source_positions or positions
@@ -754,7 +754,7 @@ def batch_collate(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, Any
 
 def generative_eval(task: Any, tokenizer: Any, examples: list[Any], prompt: Any, *, positions: int, max_new_tokens: int | None) -> Callable[[Any], dict[str, float]]:
     """Greedy generation on the dev examples, parsed and scored by the task."""
-    from tasks.runner import encode_source, generate_outputs
+    from biogpt.tasks.runner import encode_source, generate_outputs
 
     limit = None if positions >= 1024 else max(8, positions - max(4, positions // 4))
     inputs = [encode_source(tokenizer, ex.source, prompt, limit=limit) for ex in examples]
@@ -775,9 +775,9 @@ def generative_eval(task: Any, tokenizer: Any, examples: list[Any], prompt: Any,
 
 def train_generative(command: str, task_name: str | None, data: Optional[Path], output: Path, config_file: Optional[Path], given: dict[str, Any]) -> dict[str, Any]:
     """Causal-LM fine-tuning on a task's source → target (train re / qa / classify --generative)."""
-    from model import BioGptForCausalLM
-    from tasks import TaskDataError
-    from tasks.runner import PromptRecipe, save_recipe
+    from biogpt.model import BioGptForCausalLM
+    from biogpt.tasks import TaskDataError
+    from biogpt.tasks.runner import PromptRecipe, save_recipe
 
     from .._taskrun import get_task
 
@@ -791,7 +791,7 @@ def train_generative(command: str, task_name: str | None, data: Optional[Path], 
     if options["recipe"] not in RECIPES:
         raise UserError(f"--recipe {options['recipe']}: expected {', '.join(RECIPES)}")
     if task.name == "custom":
-        from tasks.custom import CustomRelationTask
+        from biogpt.tasks.custom import CustomRelationTask
 
         try:
             task = CustomRelationTask(options["template"])

@@ -1,0 +1,368 @@
+"""Checkpoint formats, safety and errors: HF directories (single, sharded, .bin), hub cache,
+fairseq directories (omegaconf cfg / argparse args, learned prompt rows), malicious pickles."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from biogpt.model import (
+    BioGptForCausalLM,
+    BioGptTokenizer,
+    CheckpointError,
+    ModelNotFoundError,
+    UnsafeCheckpointError,
+)
+from biogpt.model.checkpoint import safe_torch_load
+
+from tests.helpers import ROOT, tiny_lm, write_fairseq_dir
+
+LEARNED = [f"learned{i}" for i in range(1, 10)]
+
+
+def ids_batch(vocab: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(4, vocab, (2, 9), generator=g)
+
+
+# ------------------------------------------------------------------ Hugging Face formats
+@torch.no_grad()
+def test_sharded_and_bin_weights(tmp_path):
+    model = tiny_lm()
+    ids = ids_batch(1000)
+    want = model(ids).logits
+    model.save_pretrained(tmp_path / "sharded", max_shard_size=20_000)
+    index = json.loads((tmp_path / "sharded" / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    assert torch.equal(BioGptForCausalLM.from_pretrained(tmp_path / "sharded")(ids).logits, want)
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "config.json").write_text((tmp_path / "sharded" / "config.json").read_text())
+    torch.save(model.state_dict(), bin_dir / "pytorch_model.bin")
+    assert torch.equal(BioGptForCausalLM.from_pretrained(bin_dir)(ids).logits, want)
+
+
+@torch.no_grad()
+def test_transformers_loading_options_are_understood(tmp_path):
+    """transformers' loading line (torch_dtype=..., device_map=..., low_cpu_mem_usage=...,
+    attn_implementation=...) loads the same model here; contradictions and what we do not
+    offer (a model split over devices, an unknown attention) are one clear error each."""
+    model = tiny_lm()
+    model.save_pretrained(tmp_path, tokenizer=False)
+    ids = ids_batch(1000)
+    want = BioGptForCausalLM.from_pretrained(tmp_path, dtype=torch.float16)
+    for options in (
+        dict(torch_dtype=torch.float16),
+        dict(torch_dtype="float16", dtype="torch.float16"),
+        dict(torch_dtype=torch.float16, device_map="auto" if not torch.cuda.is_available() else "cpu"),
+        dict(torch_dtype=torch.float16, device_map={"": "cpu"}, low_cpu_mem_usage=True),
+        dict(torch_dtype=torch.float16, device_map="cpu", device="cpu", attn_implementation="eager"),
+    ):
+        loaded = BioGptForCausalLM.from_pretrained(tmp_path, **options)
+        assert loaded.dtype == torch.float16 and loaded.device.type == "cpu", options
+        assert torch.equal(loaded(ids).logits, want(ids).logits), options
+    sdpa = BioGptForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
+    assert sdpa.dtype == torch.float32
+    with pytest.raises(TypeError, match="got dtype=.*and torch_dtype=.*pass one"):
+        BioGptForCausalLM.from_pretrained(tmp_path, dtype="bfloat16", torch_dtype=torch.float16)
+    with pytest.raises(TypeError, match="got device=.*and device_map=.*pass one"):
+        BioGptForCausalLM.from_pretrained(tmp_path, device="meta", device_map="cpu")
+    with pytest.raises(ValueError, match=r"places the model on 2 devices \(cpu, meta\).*pass one"):
+        BioGptForCausalLM.from_pretrained(tmp_path, device_map={"biogpt.embed_tokens": "cpu", "output_projection": "meta"})
+    with pytest.raises(ValueError, match="unknown attn_implementation 'flex'; choose sdpa, eager, flash_attention_2"):
+        BioGptForCausalLM.from_pretrained(tmp_path, attn_implementation="flex")
+
+
+@torch.no_grad()
+def test_transformers_checkpoint_loads_without_renaming(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BioGptConfig(
+        vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    ref = transformers.BioGptForCausalLM(cfg).eval()
+    ref.save_pretrained(str(tmp_path))
+    ours = BioGptForCausalLM.from_pretrained(tmp_path)
+    ids = ids_batch(1000)
+    assert (ours(ids).logits - ref(ids).logits).abs().max() < 1e-4
+
+
+@torch.no_grad()
+def test_hub_id_from_filled_cache_offline(tmp_path, monkeypatch):
+    """A hub id resolves through the standard cache layout with HF_HUB_OFFLINE=1."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = tiny_lm()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--someorg--tiny-biogpt"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    model.save_pretrained(repo / "snapshots" / commit, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    loaded = BioGptForCausalLM.from_pretrained("someorg/tiny-biogpt", cache_dir=tmp_path)
+    ids = ids_batch(1000)
+    assert torch.equal(loaded(ids).logits, model(ids).logits)
+    tok = BioGptTokenizer.from_pretrained("someorg/tiny-biogpt", cache_dir=tmp_path)
+    assert tok("COVID-19 is")["input_ids"] == [2, 4805, 9, 656, 21]
+    with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache.*offline"):
+        BioGptForCausalLM.from_pretrained("someorg/not-downloaded", cache_dir=tmp_path)
+
+
+def test_unreachable_hub_is_one_quick_error_and_asked_once(tmp_path, monkeypatch):
+    """A hub id whose files are not cached, with no network: one request without retries says
+    so at once (huggingface_hub alone retries for ~25 s), remembered for the next files; a
+    bare word is a missing folder, not a hub id; a cached file never asks the hub first."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from biogpt.model import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_UNREACHABLE", [])
+    asked: list[str] = []
+
+    def no_network(url, *args, **kwargs):
+        asked.append(url)
+        raise ConnectionError("no route to host")
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("hf_hub_download must not run when the hub is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    with pytest.raises(ModelNotFoundError, match=r"someorg/m: config.json is not in the Hugging Face cache and the hub cannot be reached \(ConnectionError: no route to host\)"):
+        BioGptForCausalLM.from_pretrained("someorg/m", cache_dir=tmp_path)
+    assert hub.resolve_file("someorg/m", "tokenizer_config.json", cache_dir=tmp_path, required=False) is None
+    assert len(asked) == 1
+    with pytest.raises(ModelNotFoundError, match="biogtp: no such directory, and not a Hugging Face hub id"):
+        BioGptForCausalLM.from_pretrained("biogtp")
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--someorg--cached" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--someorg--cached" / "refs").mkdir()
+    (tmp_path / "models--someorg--cached" / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kwargs: str(snapshot / kwargs["filename"]))
+    assert hub.resolve_file("someorg/cached", "config.json", cache_dir=tmp_path) == snapshot / "config.json"
+    assert len(asked) == 1
+
+
+# ------------------------------------------------------------------ fairseq
+@torch.no_grad()
+@pytest.mark.parametrize("cfg_style", ["omegaconf", "argparse"])
+def test_fairseq_checkpoint_with_learned_prompt_rows(tmp_path, cfg_style):
+    if cfg_style == "omegaconf":
+        pytest.importorskip("omegaconf")  # only to *write* the fixture; loading never imports it
+    model = tiny_lm(vocab_size=1009)  # 4 specials + 996 dict words + learned1..learned9
+    directory = write_fairseq_dir(tmp_path / "ft", model, dict_entries=996, cfg_style=cfg_style, optimizer_state_mb=4)
+    loaded = BioGptForCausalLM.from_pretrained(directory)
+    assert loaded.config.vocab_size == 1009 and loaded.config.num_attention_heads == 4
+    ids = ids_batch(1009)
+    assert (loaded(ids).logits - model(ids).logits).abs().max() < 1e-6
+    tok = BioGptTokenizer.from_pretrained(directory)
+    assert len(tok) == 1009
+    assert tok.convert_tokens_to_ids(LEARNED) == list(range(1000, 1009))
+    assert tok("the learned1 learned2 effect")["input_ids"][2:4] == [1000, 1001]
+
+
+def test_fairseq_loading_never_imports_omegaconf(tmp_path):
+    pytest.importorskip("omegaconf")
+    directory = write_fairseq_dir(tmp_path / "ft", tiny_lm(vocab_size=1009), dict_entries=996)
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["omegaconf"] = None  # importing it would raise
+        from biogpt.model import BioGptForCausalLM
+        m = BioGptForCausalLM.from_pretrained({str(directory)!r})
+        assert m.config.vocab_size == 1009
+        assert not any(k.startswith(("omegaconf", "fairseq")) for k in sys.modules if sys.modules[k] is not None)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+@torch.no_grad()
+def test_convert_fairseq_to_hf_then_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = tiny_lm(vocab_size=1009)
+    directory = write_fairseq_dir(tmp_path / "ft", model, dict_entries=996, cfg_style="argparse")
+    out = tmp_path / "hf"
+    result = subprocess.run(
+        [sys.executable, "-m", "biogpt", "convert", str(directory), str(out)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    ref = transformers.BioGptForCausalLM.from_pretrained(str(out)).eval()
+    ids = ids_batch(1009)
+    assert (ref(ids).logits - model(ids).logits).abs().max() < 1e-4
+    ref_tok = transformers.BioGptTokenizer.from_pretrained(str(out))
+    assert len(ref_tok) == 1009 and ref_tok.convert_tokens_to_ids("learned9") == 1008
+    again = subprocess.run(
+        [sys.executable, "-m", "biogpt", "convert", str(directory), str(out)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+# ------------------------------------------------------------------ safety
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["fairseq", "bin"])
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path, where):
+    marker = tmp_path / "pwned"
+    model = tiny_lm()
+    if where == "fairseq":
+        directory = write_fairseq_dir(tmp_path / "ft", model, dict_entries=996)
+        ckpt = torch.load(directory / "checkpoint.pt", weights_only=False)
+        ckpt["cfg"] = _Evil(marker)
+        torch.save(ckpt, directory / "checkpoint.pt")
+    else:
+        directory = tmp_path / "hf"
+        model.save_pretrained(directory)
+        (directory / "model.safetensors").unlink()
+        state = dict(model.state_dict())
+        state["evil"] = _Evil(marker)
+        torch.save(state, directory / "pytorch_model.bin")
+    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load: the pickle imports (posix|os|nt)\.system"):
+        BioGptForCausalLM.from_pretrained(directory)
+    assert not marker.exists()
+
+
+def test_safe_loader_refuses_builtins_eval(tmp_path):
+    class EvalEvil:
+        def __reduce__(self):
+            return (eval, ("1+1",))
+
+    torch.save({"model": {}, "x": EvalEvil()}, tmp_path / "c.pt")
+    with pytest.raises(UnsafeCheckpointError, match="builtins.eval"):
+        safe_torch_load(tmp_path / "c.pt")
+
+
+# ------------------------------------------------------------------ errors
+def test_errors_name_the_file_and_the_problem(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no such directory"):
+        BioGptForCausalLM.from_pretrained(str(tmp_path / "missing" / "model"))
+    with pytest.raises(ModelNotFoundError, match="not a model directory; expected config.json"):
+        BioGptForCausalLM.from_pretrained(tmp_path)
+
+    model = tiny_lm()
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").rename(tmp_path / "m" / "elsewhere.safetensors")
+    with pytest.raises(ModelNotFoundError, match="no weights found; expected model.safetensors"):
+        BioGptForCausalLM.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "elsewhere.safetensors").rename(tmp_path / "m" / "model.safetensors")
+
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "vocab_size": 1200}))
+    with pytest.raises(CheckpointError, match=r"embed_tokens.weight has 1000 rows but the configuration says vocab_size=1200"):
+        BioGptForCausalLM.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "intermediate_size": 128}))
+    with pytest.raises(CheckpointError, match=r"layers\.0\.fc1\.(bias|weight) has shape \[64.*\], expected \[128.*\] from the configuration"):
+        BioGptForCausalLM.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 3}))
+    with pytest.raises(CheckpointError, match=r"lacks \d+ weights the model needs, e.g. biogpt.layers.2"):
+        BioGptForCausalLM.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        BioGptForCausalLM.from_pretrained(tmp_path / "m")
+
+    fs = write_fairseq_dir(tmp_path / "fs", tiny_lm(vocab_size=1009), dict_entries=996)
+    lines = (fs / "dict.txt").read_text().splitlines()
+    (fs / "dict.txt").write_text("\n".join(lines + [f"extra{i} 1" for i in range(20)]) + "\n")
+    with pytest.raises(CheckpointError, match=r"1009 rows but .*dict.txt defines 1020 symbols"):
+        BioGptForCausalLM.from_pretrained(fs)
+
+
+def test_cli_reports_missing_model_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "biogpt", "convert", str(tmp_path / "nope"), str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("biogpt: error:") and "nope" in lines[0]
+
+
+# ------------------------------------------------------------------ lean loading
+LEAN_SCRIPT = """
+import sys, torch
+def peak_kb():
+    # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's at fork)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+from biogpt.model import BioGptForCausalLM
+path = sys.argv[1]
+before = peak_kb()
+m = BioGptForCausalLM.from_pretrained(path)
+with torch.no_grad():  # touch every weight, so lazily mapped pages count too
+    total = sum(float(p.float().sum()) for p in m.parameters())
+after = peak_kb()
+size = sum(p.numel() * p.element_size() for p in {id(p): p for p in m.parameters()}.values())
+print((after - before) * 1024 / size)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["safetensors", "fairseq"])
+def test_loading_peak_rss_stays_below_1_2x_weights(tmp_path, fmt):
+    """347M shapes (1.4 GB fp32); the fairseq file also carries 1.4 GB of optimizer state."""
+    make = textwrap.dedent(
+        f"""
+        import sys, torch
+        sys.path.insert(0, {str(ROOT)!r})
+        from biogpt.model import BioGptConfig, BioGptForCausalLM
+        from tests.helpers import write_fairseq_dir
+        from pathlib import Path
+        m = BioGptForCausalLM(BioGptConfig())
+        if {fmt!r} == "safetensors":
+            m.save_pretrained({str(tmp_path / "m")!r})
+        else:
+            write_fairseq_dir(Path({str(tmp_path / "m")!r}), m, dict_entries=42380, cfg_style="argparse", optimizer_state_mb=700)
+        """
+    )
+    subprocess.run([sys.executable, "-c", make], check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", LEAN_SCRIPT, str(tmp_path / "m")], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    ratio = float(out.stdout.strip().splitlines()[-1])
+    print(f"{fmt}: peak RSS increase while loading = {ratio:.3f} x weights")
+    assert ratio <= 1.2
+
+
+def test_weights_only_save_needs_no_tokenizer_or_sacremoses(tmp_path):
+    """tokenizer=False: config and weights only (the GPU suite runs where sacremoses is absent)."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["sacremoses"] = None  # any import of it now fails
+        import torch
+        from biogpt.model import BioGptForCausalLM
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.helpers import tiny_lm
+        model = tiny_lm()
+        model.save_pretrained({str(tmp_path)!r}, tokenizer=False)
+        back = BioGptForCausalLM.from_pretrained({str(tmp_path)!r})
+        ids = torch.tensor([[2, 5, 6, 7]])
+        assert torch.equal(back(ids).logits, model(ids).logits)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
