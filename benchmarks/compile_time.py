@@ -34,8 +34,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     reference = BioGptForCausalLM(BioGptConfig.from_preset(args.preset)).eval()
     half = copy.deepcopy(reference).to(torch.bfloat16)
-    for model in (reference, half):
-        model.fuse_qkv_projections()
     tokens = torch.randint(4, reference.config.vocab_size, (args.steps,)).tolist()
     cpu = torch.device("cpu")
 

@@ -1,5 +1,5 @@
 """One-query (decode-step) attention on a CPU in bfloat16: ATen's attention kernel against
-`model.modeling._one_query_attention` (two batched products and a softmax), per layer at the
+`biogpt.model.fast.cpu.one_query_attention` (two batched products and a softmax), per layer at the
 347M shapes; a 4-row static decode step with either; whole-model decode-step logit error.
 
     python -m benchmarks.cpu_attention
@@ -30,13 +30,14 @@ def sdpa(q, k, v, mask):
 
 
 def main() -> int:
-    from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer, modeling
+    from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
+    from biogpt.model.fast import cpu, network
     from biogpt.model.generation import StaticDecoder
     from biogpt.model.kv_cache import KVCache
 
     from .run import abstract_prompt
 
-    ours = modeling._one_query_attention
+    ours = cpu.one_query_attention
     H, D, dt = 16, 64, torch.bfloat16
     print("per layer, bfloat16, 16 heads x 64, additive mask: rows x keys: ATen SDPA vs ours (us)")
     with torch.inference_mode():
@@ -55,7 +56,7 @@ def main() -> int:
     model16 = model16.to(torch.bfloat16)
 
     def step_ms(attention) -> float:
-        modeling._one_query_attention = attention
+        network.one_query_attention = attention  # what the fast network's layers call
         try:
             with torch.inference_mode():
                 dec = StaticDecoder(model16, torch.device("cpu"), 4, 512, capture=False)
@@ -68,27 +69,32 @@ def main() -> int:
                     times.append(time.perf_counter() - start)
             return sorted(times)[len(times) // 2] * 1000
         finally:
-            modeling._one_query_attention = ours
+            network.one_query_attention = ours
 
     print(f"4-row static decode step, 512 cache columns (300 written), median of 6: SDPA {step_ms(sdpa):.1f} ms, ours {step_ms(ours):.1f} ms")
 
     ids = abstract_prompt(BioGptTokenizer.from_pretrained("microsoft/biogpt"), 300)
 
     def decode_logits(model, prefix: int = 200) -> torch.Tensor:
+        """Decode steps of the generation engine's network (where the attention is chosen)."""
+        net = network.FastNetwork(model)
         with torch.inference_mode():
             cache = KVCache.for_model(model.config, 1, ids.shape[1], dtype=model.dtype, device="cpu")
-            model(ids[:, :prefix], past_key_values=cache, use_cache=True)
-            steps = [model(ids[:, t : t + 1], past_key_values=cache, use_cache=True).logits[:, -1].float() for t in range(prefix, ids.shape[1])]
+            net.run(ids[:, :prefix], torch.arange(prefix)[None], attn_mask=None, is_causal=True, cache=cache)
+            steps = [
+                net.logits(net.run(ids[:, t : t + 1], torch.tensor([[t]]), attn_mask=None, is_causal=False, cache=cache))[:, -1].float()
+                for t in range(prefix, ids.shape[1])
+            ]
         return torch.cat(steps)
 
     ref = decode_logits(model32)
     errors = []
     for attention in (ours, sdpa):
-        modeling._one_query_attention = attention
+        network.one_query_attention = attention
         try:
             got = decode_logits(model16)
         finally:
-            modeling._one_query_attention = ours
+            network.one_query_attention = ours
         errors.append(((got - ref).norm() / ref.norm()).item())
     print(f"bfloat16 decode-step logits vs float32 (100 steps after a 200-token prefix of a real abstract): relative L2 error ours {errors[0]:.4f}, SDPA {errors[1]:.4f}")
     return 0

@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = BioGptForCausalLM(BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).eval()
     if args.mode == "int8":
-        model = model.quantize("int8")
+        try:  # since 0.2.0: an int8 copy built beside the model
+            from biogpt.model.fast.quantize import quantize_int8
+        except ImportError:  # older checkouts: the model's own method
+            model = model.quantize("int8")
+        else:
+            model = quantize_int8(model)
     elif args.mode == "bfloat16":
         model = model.to(torch.bfloat16)
     ids = torch.randint(4, model.config.vocab_size, (1, 8))

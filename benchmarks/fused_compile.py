@@ -1,4 +1,4 @@
-"""Compile the fused decode kernels (model/fused_decode.py) for a GPU without one: Triton's own
+"""Compile the fused decode kernels (biogpt.model.fast: triton_linear, triton_step) for a GPU without one: Triton's own
 compiler down to a cubin (its bundled ptxas), at BioGPT's and BioGPT-Large's shapes, with the
 launch rule's configurations (and, with --candidates, every configuration `tune` would time).
 Prints each kernel's registers and stack bytes (cuobjdump); exits 1 if any compilation fails,
@@ -24,6 +24,7 @@ SHAPES = {"biogpt": dict(C=1024, F=4096, V=42384, H=16), "biogpt-large": dict(C=
 
 
 def main(argv: list[str] | None = None) -> int:
+    # One function: every kernel at every shape is compiled in one loop with one report.
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (90: H100/H200)")
     parser.add_argument("--candidates", action="store_true", help="every configuration tune() times, not only the rule's")
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"needs Triton: {exc}", file=sys.stderr)
         return 2
-    from biogpt.model import fused_decode as fd
+    from biogpt.model.fast import triton_linear, triton_step, tuning
 
     target = GPUTarget("cuda", args.arch, 32)
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
@@ -91,32 +92,32 @@ def main(argv: list[str] | None = None) -> int:
                 ("lm_head", V, C, dict(LAYER_NORM=True, HAS_BIAS=False), 1),
             ]
             for what, n, k, flags, q in kinds:
-                rule = fd.launch_config(n, k, 132)
-                configs = fd.candidate_configs(n, k, 132) if args.candidates else [rule]
+                rule = tuning.launch_config(n, k, 132)
+                configs = tuning.candidate_configs(n, k, 132) if args.candidates else [rule]
                 for config in configs:
                     bn, bk, warps, unroll = config
                     constexprs = dict(K=k, Q_WIDTH=q, HEAD_DIM=C // H, BLOCK_N=bn, BLOCK_K=bk, BLOCK_ROW=triton.next_power_of_2(k),
                                       UNROLL=unroll, HAS_BIAS=True, LAYER_NORM=False, ACTIVATION=0, RESIDUAL=False, KV_WRITE=False)
                     constexprs.update(flags)
                     label = f"{dt} {model} {what} ({n}, {k}) {config}{' rule' if config == rule else ''}"
-                    build(label, fd._row_linear_kernel, linear, constexprs, warps, config == rule)
+                    build(label, triton_linear._row_linear_kernel, linear, constexprs, warps, config == rule)
             attention = dict(q_ptr=p, kv_ptr=p, bias_ptr=p, last_ptr="*i64", out_ptr=p, part_ptr="*fp32", stat_ptr="*fp32", count_ptr="*i32", scale="fp32")
             attention.update({name: "i32" for name in ("stride_qb", "kv_stride_kv", "kv_stride_b", "kv_stride_h", "kv_stride_t", "stride_bias_b", "stride_ob")})
             for span in (384, 1024):
-                for split in fd.ATTENTION_SPLITS:  # columns per program (0: the whole span)
+                for split in tuning.ATTENTION_SPLITS:  # columns per program (0: the whole span)
                     splits = -(-span // split) if split else 1
-                    constexprs = dict(SPAN=span, HEAD_DIM=C // H, BLOCK_S=fd.DECODE_BLOCK_S, COLS=split or span, SPLITS=splits,
+                    constexprs = dict(SPAN=span, HEAD_DIM=C // H, BLOCK_S=triton_step.DECODE_BLOCK_S, COLS=split or span, SPLITS=splits,
                                       SPLITS_P2=triton.next_power_of_2(splits))
-                    build(f"{dt} {model} attention span {span} split {split}", fd._decode_attention_kernel, attention, constexprs, 4, split == 0)
+                    build(f"{dt} {model} attention span {span} split {split}", triton_step._decode_attention_kernel, attention, constexprs, 4, split == 0)
             prologue = dict(tokens_ptr="*i64", positions_ptr="*i64", write_ptr="*i64", key_mask_ptr="*i1", tok_emb_ptr=p,
                             pos_emb_ptr=p, x_ptr=p, bias_ptr=p, stride_km="i32", scale="fp32")
             constexprs = dict(C=C, BLOCK_C=min(1024, triton.next_power_of_2(C)), S=384, BLOCK_S=512, OFFSET=2)
-            build(f"{dt} {model} step prologue", fd._step_prologue_kernel, prologue, constexprs, 4, True)
+            build(f"{dt} {model} step prologue", triton_step._step_prologue_kernel, prologue, constexprs, 4, True)
         greedy = dict(scores_ptr=p, eos_ptr="*i64", pad_ptr="*i64", cur_ptr="*i64", min_col_ptr="*i64", unfinished_ptr="*i1",
                       out_ptr="*i64", last_col_ptr="*i64", tokens_ptr="*i64", stride_sb="i32", stride_ob="i32")
         for e, ban in ((1, True), (2, False), (0, False)):
-            constexprs = dict(V=42384, E=e, E_BLOCK=2, BLOCK_V=fd.GREEDY_BLOCK_V, BAN=ban)
-            build(f"{dt} greedy pick (E={e}, ban={ban})", fd._greedy_pick_kernel, greedy, constexprs, 4, True)
+            constexprs = dict(V=42384, E=e, E_BLOCK=2, BLOCK_V=triton_step.GREEDY_BLOCK_V, BAN=ban)
+            build(f"{dt} greedy pick (E={e}, ban={ban})", triton_step._greedy_pick_kernel, greedy, constexprs, 4, True)
     print(f"{count} kernels compiled for sm_{args.arch} in {time.perf_counter() - start:.1f} s; {failures} failed; "
           f"{spills} rule configurations with stack use", flush=True)
     return 1 if failures or (args.no_spills and spills) else 0

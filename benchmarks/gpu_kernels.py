@@ -3,16 +3,15 @@ replay time, for the variants that decide the batch-1 design.
 
     python -m benchmarks.gpu_kernels [--large] [--sweep] [--compile] [--breakdown] [--extra]
 
-Variants: the default step (torch's kernels); the fused Triton layer (model/fused_decode.py,
+Variants: the default step (torch's kernels); the fused Triton layer (biogpt.model.fast.fused,
 what decode_kernels="auto" measures against the default, with the attention split `tune`
 chose), also with the attention kernel split over the cache or not, with torch's attention kernel
 and, on Hopper, with every Triton kernel a programmatic dependent launch (PDL: the eager
 breakdown of a PDL step counts each kernel from its early start, so its kernel times overlap;
-the replay time is the figure); with --extra, without the in-place residual
-projections (modeling.add_linear) and rows padded to 2. --sweep: each projection shape's one-row
+the replay time is the figure); with --extra, rows padded to 2. --sweep: each projection shape's one-row
 Triton kernel over a grid of launch configurations against cuBLAS's F.linear (each timed as a
 captured graph of back-to-back launches), then the fused step again with the best
-configurations (printed as fused_decode.CONFIG_OVERRIDES entries). With --compile, the
+configurations (passed to the step as fused_step(configs=...)). With --compile, the
 decoder layer compiled once for all layers (StaticDecoder(compile_step="layers"), seconds to
 build) and the whole step compiled (compile_step=True, about a minute), each inside our graph.
 Each variant's logits are checked against the plain eager step from the same state. Random weights of the real shapes, float16.
@@ -34,28 +33,28 @@ def measure(
     compile_step: bool | str = False,
     kernels: str = "torch",
     split: int | None = None,
+    configs: dict | None = None,
     capacity: int = 384,
     breakdown: bool = False,
 ) -> tuple[int, float, float, float]:
     """(kernels in one step run eagerly, ms per graph replay, seconds to build and capture,
     relative L2 error of the captured step's logits against the plain eager step's).
-    kernels: "torch" or a fused step's name (generation.FUSED_VARIANTS); split: the Triton
-    attention's columns per program instead of the tuned ones.
+    kernels: "torch" or a fused step's name (generation.kernel_choice.FUSED_VARIANTS); split: the
+    Triton attention's columns per program instead of the tuned ones; configs: launch
+    configurations by weight shape instead of the tuned ones.
     breakdown: also print where the eagerly launched step's GPU time goes, by kernel name."""
     import time
 
     from torch.profiler import ProfilerActivity, profile
 
-    from biogpt.model import fused_decode
     from biogpt.model.generation import StaticDecoder
 
     start = time.perf_counter()
-    fused_decode.SPLIT_OVERRIDE = split
-    try:
-        with torch.inference_mode():  # as generate builds it: no autograd in the captured step
-            dec = StaticDecoder(model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step, kernels=kernels)
-    finally:
-        fused_decode.SPLIT_OVERRIDE = None
+    options = {k: v for k, v in (("split", split), ("configs", configs)) if v is not None}
+    with torch.inference_mode():  # as generate builds it: no autograd in the captured step
+        dec = StaticDecoder(
+            model, torch.device("cuda"), rows, capacity, capture=True, compile_step=compile_step, kernels=kernels, fused_options=options
+        )
     torch.cuda.synchronize()
     build = time.perf_counter() - start
     assert dec.graph is not None
@@ -109,21 +108,14 @@ def variant(
     compile_step: bool | str = False,
     kernels: str = "torch",
     split: int | None = None,
-    in_place: bool = True,
+    configs: dict | None = None,
     breakdown: bool = False,
 ) -> None:
-    from biogpt.model import modeling
-
-    saved = modeling.accumulate_in_place
     try:
-        if not in_place:
-            modeling.accumulate_in_place = lambda x: False
-        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, split=split, breakdown=breakdown)
+        k, ms, build, error = measure(model, rows, compile_step=compile_step, kernels=kernels, split=split, configs=configs, breakdown=breakdown)
     except Exception as exc:  # report and go on: the other variants still count
         print(f"{name}: failed: {type(exc).__name__}: {exc}", flush=True)
         return
-    finally:
-        modeling.accumulate_in_place = saved
     layers = model.config.num_hidden_layers
     print(
         f"{name}: {k} kernels per step ({k / layers:.1f} per layer), replay {ms:.3f} ms "
@@ -141,21 +133,23 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
     alone (bias included; the Triton kernel also does the LayerNorm, residual or cache write
     around it); returns the best. Then the attention kernel's time for each split over the
     cache that `tune` times."""
-    from biogpt.model import fused_decode
-    from biogpt.model.fused_decode import graph_us
+    from biogpt.model.fast import tuning
+    from biogpt.model.fast.triton_common import Config, sm_count
+    from biogpt.model.fast.triton_linear import unrolls
+    from biogpt.model.fast.tuning import graph_us
 
-    best: dict[tuple[int, int], fused_decode.Config] = {}
+    best: dict[tuple[int, int], Config] = {}
     dev, half = model.device, torch.float16
-    for n, k in fused_decode.projection_shapes(model.config):
-        weights = fused_decode.weight_copies(n, k, device=dev, dtype=half)  # read from memory, not L2
+    for n, k in tuning.projection_shapes(model.config):
+        weights = tuning.weight_copies(n, k, device=dev, dtype=half)  # read from memory, not L2
         b = torch.randn(n, device=dev, dtype=half)
         x = torch.randn(1, k, device=dev, dtype=half)
         turn = itertools.cycle(weights)
         launches = max(20, len(weights))
         cublas = graph_us(lambda: torch.nn.functional.linear(x, next(turn), b), launches)
-        rule = fused_decode.launch_config(n, k, fused_decode._sm_count(dev))  # the first guess
-        tuned = fused_decode._TUNED.get((fused_decode.device_key(dev, half), n, k))  # what generate's tuning chose
-        timed: list[tuple[float, fused_decode.Config]] = []
+        rule = tuning.launch_config(n, k, sm_count(dev))  # the first guess
+        tuned = tuning._TUNED.get((tuning.device_key(dev, half), n, k))  # what generate's tuning chose
+        timed: list[tuple[float, Config]] = []
         # a small grid (each configuration is a compilation, ~0.5 s): rows per program, weights
         # per loop iteration with the warps to load them, the loop rolled, and unrolled where
         # that stays within twice the registers the rule allows
@@ -165,12 +159,12 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
             for bk, nw in SWEEP_TILES
             if bk <= max(256, k)
             for unroll in (False, True)
-            if not unroll or fused_decode.unrolls(bn, k // 2, nw)
+            if not unroll or unrolls(bn, k // 2, nw)
         ]
         for extra in (rule, tuned):
             if extra is not None and extra not in candidates:
                 candidates.append(extra)
-        call = fused_decode._projection_call(model, n, k)  # the variant the step runs (LayerNorm, residual, ...)
+        call = tuning._projection_call(model.config, dev, half, n, k)  # the variant the step runs (LayerNorm, residual, ...)
         for config in candidates:
             turn = itertools.cycle(weights)
             try:
@@ -189,15 +183,15 @@ def sweep(model) -> dict[tuple[int, int], tuple[int, int, int, bool]]:
             + ", ".join(f"{c} {t:.2f}" for t, c in timed[1:4]),
             flush=True,
         )
-    print(f"    CONFIG_OVERRIDES.update({best!r})", flush=True)
-    call = fused_decode._attention_call(model)  # one row, a cache read up to its middle
+    print(f"    fused_step(configs={best!r})", flush=True)
+    call = tuning._attention_call(model.config, dev, half)  # one row, a cache read up to its middle
     splits = []
-    for split in fused_decode.ATTENTION_SPLITS:
+    for split in tuning.ATTENTION_SPLITS:
         try:
             splits.append(f"{split or 'whole span'} {graph_us(lambda: call(split), 20):.2f} us")
         except Exception as exc:
             splits.append(f"{split}: {type(exc).__name__}: {exc}")
-    print(f"    attention, columns a program ({fused_decode.ATTENTION_TUNE_SPAN}-column cache, keys up to its middle): " + ", ".join(splits), flush=True)
+    print(f"    attention, columns a program ({tuning.ATTENTION_TUNE_SPAN}-column cache, keys up to its middle): " + ", ".join(splits), flush=True)
     return best
 
 
@@ -207,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="also the compiled step (StaticDecoder(compile_step=True))")
     parser.add_argument("--breakdown", action="store_true", help="kernel times by name for the default and fused 1-row steps")
     parser.add_argument("--sweep", action="store_true", help="launch configurations of the fused layer's kernel, per shape")
-    parser.add_argument("--extra", action="store_true", help="also 2 rows and the step without in-place residual projections")
+    parser.add_argument("--extra", action="store_true", help="also 2 rows")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("needs a CUDA device", file=sys.stderr)
@@ -222,7 +216,6 @@ def main(argv: list[str] | None = None) -> int:
         for preset in presets:
             with torch.device("cuda"):
                 model = BioGptForCausalLM(BioGptConfig.from_preset(preset)).to(torch.float16).eval()
-            model.fuse_qkv_projections()
             print(f"{preset} on {torch.cuda.get_device_name()}, torch {torch.__version__}:", flush=True)
             if kind == "layers":
                 variant("  compiled layers (one torch.compile for all layers, inside our graph), 1 row", model, 1, compile_step="layers")
@@ -234,9 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                 variant("  fused Triton layers, SDPA attention, 1 row", model, 1, kernels="triton-sdpa")
                 for split in (0, 64):  # against the tuned split the variant above uses
                     variant(f"  fused Triton layers, attention split {split or 'none'}, 1 row", model, 1, kernels="triton", split=split)
-                from biogpt.model import fused_decode
+                from biogpt.model.fast.triton_common import pdl_unavailable_reason
 
-                pdl_reason = fused_decode.pdl_unavailable_reason(torch.device("cuda"))
+                pdl_reason = pdl_unavailable_reason(torch.device("cuda"))
                 if pdl_reason is None:
                     for name in ("triton+pdl", "triton-sdpa+pdl"):
                         variant(f"  fused Triton layers ({name}: dependent launches), 1 row", model, 1, kernels=name, breakdown=args.breakdown and name == "triton+pdl")
@@ -244,14 +237,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  PDL variants not run: {pdl_reason}", flush=True)
                 if args.sweep:
                     try:
-                        fused_decode.CONFIG_OVERRIDES.update(sweep(model))
-                        variant("  fused Triton layers with the swept configurations, 1 row", model, 1, kernels="triton")
+                        swept = sweep(model)
+                        variant("  fused Triton layers with the swept configurations, 1 row", model, 1, kernels="triton", configs=swept)
                     except Exception as exc:
                         print(f"  sweep failed: {type(exc).__name__}: {exc}", flush=True)
-                    fused_decode.CONFIG_OVERRIDES.clear()
                 if args.extra:  # measured in runs 1-2 (BENCHMARKS.md): after the rest, on request
                     variant("  fused Triton layers, 2 rows", model, 2, kernels="triton")
-                    variant("  without in-place residual projections, 1 row", model, 1, in_place=False)
                     variant("  default, 2 rows", model, 2)
             del model
             torch.cuda.empty_cache()

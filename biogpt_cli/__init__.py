@@ -19,6 +19,9 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+# the checkpoint every command and training run uses unless told otherwise (-m)
+DEFAULT_MODEL = "microsoft/biogpt"
+
 try:
     __version__ = version("biogpt-cli")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -34,7 +37,10 @@ _LAZY = {
     "BioGptForSequenceClassification": "biogpt.model.modeling",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "DEFAULT_MODEL", "__version__", "BioGptConfig", "BioGptTokenizer", "BioGptModel", "BioGptForCausalLM",
+    "BioGptForTokenClassification", "BioGptForSequenceClassification",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__
     from .model.config import BioGptConfig

@@ -1,16 +1,14 @@
-"""Helpers shared by every command: error reporting, logging, model-name defaults."""
+"""Helpers shared by every command: error reporting, logging, model loading, output files,
+failure counting and progress bars."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+from .devices import resolve_device, resolve_dtype
 
-DEFAULT_MODEL = "microsoft/biogpt"
 DEBUG = False  # --debug: tracebacks for errors
 QUIET = False  # --quiet: no progress bars
 
@@ -35,40 +33,6 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     )
 
 
-def resolve_device(device: str) -> "torch.device":
-    """`auto` picks cuda, then mps, then cpu; an explicit device that is absent is a user error."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine (try --device cpu)")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps: Apple's MPS backend is not available on this machine")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise UserError(f"--device {device}: expected auto, cpu, cuda, cuda:N or mps") from None
-
-
-def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
-    """`auto`: bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU."""
-    import torch
-
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in table:
-        raise UserError(f"--dtype {dtype}: expected auto, float32, bfloat16 or float16")
-    return table[dtype]
-
-
 def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None):
     """(model, tokenizer) for a local directory, hub id or fairseq directory, checked to fit."""
     import torch
@@ -83,7 +47,9 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
     load_dtype = torch.float32 if quantize == "int8" else resolve_dtype(dtype, dev)
     model = BioGptForCausalLM.from_pretrained(name, dtype=load_dtype, device=dev)
     if quantize == "int8":
-        model.quantize("int8")
+        from biogpt.model.fast.quantize import quantize_int8
+
+        model = quantize_int8(model)  # an int8 copy; the float model is dropped here
     tok_path, extra = getattr(model, "tokenizer_source", (name, []))
     tokenizer = BioGptTokenizer.from_pretrained(tok_path or name, extra_symbols=extra)
     if len(tokenizer) > model.config.vocab_size:

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ._common import UserError, load_causal_lm
-from .batching import run_in_batches, run_windows
+from .batchjob import Prepared, run_prepared
 from .io import BadRecord
 
 logger = logging.getLogger(__name__)
@@ -90,12 +89,6 @@ def load_task_model(task, model_name: str | None, *, device: str, dtype: str, qu
     return name, model, tokenizer, recipe
 
 
-@dataclass
-class Prepared:
-    item: Any  # the record or example
-    input_ids: list[int]
-
-
 def generate_in_batches(
     items: Iterable[Prepared | BadRecord],
     *,
@@ -112,18 +105,12 @@ def generate_in_batches(
     finish); other options in length-sorted static batches. Same outputs either way."""
     from biogpt.tasks.runner import continuous_applies, generate_continuously, generate_outputs
 
-    passthrough = lambda p: p if isinstance(p, BadRecord) else None  # noqa: E731
-    if continuous_applies(task, decoding, constrained=constrained):
-
-        def run_window(window: list[Prepared]) -> Iterator[tuple[int, tuple[Prepared, Any]]]:
-            inputs = [p.input_ids for p in window]
-            for i, generated in generate_continuously(
-                model, tokenizer, inputs, task=task, decoding=decoding, rows=batch_size, max_prefill_tokens=max_tokens
-            ):
-                yield i, (window[i], generated)
-
-        yield from run_windows(items, run_window, passthrough=passthrough, window=max(batch_size * 32, 256))
-        return
+    def run_window(window: list[Prepared]) -> Iterator[tuple[int, tuple[Prepared, Any]]]:
+        inputs = [p.input_ids for p in window]
+        for i, generated in generate_continuously(
+            model, tokenizer, inputs, task=task, decoding=decoding, rows=batch_size, max_prefill_tokens=max_tokens
+        ):
+            yield i, (window[i], generated)
 
     def run(batch: list[Prepared]) -> list[tuple[Prepared, Any]]:
         outs = generate_outputs(
@@ -131,14 +118,8 @@ def generate_in_batches(
         )
         return list(zip(batch, outs))
 
-    yield from run_in_batches(
-        items,
-        run,
-        length=lambda p: len(p.input_ids),
-        passthrough=passthrough,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-    )
+    continuous = run_window if continuous_applies(task, decoding, constrained=constrained) else None
+    yield from run_prepared(items, static=run, continuous=continuous, batch_size=batch_size, max_tokens=max_tokens)
 
 
 def decoding_options(num_beams: int | None, max_new_tokens: int | None) -> dict[str, Any]:

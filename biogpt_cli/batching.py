@@ -52,9 +52,6 @@ class Ordered(Generic[R]):
             self._next += 1
             yield v
 
-    def pending(self) -> int:
-        return len(self._heap)
-
 
 def run_in_batches(
     items: Iterable[T],
@@ -71,7 +68,7 @@ def run_in_batches(
     `passthrough(item)` returns a ready result for items that need no processing (bad records),
     else None. Sorting happens within a window of upcoming items, so output keeps streaming.
     """
-    window = window or max(batch_size * 32, 256)
+    window = window or window_size(batch_size)
 
     def process_window(chunk: list[T]) -> Iterator[tuple[int, R]]:
         lengths = [length(item) for item in chunk]
@@ -79,6 +76,12 @@ def run_in_batches(
             yield from zip(batch, process([chunk[i] for i in batch]))
 
     yield from run_windows(items, process_window, passthrough=passthrough, window=window)
+
+
+def window_size(batch_size: int) -> int:
+    """How many upcoming items are sorted (or fed to continuous batching) at a time: enough to
+    group similar lengths, few enough that the first results stream out soon."""
+    return max(batch_size * 32, 256)
 
 
 def run_windows(

@@ -45,9 +45,6 @@ class BadRecord:
     message: str
     id: str | None = None
 
-    def describe(self) -> str:
-        return f"{self.location}: {self.message}"
-
 
 Item = Record | BadRecord
 
@@ -165,8 +162,11 @@ def read_paragraphs(source: Source, opts: ReadOptions) -> Iterator[Item]:
         yield bad or Record(f"{source.name}:{start}", " ".join(b for b in buf if b), location=f"{source.name}:{start}")
 
 
-def join_title_abstract(title: str, abstract: str) -> str:
-    """Title and abstract as one text (the tasks re-join them by their own recipe from fields)."""
+def document_text(title: str, abstract: str) -> str:
+    """The text a reader hands a command: title and abstract stripped and joined by one space.
+    Why one space: offsets into it then map back onto PubTator's `title + " " + abstract`
+    (biogpt.tasks.pubtator.title_abstract_lines). The tasks build their model input from the
+    fields by the official recipe's own rule instead (biogpt.tasks.bc5cdr.official_source_join)."""
     title, abstract = title.strip(), abstract.strip()
     if title and abstract:
         return f"{title} {abstract}"
@@ -201,7 +201,7 @@ def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
         if isinstance(value, str):
             text = value
         elif value is None and opts.text_key == "text" and ("title" in obj or "abstract" in obj):
-            text = join_title_abstract(str(obj.get("title") or ""), str(obj.get("abstract") or ""))
+            text = document_text(str(obj.get("title") or ""), str(obj.get("abstract") or ""))
         else:
             found = ", ".join(list(obj)[:8]) or "none"
             what = "is not a string" if value is not None else "is missing"
@@ -210,64 +210,31 @@ def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
         yield Record(rid, text, obj, where)
 
 
-_PUBTATOR_TEXT = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$")
-
-
 @reader("pubtator")
 def read_pubtator(source: Source, opts: ReadOptions) -> Iterator[Item]:
-    """PubTator: `pmid|t|title`, `pmid|a|abstract`, tab-separated mention and relation lines,
-    documents separated by blank lines."""
-    doc: dict[str, Any] | None = None
-    bad: BadRecord | None = None
+    """PubTator (`pmid|t|title`, `pmid|a|abstract`, mention and relation lines; the format and
+    its parser are biogpt.tasks.pubtator's): a document with a malformed line is one BadRecord."""
+    from biogpt.tasks.pubtator import Malformed, parse_pubtator  # only here: keeps CLI start-up light
 
-    def finish() -> Iterator[Item]:
-        if doc is None:
-            return
-        if bad is not None:
-            yield BadRecord(bad.location, bad.message, doc["id"])
-            return
-        text = join_title_abstract(doc["title"], doc["abstract"])
-        yield Record(doc["id"], text, {k: v for k, v in doc.items() if k != "id"}, doc["location"])
-
-    for number, line, raw in source.lines():
-        where = f"{source.name}:{number}"
-        if line is None:
-            bad = bad or _not_utf8(source, number, raw)
-            continue
-        if not line.strip():
-            yield from finish()
-            doc, bad = None, None
-            continue
-        m = _PUBTATOR_TEXT.match(line)
-        if m:
-            pmid, part, text = m.groups()
-            if doc is not None and doc["id"] != pmid:
-                yield from finish()
-                doc, bad = None, None
-            if doc is None:
-                doc = {"id": pmid, "title": "", "abstract": "", "entities": [], "relations": [], "location": where}
-            doc["title" if part == "t" else "abstract"] = text
-            continue
-        cols = line.split("\t")
-        if doc is None:
-            yield BadRecord(where, "annotation line before any 'pmid|t|title' line; is this PubTator?")
-            continue
-        if cols[0] != doc["id"]:
-            bad = bad or BadRecord(where, f"annotation for {cols[0]} inside document {doc['id']}")
-            continue
-        if len(cols) >= 6 and cols[1].isdigit() and cols[2].isdigit():
-            doc["entities"].append(
-                {"start": int(cols[1]), "end": int(cols[2]), "text": cols[3], "label": cols[4], "id": cols[5]}
-            )
-        elif len(cols) == 4 and not cols[1].isdigit():
-            doc["relations"].append({"type": cols[1], "head": cols[2], "tail": cols[3]})
-        elif len(cols) == 5 and cols[1].isdigit() and cols[2].isdigit():  # mention without an id
-            doc["entities"].append({"start": int(cols[1]), "end": int(cols[2]), "text": cols[3], "label": cols[4], "id": ""})
+    lines = (
+        (number, text if text is not None else Malformed(number, _not_utf8(source, number, raw).message))
+        for number, text, raw in source.lines()
+    )
+    for doc in parse_pubtator(lines):
+        if isinstance(doc, Malformed):
+            yield BadRecord(f"{source.name}:{doc.line}", doc.message)
+        elif doc.problem is not None:
+            yield BadRecord(f"{source.name}:{doc.problem.line}", doc.problem.message, doc.pmid)
         else:
-            bad = bad or BadRecord(
-                where, "expected 'pmid<TAB>start<TAB>end<TAB>text<TAB>type<TAB>id' or 'pmid<TAB>REL<TAB>id1<TAB>id2'"
-            )
-    yield from finish()
+            where = f"{source.name}:{doc.line}"
+            fields = {
+                "title": doc.title,
+                "abstract": doc.abstract,
+                "entities": [{"start": m.start, "end": m.end, "text": m.text, "label": m.type, "id": m.id} for m in doc.mentions],
+                "relations": [{"type": r.type, "head": r.head, "tail": r.tail} for r in doc.relations],
+                "location": where,
+            }
+            yield Record(doc.pmid, document_text(doc.title, doc.abstract), fields, where)
 
 
 def _bioc_record(doc: dict[str, Any], where: str) -> Item:
@@ -403,7 +370,7 @@ def read_pubmed_xml(source: Source, opts: ReadOptions) -> Iterator[Item]:
                 sections.append({"label": part.get("Label"), "text": text})
         abstract = " ".join(s["text"] for s in sections)
         fields = {"pmid": pmid, "title": title, "abstract": abstract, "sections": sections}
-        yield Record(pmid, join_title_abstract(title, abstract), fields, where)
+        yield Record(pmid, document_text(title, abstract), fields, where)
 
 
 # ==================================================================================== detection
@@ -470,10 +437,6 @@ def read_inputs(
             yield from READERS[fmt](source, opts)
         finally:
             source.close()
-
-
-def read_records(path: str, *, input_format: str = "auto", options: ReadOptions | None = None) -> Iterator[Item]:
-    return read_inputs([path], input_format=input_format, options=options)
 
 
 # ==================================================================================== writers

@@ -50,7 +50,7 @@ register_all(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from biogpt.model.errors import BioGptError, InvalidOptionError
+    from biogpt.model.errors import BioGptError
 
     try:
         result = app(args=argv, prog_name="biogpt", standalone_mode=False)
@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, DocumentError, BioGptError) as exc:
         _traceback_if_debug()
         print(error_line(exc), file=sys.stderr)
-        if isinstance(exc, InvalidOptionError):
-            return 2  # an option out of range: a usage error, like a bad flag
-        return getattr(exc, "exit_code", 1)
+        return exit_code(exc)
     except BrokenPipeError:  # `biogpt ... | head`: the reader left; not an error
         try:
             sys.stdout = None  # type: ignore[assignment]
@@ -82,6 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         _traceback_if_debug()
         print(error_line(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"), file=sys.stderr)
         return 1
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status of an error: the CLI's own carry theirs (UserError 2, DocumentError 1);
+    the library's are mapped here, as the library knows nothing of exit codes."""
+    from biogpt.model.errors import InvalidOptionError
+    from biogpt.training.errors import TrainingError, TrainingInterrupted
+
+    if isinstance(exc, TrainingInterrupted):
+        return 130  # stopped by a signal (a checkpoint was written), as a shell reports SIGINT
+    if isinstance(exc, (InvalidOptionError, TrainingError)):
+        return 2  # an option out of range or unusable training input: a usage error, like a bad flag
+    return getattr(exc, "exit_code", 1)
 
 
 def _traceback_if_debug() -> None:

@@ -1,13 +1,13 @@
 """Generate the precomputed word -> BPE table of each bundled vocabulary (model/vocab/*/bpe_words.txt).
 
-    python -m model.build_tables           # regenerate the committed files
-    python -m model.build_tables --check   # exit 1 if a committed file is missing or stale
+    python -m biogpt.model.build_tables           # regenerate the committed files
+    python -m biogpt.model.build_tables --check   # exit 1 if a committed file is missing or stale
 
 Why: a fresh process pays BPE's merge loop once per distinct word, and on a few hundred
 abstracts that first-time cost is a third of the tokenizer's time. BPE depends on the merges
 only, so the result for the vocabulary's whole words (the words PubMed uses most: BioGPT's BPE
 was learned there) can be computed once, here, and shipped. The tokenizer uses a table only
-when the SHA-256 of its merges equals the one in the table's header (model/tokenizer.py,
+when the SHA-256 of its merges equals the one in the table's header (model/vocab_files.py,
 `load_bpe_table`); every entry is computed by the tokenizer's own BPE with no table, so it is
 exact by construction, and tests recompute the entries to prove it.
 
@@ -23,13 +23,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .tokenizer import (
+from .tokenizer import BioGptTokenizer
+from .vocab_files import (
     BPE_TABLE_FILE,
     BUNDLED_VOCABULARIES,
     FAIRSEQ_BPE_FILE,
     FAIRSEQ_DICT_FILE,
     VOCAB_DIR,
-    BioGptTokenizer,
     merges_fingerprint,
     read_merges,
 )
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"{path}: {text.count(chr(10)) - 1} words, {len(text.encode()) / 1e6:.2f} MB")
     if stale:
-        print("stale or missing (run python -m model.build_tables): " + ", ".join(stale), file=sys.stderr)
+        print("stale or missing (run python -m biogpt.model.build_tables): " + ", ".join(stale), file=sys.stderr)
         return 1
     return 0
 

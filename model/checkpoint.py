@@ -1,30 +1,21 @@
 """Checkpoint I/O: Hugging Face directories and hub ids, original fairseq checkpoints, safely.
 
 - Safe: safetensors first; pickles (pytorch_model.bin, fairseq checkpoint.pt) only through
-  `torch.load(weights_only=True)` or, for fairseq's metadata (an omegaconf `cfg`, an argparse
-  `args`), an allow-list unpickler that turns omegaconf/fairseq objects into inert records
-  without importing them. A pickle that names anything else (os.system, builtins.eval, ...) is
-  refused before anything runs.
+  safe_pickle.py, which never runs code a pickle names.
 - Lean: the model is built on the meta device and each tensor is assigned as it is read
   (memory-mapped files), so loading never holds two copies of the weights; optimizer state in a
   fairseq checkpoint stays on disk.
-- fairseq: `decoder.*` keys become transformers' `biogpt.*`; the architecture comes from the
-  checkpoint's cfg/args (or the tensor shapes); extra embedding rows after dict.txt are the
-  fine-tuned checkpoints' learned prompt tokens `learned1...learnedN`.
+- fairseq: what its files mean (key names, architecture, learned prompt rows) is
+  fairseq_files.py's; here they become a `CheckpointSource` like any Hugging Face directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import json
 import logging
 import os
-import pickle
-import re
 import struct
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +24,18 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, BioGptConfig
-from .errors import CheckpointError, InvalidOptionError, ModelNotFoundError, UnsafeCheckpointError, VocabularyError
+from .errors import CheckpointError, InvalidOptionError, ModelNotFoundError, VocabularyError
+from .fairseq_files import (
+    EMBEDDINGS,
+    FAIRSEQ_CHECKPOINTS,
+    fairseq_config,
+    fairseq_key,
+    find_fairseq_checkpoint,
+    learned_symbols,
+    read_fairseq_checkpoint,
+)
+from .safe_pickle import safe_torch_load
+from .vocab_files import FAIRSEQ_DICT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 PT_WEIGHTS = "pytorch_model.bin"
 PT_INDEX = "pytorch_model.bin.index.json"
-FAIRSEQ_CHECKPOINTS = ("checkpoint.pt", "checkpoint_avg.pt", "checkpoint_best.pt", "checkpoint_last.pt")
 HEAD_KEYS = ("output_projection.", "classifier.", "score.")
 
 _DTYPES = {
@@ -64,198 +65,6 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
     if key not in _DTYPES:
         raise InvalidOptionError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
     return _DTYPES[key]
-
-
-# ============================================================================ safe unpickling
-class _Record:
-    """Stands in for a class we refuse to import (omegaconf, fairseq, typing): it only stores
-    the constructor arguments and pickled state, and runs none of the original code."""
-
-    _qualname = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_Record":
-        obj = object.__new__(cls)
-        obj._args = args
-        obj._state = None
-        obj._items = {}
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self._state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._items[key] = value
-
-    def append(self, value: Any) -> None:
-        self._items[len(self._items)] = value
-
-    def extend(self, values: Any) -> None:
-        for v in values:
-            self.append(v)
-
-    def __repr__(self) -> str:
-        return f"<record {self._qualname}>"
-
-
-_record_classes: dict[str, type] = {}
-
-
-def _record_class(qualname: str) -> type:
-    if qualname not in _record_classes:
-        _record_classes[qualname] = type(qualname.rsplit(".", 1)[-1], (_Record,), {"_qualname": qualname})
-    return _record_classes[qualname]
-
-
-_RECORD_MODULES = ("omegaconf", "fairseq", "typing", "enum")
-_SAFE_BUILTINS = {
-    "dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes",
-    "bytearray", "bool", "slice", "range", "object", "NoneType",
-}
-
-
-def _allowed_global(module: str, name: str) -> Any:
-    qualname = f"{module}.{name}"
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
-
-        allowed = _get_allowed_globals()
-        if qualname in allowed:
-            return allowed[qualname]
-    except ImportError:  # pragma: no cover - very old torch
-        pass
-    if module.startswith("torch") and (name.endswith("Storage") or name in ("_rebuild_tensor_v2", "_rebuild_parameter")):
-        import importlib
-
-        return getattr(importlib.import_module(module), name)
-    if qualname in ("collections.OrderedDict", "collections.defaultdict"):
-        import collections
-
-        return getattr(collections, name)
-    if qualname == "argparse.Namespace":
-        return argparse.Namespace
-    if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-        import builtins
-
-        return getattr(builtins, name)
-    if qualname == "copyreg._reconstructor":
-        return _safe_reconstructor
-    if module.split(".")[0] in _RECORD_MODULES:
-        return _record_class(qualname)
-    return None
-
-
-def _safe_reconstructor(cls: type, base: type, state: Any) -> Any:
-    if base is not object or not issubclass(cls, (_Record, argparse.Namespace)):
-        raise pickle.UnpicklingError(f"copyreg._reconstructor on {cls!r}/{base!r} is not allowed")
-    return object.__new__(cls)
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    source = "checkpoint"
-
-    def find_class(self, module: str, name: str) -> Any:
-        import _compat_pickle  # Python 2 names in protocol-2 pickles (__builtin__.long, ...)
-
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        obj = _allowed_global(module, name)
-        if obj is None:
-            raise UnsafeCheckpointError(
-                f"{self.source}: refusing to load: the pickle imports {module}.{name}, which is "
-                "not weights or checkpoint metadata and could run code; nothing was executed"
-            )
-        return obj
-
-
-def _safe_pickle_module(source: str) -> types.ModuleType:
-    module = types.ModuleType("biogpt_safe_pickle")
-
-    class Unpickler(_SafeUnpickler):
-        pass
-
-    Unpickler.source = source
-
-    def load(file: Any, **kwargs: Any) -> Any:
-        return Unpickler(file, **kwargs).load()
-
-    def loads(data: bytes, **kwargs: Any) -> Any:
-        return Unpickler(io.BytesIO(data), **kwargs).load()
-
-    module.Unpickler = Unpickler  # type: ignore[attr-defined]
-    module.load = load  # type: ignore[attr-defined]
-    module.loads = loads  # type: ignore[attr-defined]
-    module.__name__ = "pickle"  # torch.load checks the name for its legacy path
-    return module
-
-
-def safe_torch_load(path: str | os.PathLike[str]) -> Any:
-    """torch.load without arbitrary code: weights_only first, then the metadata allow-list.
-
-    Memory-mapped where the file format allows it, so unused tensors (optimizer state) are
-    never read into memory.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    last_error: Exception | None = None
-    for mmap in (True, False):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as exc:  # needs globals outside torch's weights-only set
-            last_error = exc
-            break
-        except RuntimeError as exc:  # e.g. mmap of a legacy (non-zip) file
-            last_error = exc
-            continue
-    for mmap in (True, False):
-        try:
-            return torch.load(
-                path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_safe_pickle_module(str(path))
-            )
-        except UnsafeCheckpointError:
-            raise
-        except RuntimeError as exc:
-            if mmap and "mmap" in str(exc).lower():
-                continue
-            last_error = exc
-            break
-        except Exception as exc:  # a truncated or corrupt file
-            last_error = exc
-            break
-    raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({last_error})")
-
-
-def to_plain(obj: Any, _depth: int = 0) -> Any:
-    """omegaconf records / Namespaces -> plain dicts and lists (for reading fairseq's cfg)."""
-    if _depth > 50:
-        return None
-    if isinstance(obj, _Record):
-        state = obj._state
-        if isinstance(state, dict) and "_content" in state:
-            return to_plain(state["_content"], _depth + 1)
-        if isinstance(state, dict) and "_val" in state:
-            return to_plain(state["_val"], _depth + 1)
-        if isinstance(state, tuple) and state and isinstance(state[-1], dict):
-            return to_plain(state[-1], _depth + 1)
-        if obj._args:
-            return to_plain(obj._args[0], _depth + 1)
-        if obj._items:
-            return {k: to_plain(v, _depth + 1) for k, v in obj._items.items()}
-        return to_plain(state, _depth + 1) if isinstance(state, dict) else None
-    if isinstance(obj, argparse.Namespace):
-        return {k: to_plain(v, _depth + 1) for k, v in vars(obj).items()}
-    if isinstance(obj, dict):
-        return {k: to_plain(v, _depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v, _depth + 1) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return None
 
 
 # ============================================================================ sources
@@ -335,17 +144,6 @@ def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def fairseq_key(key: str) -> str | None:
-    """fairseq `decoder.*` names -> transformers' (None for bookkeeping entries)."""
-    if key.endswith(".version") or key.endswith("_float_tensor"):
-        return None
-    if key == "decoder.output_projection.weight":
-        return "output_projection.weight"
-    if key.startswith("decoder."):
-        return "biogpt." + key[len("decoder.") :]
-    return None
-
-
 def resolve_checkpoint(
     name_or_path: str | os.PathLike[str],
     *,
@@ -396,115 +194,13 @@ def resolve_checkpoint(
     )
 
 
-def find_fairseq_checkpoint(directory: Path) -> Path | None:
-    for candidate in FAIRSEQ_CHECKPOINTS:
-        if (directory / candidate).is_file():
-            return directory / candidate
-    others = sorted(directory.glob("*.pt"))
-    return others[0] if others else None
-
-
 def _fairseq_source(ckpt_path: Path, directory: Path, config: BioGptConfig | None) -> CheckpointSource:
-    ckpt = safe_torch_load(ckpt_path)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise CheckpointError(f"{ckpt_path}: not a fairseq checkpoint (expected a dict with a 'model' state dict)")
-    state: dict[str, torch.Tensor] = ckpt["model"]
-    if "decoder.embed_tokens.weight" not in state:
-        raise CheckpointError(
-            f"{ckpt_path}: no decoder.embed_tokens.weight; not a fairseq language-model checkpoint"
-        )
-    dict_size = _fairseq_dict_size(directory)
-    rows = state["decoder.embed_tokens.weight"].shape[0]
-    extra: list[str] = []
-    if dict_size is not None:
-        if rows < dict_size:
-            raise CheckpointError(
-                f"{ckpt_path}: decoder.embed_tokens.weight has {rows} rows but {directory / 'dict.txt'} "
-                f"defines {dict_size} symbols (with the 4 specials); the dictionary belongs to another model"
-            )
-        extra = [f"learned{i}" for i in range(1, rows - dict_size + 1)]
+    ckpt, state = read_fairseq_checkpoint(ckpt_path)
+    extra = learned_symbols(state[EMBEDDINGS].shape[0], directory, ckpt_path)
     if config is None:
         config = fairseq_config(ckpt, state, ckpt_path)
-    tokenizer_path = str(directory) if (directory / "dict.txt").is_file() else None
+    tokenizer_path = str(directory) if (directory / FAIRSEQ_DICT_FILE).is_file() else None
     return CheckpointSource(str(ckpt_path), "fairseq", config, [ckpt_path], extra, state, tokenizer_path)
-
-
-def _fairseq_dict_size(directory: Path) -> int | None:
-    dict_file = directory / "dict.txt"
-    if not dict_file.is_file():
-        return None
-    from .tokenizer import fairseq_dict_to_vocab
-
-    return len(fairseq_dict_to_vocab(dict_file))
-
-
-def fairseq_extra_symbols(directory: Path) -> list[str]:
-    """Learned prompt symbols of the checkpoint in `directory` (for the tokenizer alone)."""
-    ckpt = find_fairseq_checkpoint(Path(directory))
-    if ckpt is None:
-        return []
-    try:
-        return _fairseq_source(ckpt, Path(directory), BioGptConfig()).extra_symbols
-    except (CheckpointError, VocabularyError) as exc:
-        logger.warning("could not read %s for extra symbols: %s", ckpt, exc)
-        return []
-
-
-def fairseq_config(ckpt: dict[str, Any], state: dict[str, torch.Tensor], path: Path) -> BioGptConfig:
-    """The architecture of a fairseq transformer_lm checkpoint, from cfg.model / args, checked
-    against (and completed by) the tensor shapes."""
-    cfg = to_plain(ckpt.get("cfg")) or {}
-    hp: dict[str, Any] = {}
-    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
-        hp.update(cfg["model"])
-    args = to_plain(ckpt.get("args"))
-    if isinstance(args, dict):
-        for k, v in args.items():
-            hp.setdefault(k, v)
-
-    if hp.get("decoder_normalize_before") is False:
-        raise CheckpointError(f"{path}: post-LayerNorm decoders (decoder_normalize_before=False) are not BioGPT")
-    if "decoder.embed_positions.weight" not in state:
-        raise CheckpointError(f"{path}: no learned position embeddings (decoder.embed_positions.weight); not BioGPT")
-    if any(k.startswith("decoder.layernorm_embedding") for k in state):
-        raise CheckpointError(f"{path}: layernorm_embedding is not part of BioGPT's architecture")
-
-    vocab, hidden = state["decoder.embed_tokens.weight"].shape
-    layer_ids = {int(m.group(1)) for k in state if (m := re.match(r"decoder\.layers\.(\d+)\.", k))}
-    num_layers = max(layer_ids) + 1 if layer_ids else 0
-    ffn = state["decoder.layers.0.fc1.weight"].shape[0] if num_layers else 4 * hidden
-    positions = state["decoder.embed_positions.weight"].shape[0] - 2
-    heads = hp.get("decoder_attention_heads") or {1024: 16, 1600: 25}.get(hidden)
-    if not heads:
-        raise CheckpointError(
-            f"{path}: the checkpoint's cfg does not give decoder_attention_heads and hidden size {hidden} "
-            "is not a known BioGPT size; pass a config"
-        )
-    for key, found, expected in (
-        ("decoder_embed_dim", hidden, hp.get("decoder_embed_dim")),
-        ("decoder_layers", num_layers, hp.get("decoder_layers")),
-        ("decoder_ffn_embed_dim", ffn, hp.get("decoder_ffn_embed_dim")),
-    ):
-        if expected is not None and int(expected) != found:
-            raise CheckpointError(f"{path}: cfg says {key}={expected} but the weights have {found}")
-    share = hp.get("share_decoder_input_output_embed", True)
-    if not share and "decoder.output_projection.weight" not in state:
-        share = True
-    return BioGptConfig(
-        vocab_size=int(vocab),
-        hidden_size=int(hidden),
-        num_hidden_layers=num_layers,
-        num_attention_heads=int(heads),
-        intermediate_size=int(ffn),
-        hidden_act=str(hp.get("activation_fn") or "gelu"),
-        hidden_dropout_prob=float(hp.get("dropout", 0.1) or 0.0),
-        attention_probs_dropout_prob=float(hp.get("attention_dropout", 0.1) or 0.0),
-        activation_dropout=float(hp.get("activation_dropout", 0.0) or 0.0),
-        max_position_embeddings=int(positions),
-        scale_embedding=not bool(hp.get("no_scale_embedding", False)),
-        tie_word_embeddings=bool(share),
-        extra={"architectures": ["BioGptForCausalLM"]},
-    )
 
 
 # ============================================================================ loading into a model
@@ -817,5 +513,5 @@ def _shard(state: dict[str, torch.Tensor], max_shard_size: int | None) -> list[d
 
 
 def _own_storage(t: torch.Tensor) -> torch.Tensor:
-    """safetensors refuses tensors that share memory (q/k/v after fuse_qkv): copy only those."""
+    """safetensors refuses tensors that share memory (views into one buffer): copy only those."""
     return t if t.untyped_storage().nbytes() == t.numel() * t.element_size() else t.clone()

@@ -35,6 +35,8 @@ class BioGptConfig:
     attention_probs_dropout_prob: float = 0.1
     max_position_embeddings: int = 1024
     initializer_range: float = 0.02
+    # Read by neither model: transformers' BioGPT builds its LayerNorms with torch's default eps
+    # (1e-5), and so does ours. Kept so that config.json round-trips with transformers.
     layer_norm_eps: float = 1e-12
     scale_embedding: bool = True
     use_cache: bool = True

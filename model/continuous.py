@@ -7,7 +7,7 @@ is overwritten by the new prompt's prefill and decoding goes on, so every row ke
 work and the job takes about sum(output lengths) / rows steps instead of the sum of the batches'
 longest outputs.
 
-Built on the static decode step (generation.StaticDecoder, a CUDA graph on a GPU): every row
+Built on the static decode step (generation.static.StaticDecoder, a CUDA graph on a GPU): every row
 writes its keys at its own position and sees only its own keys (a per-row mask), so rows at
 different points of different prompts share one step. Each row's tokens are those of
 `model.generate(prompt, max_new_tokens=..., min_new_tokens=...)` for that prompt alone (greedy);
@@ -23,16 +23,11 @@ from typing import NamedTuple
 
 import torch
 
-from .generation import (
-    EOS_CHECK_EVERY,
-    GRAPH_LENGTH_STEP,
-    GRAPH_ROW_BUCKETS,
-    GenerationConfig,
-    StaticDecoder,
-    _bucket,
-    _static_decoder,
-    prefill,
-)
+from torch import nn
+
+from .generation.config import EOS_CHECK_EVERY, GenerationConfig
+from .generation.static import GRAPH_LENGTH_STEP, GRAPH_ROW_BUCKETS, StaticDecoder, bucket, static_decoder
+from .generation.steps import prefill
 from .kv_cache import KVCache
 
 
@@ -43,7 +38,7 @@ class Completion(NamedTuple):
 
 
 def generate_continuous(
-    model,
+    model: nn.Module,
     prompts: Sequence[Sequence[int]],
     *,
     rows: int = 8,
@@ -121,9 +116,9 @@ def _eos(value: int | Sequence[int] | None) -> list[int]:
 def _decoder(model, device: torch.device, rows: int, capacity: int, cuda_graph: bool | None) -> StaticDecoder:
     """The bucket's static step shared with `generate` (captured on a GPU; cuda_graph=True on a
     CPU shares the eager one, as generate does), or a private eager one."""
-    rows_b = _bucket(rows, GRAPH_ROW_BUCKETS, 64)
+    rows_b = bucket(rows, GRAPH_ROW_BUCKETS, 64)
     if cuda_graph or (device.type == "cuda" and cuda_graph is None):
-        decoder = _static_decoder(model, device, rows_b, capacity, GenerationConfig(cuda_graph=cuda_graph))
+        decoder = static_decoder(model, device, rows_b, capacity, GenerationConfig(cuda_graph=cuda_graph))
         if decoder is not None:
             return decoder
     return StaticDecoder(model, device, rows_b, capacity, capture=False)
@@ -263,7 +258,7 @@ def _prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Seq
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
     padded = width != min(len(p) for p in prompts)
     tmp = KVCache.for_model(model.config, len(prompts), width, dtype=dec.cache.kv.dtype, device=device)
-    logits = prefill(model, ids, mask if padded else None, tmp)  # (k, V)
+    logits = prefill(dec.net, ids, mask if padded else None, tmp)  # (k, V)
     index = torch.tensor(slots, device=device)
     dec.cache.kv[:, :, index, :, :width] = tmp.kv
     dec.key_mask[index] = True

@@ -36,7 +36,7 @@ class KVCache:
         # Leading positions known to be identical in every row that `reorder` can exchange (beam
         # search: the prompt, copied to each beam), so reordering never copies them.
         self.shared_prefix = 0
-        # Static decoding (generation.StaticDecoder): when set, `update` writes each row's keys at
+        # Static decoding (generation.static.StaticDecoder): when set, `update` writes each row's keys at
         # its own device-held position (N,) and returns the whole buffer (attention masks the rest).
         self.write_index: torch.Tensor | None = None
         self.read_span: int | None = None  # static decoding: columns attention reads (None: all)
@@ -77,9 +77,6 @@ class KVCache:
     @property
     def batch_size(self) -> int:
         return self.kv.shape[2]
-
-    def get_seq_length(self) -> int:
-        return self.length
 
     def update(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this step's keys and values, (2, B, H, T, D), after the filled prefix; return the

@@ -20,8 +20,6 @@ from typing import Any
 
 import torch
 
-from .modeling import no_host_sync
-
 logger = logging.getLogger(__name__)
 
 #: batch lengths are padded to a multiple of this in graph mode: few shapes, little padding
@@ -100,8 +98,8 @@ def drop_right_padding_mask(batch: dict[str, torch.Tensor]) -> dict[str, torch.T
     right padding the mask changes nothing the loss sees: causal attention never lets a real
     token see a later pad, real tokens' positions equal their index either way, sequence
     classification pools the last non-pad token (found from input_ids), and padded positions
-    carry no label. A captured step always builds the mask it is given (no_host_sync), so this
-    is decided per batch here."""
+    carry no label. A captured step always builds the mask it is given (the model looks at no
+    mask values while a CUDA graph is captured), so this is decided per batch here."""
     mask = batch.get("attention_mask")
     if mask is None or mask.device.type != "cpu" or mask.dim() != 2:
         return batch
@@ -157,8 +155,9 @@ class TrainStep:
     they are replayed one at a time and keep nothing but their inputs and outputs between
     replays. `step(batch)` captures its backward writing fresh gradients (no accumulation, no
     zeroing); `accumulate` adds into gradients that live outside the graphs. A failed capture
-    logs a warning and leaves that work and everything after it eager. Every step in graph mode,
-    eager or not, runs under `no_host_sync()` (the same kernels either way). The optimizer must be
+    logs a warning and leaves that work and everything after it eager. During a capture the
+    model builds every padding mask it is given without looking at its values (a host
+    synchronisation; see modeling's forward). The optimizer must be
     built with capturable=True (see `adamw`). graph=False: the plain eager step.
     """
 
@@ -219,15 +218,13 @@ class TrainStep:
         return loss
 
     def _step_body(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with no_host_sync():
-            # gradients set to None here (at capture: host-side only) make the backward write
-            # them afresh, which a replay repeats: no zeroing, no accumulation kernels
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._eager(batch)
+        # gradients set to None here (at capture: host-side only) make the backward write them
+        # afresh, which a replay repeats: no zeroing, no accumulation kernels
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._eager(batch)
 
     def _accumulate_body(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        with no_host_sync():
-            return self._forward_backward(batch, self.scale)
+        return self._forward_backward(batch, self.scale)
 
     def _update_body(self, batch: dict[str, torch.Tensor]) -> None:
         self._clip_and_step()
@@ -282,8 +279,8 @@ class TrainStep:
 
     def _run(self, key: Key, batch: dict[str, torch.Tensor], body: Callable[[dict[str, torch.Tensor]], torch.Tensor | None]) -> Any:
         if self.graphs and self._weights() != self.weights:
-            # a graph reads and writes the weights' old addresses: moved, converted or re-homed
-            # weights (fuse_qkv) must never meet an old graph; recapture at next use
+            # a graph reads and writes the weights' old addresses: moved, converted or replaced
+            # weights must never meet an old graph; recapture at next use
             logger.info("the weights have new storage: %d captured graphs dropped", len(self.graphs))
             self.graphs.clear()
             self.pool = None

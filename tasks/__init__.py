@@ -1,5 +1,5 @@
 """The paper's downstream tasks as plug-ins: data loaders, the official prompt formats, output
-parsers and metrics equal to the official evaluators (see ../shared/TASK_FORMATS.md).
+parsers and metrics equal to the official evaluators (see docs/TASK_FORMATS.md).
 
 One registry: `get_task(name)` returns a fresh `Task` (bc5cdr, kd-dti / kd_dti, ddi, pubmedqa,
 hoc, ner); `TASKS` lists the canonical names.
@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from .base import Decoding, Example, Prediction, Recipe, Task, TaskDataError
 from .bc5cdr import BC5CDRTask
+from .custom import CustomRelationTask
 from .ddi import DDITask
 from .hoc import HoCTask
 from .kd_dti import KDDTITask
 from .ner import NERTask
 from .pubmedqa import PubMedQATask
 
-_REGISTRY: dict[str, type[Task]] = {
-    cls.name: cls for cls in (BC5CDRTask, KDDTITask, DDITask, PubMedQATask, HoCTask, NERTask)
-}
-TASKS: tuple[str, ...] = tuple(_REGISTRY)
-from .custom import CustomRelationTask  # noqa: E402  user relation schemas (not one of the paper's TASKS)
-_REGISTRY[CustomRelationTask.name] = CustomRelationTask
+_PAPER_TASKS: tuple[type[Task], ...] = (BC5CDRTask, KDDTITask, DDITask, PubMedQATask, HoCTask, NERTask)
+TASKS: tuple[str, ...] = tuple(cls.name for cls in _PAPER_TASKS)
+# custom (a user's relation schema) is looked up like the others but is not one of the paper's TASKS
+_REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in (*_PAPER_TASKS, CustomRelationTask)}
 _ALIASES: dict[str, str] = {alias: cls.name for cls in _REGISTRY.values() for alias in (cls.name, *cls.aliases)}
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import COPY, Example, Prediction, Task, TaskDataError, clean_line, read_json, require_mapping, resolve_split_file, strip_prefix
+from .base import COPY, Example, Prediction, Task, TaskDataError, clean_line, match_clauses, read_json, require_mapping, resolve_split_file, strip_prefix
 from .hard_match import score_triples
 
 CLAUSE = re.compile(r"the interaction between (.*) and (.*) is (.*)")
@@ -73,15 +73,8 @@ class TripleTask(Task):
     def parse(self, output: str, example: Example | None = None) -> Prediction:
         """Split on "; " and match each (stripped) piece; no clause = failed (empty set)."""
         line = strip_prefix(clean_line(output), self.prefixes)
-        triples: list[tuple[str, str, str]] = []
-        malformed = 0
-        for piece in line.split("; "):
-            match = CLAUSE.match(piece.strip())
-            if match is None:
-                if piece.strip():
-                    malformed += 1
-                continue
-            triples.append((match.group(1).strip(), match.group(2).strip(), match.group(3).strip()))
+        clauses, malformed = match_clauses(line, "; ", CLAUSE.match)
+        triples = [(m.group(1).strip(), m.group(2).strip(), m.group(3).strip()) for m in clauses]
         return Prediction(
             id=example.id if example is not None else "",
             value=triples,

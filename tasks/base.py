@@ -4,8 +4,8 @@ A task turns the official data of one BioGPT benchmark into `Example`s whose `so
 `target` are *exactly* the text of the official fine-tuning recipe (so a model fine-tuned by
 that recipe is prompted the same way), parses a generated text into a structured
 `Prediction` with the official post-processing rules, and scores predictions with numbers
-equal to the official evaluators' (see ../shared/TASK_FORMATS.md, which this package follows
-to the letter).
+equal to the official evaluators' (see docs/TASK_FORMATS.md, which this package follows to
+the letter).
 
 Nothing here needs a model: later commands (generation, training) call the same `load`,
 `parse` and `score` so that every path agrees on formats.
@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -80,7 +80,7 @@ class Decoding:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Facts of the official fine-tuning recipe (TASK_FORMATS.md's table); training reads them."""
+    """Facts of the official fine-tuning recipe (docs/TASK_FORMATS.md's table); training reads them."""
 
     lr: float
     warmup_updates: int
@@ -212,6 +212,37 @@ def f1_of(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
 
 
+def micro_prf_statistic(per_doc: Sequence[tuple[int, int, int]]) -> Callable[[Sequence[int]], dict[str, float]]:
+    """A bootstrap statistic from per-document (true positives, predicted, gold) counts: micro
+    counts are sums of per-document ones, so resampled documents (one drawn twice counts twice)
+    need no re-scoring."""
+
+    def stat(indices: Sequence[int]) -> dict[str, float]:
+        tp = sum(per_doc[i][0] for i in indices)
+        n_pred = sum(per_doc[i][1] for i in indices)
+        n_gold = sum(per_doc[i][2] for i in indices)
+        precision, recall, f1 = prf(tp, n_pred, n_gold)
+        return {"precision": precision, "recall": recall, "f1": f1}
+
+    return stat
+
+
+def match_clauses(
+    line: str, separator: str, match: Callable[[str], re.Match[str] | None]
+) -> tuple[list[re.Match[str]], int]:
+    """The clauses of a parsed output: the stripped pieces between separators that `match`
+    accepts, and how many non-empty pieces it did not (counted as malformed clauses)."""
+    matches: list[re.Match[str]] = []
+    malformed = 0
+    for piece in line.split(separator):
+        found = match(piece.strip())
+        if found is not None:
+            matches.append(found)
+        elif piece.strip():
+            malformed += 1
+    return matches, malformed
+
+
 def resolve_split_file(
     task: str, data: Path | str | None, split: str, filename: Callable[[str], str], splits: Sequence[str] = SPLITS
 ) -> tuple[Path, str]:
@@ -250,6 +281,27 @@ def read_json(path: Path) -> Any:
         raise TaskDataError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
     except UnicodeDecodeError as exc:
         raise TaskDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_jsonl(path: Path, error: type[Exception] = TaskDataError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file. An unreadable file or a line
+    that is not a JSON object raises `error` (the caller's library error) naming the file and line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise error(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise error(f"{path}:{number}: expected a JSON object, found {type(obj).__name__}")
+        yield number, obj
 
 
 def require_mapping(obj: Any, path: Path, what: str) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from .base import (
     Task,
     TaskDataError,
     clean_line,
+    match_clauses,
+    micro_prf_statistic,
     prf,
     read_json,
     require_mapping,
@@ -41,8 +43,10 @@ logger = logging.getLogger(__name__)
 CLAUSE = re.compile(r"the relation between (.*) and (.*) exists")
 
 
-def join_title_abstract(title: str, abstract: str) -> str:
-    """The official recipe's joining rule, shared with KD-DTI (before lower-casing)."""
+def official_source_join(title: str, abstract: str) -> str:
+    """Title and abstract joined by the official BC5CDR/KD-DTI recipe (before lower-casing): ". "
+    unless the title ends in a non-word character. Not the readers' one-space join
+    (biogpt.io.document_text): a fine-tuned model was trained on exactly this text."""
     if re.search(r"\W$", title):
         return title + " " + abstract
     return title + ". " + abstract
@@ -71,7 +75,7 @@ class BC5CDRTask(Task):
 
     def source_for_document(self, *, text: str, title: str | None = None, abstract: str | None = None, **options: Any) -> str:
         if title is not None and abstract is not None:
-            return join_title_abstract(title, abstract).lower()
+            return official_source_join(title, abstract).lower()
         return text.lower()
 
     def relations(self, prediction: Prediction) -> list[dict[str, Any]]:
@@ -79,11 +83,6 @@ class BC5CDRTask(Task):
             {"head": chem, "tail": dis, "relation": "CID", "head_id": c, "tail_id": d}
             for chem, dis, c, d in prediction.value
         ]
-
-    def parse_unmapped(self, output: str) -> Prediction:
-        """Parse without an entities file (user documents): MeSH ids are "-1"."""
-        empty = {"chemical2id": {}, "disease2id": {}}
-        return self.parse(output, Example("", "", "", frozenset(), meta={"entities": empty}))
 
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         """Read `<split>.json`, its `<split>.entities.json` (names → MeSH for parsing) and, when
@@ -126,13 +125,13 @@ class BC5CDRTask(Task):
                 clauses.append(f"the relation between {chem} and {dis} exists")
             json_gold = frozenset((r["chemical"], r["disease"]) for r in relations)
             if pubtator is not None:
-                gold = frozenset(pubtator[str(pmid)].relations) if str(pmid) in pubtator else frozenset()
+                gold = frozenset(pubtator[str(pmid)].cid_pairs()) if str(pmid) in pubtator else frozenset()
             else:
                 gold = json_gold
             examples.append(
                 Example(
                     id=str(pmid),
-                    source=join_title_abstract(doc["title"], doc["abstract"]).lower(),
+                    source=official_source_join(doc["title"], doc["abstract"]).lower(),
                     target="; ".join(clauses) + ".",
                     gold=gold,
                     title=doc["title"],
@@ -142,7 +141,7 @@ class BC5CDRTask(Task):
             )
         if pubtator is not None:
             known = {e.id for e in examples}
-            extra = [p for p, d in pubtator.items() if p not in known and d.relations]
+            extra = [p for p, d in pubtator.items() if p not in known and d.cid_pairs()]
             if extra:
                 # The BioCreative tool would count their CID relations as false negatives; keep
                 # them as examples with an empty source so that the metric stays the tool's.
@@ -150,7 +149,7 @@ class BC5CDRTask(Task):
                 for p in extra:
                     d = pubtator[p]
                     examples.append(
-                        Example(p, join_title_abstract(d.title, d.abstract).lower(), "", frozenset(d.relations),
+                        Example(p, official_source_join(d.title, d.abstract).lower(), "", frozenset(d.cid_pairs()),
                                 title=d.title, abstract=d.abstract, meta={"entities": entities, "gold_only": True})
                     )
         if dropped:
@@ -161,20 +160,13 @@ class BC5CDRTask(Task):
         """Clauses → (chemical name, disease name, chemical MeSH, disease MeSH); no clause = failed."""
         line = strip_prefix(clean_line(output), self.prefixes)
         entities = example.meta.get("entities") if example is not None else None
+        clauses, malformed = match_clauses(line, ";", CLAUSE.match)
+        if clauses and entities is None:
+            missing = example.meta.get("entities_path", "<split>.entities.json") if example else "<split>.entities.json"
+            raise TaskDataError(f"bc5cdr: cannot map names to MeSH: {missing} is missing")
         pairs: list[tuple[str, str, str, str]] = []
-        malformed = 0
-        for piece in line.split(";"):
-            match = CLAUSE.match(piece.strip())
-            if match is None:
-                if piece.strip():
-                    malformed += 1
-                continue
+        for match in clauses:
             chem, dis = match.group(1).strip(), match.group(2).strip()
-            if entities is None:
-                raise TaskDataError(
-                    f"bc5cdr: cannot map names to MeSH: "
-                    f"{example.meta.get('entities_path', '<split>.entities.json') if example else '<split>.entities.json'} is missing"
-                )
             pairs.append((chem, dis, str(entities["chemical2id"].get(chem, "-1")), str(entities["disease2id"].get(dis, "-1"))))
         return Prediction(
             id=example.id if example is not None else "",
@@ -215,18 +207,9 @@ class BC5CDRTask(Task):
     def bootstrap_statistic(
         self, examples: Sequence[Example], predictions: Sequence[Prediction]
     ) -> Callable[[Sequence[int]], dict[str, float]]:
-        """Sets are keyed by pmid, so the corpus counts are sums of per-document counts: a
-        document drawn twice counts twice."""
+        """Sets are keyed by pmid, so the corpus counts are sums of per-document counts."""
         per_doc = []
         for ex, pred in zip(examples, predictions, strict=True):
             p, g = self._sets(ex, pred)
             per_doc.append((len(p & g), len(p), len(g)))
-
-        def stat(indices: Sequence[int]) -> dict[str, float]:
-            tp = sum(per_doc[i][0] for i in indices)
-            n_pred = sum(per_doc[i][1] for i in indices)
-            n_gold = sum(per_doc[i][2] for i in indices)
-            precision, recall, f1 = prf(tp, n_pred, n_gold)
-            return {"precision": precision, "recall": recall, "f1": f1}
-
-        return stat
+        return micro_prf_statistic(per_doc)

@@ -9,13 +9,12 @@ compared case-insensitively with whitespace squeezed.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Decoding, Example, Prediction, Task, TaskDataError, clean_line, prf, resolve_split_file, strip_prefix
+from .base import Decoding, Example, Prediction, Task, TaskDataError, clean_line, match_clauses, prf, read_jsonl, resolve_split_file, strip_prefix
 
 DEFAULT_TEMPLATE = "the relation between {head} and {tail} is {relation}"
 FIELDS = ("head", "tail", "relation")
@@ -77,14 +76,8 @@ class CustomRelationTask(Task):
             self.__init__(options["template"])  # type: ignore[misc]
         path, split = resolve_split_file(self.name, data, split, lambda s: f"{s}.jsonl")
         examples = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise TaskDataError(f"{path}:{number}: not JSON ({exc})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("relations", []), list):
+        for number, row in read_jsonl(path):
+            if not isinstance(row.get("text"), str) or not isinstance(row.get("relations", []), list):
                 raise TaskDataError(f"{path}:{number}: expected {{'text', 'relations': [{{'head','tail','relation'}}]}}")
             relations = row.get("relations") or []
             for rel in relations:
@@ -103,16 +96,10 @@ class CustomRelationTask(Task):
 
     def parse(self, output: str, example: Example | None = None) -> Prediction:
         line = strip_prefix(clean_line(output), self.prefixes)
-        triples: list[tuple[str, str, str]] = []
-        malformed = 0
-        for piece in line.split(";"):
-            match = self.pattern.fullmatch(piece.strip())
-            if match is None:
-                if piece.strip():
-                    malformed += 1
-                continue
-            groups = match.groupdict()
-            triples.append((groups["head"].strip(), groups["tail"].strip(), (groups.get("relation") or "").strip()))
+        clauses, malformed = match_clauses(line, ";", self.pattern.fullmatch)
+        triples = [
+            (m.group("head").strip(), m.group("tail").strip(), (m.groupdict().get("relation") or "").strip()) for m in clauses
+        ]
         return Prediction(id=example.id if example is not None else "", value=triples, failed=not triples,
                           output=output, malformed_clauses=malformed)
 

@@ -1,7 +1,7 @@
 """DDI-2013 drug-drug interactions, BioGPT's "relis" format.
 
 source: the abstract, newlines replaced by spaces, stripped, lower-cased. target and parser:
-`the interaction between {drug} and {target} is {interaction}` (see `tasks._triples`).
+`the interaction between {drug} and {target} is {interaction}` (see `_triples.py`).
 Ids are the JSON keys (e.g. `DDI-DrugBank.d700`). The 195 train and 9 valid documents without
 a triple are dropped, as the official preprocessing does. Metric: BioGPT's hard match.
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import COPY
 from ._triples import TripleTask
-from .base import Decoding, Recipe
+from .base import COPY, Decoding, Recipe
 
 
 class DDITask(TripleTask):

@@ -1,4 +1,4 @@
-"""BioGPT's hard-match triple evaluation (KD-DTI and DDI), exactly as TASK_FORMATS.md's pseudo-code.
+"""BioGPT's hard-match triple evaluation (KD-DTI and DDI), exactly as docs/TASK_FORMATS.md's pseudo-code.
 
 Triples are keyed by stripping, lower-casing and removing spaces; a prediction and a gold
 triple match when they are equal after either the "abbreviation" or the "body" normalisation

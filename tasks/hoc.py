@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Decoding, Example, Prediction, Recipe, Task, TaskDataError, clean_line, prf, resolve_split_file, strip_prefix
+from .base import Decoding, Example, Prediction, Recipe, Task, TaskDataError, clean_line, micro_prf_statistic, resolve_split_file, strip_prefix
 
 CLASSES: tuple[str, ...] = (
     "tumor promoting inflammation",
@@ -129,11 +129,5 @@ class HoCTask(Task):
         for ex, p in zip(examples, predictions, strict=True):
             g, q = binarize(ex.gold), binarize(p.value)
             per_doc.append((sum(a & b for a, b in zip(g, q)), sum(q), sum(g)))
-
-        def stat(indices: Sequence[int]) -> dict[str, float]:
-            tp = sum(per_doc[i][0] for i in indices)
-            n_pred = sum(per_doc[i][1] for i in indices)
-            n_gold = sum(per_doc[i][2] for i in indices)
-            return {"micro_f1": prf(tp, n_pred, n_gold)[2]}
-
-        return stat
+        micro = micro_prf_statistic(per_doc)
+        return lambda indices: {"micro_f1": micro(indices)["f1"]}

@@ -1,9 +1,9 @@
 """KD-DTI drug-target interactions, BioGPT's "relis" format.
 
 source: as BC5CDR (title and abstract joined, lower-cased). target and parser:
-`the interaction between {drug} and {target} is {interaction}` (see `tasks._triples`). Drugs
+`the interaction between {drug} and {target} is {interaction}` (see `_triples.py`). Drugs
 and targets named by DrugBank placeholders (`DrugBank####DB08813`) are ordinary strings.
-Only valid.json is shipped in ../shared (the default test split then fails with a message
+The reference data ships only valid.json (the default test split then fails with a message
 naming the splits present). Metric: BioGPT's hard match.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from ._triples import TripleTask
 from .base import Decoding, Recipe
-from .bc5cdr import join_title_abstract
+from .bc5cdr import official_source_join
 
 
 class KDDTITask(TripleTask):
@@ -32,4 +32,4 @@ class KDDTITask(TripleTask):
         return text.lower()
 
     def source_of(self, record: dict[str, Any]) -> str:
-        return join_title_abstract(record["title"], record["abstract"]).lower()
+        return official_source_join(record["title"], record["abstract"]).lower()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Decoding, Example, Prediction, Task, TaskDataError, prf, resolve_split_file
+from .base import Decoding, Example, Prediction, Task, TaskDataError, micro_prf_statistic, resolve_split_file
 from .pubtator import PUBTATOR_FILES, read_pubtator
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -180,12 +180,4 @@ class NERTask(Task):
             ge = set(Entities([g], IOB2).entities[0]) if g else set()
             pe = set(Entities([p], IOB2).entities[0]) if p else set()
             per_doc.append((len({e.to_tuple() for e in ge} & {e.to_tuple() for e in pe}), len(pe), len(ge)))
-
-        def stat(indices: Sequence[int]) -> dict[str, float]:
-            tp = sum(per_doc[i][0] for i in indices)
-            n_pred = sum(per_doc[i][1] for i in indices)
-            n_gold = sum(per_doc[i][2] for i in indices)
-            p, r, f = prf(tp, n_pred, n_gold)
-            return {"precision": p, "recall": r, "f1": f}
-
-        return stat
+        return micro_prf_statistic(per_doc)

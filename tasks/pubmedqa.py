@@ -1,7 +1,7 @@
 """PubMedQA (PQA-L, the 1,000 expert-labelled questions), yes/no/maybe.
 
 Splits are rebuilt from ori_pqal.json exactly as the PubMedQA authors' split script does (see
-../shared/data/README.md): `random.seed(0)` once; group pmids by final_decision (yes, no, maybe,
+docs/TASK_FORMATS.md): `random.seed(0)` once; group pmids by final_decision (yes, no, maybe,
 in that order, iterating the file in its own order), shuffle each group, the first ceil(n/2)
 of each group form the cross-validation half, the rest the 500-question test split. The CV half
 is split the same way into 10 parts with the random state continuing; when the last part is

@@ -1,19 +1,26 @@
-"""Reader of the BioCreative V CDR corpus in PubTator format (shared by BC5CDR and NER).
+"""PubTator, the format of the BioCreative V CDR corpus: the one parser of the package.
 
 `pmid|t|title`, `pmid|a|abstract`, mention lines `pmid<TAB>start<TAB>end<TAB>text<TAB>type<TAB>id
-[<TAB>individual mentions]`, relation lines `pmid<TAB>CID<TAB>chemical<TAB>disease`; documents
-separated by blank lines. Offsets index `title + " " + abstract`.
+[<TAB>individual mentions]` (the id may be absent), relation lines `pmid<TAB>type<TAB>id1<TAB>id2`
+(BC5CDR's are `CID` chemical-disease pairs); documents separated by blank lines. Offsets index
+`title + " " + abstract` (docs/TASK_FORMATS.md).
+
+`parse_pubtator` streams documents and reports a malformed line with its document instead of
+raising, so that `biogpt.io`'s reader can skip one bad document and go on (--keep-going) while
+`read_pubtator`, the task data loader, stops at the first one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import TaskDataError
 
 _TEXT_LINE = re.compile(r"^([^\t|]+)\|([ta])\|(.*)$")
+MALFORMED_LINE = "expected 'pmid<TAB>start<TAB>end<TAB>text<TAB>type<TAB>id' or 'pmid<TAB>REL<TAB>id1<TAB>id2'"
 
 #: the official file of each split
 PUBTATOR_FILES: dict[str, str] = {
@@ -33,52 +40,106 @@ class Mention:
 
 
 @dataclass
+class Relation:
+    type: str
+    head: str
+    tail: str
+
+
+@dataclass
+class Malformed:
+    """A line that breaks the format: its number and what is wrong."""
+
+    line: int
+    message: str
+
+
+@dataclass
 class PubTatorDocument:
     pmid: str
     title: str = ""
     abstract: str = ""
     mentions: list[Mention] = field(default_factory=list)
-    relations: list[tuple[str, str]] = field(default_factory=list)  # CID (chemical, disease)
+    relations: list[Relation] = field(default_factory=list)
+    line: int = 0  # where the document starts
+    problem: Malformed | None = None  # its first malformed line, if any
 
     @property
     def text(self) -> str:
+        """The text PubTator's offsets index."""
         return f"{self.title} {self.abstract}"
+
+    def cid_pairs(self) -> list[tuple[str, str]]:
+        """(chemical MeSH, disease MeSH) of the CID lines: the BC5CDR relation gold."""
+        return [(r.head, r.tail) for r in self.relations if r.type == "CID"]
+
+
+def parse_pubtator(lines: Iterable[tuple[int, str | Malformed]]) -> Iterator[PubTatorDocument | Malformed]:
+    """Documents in file order from (line number, line) pairs; in place of a line, a caller may
+    pass the `Malformed` of a line it could not read (not UTF-8). A document ends at a blank line
+    or at a title/abstract line of another pmid. A malformed line marks its document (`problem`,
+    the first one wins); one outside any document comes out on its own."""
+    doc: PubTatorDocument | None = None
+    for number, line in lines:
+        if isinstance(line, Malformed):
+            if doc is None:
+                yield line
+            else:
+                doc.problem = doc.problem or line
+            continue
+        if not line.strip():
+            if doc is not None:
+                yield doc
+            doc = None
+            continue
+        match = _TEXT_LINE.match(line)
+        if match is not None:
+            pmid, part, text = match.groups()
+            if doc is not None and doc.pmid != pmid:
+                yield doc
+                doc = None
+            if doc is None:
+                doc = PubTatorDocument(pmid, line=number)
+            if part == "t":
+                doc.title = text
+            else:
+                doc.abstract = text
+            continue
+        cols = line.split("\t")
+        if doc is None:
+            yield Malformed(number, "annotation line before any 'pmid|t|title' line; is this PubTator?")
+            continue
+        if cols[0] != doc.pmid:
+            doc.problem = doc.problem or Malformed(number, f"annotation for {cols[0]} inside document {doc.pmid}")
+            continue
+        if len(cols) >= 5 and cols[1].isdigit() and cols[2].isdigit():
+            doc.mentions.append(Mention(int(cols[1]), int(cols[2]), cols[3], cols[4], cols[5] if len(cols) >= 6 else ""))
+        elif len(cols) == 4 and not cols[1].isdigit():
+            doc.relations.append(Relation(cols[1], cols[2], cols[3]))
+        else:
+            doc.problem = doc.problem or Malformed(number, MALFORMED_LINE)
+    if doc is not None:
+        yield doc
 
 
 def read_pubtator(path: Path) -> dict[str, PubTatorDocument]:
-    """Documents in file order, keyed by pmid. Malformed lines raise TaskDataError naming the line."""
+    """The documents of a task's PubTator file, keyed by pmid in file order; the first malformed
+    line (or a pmid seen twice) raises TaskDataError naming the line."""
     docs: dict[str, PubTatorDocument] = {}
     try:
-        handle = path.open(encoding="utf-8")
+        with path.open(encoding="utf-8-sig") as handle:
+            for item in parse_pubtator((number, raw.rstrip("\r\n")) for number, raw in enumerate(handle, 1)):
+                problem = item if isinstance(item, Malformed) else item.problem
+                if problem is not None:
+                    raise TaskDataError(f"{path}:{problem.line}: {problem.message}")
+                assert isinstance(item, PubTatorDocument)
+                if item.pmid in docs:
+                    raise TaskDataError(f"{path}:{item.line}: document {item.pmid} appears a second time")
+                docs[item.pmid] = item
     except OSError as exc:
         raise TaskDataError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        for number, raw in enumerate(handle, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            match = _TEXT_LINE.match(line)
-            if match is not None:
-                pmid, kind, rest = match.groups()
-                doc = docs.setdefault(pmid, PubTatorDocument(pmid))
-                if kind == "t":
-                    doc.title = rest
-                else:
-                    doc.abstract = rest
-                continue
-            parts = line.split("\t")
-            pmid = parts[0]
-            doc = docs.setdefault(pmid, PubTatorDocument(pmid))
-            if len(parts) >= 4 and parts[1] == "CID":
-                doc.relations.append((parts[2], parts[3]))
-            elif len(parts) >= 6:
-                try:
-                    start, end = int(parts[1]), int(parts[2])
-                except ValueError:
-                    raise TaskDataError(f"{path}:{number}: mention offsets are not integers: {line[:80]!r}") from None
-                doc.mentions.append(Mention(start, end, parts[3], parts[4], parts[5]))
-            else:
-                raise TaskDataError(f"{path}:{number}: not a PubTator title, abstract, mention or CID line: {line[:80]!r}")
+    except UnicodeDecodeError as exc:
+        raise TaskDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return docs
 
 

@@ -1,6 +1,6 @@
 """Running a causal LM on a task: the official input layout, generation, scoring of candidates.
 
-Input at inference (TASK_FORMATS.md): `</s>` + BPE(Moses(source)) + the learned prompt tokens
+Input at inference (docs/TASK_FORMATS.md): `</s>` + BPE(Moses(source)) + the learned prompt tokens
 when the model has them; a source longer than the recipe's max_source_positions is cut with its
 last kept token replaced by `...`. The prompt recipe (task, setting, prompt tokens) is read from
 the model's config (`biogpt_task`, written when we save a fine-tuned model) or, for official

@@ -1,9 +1,15 @@
-"""Packaging promises: the core's imports stay lean; the CLI starts and reports errors in one line."""
+"""Packaging promises: one import namespace (`biogpt`) that nothing in the current folder can shadow,
+the core's imports stay lean, and the CLI starts without torch and reports errors in one line."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
+
+import pytest
 
 from tests.helpers import ROOT
 
@@ -17,6 +23,8 @@ def test_model_package_imports_only_torch_safetensors_sacremoses():
         "import sys\n"
         "import biogpt.model\n"
         "from biogpt.model import BioGptTokenizer, BioGptForCausalLM\n"
+        "import torch\n"
+        "BioGptForCausalLM.from_config(biogpt.model.BioGptConfig.from_preset('tiny')).generate(torch.tensor([[2, 5]]), max_new_tokens=2)\n"
         "BioGptTokenizer.from_pretrained('microsoft/biogpt')('COVID-19 is')\n"
         "banned = ['transformers', 'typer', 'rich', 'datasets', 'huggingface_hub', 'sklearn', 'seqeval', 'omegaconf', 'fairseq']\n"
         "print(','.join(b for b in banned if b in sys.modules))\n"
@@ -53,3 +61,115 @@ def test_every_command_has_help_with_an_example():
         assert cmd.help and ("Example" in cmd.help or "e.g." in cmd.help or "biogpt " in cmd.help), path
     out = run("-m", "biogpt", "extract-relations", "--help")
     assert out.returncode == 0 and "Example" in out.stdout
+
+
+SEED = ("BioGptConfig", "BioGptTokenizer", "BioGptModel", "BioGptForCausalLM", "BioGptForTokenClassification",
+        "BioGptForSequenceClassification")
+
+
+def test_import_biogpt_and_help_import_neither_torch_nor_the_model():
+    code = (
+        "import sys\n"
+        "import biogpt\n"
+        "assert 'torch' not in sys.modules, 'import biogpt imported torch'\n"
+        "from biogpt.main import main\n"
+        "for argv in (['--help'], ['--version'], ['generate', '--help'], ['train', 'ner', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('biogpt.model.modeling', 'biogpt.model.tokenizer'))))\n"
+    )
+    out = run("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_seed_classes_are_exported_from_the_top_lazily():
+    import biogpt
+    import biogpt.model.config
+    import biogpt.model.modeling
+    import biogpt.model.tokenizer
+
+    for name in SEED:
+        assert name in biogpt.__all__ and name in dir(biogpt)
+        home = biogpt.model.tokenizer if name == "BioGptTokenizer" else biogpt.model.config if name == "BioGptConfig" else biogpt.model.modeling
+        assert getattr(biogpt, name) is getattr(home, name) is getattr(biogpt.model, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        biogpt.no_such_name  # noqa: B018
+    from biogpt import BioGptForCausalLM  # noqa: F401  (the form transformers users write)
+
+
+def _shadowing_folder(tmp_path: Path) -> Path:
+    """A working folder as users have them: their own model/, model.py, tasks/ and biogpt_cli/,
+    each of which raises if anyone imports it."""
+    here = tmp_path / "work"
+    for name in ("model", "tasks", "biogpt_cli"):
+        (here / name).mkdir(parents=True)
+        (here / name / "__init__.py").write_text(f"raise ImportError('the user\\'s own {name} was imported')\n")
+    (here / "model.py").write_text("raise ImportError('the user\\'s own model.py was imported')\n")
+    return here
+
+
+def test_python_m_biogpt_runs_from_a_folder_with_its_own_model_and_tasks(tmp_path):
+    from biogpt.model import BioGptTokenizer
+    from tests.helpers import tiny_lm
+
+    here = _shadowing_folder(tmp_path)
+    lm = tmp_path / "lm"
+    tiny_lm(vocab_size=42384).save_pretrained(lm, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "biogpt", "generate", "-m", str(lm), "--prompt", "Aspirin", "--max-new-tokens", "2"],
+                         capture_output=True, text=True, cwd=here, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Aspirin")
+    out = subprocess.run([sys.executable, "-m", "biogpt", "eval", "ddi", "--predictions", str(here / "none.jsonl"), "--data", str(here)],
+                         capture_output=True, text=True, cwd=here, env=env, timeout=300)
+    assert out.returncode != 0 and "Traceback" not in out.stderr and "ImportError" not in out.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_m_biogpt_runs_from_a_folder_with_its_own_model_and_tasks(tmp_path):
+    here = _shadowing_folder(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1", "-m", "biogpt", "models"],
+                         capture_output=True, text=True, cwd=here, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "microsoft/biogpt" in out.stdout
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists the packages by hand (package-dir maps three folders into one namespace):
+    a new subpackage missing there would be absent from the wheel and from editable installs."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    folders = {name: ROOT / path for name, path in setup["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            rel = init.parent.relative_to(folder).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed
+
+
+@pytest.mark.slow
+def test_a_built_wheel_has_exactly_one_top_level_package(tmp_path):
+    """Built from the tracked files in a fresh folder (a stale build/ in a working tree can leak old
+    top-level names into a wheel built there; build/ and *.egg-info are ignored by git)."""
+    files = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=True).stdout.split()
+    src = tmp_path / "src"
+    for f in files:
+        if (ROOT / f).is_file():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, src / f)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(src)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"biogpt"}
+    assert "biogpt/model/vocab/biogpt/dict.txt" in names and "biogpt/model/kernels/matvec.c" in names
+    assert "biogpt/__main__.py" in names and "biogpt/model/modeling.py" in names and "biogpt/tasks/base.py" in names
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "biogpt = biogpt.main:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -67,4 +67,7 @@ def ner_from_pubtator(
 
 
 def register(app: typer.Typer) -> None:
+    from .sample import sample
+
+    data_app.command("sample")(sample)  # the shipped quick-start data (commands/sample.py)
     app.add_typer(data_app, name="data")

@@ -106,7 +106,8 @@ def generate_predictions(
     from biogpt.tasks.runner import encode_source
 
     from .._common import progress, provenance
-    from .._taskrun import Prepared, generate_in_batches, load_task_model
+    from .._taskrun import generate_in_batches, load_task_model
+    from ..batchjob import Prepared
 
     name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
     if task.name == "pubmedqa" and recipe.setting and setting and recipe.setting != setting:
@@ -216,7 +217,7 @@ def lm_perplexity(model_name: str, corpus: Path, *, stride: int | None, device: 
     import torch
 
     from .._common import load_causal_lm, provenance
-    from .train import corpus_texts
+    from ..training.data import corpus_texts
 
     if not corpus.is_file():
         raise UserError(f"{corpus}: no such file")
@@ -262,7 +263,7 @@ def load_examples(task: Any, data: Path, split: str, **options: Any) -> list[Any
     if task.kind == "ner" and data.is_file() and data.suffix in (".jsonl", ".json"):
         from biogpt.tasks import Example
 
-        from .train import ner_documents
+        from ..training.data import ner_documents
 
         return [
             Example(id=i, source=t, target="", gold=[{"start": s, "end": e, "label": l} for s, e, l in spans], text=t)
@@ -278,7 +279,8 @@ def ner_with_model(task: Any, model_name: str, data: Path, split: str, *, device
     from biogpt.tasks import Prediction
 
     from .._common import provenance
-    from .tag import load_tagger, tag_text
+    from ..heads import tag_text
+    from .tag import load_tagger
 
     examples = load_examples(task, data, split)
     examples = examples[:limit] if limit else examples

@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from .. import _options as opts
-
-from .. import _common
-from .._common import UserError, inputs_or_stdin, progress, provenance
-from .._taskrun import Prepared, decoding_options, generate_in_batches, get_task, load_task_model, model_card
-from ..batching import limited
-from ..io import BadRecord, Item, ReadOptions, make_writer, read_inputs
-from ..runstate import RunState
+from .._options import RunFlags
+from .._common import UserError, provenance
+from .._taskrun import decoding_options, generate_in_batches, get_task, load_task_model, model_card
+from ..batchjob import BatchJob, Prepared, prepare_all
+from ..io import ReadOptions, Record, read_inputs
 
 logger = logging.getLogger(__name__)
 RE_TASKS = ("bc5cdr", "kd-dti", "ddi", "custom")
@@ -120,29 +117,25 @@ def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str,
     return {"id": record.id, "title": title, "abstract": abstract, "entities": entities, "relations": relations}
 
 
+@opts.RUN_FLAGS(help={"keep_going": "Skip failing documents; count them.", "errors": "With --keep-going: failures as JSONL."})
 def extract_relations(
     inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
     task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi or custom (default: the task -m MODEL was fine-tuned for)."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model: directory, hub id or fairseq folder."),
     entities_file: Optional[Path] = typer.Option(None, "--entities", help="BC5CDR: name→MeSH JSON (e.g. test.entities.json) for MeSH ids."),
     constrained: bool = typer.Option(False, "--constrained", help="Entity names may only be copied from the document."),
-    input_format: str = typer.Option("auto", "--input-format", help="auto, lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml."),
+    input_format: str = opts.INPUT_FORMAT,
     text_key: str = typer.Option("text", "--text-key", help="JSONL field with the text (default: text, or title + abstract)."),
     id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field with the document id."),
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl, tsv or pubtator (bc5cdr: mention lines, and CID lines of MeSH ids with --entities)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
+    output: Optional[Path] = opts.OUTPUT,
+    force: bool = opts.FORCE,
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Beam width (default: the task's, 1 as the official scripts)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per document."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Documents decoded at once (greedy: rows refilled as each ends)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget of one batch or refill (padded prompt tokens)."),
+    batch_size: int = opts.BATCH_SIZE,
+    max_tokens: Optional[int] = opts.MAX_TOKENS,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N documents."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Skip failing documents; count them."),
-    errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: failures as JSONL."),
-    device: str = opts.DEVICE,
-    dtype: str = opts.DTYPE,
-    resume: bool = opts.RESUME,
-    shard: Optional[str] = opts.SHARD,
+    flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug).
 
@@ -153,71 +146,50 @@ def extract_relations(
     task = resolve_task(task_name, model_name)
     if output_format == "pubtator" and task.name != "bc5cdr":
         raise UserError("--format pubtator is for --task bc5cdr (CID relations)")
-    if errors is not None and not keep_going:
-        raise UserError("--errors needs --keep-going")
     entities = load_entities(entities_file)
     if entities is not None and task.name != "bc5cdr":
         raise UserError("--entities applies to --task bc5cdr")
     if output_format == "pubtator" and entities is None:
         logger.warning("--format pubtator without --entities: no CID lines (they name MeSH ids; pass --entities NAME2MESH.json)")
-    inputs = inputs_or_stdin(inputs, command="extract-relations")
-    run = RunState.start(command="extract-relations", output=output, output_format=output_format, inputs=inputs,
-                         resume=resume, shard=shard, force=force, errors=errors)
-    items = run.select(limited(read_inputs(inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit))
-    name, model, tokenizer, recipe = load_task_model(task, model_name, device=run.device(device), dtype=dtype)
+    job = BatchJob.start("extract-relations", flags, inputs=inputs, output=output, output_format=output_format, force=force)
+    items = job.select(read_inputs(job.inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=job.device(), dtype=flags.dtype)
     decoding = decoding_options(num_beams, max_new_tokens)
     room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
 
-    def prepare(item: Item) -> Prepared | BadRecord:
-        if isinstance(item, BadRecord):
-            return item
-        if not item.text.strip():
-            return BadRecord(item.location or item.id, "empty document", item.id)
+    def encode(item: Record) -> list[int]:
         source = task.source_for_document(text=item.text, title=item.fields.get("title"), abstract=item.fields.get("abstract"))
-        return Prepared(item, encode_source(tokenizer, source, recipe, limit=max(room, 8)))
+        return encode_source(tokenizer, source, recipe, limit=max(room, 8))
 
-    sink = run.open()
-    writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "tsv", "pubtator")))
-    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
+    job.open(output_format, allowed=("jsonl", "tsv", "pubtator"))
     meta = provenance(model, name, task=task.name, constrained=constrained, decoding={**{"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens}, **decoding}, prompt=recipe.to_dict())
-    bar = progress(description="extract-relations", quiet=_common.QUIET)
     unmapped = 0  # pubtator: relations left without a CID line (a name missing from --entities)
-    try:
-        for result in run.track(generate_in_batches(
-            (prepare(i) for i in items), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
-            batch_size=batch_size, max_tokens=max_tokens, constrained=constrained,
-        )):
-            if isinstance(result, BadRecord):
-                failures.fail(result.location, result.message, result.id)
-                continue
-            prepared, generated = result
-            record = relations_record(task, prepared.item, generated, model=model, tokenizer=tokenizer, entities=entities)
-            if output_format == "jsonl":
-                writer.write({**record, "provenance": meta})
-            elif output_format == "tsv":
-                rows = [
-                    {"id": record["id"], "head": r["head"]["text"], "tail": r["tail"]["text"], "relation": r["relation"],
-                     "score": r["score"], "head_found": r["head"]["found"], "tail_found": r["tail"]["found"]}
-                    for r in record["relations"]
-                ]
-                if rows:
-                    writer.write({"rows": rows})
-            else:
-                out = pubtator_record(task, prepared.item, record)
-                if entities is not None:
-                    unmapped += len(record["relations"]) - len(out["relations"])
-                writer.write(out)
-            bar.advance()
-    finally:
-        bar.close()
-        failures.close()
-        if sink is not sys.stdout:
-            sink.close()
-    run.finish()
+
+    def render(result: tuple[Prepared, Any]) -> list[dict[str, Any]]:
+        nonlocal unmapped
+        prepared, generated = result
+        record = relations_record(task, prepared.item, generated, model=model, tokenizer=tokenizer, entities=entities)
+        if output_format == "jsonl":
+            return [{**record, "provenance": meta}]
+        if output_format == "tsv":
+            rows = [
+                {"id": record["id"], "head": r["head"]["text"], "tail": r["tail"]["text"], "relation": r["relation"],
+                 "score": r["score"], "head_found": r["head"]["found"], "tail_found": r["tail"]["found"]}
+                for r in record["relations"]
+            ]
+            return [{"rows": rows}] if rows else []
+        out = pubtator_record(task, prepared.item, record)
+        if entities is not None:
+            unmapped += len(record["relations"]) - len(out["relations"])
+        return [out]
+
+    results = generate_in_batches(prepare_all(items, encode), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
+                                  batch_size=batch_size, max_tokens=max_tokens, constrained=constrained)
+    failed = job.write_all(results, render)
     if unmapped:
         logger.warning("%d relations have a name missing from --entities: no CID line for them", unmapped)
-    if failures.count:
-        logger.warning("%d documents failed", failures.count)
+    if failed:
+        logger.warning("%d documents failed", failed)
 
 
 def register(app: typer.Typer) -> None:

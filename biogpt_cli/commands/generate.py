@@ -10,22 +10,20 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from .. import DEFAULT_MODEL
 from .. import _options as opts
+from .._common import UserError, load_causal_lm, provenance
+from ..batchjob import BatchJob, Prepared, prepare_all, run_prepared
+from ..io import BadRecord, Item, ReadOptions, Record, read_inputs
 
 if TYPE_CHECKING:
     from biogpt.model.generation import GenerationConfig
-
-from .. import _common
-from .._common import DEFAULT_MODEL, UserError, load_causal_lm, progress, provenance
-from ..batching import limited, run_in_batches, run_windows
-from ..io import BadRecord, Item, ReadOptions, Record, make_writer, read_inputs
-from ..runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +35,8 @@ def truncate_prompt(ids: list[int], limit: int) -> list[int]:
     return ids[:1] + ids[len(ids) - (limit - 1) :]
 
 
-@dataclass
-class Prepared:
-    record: Record
-    ids: list[int]
-
-
-def prepare(item: Item, tokenizer, limit: int, max_new_tokens: int, max_positions: int) -> Prepared | BadRecord:
-    """Tokenize a prompt once; an over-long one keeps its last tokens, with a warning (never silent)."""
-    if isinstance(item, BadRecord):
-        return item
-    if not item.text.strip():
-        return BadRecord(item.location or item.id, "empty document", item.id)
+def encode_prompt(item: Record, tokenizer, limit: int, max_new_tokens: int, max_positions: int) -> list[int]:
+    """A prompt's ids; an over-long one keeps its last tokens, with a warning (never silent)."""
     ids = tokenizer(item.text)["input_ids"]
     if len(ids) > limit:
         logger.warning(
@@ -56,7 +44,7 @@ def prepare(item: Item, tokenizer, limit: int, max_new_tokens: int, max_position
             item.id, len(ids), limit, max_new_tokens, max_positions,
         )
         ids = truncate_prompt(ids, limit)
-    return Prepared(item, ids)
+    return ids
 
 
 def generate_records(
@@ -86,19 +74,19 @@ def generate_records(
 
     def record(prepared: Prepared, sequence: int, tokens: list[int], seconds: float) -> dict[str, Any]:
         return {
-            "id": prepared.record.id,
+            "id": prepared.item.id,
             "sequence": sequence,
-            "prompt": prepared.record.text,
+            "prompt": prepared.item.text,
             "generated": tokenizer.decode(tokens, skip_special_tokens=True),
-            "text": tokenizer.decode(prepared.ids + tokens, skip_special_tokens=True),
+            "text": tokenizer.decode(prepared.input_ids + tokens, skip_special_tokens=True),
             "new_tokens": len(tokens),
             "tokens_per_second": round(len(tokens) / seconds, 2) if seconds > 0 else None,
         }
 
     def run(batch: list[Prepared]) -> list[list[dict[str, Any]]]:
-        width = max(len(p.ids) for p in batch)
-        input_ids = torch.tensor([[pad] * (width - len(p.ids)) + p.ids for p in batch], device=model.device)
-        mask = torch.tensor([[0] * (width - len(p.ids)) + [1] * len(p.ids) for p in batch], device=model.device)
+        width = max(len(p.input_ids) for p in batch)
+        input_ids = torch.tensor([[pad] * (width - len(p.input_ids)) + p.input_ids for p in batch], device=model.device)
+        mask = torch.tensor([[0] * (width - len(p.input_ids)) + [1] * len(p.input_ids) for p in batch], device=model.device)
         start = time.perf_counter()
         out = model.generate(input_ids, attention_mask=mask, streamer=streamer, generation_config=options)
         seconds = time.perf_counter() - start
@@ -114,7 +102,7 @@ def generate_records(
 
         for done in generate_continuous(
             model,
-            [p.ids for p in window],
+            [p.input_ids for p in window],
             rows=batch_size,
             max_new_tokens=options.max_new_tokens,
             min_new_tokens=options.min_new_tokens or 0,
@@ -124,21 +112,10 @@ def generate_records(
         ):
             yield done.index, [record(window[done.index], 0, done.tokens, done.seconds)]
 
-    prepared = (
-        prepare(item, tokenizer, limit, options.max_new_tokens, model.config.max_position_embeddings) for item in items
-    )
-    passthrough = lambda p: p if isinstance(p, BadRecord) else None  # noqa: E731
-    if streamer is None and continuous_applies(options):
-        yield from run_windows(prepared, run_window, passthrough=passthrough, window=max(batch_size * 32, 256))
-        return
-    yield from run_in_batches(
-        prepared,
-        run,
-        length=lambda p: len(p.ids),
-        passthrough=passthrough,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-    )
+    positions = model.config.max_position_embeddings
+    prepared = prepare_all(items, lambda item: encode_prompt(item, tokenizer, limit, options.max_new_tokens, positions))
+    continuous = run_window if streamer is None and continuous_applies(options) else None
+    yield from run_prepared(prepared, static=run, continuous=continuous, batch_size=batch_size, max_tokens=max_tokens)
 
 
 def continuous_applies(options: "GenerationConfig") -> bool:
@@ -158,10 +135,11 @@ def continuous_applies(options: "GenerationConfig") -> bool:
     )
 
 
+@opts.RUN_FLAGS(after={name: "dtype" for name in ("quantize", "output_format", "output", "force", "stream", "compile_step", "kernels")})
 def generate(
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
     input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="File or folder of prompts (repeatable); - for stdin."),
-    input_format: str = typer.Option("auto", "--input-format", help="auto, lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml."),
+    input_format: str = opts.INPUT_FORMAT,
     text_key: str = typer.Option("text", "--text-key", help="JSONL field holding the prompt."),
     id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field holding the record id."),
     model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Local directory, hub id, or fairseq directory."),
@@ -177,26 +155,20 @@ def generate(
     num_return_sequences: int = typer.Option(1, "--num-return-sequences", min=1, help="Outputs per prompt (≤ beams, or with sampling)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (sampling is reproducible with it)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Prompts decoded at once (greedy: rows refilled as each ends)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget of one batch or refill (padded prompt tokens)."),
+    max_tokens: Optional[int] = opts.MAX_TOKENS,
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N prompts (quick trials)."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Skip failing documents instead of stopping; count them."),
-    errors: Optional[Path] = typer.Option(None, "--errors", help="With --keep-going: write failures here as JSONL."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    flags: opts.RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here, with these after --dtype:
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 linear layers (fast CPU decoding)."),
     output_format: str = typer.Option("text", "--format", "-f", help="text (one output per line) or jsonl."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
+    output: Optional[Path] = opts.OUTPUT,
+    force: bool = opts.FORCE,
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream text as it is generated (default: one prompt to a terminal)."),
     compile_step: bool = typer.Option(False, "--compile", help="CUDA: compile the captured decode step (torch.compile): ~16% more tokens/s at batch 1 (H100), after a one-time compilation of 25-30 s per (rows, length) bucket. Prompts then decode in static batches. For long generations."),
     kernels: str = typer.Option("auto", "--kernels", help="CUDA, 1-4 rows: the captured decode step's kernels: auto (the fused Triton layer or torch's, whichever replays faster at the first call), torch or triton."),
-    resume: bool = opts.RESUME,
-    shard: Optional[str] = opts.SHARD,
 ) -> None:
     """Continue biomedical text, e.g. biogpt generate --prompt "COVID-19 is"."""
     import torch
 
-    writer_format = output_format
     if output_format not in ("text", "jsonl"):
         raise UserError(f"--format {output_format}: expected text or jsonl")
     if not prompt and not input:
@@ -211,8 +183,6 @@ def generate(
         raise UserError(f"--num-return-sequences ({num_return_sequences}) must be at most --num-beams ({num_beams})")
     if num_beams == 1 and not do_sample and num_return_sequences > 1:
         raise UserError("--num-return-sequences > 1 needs --do-sample or --num-beams")
-    if errors is not None and not keep_going:
-        raise UserError("--errors needs --keep-going")
     if kernels not in ("auto", "torch", "triton"):
         raise UserError(f"--kernels {kernels}: expected auto, torch or triton")
     if kernels == "triton" and compile_step:
@@ -239,18 +209,16 @@ def generate(
         items: Iterable[Item] = [Record(f"prompt:{i}", p) for i, p in enumerate(prompt, 1)]
     else:
         items = read_inputs(input or [], input_format=input_format, options=ReadOptions(text_key=text_key, id_key=id_key))
-    run = RunState.start(command="generate", output=output, output_format=output_format, inputs=input,
-                         resume=resume, shard=shard, force=force, errors=errors)
-    items = run.select(limited(items, limit))
-    model, tokenizer = load_causal_lm(model_name, device=run.device(device), dtype=dtype, quantize=quantize)
+    job = BatchJob.start("generate", flags, inputs=input, output=output, output_format=output_format, force=force, stdin_hint=None)
+    items = job.select(items, limit)
+    model, tokenizer = load_causal_lm(model_name, device=job.device(), dtype=flags.dtype, quantize=quantize)
     if compile_step and model.device.type != "cuda":
         logger.warning("--compile applies to the captured decode step on a CUDA device; ignored on %s", model.device.type)
         options.compile_step = False
     if kernels == "triton" and model.device.type != "cuda":
         logger.warning("--kernels triton applies to the captured decode step on a CUDA device; ignored on %s", model.device.type)
         options.decode_kernels = "auto"
-    sink = run.open()
-    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
+    sink = job.open(output_format)
 
     streaming = stream
     if streaming is None:
@@ -270,35 +238,25 @@ def generate(
         streamer = TextStreamer(tokenizer, show, skip_prompt=False)
 
     record_provenance = provenance(model, model_name, options=asdict(options), seed=seed, dtype=str(model.dtype).removeprefix("torch."), quantize=quantize)
-    writer = run.adopt(make_writer(writer_format, sink))
-    bar = progress(description="generate", quiet=_common.QUIET or streamer is not None)
     written = 0
-    try:
-        for result in run.track(generate_records(
-            items, model=model, tokenizer=tokenizer, options=options,
-            batch_size=1 if streamer else batch_size, max_tokens=max_tokens, streamer=streamer,
-        )):
-            if isinstance(result, BadRecord):
-                failures.fail(result.location, result.message, result.id)
-                continue
-            for output_record in result:
-                if streamer is not None:
-                    sink.write("\n")
-                    sink.flush()
-                elif writer_format == "jsonl":
-                    writer.write({**output_record, "provenance": record_provenance})
-                else:
-                    writer.write(output_record)
-                written += 1
-            bar.advance()
-    finally:
-        bar.close()
-        failures.close()
-        if sink is not sys.stdout:
-            sink.close()
-    run.finish()
-    if failures.count:
-        logger.warning("%d outputs written, %d documents failed", written, failures.count)
+
+    def render(outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        nonlocal written
+        written += len(outputs)
+        if streamer is not None:  # the text is out already: end its line
+            for _ in outputs:
+                sink.write("\n")
+                sink.flush()
+            return []
+        if output_format == "jsonl":
+            return [{**r, "provenance": record_provenance} for r in outputs]
+        return outputs
+
+    results = generate_records(items, model=model, tokenizer=tokenizer, options=options,
+                               batch_size=1 if streamer else batch_size, max_tokens=max_tokens, streamer=streamer)
+    failed = job.write_all(results, render, show_progress=streamer is None)
+    if failed:
+        logger.warning("%d outputs written, %d documents failed", written, failed)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,20 +8,17 @@ free text; `--generate` adds the raw greedy output too.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from .. import _options as opts
-
-from .. import _common
-from .._common import UserError, inputs_or_stdin, progress, provenance
+from .._options import RunFlags
+from .._common import UserError, provenance
 from .._taskrun import get_task, load_task_model
-from ..batching import limited
-from ..io import BadRecord, ReadOptions, Record, make_writer, read_inputs
-from ..runstate import RunState
+from ..batchjob import BatchJob
+from ..io import BadRecord, ReadOptions, Record, read_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +63,7 @@ def answer_question(
     return out
 
 
+@opts.RUN_FLAGS()
 def qa(
     inputs: Optional[list[str]] = typer.Argument(None, help="JSONL files with question/context fields (default: stdin)."),
     question: Optional[str] = typer.Option(None, "--question", "-q", help="One question (with --context)."),
@@ -82,12 +80,7 @@ def qa(
     output: Optional[Path] = typer.Option(None, "--output", "-o"),
     force: bool = opts.FORCE,
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
-    keep_going: bool = opts.KEEP_GOING,
-    errors: Optional[Path] = opts.ERRORS,
-    device: str = opts.DEVICE,
-    dtype: str = opts.DTYPE,
-    resume: bool = opts.RESUME,
-    shard: Optional[str] = opts.SHARD,
+    flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Answer yes/no/maybe questions about an abstract, with a probability for each answer.
 
@@ -100,54 +93,38 @@ def qa(
         raise UserError("--question and --context go together")
     if question is not None and inputs:
         raise UserError("give either --question/--context or input files, not both")
-    if errors is not None and not keep_going:
-        raise UserError("--errors needs --keep-going")
+    job = BatchJob.start("qa", flags, inputs=None if question is not None else inputs, output=output, output_format=output_format,
+                         force=force, stdin_hint=None if question is not None else ", or give --question and --context")
     if question is not None:
         items: Any = [Record("question:1", question, {context_key: context, long_answer_key: long_answer})]
     else:
-        inputs = inputs_or_stdin(inputs, command="qa", alternative=", or give --question and --context")
-        items = read_inputs(inputs, input_format="jsonl", options=ReadOptions(question_key, id_key, text_flag="--question-key"))
-    run = RunState.start(command="qa", output=output, output_format=output_format,
-                         inputs=None if question is not None else inputs, resume=resume, shard=shard, force=force, errors=errors)
-    items = run.select(limited(items, limit))
-    name, model, tokenizer, recipe = load_task_model(task, model_name, device=run.device(device), dtype=dtype)
-    sink = run.open()
-    writer = run.adopt(make_writer(output_format, sink, allowed=("jsonl", "tsv")))
-    failures = run.failure_log(keep_going=keep_going, errors=errors, force=force)
+        items = read_inputs(job.inputs, input_format="jsonl", options=ReadOptions(question_key, id_key, text_flag="--question-key"))
+    items = job.select(items, limit)
+    name, model, tokenizer, recipe = load_task_model(task, model_name, device=job.device(), dtype=flags.dtype)
+    job.open(output_format, allowed=("jsonl", "tsv"))
     meta = provenance(model, name, task="pubmedqa", setting=setting or recipe.setting or "reasoning-required", prompt=recipe.to_dict())
-    bar = progress(description="qa", quiet=_common.QUIET)
     # reasoning-free models were fine-tuned with each question's long answer in the input;
     # without one the prompt ends "answer: ." and the answers degrade: said once per run
-    missing_long_answer = _is_reasoning_free(setting or recipe.setting)
-    try:
-        for item in run.track(items):
-            if isinstance(item, BadRecord):
-                failures.fail(item.location, item.message, item.id)
-                continue
-            if not item.text.strip():
-                failures.fail(item.location or item.id, "empty question", item.id)
-                continue
-            if missing_long_answer and not (item.fields.get(long_answer_key) or item.fields.get("LONG_ANSWER")):
-                logger.warning("%s: no long answer (--long-answer, or the %r field) in the reasoning-free setting, "
-                               "whose model was fine-tuned with one; answers without it are less reliable", item.location or item.id, long_answer_key)
-                missing_long_answer = False
-            try:
-                result = answer_question(task, model, tokenizer, recipe, item, context_key=context_key,
-                                         long_answer_key=long_answer_key, setting=setting, generate=generate)
-            except ValueError as exc:
-                failures.fail(item.location or item.id, f"{exc}; pass --context-key", item.id)
-                continue
-            if output_format == "tsv":
-                writer.write({k: v for k, v in result.items() if k != "probabilities"} | {f"p_{k}": v for k, v in result["probabilities"].items()})
-            else:
-                writer.write({**result, "provenance": meta})
-            bar.advance()
-    finally:
-        bar.close()
-        failures.close()
-        if sink is not sys.stdout:
-            sink.close()
-    run.finish()
+    warn_missing_long_answer = _is_reasoning_free(setting or recipe.setting)
+
+    def render(item: Record) -> list[dict[str, Any]] | BadRecord:
+        nonlocal warn_missing_long_answer
+        if not item.text.strip():
+            return BadRecord(item.location or item.id, "empty question", item.id)
+        if warn_missing_long_answer and not (item.fields.get(long_answer_key) or item.fields.get("LONG_ANSWER")):
+            logger.warning("%s: no long answer (--long-answer, or the %r field) in the reasoning-free setting, "
+                           "whose model was fine-tuned with one; answers without it are less reliable", item.location or item.id, long_answer_key)
+            warn_missing_long_answer = False
+        try:
+            result = answer_question(task, model, tokenizer, recipe, item, context_key=context_key,
+                                     long_answer_key=long_answer_key, setting=setting, generate=generate)
+        except ValueError as exc:
+            return BadRecord(item.location or item.id, f"{exc}; pass --context-key", item.id)
+        if output_format == "tsv":
+            return [{k: v for k, v in result.items() if k != "probabilities"} | {f"p_{k}": v for k, v in result["probabilities"].items()}]
+        return [{**result, "provenance": meta}]
+
+    job.write_all(items, render)
 
 
 def register(app: typer.Typer) -> None:

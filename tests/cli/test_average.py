@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from biogpt._common import UserError
 from biogpt.commands import average
+from biogpt.training import TrainingError, averaging
 from biogpt.model import BioGptForCausalLM
 
 from tests.helpers import tiny_lm
@@ -40,7 +41,7 @@ def _save(tmp: Path, name: str, seed: int) -> Path:
 def test_average_of_two_is_exact_and_loadable(app, tmp_path) -> None:
     a, b = _save(tmp_path, "a", 1), _save(tmp_path, "b", 2)
     invoke(app, "average-checkpoints", a, b, "-o", tmp_path / "avg")
-    wa, wb, wavg = (average.load_weights(d) for d in (a, b, tmp_path / "avg"))
+    wa, wb, wavg = (averaging.load_weights(d) for d in (a, b, tmp_path / "avg"))
     assert set(wavg) == set(wa)
     for key in wa:
         expected = ((wa[key].double() + wb[key].double()) / 2).to(wa[key].dtype)
@@ -57,14 +58,14 @@ def test_average_last_k_of_a_run_and_errors(app, tmp_path) -> None:
     run = tmp_path / "run"
     for step, seed in ((10, 1), (20, 2), (30, 3)):
         _save(run / "checkpoints", f"step-{step}", seed)
-    assert [p.name for p in average.newest_checkpoints(run, 2)] == ["step-20", "step-30"]
+    assert [p.name for p in averaging.newest_checkpoints(run, 2)] == ["step-20", "step-30"]
     invoke(app, "average-checkpoints", "--last", "2", run, "-o", tmp_path / "avg")
-    w2, w3, wavg = (average.load_weights(d) for d in (run / "checkpoints" / "step-20", run / "checkpoints" / "step-30", tmp_path / "avg"))
+    w2, w3, wavg = (averaging.load_weights(d) for d in (run / "checkpoints" / "step-20", run / "checkpoints" / "step-30", tmp_path / "avg"))
     for key in w2:
         assert torch.equal(wavg[key], ((w2[key].double() + w3[key].double()) / 2).to(w2[key].dtype))
     with pytest.raises(UserError, match="exists"):
         invoke(app, "average-checkpoints", "--last", "2", run, "-o", tmp_path / "avg")
     invoke(app, "average-checkpoints", "--last", "2", run, "-o", tmp_path / "avg", "--force")
     other = tiny_lm(seed=0, num_hidden_layers=1).save_pretrained(tmp_path / "other")
-    with pytest.raises(UserError, match="same tensors"):
+    with pytest.raises(TrainingError, match="same tensors"):
         invoke(app, "average-checkpoints", run / "checkpoints" / "step-10", other, "-o", tmp_path / "bad")

@@ -24,8 +24,8 @@ WORKER = textwrap.dedent(
 
     import torch
 
-    from biogpt.commands.train import resolve_train_device
-    from biogpt.trainer import Trainer, TrainingArgs, dist_info
+    from biogpt.training import Trainer, TrainingArgs, dist_info
+    from biogpt.training.jobs import resolve_train_device
     from biogpt.model import BioGptConfig, BioGptForCausalLM
 
     out, batch_size = sys.argv[1], int(sys.argv[2])
@@ -64,7 +64,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     _run([sys.executable, str(script), str(tmp_path / "single"), "4"], tmp_path)
-    ddp = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
                 str(tmp_path / "ddp"), "2"], tmp_path)
     assert (tmp_path / "ddp-rank0-of2").exists() and (tmp_path / "ddp-rank1-of2").exists()
     one = load_file(str(tmp_path / "single" / "model-last" / "model.safetensors"))

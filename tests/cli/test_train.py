@@ -11,11 +11,15 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from biogpt._common import UserError
+from biogpt.model.errors import InvalidOptionError
 from biogpt.commands import classify as classify_cmd
 from biogpt.commands import data, generate, tag, train
-from biogpt.commands.tag import encode_words, merge_entities, ner_features, tag_text, windows, word_tags
-from biogpt.commands.train import ner_documents, ner_score, resolve_options
+from biogpt.heads import encode_words, merge_entities, tag_text, windows, word_tags
+from biogpt.training import TrainingError
+from biogpt.training.data import ner_documents
+from biogpt.training.features import ner_features
+from biogpt.training.jobs import ner_score
+from biogpt.training.options import resolve_options
 from tests.helpers import FIXTURES, ROOT
 
 FIXTURE = FIXTURES / "ner" / "bc5cdr_titles.jsonl"
@@ -99,10 +103,10 @@ def test_tokens_tags_format_and_errors(tmp_path: Path) -> None:
     assert text == "Lidocaine causes cardiac asystole ."
     assert [text[s:e] for s, e, _ in spans] == ["Lidocaine", "cardiac asystole"]
     f.write_text(json.dumps({"tokens": ["a"], "tags": ["X-1"]}) + "\n")
-    with pytest.raises(UserError, match="IOB2"):
+    with pytest.raises(TrainingError, match="IOB2"):
         ner_documents(f)
     f.write_text(json.dumps({"text": "abc", "entities": [{"start": 0, "end": 9, "label": "X"}]}) + "\n")
-    with pytest.raises(UserError, match="outside"):
+    with pytest.raises(TrainingError, match="outside"):
         ner_documents(f)
 
 
@@ -133,7 +137,7 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     options = resolve_options(cfg, {"lr": 0.5, "epochs": None})
     assert options["lr"] == 0.5 and options["epochs"] == 7 and options["seed"] == 5 and options["batch_size"] == 8
     cfg.write_text(json.dumps({"learning_rate": 1}))
-    with pytest.raises(UserError, match="unknown keys"):
+    with pytest.raises(TrainingError, match="unknown keys"):
         resolve_options(cfg, {})
 
 
@@ -185,7 +189,7 @@ def test_train_ner_resume_and_existing_output(app: typer.Typer, tmp_path: Path) 
     part = tmp_path / "part"
     invoke(app, *base, "-o", part, "--max-steps", "3", "--save-steps", "3")
     assert (part / "checkpoints" / "step-3" / "trainer_state.pt").is_file()
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(TrainingError, match="--resume"):
         invoke(app, *base, "-o", part, "--max-steps", "6")
     invoke(app, *base, "-o", part, "--max-steps", "6", "--resume")
 
@@ -312,7 +316,6 @@ def test_sigterm_writes_checkpoint_then_resume_finishes(tmp_path: Path) -> None:
 
 
 def test_yaml_config_with_command_line_override(tmp_path):
-    from biogpt.commands.train import resolve_options
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("lr: 0.001\nbatch-size: 4\nepochs: 2\n")
@@ -322,9 +325,7 @@ def test_yaml_config_with_command_line_override(tmp_path):
     bad.write_text("nonsense: 1\n")
     import pytest as _pytest
 
-    from biogpt._common import UserError
-
-    with _pytest.raises(UserError, match="unknown keys nonsense"):
+    with _pytest.raises(TrainingError, match="unknown keys nonsense"):
         resolve_options(bad, {})
 
 
@@ -342,11 +343,11 @@ def test_yaml_config_with_command_line_override(tmp_path):
 def test_option_ranges_are_checked_before_anything_loads(tmp_path, given, message):
     """Out-of-range values (flags or --config) are one usage error up front, not an optimizer's
     exception after the data and model have loaded."""
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(InvalidOptionError, match=message):
         resolve_options(None, given)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(given))
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(InvalidOptionError, match=message):
         resolve_options(cfg, {})
     assert resolve_options(None, {"lr": 1e-4, "dropout": 0.0, "warmup_steps": 0})["lr"] == 1e-4
 
@@ -355,12 +356,12 @@ def test_train_output_that_is_a_file_is_refused(app, tmp_path):
     data = tmp_path / "ner.jsonl"
     data.write_text(json.dumps({"tokens": ["Aspirin", "helps"], "tags": ["B-Chemical", "O"]}) + "\n")
     result = CliRunner().invoke(app, ["train", "ner", str(data), "-o", str(data), "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu"])
-    assert isinstance(result.exception, UserError) and "is a file; training writes a directory" in str(result.exception)
+    assert isinstance(result.exception, TrainingError) and "is a file; training writes a directory" in str(result.exception)
     assert data.read_text().startswith('{"tokens"')
 
 
 def test_tokenized_features_are_cached_with_datasets(tmp_path):
-    from biogpt.commands.train import cached_features
+    from biogpt.training.features import cached_features
 
     src = tmp_path / "train.jsonl"
     src.write_text('{"text": "a"}\n')
@@ -380,7 +381,6 @@ def test_tokenized_features_are_cached_with_datasets(tmp_path):
 
 
 def test_from_scratch_defaults_yield_to_flags_and_config(tmp_path):
-    from biogpt.commands.train import resolve_options
 
     scratch = resolve_options(None, {"from_scratch": "tiny", "lr": None, "epochs": None})
     assert scratch["lr"] == 1e-3 and scratch["epochs"] == 20

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from biogpt._common import UserError
 from biogpt.commands import average, extract_relations, train
-from biogpt.commands.train import add_prompt_tokens, generative_features, learned_tokens, token_budget_batches
+from biogpt.training import averaging
+from biogpt.training.features import generative_features, token_budget_batches
+from biogpt.training.recipes import add_prompt_tokens, learned_tokens
 from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
 from biogpt.tasks import get_task
 from biogpt.tasks.custom import CustomRelationTask
@@ -43,7 +45,7 @@ def app() -> typer.Typer:
 
 @pytest.fixture(scope="module")
 def tokenizer() -> BioGptTokenizer:
-    from biogpt._common import DEFAULT_MODEL
+    from biogpt import DEFAULT_MODEL
 
     return BioGptTokenizer.from_pretrained(DEFAULT_MODEL)
 
@@ -125,10 +127,10 @@ def test_train_re_official_recipe_saves_prompt_and_averages(app, tmp_path) -> No
     evals = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if "eval" in l]
     assert len(evals) == 2 and "f1" in evals[0]["eval"]
     # the epoch checkpoints are kept and averaged exactly
-    steps = average.newest_checkpoints(out, 5)
+    steps = averaging.newest_checkpoints(out, 5)
     assert len(steps) == 2
-    a, b = (average.load_weights(d) for d in steps)
-    avg = average.load_weights(out / "model-average")
+    a, b = (averaging.load_weights(d) for d in steps)
+    avg = averaging.load_weights(out / "model-average")
     for key in a:
         assert torch.allclose(avg[key], (a[key].double() + b[key].double()).div(2).float(), atol=0, rtol=0)
 
@@ -177,7 +179,6 @@ def test_custom_template_parse_and_score() -> None:
     assert task.target([{"head": "a", "tail": "b", "relation": "r"}, {"head": "c", "tail": "d", "relation": "s"}]) == (
         "the relation between a and b is r; the relation between c and d is s.")
     pred = task.parse(task.target([{"head": "a", "tail": "b", "relation": "r"}]))
-    ex = type(pred)  # noqa: F841
     from biogpt.tasks.base import Example
 
     scores = task.score([Example("1", "", "", [("A", "b", "r"), ("c", "d", "s")])], [pred])

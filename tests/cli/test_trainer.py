@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from biogpt.trainer import Trainer, TrainingArgs, TrainingInterrupted, latest_checkpoint, lr_factor
+from biogpt.model.errors import InvalidOptionError
+from biogpt.training import Trainer, TrainingArgs, TrainingInterrupted, latest_checkpoint, lr_factor
 from biogpt.model import BioGptConfig, BioGptForTokenClassification
 from tests.helpers import collate
 
@@ -78,8 +79,9 @@ def test_interrupted_and_resumed_run_has_identical_losses(tmp_path: Path) -> Non
     with pytest.raises(TrainingInterrupted, match="SIGTERM at step 4") as info:
         first.train()
     from biogpt._common import error_line
+    from biogpt.main import exit_code
 
-    assert info.value.exit_code == 130 and "\n" not in error_line(info.value)
+    assert exit_code(info.value) == 130 and "\n" not in error_line(info.value)
     assert signal.getsignal(signal.SIGTERM) != first._on_signal  # handlers restored
     ckpt = latest_checkpoint(out)
     assert ckpt is not None and ckpt.name == "step-4"
@@ -134,9 +136,7 @@ def test_bf16_autocast_runs(tmp_path: Path) -> None:
 
 
 def test_bad_args() -> None:
-    from biogpt._common import UserError
-
-    with pytest.raises(UserError, match="scheduler"):
+    with pytest.raises(InvalidOptionError, match="scheduler"):
         TrainingArgs(output_dir="x", scheduler="step")
 
 
@@ -173,8 +173,8 @@ def test_graph_branch_pads_batches_and_trains_like_the_plain_loop(tmp_path: Path
     args = dict(grad_accum=accum, epochs=2, max_grad_norm=0.5)
     graphed = Trainer(dropless(), _args(tmp_path / "g", **args), _data(), collate, quiet=True)
     assert graphed.fast_step is not None
-    # q/k/v fused before any capture, so that generation during training never moves them
-    assert all(layer.self_attn.qkv_fused is not None for layer in graphed.model.biogpt.layers)
+    # the trainer leaves the model's modules as they are (fast paths build their own copies)
+    assert not any(getattr(layer.self_attn, "qkv_fused", None) is not None for layer in graphed.model.biogpt.layers)
     summary = graphed.train()
     (step,) = graph_branch_on_cpu
     kind = "step" if accum == 1 else "accumulate"
@@ -213,3 +213,40 @@ def test_graph_branch_resumes_exactly(tmp_path: Path, graph_branch_on_cpu, accum
     assert summary["cuda_graph"]["replayed_batches"] == 5 * accum
     assert isinstance(resumed.optimizer.param_groups[0]["lr"], torch.Tensor)  # still a tensor after loading
     assert _losses(out) == _losses(tmp_path / "a")  # exact, dropout on
+
+
+def test_training_is_a_library_without_the_cli(tmp_path: Path) -> None:
+    """`biogpt.training` trains without the command line: none of typer, rich or the CLI's
+    modules is imported, errors are library errors, and the dev metrics go to a display."""
+    import subprocess
+    import sys
+
+    from tests.helpers import FIXTURES, ROOT
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from biogpt.training import TrainingError, train_ner\n"
+        "shown = []\n"
+        "class Show:\n"
+        "    def progress(self, total):\n"
+        "        from biogpt.training.trainer import _NoBar\n"
+        "        return _NoBar()\n"
+        "    def evaluation(self, step, metrics):\n"
+        "        shown.append(step)\n"
+        f"data = Path({str(FIXTURES / 'ner' / 'bc5cdr_titles.jsonl')!r})\n"
+        f"out = Path({str(tmp_path / 'run')!r})\n"
+        "summary = train_ner(data, out, dev=str(data), from_scratch='tiny', max_steps=2, eval_steps=1, batch_size=4, device='cpu', display=Show())\n"
+        "assert summary['step'] == 2 and shown == [1, 2] and (out / 'model-best' / 'config.json').is_file(), (summary, shown)\n"
+        "try:\n"
+        "    train_ner(data, out, from_scratch='tiny', max_steps=2, device='cpu')\n"
+        "except TrainingError as exc:\n"
+        "    assert 'already holds a training run' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('a second run into the same directory was not refused')\n"
+        "cli = [m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click') or m.startswith(('biogpt.commands', 'biogpt._common', 'biogpt.main', 'biogpt.io'))]\n"
+        "print(cli)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

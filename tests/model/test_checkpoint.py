@@ -20,7 +20,7 @@ from biogpt.model import (
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
-from biogpt.model.checkpoint import safe_torch_load
+from biogpt.model.safe_pickle import safe_torch_load
 
 from tests.helpers import ROOT, tiny_lm, write_fairseq_dir
 
@@ -171,6 +171,7 @@ def test_fairseq_checkpoint_with_learned_prompt_rows(tmp_path, cfg_style):
     assert len(tok) == 1009
     assert tok.convert_tokens_to_ids(LEARNED) == list(range(1000, 1009))
     assert tok("the learned1 learned2 effect")["input_ids"][2:4] == [1000, 1001]
+    assert len(BioGptTokenizer.from_pretrained(directory, extra_symbols=[])) == 1000  # given, not counted
 
 
 def test_fairseq_loading_never_imports_omegaconf(tmp_path):

@@ -67,10 +67,12 @@ def test_outputs_that_never_end_stop_at_the_limit_and_at_the_last_position():
         assert got[i] == want[0, len(p) :].tolist()
 
 
-def test_same_tokens_on_the_static_step_with_the_in_place_gpu_path(model, monkeypatch):
-    from biogpt.model import modeling
+def test_same_tokens_on_the_static_step_with_the_gpu_network(model, monkeypatch):
+    """The static step as a GPU builds it (q/k/v as one projection over the network's copy),
+    forced on the CPU."""
+    from biogpt.model.fast.network import network_for
 
-    monkeypatch.setattr(modeling, "accumulate_in_place", lambda x: not torch.is_grad_enabled() and x.is_contiguous())
+    monkeypatch.setattr("biogpt.model.generation.static.network_for", lambda m, fuse_qkv: network_for(m, fuse_qkv=True))
     prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=3)
     got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=15, refill_every=8, eos_token_id=EOS))
     monkeypatch.undo()
@@ -82,15 +84,15 @@ def test_sharing_the_static_step_with_generate(model, monkeypatch):
     """On a GPU the engine replays the bucket's step that `generate` captured (and its greedy
     graph lives on the same decoder). Emulated on the CPU (cuda_graph=True: the shared decoder,
     capture warm-up runs included): alternating the two gives each its own right answer."""
-    from biogpt.model import generation
+    from biogpt.model.generation import static
 
     def capture_like_cuda(self, body):
         for _ in range(2):  # the warm-up runs advance the decoder's state, as on a GPU
             body()
         return None
 
-    monkeypatch.setattr(generation.StaticDecoder, "_capture", capture_like_cuda)
-    model.__dict__.pop("_static_decoders", None)
+    monkeypatch.setattr(static.StaticDecoder, "_capture", capture_like_cuda)
+    static.decoders_of(model).clear()
     prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=5)
     batch = torch.tensor([p[:3] for p in prompts[:8]])
     want_batch = model.generate(batch, max_new_tokens=12, cuda_graph=False, eos_token_id=EOS)
@@ -99,8 +101,8 @@ def test_sharing_the_static_step_with_generate(model, monkeypatch):
         got = finished(generate_continuous(model, prompts, rows=8, max_new_tokens=12, eos_token_id=EOS, cuda_graph=True))
         for i, p in enumerate(prompts):
             assert got[i] == alone(model, p, 12), i
-    assert len(model._static_decoders) >= 1
-    model.__dict__.pop("_static_decoders", None)
+    assert len(static.decoders_of(model)) >= 1
+    static.decoders_of(model).clear()
 
 
 @pytest.mark.parametrize("emulate_capture", [False, True])
@@ -108,7 +110,7 @@ def test_attention_reads_only_the_columns_in_use(model, monkeypatch, emulate_cap
     """Steps attend over the first columns of the cache that any row uses, rounded up (one
     graph per rounded span on a GPU, captured mid-run with warm-up runs that must not move the
     live state). Spans rounded to 8 columns here so that many differ; same tokens."""
-    from biogpt.model import generation
+    from biogpt.model.generation import static
 
     if emulate_capture:
 
@@ -121,16 +123,16 @@ def test_attention_reads_only_the_columns_in_use(model, monkeypatch, emulate_cap
                 body()
             return Replay(body)
 
-        monkeypatch.setattr(generation.StaticDecoder, "_capture", capture)
-    monkeypatch.setattr(generation, "GRAPH_LENGTH_STEP", 8)
+        monkeypatch.setattr(static.StaticDecoder, "_capture", capture)
+    monkeypatch.setattr(static, "GRAPH_LENGTH_STEP", 8)
     spans = []
-    real = generation.StaticDecoder._step
+    real = static.StaticDecoder._step
 
     def recording(self, span=None):
         spans.append(span)
         return real(self, span)
 
-    monkeypatch.setattr(generation.StaticDecoder, "_step", recording)
+    monkeypatch.setattr(static.StaticDecoder, "_step", recording)
     prompts = prompts_of(model.config.vocab_size, LENGTHS, seed=6)
     got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=20, eos_token_id=EOS, cuda_graph=False))
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""The int8 CPU kernel (model/cpu_kernels.py, kernels/matvec.c): exact against float64 arithmetic
+"""The int8 CPU kernel (model/fast/cpu_kernels.py, model/kernels/matvec.c): exact against float64 arithmetic
 on the dequantized weights, packed layout, few-row and many-row paths, off by switch or without
 the CPU or a compiler."""
 
@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from biogpt.model import cpu_kernels
-from biogpt.model.quantize import Int8Linear
+from biogpt.model.fast import cpu_kernels
+from biogpt.model.fast.quantize import Int8Linear
 
 needs_kernel = pytest.mark.skipif(
     not cpu_kernels.available(), reason="CPU lacks AVX-512 VNNI or no C compiler: the int8 kernel is not built here"
@@ -120,7 +120,7 @@ def test_the_kernel_is_never_used_with_autograd_or_too_many_rows():
 
 def test_switch_turns_the_kernel_off_and_layers_still_work():
     code = (
-        "import torch; from biogpt.model import cpu_kernels; from biogpt.model.quantize import Int8Linear;"
+        "import torch; from biogpt.model.fast import cpu_kernels; from biogpt.model.fast.quantize import Int8Linear;"
         "assert not cpu_kernels.available();"
         "l = Int8Linear(torch.randn(8, 64), None);"
         "x = torch.randn(1, 64);"
@@ -135,7 +135,7 @@ def test_switch_turns_the_kernel_off_and_layers_still_work():
 def test_a_failed_build_falls_back_to_torch(tmp_path):
     code = (
         "import logging, torch; logging.basicConfig(level=logging.INFO);"
-        "from biogpt.model import cpu_kernels; assert not cpu_kernels.available(); print('fallback')"
+        "from biogpt.model.fast import cpu_kernels; assert not cpu_kernels.available(); print('fallback')"
     )
     stdout, stderr = run_python(code, CC=str(tmp_path / "no-such-compiler"), BIOGPT_CACHE=str(tmp_path / "cache"), BIOGPT_CPU_KERNELS="1")
     assert stdout == "fallback"

@@ -1,10 +1,12 @@
 """GPU paths: CUDA-graph decoding gives the eager tokens. Skipped without a CUDA device (CI);
-run on a GPU machine with `python -m pytest tests/test_cuda.py`."""
+run on a GPU machine with `python -m pytest tests/model/test_cuda.py`."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+
+from biogpt.model.generation.static import decoders_of
 
 from tests.helpers import diverse_lm, eos_heavy_lm, graph_and_eager_steps, tiny_lm
 from tests.helpers import CASES, make_batch
@@ -44,17 +46,17 @@ def test_graphs_are_captured_once_per_bucket_and_dropped_when_weights_move():
     model.generate(ids, max_new_tokens=20)
     model.generate(ids[:2, :7], max_new_tokens=30)  # 2 rows -> bucket 2; 37 positions -> capacity 128
     model.generate(ids, max_new_tokens=40)  # same bucket as the first call (4 rows, 128)
-    assert len(model._static_decoders) == 2
+    assert len(decoders_of(model)) == 2
     model.half()  # new storage: an old graph would read freed memory
     out = model.generate(ids, max_new_tokens=20)
-    assert len(model._static_decoders) == 3 and out.shape == (3, 30)
+    assert len(decoders_of(model)) == 3 and out.shape == (3, 30)
 
 
 def test_training_mode_and_cuda_graph_false_decode_eagerly():
     model = tiny_lm().cuda()
     ids = torch.randint(4, 1000, (1, 6), device="cuda")
     model.generate(ids, max_new_tokens=5, cuda_graph=False)
-    assert not getattr(model, "_static_decoders", None)
+    assert not decoders_of(model)
 
 
 @pytest.mark.parametrize("every", [1, 8])
@@ -63,16 +65,16 @@ def test_continuous_batching_on_the_captured_step_equals_eager_generate(every, s
     """The refill engine replays the bucket's captured step (graph) with per-row positions, and
     (span_step 8) graphs of partial attention spans captured mid-run: each prompt's tokens equal
     eager generate on it alone, fp32."""
-    from biogpt.model import generation
     from biogpt.model.continuous import generate_continuous
+    from biogpt.model.generation import static
 
     from tests.helpers import EOS, LENGTHS, alone, finished, prompts_of
 
-    monkeypatch.setattr(generation, "GRAPH_LENGTH_STEP", span_step)
+    monkeypatch.setattr(static, "GRAPH_LENGTH_STEP", span_step)
     model = diverse_lm().cuda()
     prompts = prompts_of(model.config.vocab_size, LENGTHS)
     got = finished(generate_continuous(model, prompts, rows=3, max_new_tokens=20, eos_token_id=EOS, refill_every=every))
-    decoders = list(model._static_decoders.values())
+    decoders = list(decoders_of(model).values())
     assert any(d.graph is not None for d in decoders)
     if span_step == 8:
         assert any(d.span_graphs for d in decoders)
@@ -92,7 +94,7 @@ def test_compiled_captured_step_gives_the_eager_tokens(cuda_models, mode):
         eager = ours.generate(ids, attention_mask=mask, max_new_tokens=24, cuda_graph=False)
         want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1)
         assert torch.equal(got, eager) and torch.equal(got.cpu(), want.cpu()), padded
-    compiled = [d for d in ours._static_decoders.values() if d.compiled_layers or d.step_fn != d._step]
+    compiled = [d for d in decoders_of(ours).values() if d.compiled_layers or d.step_fn != d._step]
     assert compiled and all(d.graph is not None for d in compiled)
 
 
@@ -108,14 +110,14 @@ def test_fused_decode_kernels_give_the_eager_tokens(cuda_models, kind, options):
         eager = ours.generate(ids, attention_mask=mask, max_new_tokens=24, cuda_graph=False, **options)
         want = ref.generate(ids, attention_mask=mask, max_new_tokens=24, pad_token_id=1, **options)
         assert torch.equal(got, eager) and torch.equal(got.cpu(), want.cpu()), padded
-    fused = [d for d in ours._static_decoders.values() if d.kernels == "triton"]
+    fused = [d for d in decoders_of(ours).values() if d.kernels == "triton"]
     assert fused and all(d.graph is not None for d in fused)
 
 
 def _needs_pdl() -> None:
-    from biogpt.model import fused_decode
+    from biogpt.model.fast import triton_common
 
-    reason = fused_decode.pdl_unavailable_reason(torch.device("cuda"))
+    reason = triton_common.pdl_unavailable_reason(torch.device("cuda"))
     if reason:
         pytest.skip(reason)
 
@@ -131,7 +133,7 @@ def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k, pdl):
     slice requested before the wait)."""
     import torch.nn.functional as F
 
-    from biogpt.model import fused_decode
+    from biogpt.model.fast import triton_linear
 
     if pdl:
         _needs_pdl()
@@ -146,11 +148,11 @@ def test_fused_row_linear_on_the_gpu_matches_torch(dtype, n, k, pdl):
     with torch.no_grad():
         for config in configs:
             want = F.gelu(F.linear(ln(x), w, b))
-            got = fused_decode.row_linear(x, w, b, out=torch.empty_like(want), layer_norm=ln, activation="gelu", config=config, pdl=pdl)
+            got = triton_linear.row_linear(x, w, b, out=torch.empty_like(want), layer_norm=ln, activation="gelu", config=config, pdl=pdl)
             torch.testing.assert_close(got, want, rtol=tol, atol=tol)
             residual = torch.randn(1, n, device="cuda", generator=g).to(dtype)
             want = residual + F.linear(x, w, b)
-            got = fused_decode.row_linear(x, w, b, out=residual.clone(), residual=True, config=config, pdl=pdl)
+            got = triton_linear.row_linear(x, w, b, out=residual.clone(), residual=True, config=config, pdl=pdl)
             torch.testing.assert_close(got, want, rtol=tol, atol=tol)
 
 
@@ -165,7 +167,7 @@ def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span, spli
     combination reading a partial not yet visible would show."""
     import torch.nn.functional as F
 
-    from biogpt.model import fused_decode
+    from biogpt.model.fast import triton_step
 
     g = torch.Generator(device="cuda").manual_seed(0)
     B, D = 2, 64
@@ -180,7 +182,7 @@ def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span, spli
     tol = {torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
     counts = torch.zeros(B * heads, dtype=torch.int32, device="cuda")
     outs = [
-        fused_decode.decode_attention(q, kv, bias, span=span, last=last, out=torch.empty_like(q), split=split, counts=counts) for _ in range(30)
+        triton_step.decode_attention(q, kv, bias, span=span, last=last, out=torch.empty_like(q), split=split, counts=counts) for _ in range(30)
     ]
     for got in outs:
         torch.testing.assert_close(got, want, rtol=tol, atol=tol)
@@ -189,7 +191,7 @@ def test_fused_decode_attention_on_the_gpu_matches_sdpa(dtype, heads, span, spli
 
 def test_greedy_kernel_on_the_gpu_picks_what_torch_picks():
     """The fused step's greedy kernel at BioGPT's vocabulary (11 blocks), fp16 scores with ties
-    and a banned end-of-sequence id, against the torch body (tests/test_fused_decode.py has the
+    and a banned end-of-sequence id, against the torch body (tests/model/test_fused_decode.py has the
     CPU version with finished rows and several EOS ids)."""
     from biogpt.model.generation import StaticDecoder
 
@@ -203,14 +205,15 @@ def test_greedy_kernel_on_the_gpu_picks_what_torch_picks():
     eos, pad = torch.tensor([2], device="cuda"), torch.tensor(1, device="cuda")
     results = []
     for dec in decoders:
-        dec._make_greedy_buffers()
+        loop = dec.greedy_loop
+        loop._make_buffers()
         dec.step_fn = lambda: step_logits
-        dec.next_logits.copy_(scores)
-        dec.cur.fill_(3)
-        dec.min_col.fill_(5)
+        loop.next_logits.copy_(scores)
+        loop.cur.fill_(3)
+        loop.min_col.fill_(5)
         with torch.inference_mode():
-            dec._greedy_body(eos, pad, True)
-        results.append((dec.tokens.clone(), dec.out.clone(), dec.unfinished.clone(), dec.last_col.clone()))
+            loop.body(eos, pad, True)
+        results.append((dec.tokens.clone(), loop.out.clone(), loop.unfinished.clone(), loop.last_col.clone()))
     for a, b in zip(*results):
         assert torch.equal(a, b)
     assert results[1][0][0].item() == 7000 and results[1][0][1].item() != 2
@@ -223,12 +226,12 @@ def test_auto_decode_kernels_report_the_measurement_and_keep_the_tokens():
     ids = torch.randint(4, 1000, (1, 8), device="cuda", generator=torch.Generator(device="cuda").manual_seed(0))
     got = model.generate(ids, max_new_tokens=30)
     assert torch.equal(got, model.generate(ids, max_new_tokens=30, cuda_graph=False))
-    (dec,) = model._static_decoders.values()
+    (dec,) = decoders_of(model).values()
     report = dec.kernel_report
-    from biogpt.model import fused_decode
+    from biogpt.model.fast import triton_common
 
     names = ["triton", "triton-sdpa"]
-    if fused_decode.pdl_unavailable_reason(torch.device("cuda")) is None:  # Hopper: the same launched dependently
+    if triton_common.pdl_unavailable_reason(torch.device("cuda")) is None:  # Hopper: the same launched dependently
         names += ["triton+pdl", "triton-sdpa+pdl"]
     assert report["kernels"] == dec.kernels in ("torch", *names), report
     for name in names:
@@ -246,69 +249,69 @@ def test_dependently_launched_fused_step_gives_the_eager_tokens(monkeypatch, att
     a real model's 16 heads (the attention kernel's grid); the attention split over the cache
     too (its count buffer shared by the layers, zeroed by each launch)."""
     _needs_pdl()
-    from biogpt.model import fused_decode, generation
-    from biogpt.model.generation import StaticDecoder
+    from biogpt.model.fast import fused, tuning
+    from biogpt.model.generation import StaticDecoder, kernel_choice
 
     wanted = "triton+pdl" if attention == "triton" else "triton-sdpa+pdl"
-    monkeypatch.setattr(generation, "FUSED_VARIANTS", {wanted: generation.FUSED_VARIANTS[wanted]})  # auto's only candidate
+    monkeypatch.setattr(kernel_choice, "FUSED_VARIANTS", {wanted: kernel_choice.FUSED_VARIANTS[wanted]})  # auto's only candidate
     monkeypatch.setattr(StaticDecoder, "_replay_ms", lambda self, graphs: [1.0] + [0.1] * (len(graphs) - 1))  # ... kept
-    monkeypatch.setattr(fused_decode, "SPLIT_OVERRIDE", split)  # instead of what tune chose
-    monkeypatch.setattr(fused_decode, "tune", lambda model, **kw: 0.0)  # (a minute of compilations at this width; not what is tested)
+    monkeypatch.setattr(fused, "attention_split", lambda *args: split)  # instead of what tune chose
+    monkeypatch.setattr(tuning, "tune", lambda *args, **kw: 0.0)  # (a minute of compilations at this width; not what is tested)
     # diverse_lm's continuations at BioGPT's width (initializer scaled down to keep the outputs' spread)
     model = tiny_lm(0, vocab_size=1000, initializer_range=0.05, tie_word_embeddings=False, hidden_size=1024, num_attention_heads=16, intermediate_size=4096).cuda()
     for seed in range(4):
         ids = torch.randint(4, 1000, (1, 5 + seed), device="cuda", generator=torch.Generator(device="cuda").manual_seed(seed))
         got = model.generate(ids, max_new_tokens=60)
         assert torch.equal(got, model.generate(ids, max_new_tokens=60, cuda_graph=False)), seed
-    decoders = list(model._static_decoders.values())
+    decoders = list(decoders_of(model).values())
     assert decoders and all(d.kernels == wanted and d.fused.pdl and d.fused.split == split for d in decoders), [d.kernel_report for d in decoders]
 
 
 def test_short_unpadded_prompts_take_the_captured_prompt_pass():
     """One or two rows of a few tokens: the prompt pass is a captured graph (padded to 16), fp32
-    tokens equal eager generate's and transformers' (tests/test_generation.py checks the padded
-    pass's logits and cache on the CPU)."""
-    from biogpt.model import generation
+    tokens equal eager generate's and transformers' (tests/model/test_generation.py checks the
+    padded pass's logits and cache on the CPU)."""
+    from biogpt.model.generation import static
 
     ours = tiny_lm(vocab_size=1000).cuda()
     for rows, P in ((1, 8), (2, 5), (1, 16)):
         ids = torch.randint(4, 1000, (rows, P), device="cuda")
         got = ours.generate(ids, max_new_tokens=20)
         assert torch.equal(got, ours.generate(ids, max_new_tokens=20, cuda_graph=False)), (rows, P)
-    decoders = [d for d in ours._static_decoders.values() if d.prefill_graphs]
+    decoders = [d for d in decoders_of(ours).values() if d.prefill_graphs]
     assert decoders and all(g is not None for d in decoders for g, *_ in d.prefill_graphs.values())
     assert all(set(d.prefill_graphs) == {16} for d in decoders)
-    assert generation.PREFILL_LENGTH_STEP == 16
+    assert static.PREFILL_LENGTH_STEP == 16
 
 
-def test_fp16_in_place_residual_path_matches_the_plain_path():
-    """fp16 decode step: projections accumulated into the residual stream in place (the static
-    step's default on a GPU) give the plain path's logits within fp16 rounding."""
-    from biogpt.model import modeling
+def test_fp16_fused_qkv_step_matches_the_unfused_step():
+    """fp16 decode step of the GPU network (q, k and v as one projection over its own copy of
+    their weights) gives the three-projection step's logits within fp16 rounding, and the
+    model's q/k/v parameters keep their storage."""
+    from biogpt.model.fast.network import FastNetwork
     from biogpt.model.generation import StaticDecoder
 
     model = diverse_lm().to(device="cuda", dtype=torch.float16)
+    pointers = [p.data_ptr() for p in model.parameters()]
     logits = []
-    for in_place in (True, False):
-        saved = modeling.accumulate_in_place
-        if not in_place:
-            modeling.accumulate_in_place = lambda x: False
-        try:
-            with torch.inference_mode():
-                dec = StaticDecoder(model, torch.device("cuda"), 4, 128, capture=False)
-                dec.write_pos.fill_(5)
-                dec.positions.fill_(5)
-                dec.tokens.copy_(torch.tensor([5, 9, 11, 13], device="cuda"))
-                logits.append(dec.run_step().float())
-        finally:
-            modeling.accumulate_in_place = saved
+    for fuse in (True, False):
+        with torch.inference_mode():
+            dec = StaticDecoder(model, torch.device("cuda"), 4, 128, capture=False)
+            assert dec.net.fused_qkv
+            if not fuse:
+                dec.net = FastNetwork(model)
+            dec.write_pos.fill_(5)
+            dec.positions.fill_(5)
+            dec.tokens.copy_(torch.tensor([5, 9, 11, 13], device="cuda"))
+            logits.append(dec.run_step().float())
     a, b = logits
     assert ((a - b).norm() / b.norm()).item() < 1e-2
+    assert pointers == [p.data_ptr() for p in model.parameters()]
 
 
 def test_plain_forward_leaves_layer_inputs_alone():
-    """Residuals accumulate in place only inside the engine's static step: a forward hook sees
-    a layer's input as it was given (activation patching relies on it)."""
+    """A forward hook sees a layer's input as it was given (activation patching relies on it),
+    in a plain forward and in generation (where a hooked layer runs as the reference layer)."""
     model = diverse_lm().cuda()
     ids, mask = (t.cuda() for t in make_batch(model.config.vocab_size))
     seen = {}

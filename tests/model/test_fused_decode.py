@@ -1,9 +1,10 @@
-"""The fused one-row decode layer (model/fused_decode.py) and its selection by the static decoder.
+"""The fused one-row decode layer (biogpt.model.fast: fused, triton_*, tuning) and its selection
+by the static decoder (biogpt.model.generation.kernel_choice).
 
 On a CPU the Triton kernels run under Triton's interpreter (TRITON_INTERPRET=1, set here before
 the kernels are defined; nothing else in the test session imports them): the same kernel code a
 GPU compiles, executed with NumPy, so these tests check the kernels' arithmetic and addressing.
-Speed and the captured "auto" choice on a real GPU are tests/test_cuda.py's."""
+Speed and the captured "auto" choice on a real GPU are tests/model/test_cuda.py's."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ import torch.nn.functional as F
 os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton", reason="Triton is not installed (the test extra installs it)")
 
-from biogpt.model import fused_decode  # noqa: E402
-from biogpt.model import generation  # noqa: E402
-from biogpt.model.generation import GenerationConfig, StaticDecoder  # noqa: E402
+from biogpt.model.fast import fused, triton_common, triton_linear, triton_step, tuning  # noqa: E402
+from biogpt.model.fast.network import FastNetwork  # noqa: E402
+from biogpt.model.generation import GenerationConfig, StaticDecoder, kernel_choice, search, static  # noqa: E402
 from biogpt.model.kv_cache import KVCache  # noqa: E402
 
 from tests.helpers import diverse_lm, emulate_decoder_capture, tiny_lm  # noqa: E402
@@ -61,7 +62,7 @@ def test_row_linear_computes_what_the_plain_layers_compute(dtype, activation, la
         if activation:
             want = F.gelu(want, approximate="tanh" if activation == "gelu_new" else "none")
     out = torch.full_like(want, float("nan"))
-    fused_decode.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation, config=config, pdl=pdl)
+    triton_linear.row_linear(x, w, b, out=out, layer_norm=ln if layer_norm else None, activation=activation, config=config, pdl=pdl)
     torch.testing.assert_close(out, want, **TOL[dtype])
 
 
@@ -72,7 +73,7 @@ def test_row_linear_adds_into_the_residual_in_place(dtype, config, pdl):
     residual = torch.randn(2, 72).to(dtype)
     want = residual + F.linear(x, w, b)
     out = residual.clone()
-    assert fused_decode.row_linear(x, w, b, out=out, residual=True, config=config, pdl=pdl) is out
+    assert triton_linear.row_linear(x, w, b, out=out, residual=True, config=config, pdl=pdl) is out
     torch.testing.assert_close(out, want, **TOL[dtype])
 
 
@@ -84,7 +85,7 @@ def test_fused_head_is_the_final_layer_norm_and_the_lm_head(dtype):
     with torch.no_grad():
         want = model.output_projection(model.biogpt.layer_norm(x))
     assert model.output_projection.bias is None
-    torch.testing.assert_close(fused_decode.FusedHead(model)(x), want, **TOL[dtype])
+    torch.testing.assert_close(fused.FusedHead(FastNetwork(model), config=None)(x), want, **TOL[dtype])
 
 
 @DTYPES
@@ -102,7 +103,7 @@ def test_step_prologue_gives_the_models_embeddings_and_the_steps_mask(dtype, pdl
     allowed = key_mask & (torch.arange(128)[None, :] <= write_pos[:, None])
     want_bias = torch.zeros(3, 128, dtype=dtype).masked_fill(~allowed, float("-inf"))
     moved = positions.clone()
-    x, bias = fused_decode.step_prologue(model, tokens, moved, write_pos, key_mask, pdl=pdl)
+    x, bias = triton_step.step_prologue(model.biogpt, tokens, moved, write_pos, key_mask, pdl=pdl)
     assert torch.equal(x, want_x) and torch.equal(bias, want_bias)
     assert moved.tolist() == [1, 8, 41]
 
@@ -119,7 +120,7 @@ def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column(co
     before = cache.clone()
     columns = torch.tensor([2, 7, 0])
     q = torch.empty(B, C)
-    fused_decode.row_linear(x, w, b, out=q, layer_norm=ln, kv=(cache, columns), config=config, pdl=pdl)
+    triton_linear.row_linear(x, w, b, out=q, layer_norm=ln, kv=(cache, columns), config=config, pdl=pdl)
     with torch.no_grad():
         qkv = F.linear(ln(x), w, b)  # (B, 3C)
     torch.testing.assert_close(q, qkv[:, :C], **TOL[torch.float32])
@@ -132,7 +133,7 @@ def test_row_linear_writes_keys_and_values_into_the_cache_at_each_rows_column(co
 def test_row_linear_rejects_strided_weights():
     x, w, b, _ = _inputs(torch.float32)
     with pytest.raises(ValueError, match="contiguous"):
-        fused_decode.row_linear(x, w.t().contiguous().t(), b, out=torch.empty(2, 72))
+        triton_linear.row_linear(x, w.t().contiguous().t(), b, out=torch.empty(2, 72))
 
 
 @DTYPES
@@ -160,15 +161,15 @@ def test_decode_attention_computes_what_sdpa_computes(dtype, pdl, split):
     kv[:, 1, :, 64:] = float("nan")  # row 1's second block: after its last written column
     counts = torch.zeros(B * H, dtype=torch.int32)
     for _ in range(2):
-        got = fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), pdl=pdl, split=split, counts=counts)
+        got = triton_step.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), pdl=pdl, split=split, counts=counts)
         torch.testing.assert_close(got, want.transpose(1, 2).reshape(B, H * D), **TOL[dtype])
         assert not counts.any()
     with pytest.raises(ValueError, match="multiple of 64"):
-        fused_decode.decode_attention(q, kv, bias[:, :100], span=100, last=last, out=torch.empty_like(q))
+        triton_step.decode_attention(q, kv, bias[:, :100], span=100, last=last, out=torch.empty_like(q))
     with pytest.raises(ValueError, match="split must be a multiple of 64 columns, got 96"):
-        fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), split=96)
+        triton_step.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), split=96)
     with pytest.raises(ValueError, match="int32 counts for 12"):
-        fused_decode.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), split=64, counts=torch.zeros(4, dtype=torch.int32))
+        triton_step.decode_attention(q, kv, bias, span=S, last=last, out=torch.empty_like(q), split=64, counts=torch.zeros(4, dtype=torch.int32))
 
 
 def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
@@ -178,15 +179,14 @@ def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch)
     CONFIG_OVERRIDES replaces the rule."""
     shapes = [(3072, 1024), (1024, 1024), (4096, 1024), (1024, 4096), (4800, 1600), (1600, 1600), (6400, 1600), (1600, 6400)]
     for n, k in shapes:
-        block_n, block_k, warps, unroll = fused_decode.launch_config(n, k, 132)
+        block_n, block_k, warps, unroll = tuning.launch_config(n, k, 132)
         assert -(-n // block_n) >= 2 * 132 or block_n == 4, (n, k)
-        assert block_k <= max(64, fused_decode.TILE_ELEMENTS // block_n) and block_k & (block_k - 1) == 0
-        assert warps == 4 and unroll == (block_n * k <= fused_decode.UNROLL_ELEMENTS)
-    assert fused_decode.launch_config(3072, 1024, 132) == (8, 512, 4, True)
-    assert fused_decode.launch_config(1024, 4096, 132) == (4, 1024, 4, False)  # 4 x 4096: rolled
-    assert fused_decode.launch_config(1600, 6400, 132) == (4, 1024, 4, False)  # sm_90: 243 registers unrolled
-    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (3072, 1024), (16, 128, 8, False))
-    assert fused_decode.launch_config(3072, 1024, 132) == (16, 128, 8, False)
+        assert block_k <= max(64, triton_linear.TILE_ELEMENTS // block_n) and block_k & (block_k - 1) == 0
+        assert warps == 4 and unroll == (block_n * k <= triton_linear.UNROLL_ELEMENTS)
+    assert tuning.launch_config(3072, 1024, 132) == (8, 512, 4, True)
+    assert tuning.launch_config(1024, 4096, 132) == (4, 1024, 4, False)  # 4 x 4096: rolled
+    assert tuning.launch_config(1600, 6400, 132) == (4, 1024, 4, False)  # sm_90: 243 registers unrolled
+    assert tuning.launch_config(3072, 1024, 132, overrides={(3072, 1024): (16, 128, 8, False)}) == (16, 128, 8, False)
 
 
 @pytest.fixture
@@ -194,7 +194,8 @@ def few_programs(monkeypatch):
     """Model-level tests: the widest row blocks (as for a GPU with one multiprocessor), so the
     interpreter runs a few programs per launch instead of dozens; the narrow blocks' edges are
     the row_linear tests' above."""
-    monkeypatch.setattr(fused_decode, "_sm_count", lambda device: 1)
+    monkeypatch.setattr(triton_linear, "sm_count", lambda device: 1)
+    monkeypatch.setattr(fused, "sm_count", lambda device: 1)
 
 
 @DTYPES
@@ -208,22 +209,22 @@ def test_fused_static_step_matches_the_plain_static_step(dtype, act, attention, 
     columns) with the fused layers and with torch's: same logits, same cache, same positions."""
     model = tiny_lm(hidden_act=act).to(dtype)
     plain = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False)
-    fused = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
-    assert (plain.kernels, fused.kernels) == ("torch", "triton")
-    fused.fused = fused_decode.fused_step(model, fused.cache, attention=attention, pdl=pdl, split=split)
-    assert fused.fused.head is not None and fused.fused.head.pdl == pdl  # the LM head too
-    assert all(layer.pdl == pdl for layer in fused.fused.layers)
-    for dec in (plain, fused):
+    fused_dec = StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels="triton")
+    assert (plain.kernels, fused_dec.kernels) == ("torch", "triton")
+    fused_dec.fused = fused.fused_step(fused_dec.net, fused_dec.cache, attention=attention, pdl=pdl, split=split)
+    assert fused_dec.fused.head is not None and fused_dec.fused.head.pdl == pdl  # the LM head too
+    assert all(layer.pdl == pdl for layer in fused_dec.fused.layers)
+    for dec in (plain, fused_dec):
         dec.write_pos.copy_(torch.tensor([0, 3, 5, 0]))
         dec.positions.copy_(torch.tensor([0, 3, 5, 0]))
         dec.tokens.copy_(torch.tensor([7, 8, 9, 0]))
     with torch.inference_mode():
         for _ in range(3):
-            a, b = plain.run_step().clone(), fused.run_step().clone()
+            a, b = plain.run_step().clone(), fused_dec.run_step().clone()
             torch.testing.assert_close(b[:3], a[:3], **TOL[dtype])
-            torch.testing.assert_close(fused.cache.kv[:, :, :3], plain.cache.kv[:, :, :3], **TOL[dtype])
-            assert torch.equal(fused.write_pos, plain.write_pos) and torch.equal(fused.positions, plain.positions)
-            for dec in (plain, fused):
+            torch.testing.assert_close(fused_dec.cache.kv[:, :, :3], plain.cache.kv[:, :, :3], **TOL[dtype])
+            assert torch.equal(fused_dec.write_pos, plain.write_pos) and torch.equal(fused_dec.positions, plain.positions)
+            for dec in (plain, fused_dec):
                 dec.tokens.copy_(a.argmax(-1))
 
 
@@ -246,7 +247,7 @@ def test_generate_with_fused_kernels_gives_the_plain_tokens(options, few_program
     torch.manual_seed(3)
     want = model.generate(ids, attention_mask=mask, max_new_tokens=6, **options)
     assert torch.equal(got, want)
-    kernels = {key[-1]: dec.kernels for key, dec in model._static_decoders.items()}
+    kernels = {key[-1]: dec.kernels for key, dec in static.decoders_of(model).items()}
     assert kernels == {"triton": "triton"}
 
 
@@ -269,25 +270,25 @@ def test_decode_kernels_are_validated_and_an_impossible_triton_request_says_why(
 def test_unavailable_reasons(monkeypatch):
     model = tiny_lm()
     cpu = torch.device("cpu")
-    assert fused_decode.unavailable_reason(model, cpu) is None  # under the interpreter
+    assert fused.unavailable_reason(model, cpu) is None  # under the interpreter
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert fused_decode.unavailable_reason(model, cpu) == "the Triton kernels need a CUDA device (got cpu)"
-    monkeypatch.setattr(fused_decode, "triton", None)
-    assert fused_decode.unavailable_reason(model, cpu) == "Triton is not installed"
+    assert fused.unavailable_reason(model, cpu) == "the Triton kernels need a CUDA device (got cpu)"
+    monkeypatch.setattr(fused, "triton", None)
+    assert fused.unavailable_reason(model, cpu) == "Triton is not installed"
     monkeypatch.undo()
     odd = tiny_lm(hidden_size=48, num_attention_heads=4)
-    assert fused_decode.unavailable_reason(odd, cpu) == "head_dim 12 is not a power of two (the attention kernel's vector width)"
+    assert fused.unavailable_reason(odd, cpu) == "head_dim 12 is not a power of two (the attention kernel's vector width)"
     model.biogpt.layers[1].fc2.bias = None
-    assert "not plain biased linear layers" in fused_decode.unavailable_reason(model, cpu)
+    assert "not plain biased linear layers" in fused.unavailable_reason(model, cpu)
 
 
 def test_auto_is_measured_only_for_a_captured_step_of_few_rows():
     model = tiny_lm()
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    pick = generation._decode_kernels
+    pick = kernel_choice.decode_kernels
     assert pick(model, cpu, 1, GenerationConfig()) == "torch"  # nothing captured to measure
     assert pick(model, cuda, 1, GenerationConfig()) == "auto"
-    assert pick(model, cuda, generation.AUTO_MAX_ROWS * 2, GenerationConfig()) == "torch"
+    assert pick(model, cuda, kernel_choice.AUTO_MAX_ROWS * 2, GenerationConfig()) == "torch"
     assert pick(model, cuda, 1, GenerationConfig(compile_step=True)) == "torch"
     assert pick(model, cuda, 1, GenerationConfig(decode_kernels="torch")) == "torch"
     assert pick(model, cpu, 8, GenerationConfig(decode_kernels="triton")) == "triton"
@@ -311,16 +312,17 @@ class _FakeGraph:
     ids=["triton-fastest", "sdpa-attention-fastest", "torch-fastest", "one-disagrees", "fails-and-nan"],
 )
 def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, measured, expected, warnings):
-    """StaticDecoder._choose_kernels with the GPU parts (capture, replay, CUDA-event timing)
+    """kernel_choice.choose_kernels with the GPU parts (capture, replay, CUDA-event timing)
     replaced: the decision and the report."""
     model = tiny_lm().half()
     dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False)
     plain_logits = torch.ones(1, 1000, dtype=torch.float16)
     dec.graph, dec.logits = _FakeGraph("torch"), plain_logits
-    candidates = {name: fused_decode.fused_step(model, dec.cache, attention=name.removeprefix("triton-") or "triton") for name in measured}
+    net = FastNetwork(model, fuse_qkv=True)
+    candidates = {name: fused.fused_step(net, dec.cache, attention=name.removeprefix("triton-") or "triton") for name in measured}
 
     def capture(body):
-        name = next(n for n, fused in candidates.items() if fused is dec.fused)
+        name = next(n for n, step in candidates.items() if step is dec.fused)
         if isinstance(measured[name], Exception):
             raise measured[name]
         dec.logits = torch.zeros(1, 1000, dtype=torch.float16)
@@ -334,7 +336,7 @@ def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, mea
     monkeypatch.setattr(dec, "_replay_from_same_state", replay)
     monkeypatch.setattr(dec, "_replay_ms", lambda graphs: [1.2 if g.name == "torch" else measured[g.name][1] for g in graphs])
     with caplog.at_level("WARNING", logger="biogpt.model.generation"):
-        dec._choose_kernels(candidates, lambda: None)
+        kernel_choice.choose_kernels(dec, candidates, lambda: None)
     assert dec.kernels == expected == dec.kernel_report["kernels"] == dec.graph.name
     assert dec.fused is candidates.get(expected)
     assert (dec.logits is plain_logits) == (expected == "torch")
@@ -342,7 +344,7 @@ def test_auto_keeps_the_fastest_step_whose_logits_agree(monkeypatch, caplog, mea
     for name, value in measured.items():
         if isinstance(value, Exception):
             assert dec.kernel_report[f"{name}_failed"] == f"RuntimeError: {value}"
-        elif value[0] <= generation.FUSED_TOLERANCE[torch.float16]:
+        elif value[0] <= kernel_choice.FUSED_TOLERANCE[torch.float16]:
             assert dec.kernel_report[f"{name}_ms"] == value[1]
         else:  # disagrees: not timed
             assert f"{name}_ms" not in dec.kernel_report and f"{name}_error" in dec.kernel_report
@@ -373,26 +375,25 @@ def test_auto_on_an_emulated_capture_measures_real_steps_and_generates_the_plain
     assert report["kernels"] == dec.kernels == expected
     names = ("triton", "triton-sdpa", "triton+pdl", "triton-sdpa+pdl")
     for name in names:  # real steps, computed differently: close, not equal
-        assert 0 < report[f"{name}_error"] < generation.FUSED_TOLERANCE[torch.float32]
+        assert 0 < report[f"{name}_error"] < kernel_choice.FUSED_TOLERANCE[torch.float32]
     assert [report[f"{name}_ms"] for name in ("torch", *names)] == [1.0, fused_ms, fused_ms + 1, fused_ms - pdl_gain, fused_ms + 1 - pdl_gain]
     assert report["attention_split"] == 0  # nothing tuned here: the attention kernel unsplit
     assert (dec.fused is not None) == (expected != "torch")
     assert dec.fused is None or (dec.fused.pdl, dec.fused.attention) == (expected.endswith("+pdl"), "triton")
-    monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
+    monkeypatch.setattr(search, "static_decoder", lambda *args: dec)
     ids = torch.randint(4, 1000, (1, 6), generator=torch.Generator().manual_seed(2))
     got = model.generate(ids, max_new_tokens=8)  # the static path (the decoder above) for greedy search
     monkeypatch.undo()
-    assert dec.greedy_graphs and next(iter(dec.greedy_graphs.values()))[0].fused is dec.fused
+    assert dec.greedy_loop.graphs and next(iter(dec.greedy_loop.graphs.values()))[0].fused is dec.fused
     assert torch.equal(got, model.generate(ids, max_new_tokens=8))
 
 
 def test_a_decoder_builds_the_fused_variant_it_is_named_after(monkeypatch):
     """StaticDecoder(kernels=NAME) for each of auto's candidates (benchmarks/gpu_kernels.py
-    measures them one by one); SPLIT_OVERRIDE replaces the tuned attention split."""
+    measures them one by one); a `split` option replaces the tuned attention split."""
     model = tiny_lm()
-    monkeypatch.setattr(fused_decode, "SPLIT_OVERRIDE", 64)
-    for name, options in generation.FUSED_VARIANTS.items():
-        dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False, kernels=name)
+    for name, options in kernel_choice.FUSED_VARIANTS.items():
+        dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False, kernels=name, fused_options={"split": 64})
         assert dec.kernels == name
         assert (dec.fused.attention, dec.fused.pdl) == (options.get("attention", "triton"), options.get("pdl", False))
         assert dec.fused.split == (64 if dec.fused.attention == "triton" else 0)
@@ -403,36 +404,36 @@ def test_pdl_is_offered_only_where_it_can_run(monkeypatch):
     GPU from compute capability 9.0 with a Triton that has grid dependency control; the launch
     option passed only then (an older Triton rejects even launch_pdl=False)."""
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert fused_decode.pdl_unavailable_reason(cpu) is None
-    assert fused_decode._launch_options(True) == {}  # the interpreter launches plainly
+    assert triton_common.pdl_unavailable_reason(cpu) is None
+    assert triton_common.launch_options(True) == {}  # the interpreter launches plainly
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    assert fused_decode._launch_options(True) == {"launch_pdl": True} and fused_decode._launch_options(False) == {}
-    assert fused_decode.pdl_unavailable_reason(cpu) == "programmatic dependent launch needs a CUDA device (got cpu)"
+    assert triton_common.launch_options(True) == {"launch_pdl": True} and triton_common.launch_options(False) == {}
+    assert triton_common.pdl_unavailable_reason(cpu) == "programmatic dependent launch needs a CUDA device (got cpu)"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (8, 0))
-    assert fused_decode.pdl_unavailable_reason(cuda) == "programmatic dependent launch needs compute capability 9.0 or later (this GPU has 8.0)"
+    assert triton_common.pdl_unavailable_reason(cuda) == "programmatic dependent launch needs compute capability 9.0 or later (this GPU has 8.0)"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
-    assert fused_decode.pdl_unavailable_reason(cuda) is None
-    monkeypatch.setattr(fused_decode, "_HAS_GDC", False)
-    assert "has no grid dependency control (3.3 or later has)" in fused_decode.pdl_unavailable_reason(cuda)
-    monkeypatch.setattr(fused_decode, "triton", None)
-    assert fused_decode.pdl_unavailable_reason(cuda) == "Triton is not installed"
+    assert triton_common.pdl_unavailable_reason(cuda) is None
+    monkeypatch.setattr(triton_common, "_HAS_GDC", False)
+    assert "has no grid dependency control (3.3 or later has)" in triton_common.pdl_unavailable_reason(cuda)
+    monkeypatch.setattr(triton_common, "triton", None)
+    assert triton_common.pdl_unavailable_reason(cuda) == "Triton is not installed"
 
 
 @pytest.fixture
 def fresh_tuning(monkeypatch, tmp_path):
     """An empty tuning table and cache directory for this test; tiny models tuned too."""
     monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
-    monkeypatch.setattr(fused_decode, "MIN_TUNED_BYTES", 0)
-    monkeypatch.setattr(fused_decode, "_TUNED", {})
-    monkeypatch.setattr(fused_decode, "_TUNED_SPLIT", {})
-    monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
+    monkeypatch.setattr(tuning, "MIN_TUNED_BYTES", 0)
+    monkeypatch.setattr(tuning, "_TUNED", {})
+    monkeypatch.setattr(tuning, "_TUNED_SPLIT", {})
+    monkeypatch.setattr(tuning, "_TUNED_LOADED", False)
     return tmp_path / "fused_decode.json"
 
 
 def test_candidate_configs_start_from_the_rule_and_stay_within_the_row():
     for n, k in [(3072, 1024), (1024, 4096), (4800, 1600), (96, 32)]:
-        configs = fused_decode.candidate_configs(n, k, 132)
-        assert configs[0] == fused_decode.launch_config(n, k, 132) and len(set(configs)) == len(configs) >= 4
+        configs = tuning.candidate_configs(n, k, 132)
+        assert configs[0] == tuning.launch_config(n, k, 132) and len(set(configs)) == len(configs) >= 4
         assert configs[1] == (*configs[0][:3], not configs[0][3])  # the rule's tile with the other loop form
         for bn, bk, warps, unroll in configs:
             assert bk & (bk - 1) == 0 and 64 <= bk <= max(64, 2 * k) and bn >= 2 and warps in (4, 8)
@@ -448,7 +449,7 @@ def test_candidate_configs_hold_the_configurations_an_h200_sweep_found_fastest()
         (6400, 1600): (8, 256, 4, True), (1600, 6400): (4, 1024, 4, True), (57717, 1600): (32, 128, 4, True),
     }  # fmt: skip
     for (n, k), best in winners.items():
-        assert best in fused_decode.candidate_configs(n, k, 132), (n, k)
+        assert best in tuning.candidate_configs(n, k, 132), (n, k)
 
 
 def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk(fresh_tuning, monkeypatch, caplog):
@@ -460,9 +461,9 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
     the fused step then uses."""
     model = tiny_lm().half()
     cfg = model.config
-    key = fused_decode.device_key(model.device, model.dtype)
+    key = tuning.device_key(model.device, model.dtype)
     launched: list = []
-    real_linear, real_attention = fused_decode.row_linear, fused_decode.decode_attention
+    real_linear, real_attention = tuning.row_linear, tuning.decode_attention
 
     def spy_linear(*args, config=None, pdl=False, **kw):
         launched.append((config, pdl))
@@ -472,8 +473,8 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
         launched.append(f"split {split}")
         return real_attention(*args, split=split, **kw)
 
-    monkeypatch.setattr(fused_decode, "row_linear", spy_linear)
-    monkeypatch.setattr(fused_decode, "decode_attention", spy_attention)
+    monkeypatch.setattr(tuning, "row_linear", spy_linear)
+    monkeypatch.setattr(tuning, "decode_attention", spy_attention)
     calls: list = []
 
     def timer(fn, launches):  # the last candidate of each shape, and the split of 128, are the fastest
@@ -483,68 +484,72 @@ def test_tune_keeps_the_fastest_configuration_per_shape_and_remembers_it_on_disk
         calls.append(launched[-1])
         return 1.0 if launched[-1] == "split 128" else 100.0 - len(calls)
 
-    with caplog.at_level("WARNING", logger="biogpt.model.fused_decode"):
-        seconds = fused_decode.tune(model, timer=timer)
+    with caplog.at_level("WARNING", logger="biogpt.model.fast"):
+        seconds = tuning.tune(model.config, model.device, model.dtype, timer=timer)
     assert seconds > 0
     assert f"timing the fused decode kernels on this GPU ({key}), once per machine; kept in {fresh_tuning}" in caplog.text
-    shapes = fused_decode.projection_shapes(cfg)
+    shapes = tuning.projection_shapes(cfg)
     pdl_rounds = {}
     for n, k in shapes:
-        best, rule = fused_decode.candidate_configs(n, k, 132)[-1], fused_decode.launch_config(n, k, 132)
-        assert fused_decode._TUNED[(key, n, k)] == best
+        best, rule = tuning.candidate_configs(n, k, 132)[-1], tuning.launch_config(n, k, 132)
+        assert tuning._TUNED[(key, n, k)] == best
         pdl_rounds[(n, k)] = list(dict.fromkeys([best, (*best[:3], not best[3]), rule, (*rule[:3], not rule[3])]))
-        assert fused_decode._TUNED[(key + "|pdl", n, k)] == pdl_rounds[(n, k)][-1]
+        assert tuning._TUNED[(key + "|pdl", n, k)] == pdl_rounds[(n, k)][-1]
     plain_calls = [c for c in calls if isinstance(c, tuple) and not c[1]]
     pdl_calls = [c[0] for c in calls if isinstance(c, tuple) and c[1]]
-    assert len(plain_calls) == sum(len(fused_decode.candidate_configs(n, k, 132)) for n, k in set(shapes))
+    assert len(plain_calls) == sum(len(tuning.candidate_configs(n, k, 132)) for n, k in set(shapes))
     assert pdl_calls == [c for shape in dict.fromkeys(shapes) for c in pdl_rounds[shape]]
-    assert calls[-len(fused_decode.ATTENTION_SPLITS) :] == [f"split {s}" for s in fused_decode.ATTENTION_SPLITS]
+    assert calls[-len(tuning.ATTENTION_SPLITS) :] == [f"split {s}" for s in tuning.ATTENTION_SPLITS]
     saved = json.loads(fresh_tuning.read_text())
     assert {(e["n"], e["k"]): tuple(e["config"]) for e in saved["configs"] if e["device"] == key} == {
-        (n, k): fused_decode._TUNED[(key, n, k)] for n, k in shapes
+        (n, k): tuning._TUNED[(key, n, k)] for n, k in shapes
     }
     assert saved["attention"] == [{"device": key, "heads": cfg.num_attention_heads, "head_dim": cfg.head_dim, "split": 128}]
-    monkeypatch.setattr(fused_decode, "_TUNED", {})
-    monkeypatch.setattr(fused_decode, "_TUNED_SPLIT", {})
-    monkeypatch.setattr(fused_decode, "_TUNED_LOADED", False)
-    assert fused_decode.tune(model, timer=lambda fn, launches: pytest.fail("timed again")) == 0.0
+    monkeypatch.setattr(tuning, "_TUNED", {})
+    monkeypatch.setattr(tuning, "_TUNED_SPLIT", {})
+    monkeypatch.setattr(tuning, "_TUNED_LOADED", False)
+    assert tuning.tune(model.config, model.device, model.dtype, timer=lambda fn, launches: pytest.fail("timed again")) == 0.0
     n, k = shapes[0]
-    assert fused_decode.launch_config(n, k, 132, key) == fused_decode.candidate_configs(n, k, 132)[-1]
-    assert fused_decode.launch_config(n, k, 132, key, pdl=True) == pdl_rounds[(n, k)][-1]
+    assert tuning.launch_config(n, k, 132, key) == tuning.candidate_configs(n, k, 132)[-1]
+    assert tuning.launch_config(n, k, 132, key, pdl=True) == pdl_rounds[(n, k)][-1]
     cache = KVCache.for_model(cfg, 2, 128, dtype=model.dtype, device=torch.device("cpu"))
-    step = fused_decode.fused_step(model, cache)
+    net = FastNetwork(model, fuse_qkv=True)
+    step = fused.fused_step(net, cache)
     assert step.split == 128 and all(layer.split == 128 for layer in step.layers)
     assert step.layers[0].counts.shape == (2 * cfg.num_attention_heads,) and step.layers[0].counts is step.layers[1].counts
-    assert fused_decode.fused_step(model, cache, attention="sdpa").split == 0  # torch's attention: nothing to split
-    monkeypatch.setitem(fused_decode.CONFIG_OVERRIDES, (n, k), (16, 128, 8, True))
-    assert fused_decode.launch_config(n, k, 132, key) == (16, 128, 8, True)  # an override wins
+    assert fused.fused_step(net, cache, attention="sdpa").split == 0  # torch's attention: nothing to split
+    assert tuning.launch_config(n, k, 132, key, overrides={(n, k): (16, 128, 8, True)}) == (16, 128, 8, True)  # an override wins
+    assert step.layers[0].configs["qkv"] == tuning.launch_config(3 * cfg.hidden_size, cfg.hidden_size, 132, key)  # the tuned one
+    pinned = fused.fused_step(net, cache, configs={(n, k): (16, 128, 8, True)}, split=64)
+    assert pinned.split == 64 and pinned.layers[0].configs["qkv"] == (16, 128, 8, True)
 
 
 def test_small_models_are_not_tuned(tmp_path, monkeypatch):
     monkeypatch.setenv("BIOGPT_CACHE", str(tmp_path))
-    assert fused_decode.tune(tiny_lm().half(), timer=lambda fn, launches: pytest.fail("timed")) == 0.0
+    small = tiny_lm().half()
+    assert tuning.tune(small.config, small.device, small.dtype, timer=lambda fn, launches: pytest.fail("timed")) == 0.0
     assert not (tmp_path / "fused_decode.json").exists()
 
 
 def test_a_tuning_cache_from_before_the_split_attention_times_only_the_attention(fresh_tuning, monkeypatch):
     """A file of launch configurations without attention entries, on a GPU that cannot launch
     dependently: only the attention's splits are timed."""
-    monkeypatch.setattr(fused_decode, "pdl_unavailable_reason", lambda device: "compute capability 8.0")
+    monkeypatch.setattr(tuning, "pdl_unavailable_reason", lambda device: "compute capability 8.0")
     model = tiny_lm().half()
-    key = fused_decode.device_key(model.device, model.dtype)
-    configs = [{"device": key, "n": n, "k": k, "config": [4, 64, 4, False]} for n, k in fused_decode.projection_shapes(model.config)]
+    key = tuning.device_key(model.device, model.dtype)
+    configs = [{"device": key, "n": n, "k": k, "config": [4, 64, 4, False]} for n, k in tuning.projection_shapes(model.config)]
     fresh_tuning.write_text(json.dumps({"configs": configs}))
     timed: list = []
-    assert fused_decode.tune(model, timer=lambda fn, launches: (timed.append(fn()), 1.0)[1]) > 0
-    assert len(timed) == len(fused_decode.ATTENTION_SPLITS)  # the projections' configurations were read, not timed
-    assert fused_decode.attention_split(model.config.num_attention_heads, model.config.head_dim, model.device, model.dtype) == 0  # a tie: no split
+    assert tuning.tune(model.config, model.device, model.dtype, timer=lambda fn, launches: (timed.append(fn()), 1.0)[1]) > 0
+    assert len(timed) == len(tuning.ATTENTION_SPLITS)  # the projections' configurations were read, not timed
+    assert tuning.attention_split(model.config.num_attention_heads, model.config.head_dim, model.device, model.dtype) == 0  # a tie: no split
 
 
 def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, caplog):
     fresh_tuning.write_text("{not json")
     model = tiny_lm().half()
-    with caplog.at_level("WARNING", logger="biogpt.model.fused_decode"):
-        assert fused_decode.tune(model, timer=lambda fn, launches: (fn(), 1.0)[1]) > 0
+    with caplog.at_level("WARNING", logger="biogpt.model.fast"):
+        assert tuning.tune(model.config, model.device, model.dtype, timer=lambda fn, launches: (fn(), 1.0)[1]) > 0
     assert "launch configurations will be timed again" in caplog.text
     assert json.loads(fresh_tuning.read_text())["configs"]  # rewritten
 
@@ -552,14 +557,14 @@ def test_a_damaged_tuning_cache_is_measured_again_with_a_warning(fresh_tuning, c
 @pytest.mark.parametrize("eos, ban", [([2], True), ([2], False), ([2, 7], True), ([], False)], ids=["ban", "no-ban", "two-eos", "no-eos"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 def test_greedy_kernel_picks_what_the_torch_body_picks(eos, ban, dtype):
-    """StaticDecoder._greedy_body with the fused step (one greedy kernel) and without (torch's
+    """greedy_graph.GreedyLoop.body with the fused step (one greedy kernel) and without (torch's
     kernels), from the same state: ties across and within the kernel's vocabulary blocks (the
     first maximum wins), an end-of-sequence id as the maximum (banned or taken), a finished row
     (pad), per-row last columns. The decode step itself is stubbed: only the token choice differs.
     The third decoder's step is launched dependently (PDL), so is its greedy kernel."""
     model = tiny_lm(vocab_size=9000).to(dtype)  # 9000 > 2 blocks of GREEDY_BLOCK_V
     decoders = [StaticDecoder(model, torch.device("cpu"), 4, 128, capture=False, kernels=k) for k in ("torch", "triton", "triton")]
-    decoders[2].fused = fused_decode.fused_step(model, decoders[2].cache, pdl=True)
+    decoders[2].fused = fused.fused_step(decoders[2].net, decoders[2].cache, pdl=True)
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(4, 9000, generator=g).to(dtype)
     scores[0, [5000, 8500]] = 9.0  # a tie across blocks: 5000
@@ -571,17 +576,18 @@ def test_greedy_kernel_picks_what_the_torch_body_picks(eos, ban, dtype):
     eos_t, pad = torch.tensor(eos, dtype=torch.long), torch.tensor(1)
     results = []
     for dec in decoders:
-        dec._make_greedy_buffers()
+        loop = dec.greedy_loop
+        loop._make_buffers()
         dec.step_fn = lambda: step_logits
-        dec.next_logits.copy_(scores)
-        dec.unfinished.copy_(torch.tensor([True, False, True, True]))
-        dec.last_col.fill_(20)
-        dec.cur.fill_(10)
-        dec.min_col.fill_(12)
-        dec.out.zero_()
+        loop.next_logits.copy_(scores)
+        loop.unfinished.copy_(torch.tensor([True, False, True, True]))
+        loop.last_col.fill_(20)
+        loop.cur.fill_(10)
+        loop.min_col.fill_(12)
+        loop.out.zero_()
         with torch.inference_mode():
-            dec._greedy_body(eos_t, pad, ban)
-        results.append((dec.tokens.clone(), dec.out.clone(), dec.last_col.clone(), dec.unfinished.clone(), dec.cur.clone(), dec.next_logits.clone()))
+            loop.body(eos_t, pad, ban)
+        results.append((dec.tokens.clone(), loop.out.clone(), loop.last_col.clone(), loop.unfinished.clone(), loop.cur.clone(), loop.next_logits.clone()))
     for a, b, c in zip(*results):
         assert torch.equal(a, b) and torch.equal(a, c), (a, b, c)
     tokens, _, last_col, unfinished, cur, _ = results[1]
@@ -627,7 +633,7 @@ def test_replay_timing_runs_each_step_in_turn_from_the_middle_of_the_cache(monke
     fast, slow = dec._replay_ms([Graph("fast"), Graph("slow")])
     assert 0 < fast < slow
     assert order[:4] == [("fast", 64, 64), ("slow", 64, 64), ("fast", 64, 64), ("slow", 64, 64)]
-    assert len(order) == 2 * (generation.AUTO_REPLAYS + 2)
+    assert len(order) == 2 * (kernel_choice.AUTO_REPLAYS + 2)
     assert dec.write_pos.item() == 7 and dec.positions.item() == 0
 
 

@@ -169,27 +169,28 @@ def test_full_size_greedy_and_beam_equal_transformers(tmp_path):
 
 
 def test_static_steps_are_kept_per_bucket_and_bounded():
-    from biogpt.model import generation
+    from biogpt.model.generation import static
 
     model = tiny_lm()
     ids = torch.randint(4, 1000, (3, 6))
     first = model.generate(ids, max_new_tokens=10, cuda_graph=True)
-    assert len(model._static_decoders) == 1
+    assert len(static.decoders_of(model)) == 1
     assert torch.equal(model.generate(ids, max_new_tokens=10, cuda_graph=True), first)  # reused, same result
-    assert len(model._static_decoders) == 1
+    assert len(static.decoders_of(model)) == 1
     for rows in (1, 2, 5, 9, 17):
         model.generate(torch.randint(4, 1000, (rows, 6)), max_new_tokens=4, cuda_graph=True)
-    assert len(model._static_decoders) == generation.MAX_GRAPHS
-    assert generation._bucket(33, generation.GRAPH_ROW_BUCKETS, 64) == 40
-    assert generation._bucket(300, generation.GRAPH_ROW_BUCKETS, 64) == 320
+    assert len(static.decoders_of(model)) == static.MAX_GRAPHS
+    assert static.bucket(33, static.GRAPH_ROW_BUCKETS, 64) == 40
+    assert static.bucket(300, static.GRAPH_ROW_BUCKETS, 64) == 320
+    assert "_static_decoders" not in model.__dict__  # kept beside the model, not on it
 
 
 def test_padded_prompt_pass_gives_the_eager_logits_and_cache():
     """StaticDecoder.prefill (the captured prompt pass; eager here): prompts right-padded to the
     length bucket give the eager pass's last-token logits and the same cache over the prompt's
     columns; where it does not pay or fit it declines (None)."""
-    from biogpt.model import generation
-    from biogpt.model.generation import StaticDecoder, prefill
+    from biogpt.model.fast.network import FastNetwork
+    from biogpt.model.generation import StaticDecoder, prefill, static
     from biogpt.model.kv_cache import KVCache
 
     model = diverse_lm()
@@ -199,12 +200,12 @@ def test_padded_prompt_pass_gives_the_eager_logits_and_cache():
             ids = torch.randint(4, 1000, (rows, P), generator=torch.Generator().manual_seed(P))
             got = dec.prefill(ids)
             cache = KVCache.for_model(model.config, rows, P, dtype=model.dtype, device="cpu")
-            want = prefill(model, ids, None, cache)
+            want = prefill(FastNetwork(model), ids, None, cache)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(dec.cache.kv[:, :, :rows, :, :P], cache.kv, rtol=1e-5, atol=1e-5)
         assert sorted(dec.prefill_graphs) == [16]  # one padded length served all three
         assert dec.prefill(torch.randint(4, 1000, (4, 20))) is None  # 4 rows x 32 > PREFILL_GRAPH_TOKENS
-        assert generation.PREFILL_GRAPH_TOKENS < 4 * 32
+        assert static.PREFILL_GRAPH_TOKENS < 4 * 32
         small = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=False)
         assert small.prefill(torch.randint(4, 1000, (1, 40))) is not None  # 1 row x 48
         assert small.prefill(torch.randint(4, 1000, (1, 70))) is None  # 1 row x 80 > 64
@@ -214,8 +215,7 @@ def test_padded_prompt_pass_gives_the_eager_logits_and_cache():
 def test_generate_with_the_captured_prompt_pass_gives_the_eager_tokens(monkeypatch, options):
     """generate on a decoder whose captures are emulated (helpers.emulate_decoder_capture): the
     prompt pass goes through StaticDecoder.prefill and the tokens are eager generate's."""
-    from biogpt.model import generation
-    from biogpt.model.generation import StaticDecoder
+    from biogpt.model.generation import StaticDecoder, search
 
     from tests.helpers import emulate_decoder_capture
 
@@ -223,7 +223,7 @@ def test_generate_with_the_captured_prompt_pass_gives_the_eager_tokens(monkeypat
     emulate_decoder_capture(monkeypatch)
     with torch.inference_mode():
         dec = StaticDecoder(model, torch.device("cpu"), 1, 128, capture=True, kernels="torch")
-    monkeypatch.setattr(generation, "_static_decoder", lambda *args: dec)
+    monkeypatch.setattr(search, "static_decoder", lambda *args: dec)
     ids = torch.randint(4, 1000, (1, 5), generator=torch.Generator().manual_seed(4))
     torch.manual_seed(0)
     got = model.generate(ids, max_new_tokens=10, **options)
@@ -236,7 +236,7 @@ def test_generate_with_the_captured_prompt_pass_gives_the_eager_tokens(monkeypat
 def test_capture_warm_up_leaves_the_decode_state_alone(monkeypatch):
     """On a GPU a capture first runs the step twice (warm-up), which advances the live decode
     state; emulate that on the CPU and check the tokens do not move."""
-    from biogpt.model import generation
+    from biogpt.model.generation import static
 
     def capture_like_cuda(self, body):
         for _ in range(2):
@@ -246,9 +246,9 @@ def test_capture_warm_up_leaves_the_decode_state_alone(monkeypatch):
     model = diverse_lm()
     ids, mask = make_batch(1000, padded=True)
     want = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=False)
-    monkeypatch.setattr(generation.StaticDecoder, "_capture", capture_like_cuda)
+    monkeypatch.setattr(static.StaticDecoder, "_capture", capture_like_cuda)
     for options in (dict(), dict(min_new_tokens=5)):
-        model.__dict__.pop("_static_decoders", None)
+        static.decoders_of(model).clear()
         got = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=True, **options)
         ref = model.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=False, **options)
         assert torch.equal(got, ref), options
@@ -256,40 +256,27 @@ def test_capture_warm_up_leaves_the_decode_state_alone(monkeypatch):
 
 
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static-step"])
-def test_in_place_residual_path_gives_the_same_tokens(models, monkeypatch, static):
-    """The GPU inference path (projections accumulated into the residual stream in place, one
-    key/value write per layer), forced on the CPU: same tokens as transformers, same logits
-    within fp32 rounding, and the caller's tensors untouched."""
-    from biogpt.model import modeling
+def test_fused_qkv_network_gives_the_same_tokens(models, static):
+    """The GPU decode network (q, k and v as one projection over a copy of their weights,
+    keys and values written with one copy), forced on the CPU: same tokens as transformers,
+    logits within fp32 rounding of the reference's, and the model's parameters untouched."""
+    from biogpt.model.fast.network import FastNetwork
+    from biogpt.model.generation import steps
+    from biogpt.model.kv_cache import KVCache
 
     ours, ref = models["diverse"]
     ids, mask = make_batch(ours.config.vocab_size, padded=True)
-    with torch.no_grad():
-        before = ours(ids, attention_mask=mask).logits
-    calls = []
-
-    def on_cpu_too(x):
-        calls.append(1)
-        return not torch.is_grad_enabled() and x.is_contiguous()
-
-    monkeypatch.setattr(modeling, "accumulate_in_place", on_cpu_too)
-    with torch.no_grad():
-        after = ours(ids, attention_mask=mask).logits
-    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    net = FastNetwork(ours, fuse_qkv=True)
+    assert net.fused_qkv
+    with torch.inference_mode():
+        cache = KVCache.for_model(ours.config, ids.shape[0], ids.shape[1], dtype=ours.dtype, device="cpu")
+        got = steps.prefill(net, ids, mask, cache)
+        want = ours(ids, attention_mask=mask).logits[:, -1]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for options in (dict(), dict(num_beams=4), dict(min_new_tokens=5)):
         got = ours.generate(ids, attention_mask=mask, max_new_tokens=20, cuda_graph=static, **options)
         want = ref.generate(ids, attention_mask=mask, max_new_tokens=20, pad_token_id=1, **options)
         assert torch.equal(got, want), options
-    assert calls  # the in-place path ran
-    # with autograd on (training) the ordinary path runs, and gradients flow
-    ours.train()
-    try:
-        loss = ours(ids, attention_mask=mask, labels=ids).loss
-        loss.backward()
-        assert ours.biogpt.layers[0].fc2.weight.grad is not None
-    finally:
-        ours.zero_grad(set_to_none=True)
-        ours.eval()
 
 
 @pytest.mark.slow
@@ -297,19 +284,19 @@ def test_in_place_residual_path_gives_the_same_tokens(models, monkeypatch, stati
 def test_compiled_static_step_matches_the_eager_step(mode, monkeypatch):
     """StaticDecoder(compile_step=True): torch.compile (inductor) of the static step, per-row
     write positions and cache written in place; same logits and cache as the eager step. With
-    q/k/v fused, as on a GPU (its storage check must not reach the tracer), and the GPU's
-    in-place residual path forced. compile_step="layers": one compiled layer serves every layer
-    (each reads its own cache view), so the model compiles once, not once per layer."""
+    q/k/v fused, as on a GPU (the network's fused copy, forced here through network_for).
+    compile_step="layers": one compiled layer serves every layer (each reads its own cache
+    view), so the model compiles once, not once per layer."""
     from torch._dynamo.utils import counters
 
-    from biogpt.model import modeling
+    from biogpt.model.fast import network
     from biogpt.model.generation import StaticDecoder
 
-    monkeypatch.setattr(modeling, "accumulate_in_place", lambda x: not torch.is_grad_enabled() and x.is_contiguous())
     torch._dynamo.reset()
     counters.clear()
     model = tiny_lm(1, vocab_size=1000, initializer_range=0.2, tie_word_embeddings=False, num_hidden_layers=4)
-    model.fuse_qkv_projections()
+    real = network.network_for
+    monkeypatch.setattr("biogpt.model.generation.static.network_for", lambda m, fuse_qkv: real(m, fuse_qkv=True))
     dev = torch.device("cpu")
     compiled = StaticDecoder(model, dev, 2, 128, capture=False, compile_step=mode)
     eager = StaticDecoder(model, dev, 2, 128, capture=False)
@@ -353,5 +340,7 @@ def test_generate_with_a_compiled_step_gives_the_eager_tokens(mode):
     got = model.generate(ids, max_new_tokens=12, cuda_graph=True, compile_step=mode)
     plain = model.generate(ids, max_new_tokens=12, cuda_graph=True)
     assert torch.equal(got, want) and torch.equal(plain, want)
-    decoders = list(model._static_decoders.values())
+    from biogpt.model.generation import static
+
+    decoders = list(static.decoders_of(model).values())
     assert len(decoders) == 2 and sum(bool(d.compiled_layers) or d.step_fn != d._step for d in decoders) == 1

@@ -166,7 +166,7 @@ def test_shared_corpora_identical(shared_data) -> None:
 
 def test_memo_limits_keep_results_exact(monkeypatch) -> None:
     """Memos are cleared when full (long-running processes); results must not change."""
-    import model.moses as moses_module
+    import biogpt.model.moses as moses_module
 
     monkeypatch.setattr(moses_module, "_MAX_MEMO", 3)
     fast = FastMosesTokenizer()

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from biogpt.model import BioGptConfig, BioGptForCausalLM
-from biogpt.model.quantize import Bf16Linear, Int8Linear
+from biogpt.model.fast.network import FastNetwork
+from biogpt.model.fast.quantize import Bf16Linear, Int8Linear, quantize_int8
 
 from tests.helpers import FIXTURES
 
@@ -35,10 +36,11 @@ def small_model():
 @torch.no_grad()
 def test_int8_logits_close_to_fp32_on_real_abstracts(small_model, tokenizer, tmp_path):
     small_model.save_pretrained(tmp_path, tokenizer=tokenizer)
-    q = BioGptForCausalLM.from_pretrained(tmp_path).quantize("int8")
-    assert sum(isinstance(m, Int8Linear) for m in q.modules()) == 2 * 4  # fused qkv, out, fc1, fc2 per layer
+    q = quantize_int8(BioGptForCausalLM.from_pretrained(tmp_path))
+    assert sum(isinstance(m, Int8Linear) for m in q.modules()) == 2 * 6  # q, k, v, out, fc1, fc2 per layer
     assert sum(isinstance(m, Bf16Linear) for m in q.modules()) == 1  # the LM head
-    assert all(not hasattr(a, "q_proj") and a.qkv_proj is not None for a in q.biogpt.layers.modules() if hasattr(a, "qkv_proj"))
+    # generation runs q, k and v as one int8 layer (one kernel call per step and layer)
+    assert all(isinstance(layer.qkv, Int8Linear) for layer in FastNetwork(q).layers)
     for text in abstracts():
         ids = tokenizer(text, return_tensors="pt").input_ids[:, :256]
         err = relative_error(q(ids).logits, small_model(ids).logits)
@@ -63,7 +65,7 @@ def test_int8_decode_steps_close_to_fp32_on_real_abstracts(small_model, tokenize
     from biogpt.model.kv_cache import KVCache
 
     small_model.save_pretrained(tmp_path, tokenizer=tokenizer)
-    q = BioGptForCausalLM.from_pretrained(tmp_path).quantize("int8")
+    q = quantize_int8(BioGptForCausalLM.from_pretrained(tmp_path))
     ids = tokenizer(abstracts(1)[0], return_tensors="pt").input_ids[:, :128]
     cache = KVCache.for_model(q.config, 1, ids.shape[1], dtype=torch.float32, device="cpu")
     steps = torch.cat([q(ids[:, i : i + 1], past_key_values=cache, use_cache=True).logits for i in range(ids.shape[1])], 1)
@@ -80,9 +82,7 @@ def test_int8_347m_shapes_within_bound_on_a_real_abstract(tokenizer):
 
     torch.manual_seed(0)
     fp32 = BioGptForCausalLM(BioGptConfig.from_preset("biogpt")).eval()
-    q = BioGptForCausalLM(fp32.config, init=False).eval()
-    q.load_state_dict(fp32.state_dict())
-    q.quantize("int8")
+    q = quantize_int8(fp32)
     ids = tokenizer(" ".join(abstracts(2)), return_tensors="pt").input_ids[:, :200]
     base = fp32(ids).logits
     assert relative_error(q(ids).logits, base) < INT8_TOLERANCE

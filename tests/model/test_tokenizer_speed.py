@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 from biogpt.model import BioGptTokenizer
 from biogpt.model.build_tables import table_text
-from biogpt.model.tokenizer import BPE_TABLE_FILE, VOCAB_DIR, load_bpe_table, read_merges
+from biogpt.model.vocab_files import BPE_TABLE_FILE, VOCAB_DIR, load_bpe_table, read_merges
 
 from tests.helpers import FIXTURES
 from tests.strategies import TEXT
@@ -23,10 +23,10 @@ from tests.strategies import TEXT
 
 @pytest.mark.parametrize("folder", ["biogpt", "biogpt-large"])
 def test_committed_tables_are_current(folder):
-    """The shipped file is exactly what `python -m model.build_tables` generates, entries being
+    """The shipped file is exactly what `python -m biogpt.model.build_tables` generates, entries being
     computed by BPE with no table."""
     path = VOCAB_DIR / folder / BPE_TABLE_FILE
-    assert path.is_file(), "run python -m model.build_tables"
+    assert path.is_file(), "run python -m biogpt.model.build_tables"
     assert path.read_text(encoding="utf-8") == table_text(VOCAB_DIR / folder)
     assert path.stat().st_size < 2_000_000
 

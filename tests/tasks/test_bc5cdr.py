@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from biogpt.tasks import TaskDataError, get_task
-from biogpt.tasks.bc5cdr import join_title_abstract, longest_names
+from biogpt.tasks.bc5cdr import official_source_join, longest_names
 from tests.helpers import FIXTURES
 
 FIX = FIXTURES / "tasks"
@@ -26,9 +26,9 @@ def examples(task):
 
 
 def test_join_and_longest_names() -> None:
-    assert join_title_abstract("A title.", "Body") == "A title. Body"
-    assert join_title_abstract("A title", "Body") == "A title. Body"
-    assert join_title_abstract("Is it?", "Body") == "Is it? Body"
+    assert official_source_join("A title.", "Body") == "A title. Body"
+    assert official_source_join("A title", "Body") == "A title. Body"
+    assert official_source_join("Is it?", "Body") == "Is it? Body"
     # longest surface name per id; a tie keeps the first one seen
     assert longest_names({"ab": "X", "abcd": "X", "wxyz": "X", "q": "Y"}) == {"X": "abcd", "Y": "q"}
 
@@ -130,4 +130,4 @@ def test_valid_split_uses_the_development_file(shared_data: Path, task) -> None:
     examples = task.load(shared_data / "BC5CDR", "valid")
     raw = json.loads((shared_data / "BC5CDR" / "valid.json").read_text())
     differ = [e.id for e in examples if e.gold != {(r["chemical"], r["disease"]) for r in raw[e.id]["relations"]}]
-    assert len(differ) == 2  # as ../shared/data/README.md says
+    assert len(differ) == 2  # as docs/TASK_FORMATS.md says

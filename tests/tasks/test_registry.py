@@ -9,9 +9,9 @@ import pytest
 
 from biogpt.model.errors import BioGptError
 from biogpt.tasks import TASKS, Task, TaskDataError, get_task
-from biogpt.tasks.base import clean_line, resolve_split_file, strip_prefix
+from biogpt.tasks.base import clean_line, read_jsonl, resolve_split_file, strip_prefix
 from biogpt.tasks.evaluate import _percentile, bootstrap, evaluate, read_predictions
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, ROOT
 
 FIX = FIXTURES / "tasks"
 LEARNED = "learned1 learned2 learned3 learned4 learned5 learned6 learned7 learned8 learned9 "
@@ -168,3 +168,25 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate() -> None:
 def test_percentile_interpolates_like_numpy() -> None:
     assert _percentile([0.0, 1.0, 2.0, 3.0], 50) == 1.5
     assert _percentile([5.0], 2.5) == 5.0
+
+
+def test_the_task_formats_the_code_cites_ship_with_the_repository():
+    """The package cites docs/TASK_FORMATS.md; nothing outside the repository (a fresh clone has no ../shared)."""
+    doc = (ROOT / "docs" / "TASK_FORMATS.md").read_text(encoding="utf-8")
+    for heading in ("## BC5CDR", "## KD-DTI and DDI", "## PubMedQA", "## HoC", "## Named-entity recognition", "## The PubTator format"):
+        assert heading in doc
+    for folder in ("tasks", "model", "biogpt_cli"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert "../shared" not in path.read_text(encoding="utf-8"), path
+
+
+def test_read_jsonl_is_strict_and_names_the_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": 2}\n')
+    assert list(read_jsonl(path)) == [(1, {"a": 1}), (3, {"b": 2})]
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(TaskDataError, match=r"rows.jsonl:2: expected a JSON object, found list"):
+        list(read_jsonl(path))
+    path.write_text("{oops\n")
+    with pytest.raises(ValueError, match=r"rows.jsonl:1: not JSON"):
+        list(read_jsonl(path, ValueError))  # the caller's own error type

@@ -1,13 +1,12 @@
-"""int8 weight-only CPU matrix products (kernels/matvec.c), built on first use.
+"""int8 weight-only CPU matrix products (model/kernels/matvec.c), built on first use.
 
 Why: decoding streams every weight once per token, so int8 layers should cost half the time of
 bfloat16 ones; torch's CPU int8 kernel (`_weight_int8pack_mm`) converts each weight to float32
-before multiplying, is no faster than bfloat16 on the 2-core AMD EPYC we measure, and allows
-only one scale per row. The C kernel's integer dot products (AVX-512 VNNI) take one scale per
-group of 64 inputs and keep ~15 bits of the activations, and its weights are packed in blocks
-of 4 rows, group by group, so each thread reads one sequential stream: it runs at the memory's
-speed (~33 GB/s of int8 on 2 cores, 1.8-2.2x ATen's bfloat16 product; row-major, the same
-arithmetic reached only 15-22 GB/s). It serves no-grad calls of up to
+before multiplying, is no faster than bfloat16 on the CPUs we measure, and allows only one scale
+per row. The C kernel's integer dot products (AVX-512 VNNI) take one scale per group of 64
+inputs and keep ~15 bits of the activations, and its weights are packed in blocks of 4 rows,
+group by group, so each thread reads one sequential stream and runs at the memory's speed
+(row-major, the same arithmetic did not; see BENCHMARKS.md). It serves no-grad calls of up to
 MAX_ROWS rows (decode steps, beams, short prompts) on torch's own OpenMP threads; longer
 prompts, and machines without the instructions or a C compiler, multiply dequantized bfloat16
 weights with torch instead (quantize.py).
@@ -32,12 +31,12 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "kernels" / "matvec.c"
-GROUP = 64  # inputs per int8 scale: one 64-byte vector load (128 measured: same speed, 1.65% -> 1.77% logit error)
+SOURCE = Path(__file__).parents[1] / "kernels" / "matvec.c"  # model/kernels/, shipped as package data
+GROUP = 64  # inputs per int8 scale: one 64-byte vector load (128: no faster, larger logit error)
 ROWS = 4  # output rows per block of the packed weights (kernels/matvec.c: ROWS)
 FLAGS = ["-O3", "-fPIC", "-shared", "-fopenmp", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", f"-DGROUP={GROUP}"]
 CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
-MAX_ROWS = 24  # beyond this, dequantized bfloat16 weights through oneDNN are faster (measured crossover 24-32)
+MAX_ROWS = 24  # beyond this, dequantized bfloat16 weights through oneDNN are faster (measured; BENCHMARKS.md)
 
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -60,7 +59,7 @@ def _cpu_supported() -> bool:
 
 
 def _cache_dir() -> Path:
-    from .hub import cache_root
+    from ..hub import cache_root
 
     return cache_root() / "kernels"
 

@@ -1,20 +1,20 @@
-"""Weight-only int8 quantization for CPU inference.
+"""Weight-only int8 quantization for CPU inference: `quantize_int8(model)` returns a copy.
 
-Every linear layer of the blocks (fused q/k/v, out, fc1, fc2) keeps int8 weights with one
-float32 scale per output row and group of 64 inputs (symmetric, round to nearest); the LM head
-stays bfloat16. Why (measured on this project's CPU, 347M shapes, random weights): a decode
-step streams every weight once from memory (~33 GB/s on 2 cores), so bytes are the cost, and
-this layout moves 393 MB per token instead of 663 MB in bfloat16; one scale per row would be
-over the 2% logit bound once more than fc2 is int8 (2.0%), one per 64 inputs halves the
-quantization step (1.44% with every block layer int8; an int8 LM head would add 0.1 point for
-~10% fewer bytes, not taken). The products run in this project's VNNI kernel (cpu_kernels.py)
-for up to 24 rows; longer prompts, and machines without the kernel, multiply the dequantized
-weights in bfloat16 with torch. The residual stream, LayerNorms, attention and KV cache stay in
-float32. Inference only.
+Every linear layer of the blocks (q, k, v, out, fc1, fc2) keeps int8 weights with one float32
+scale per output row and group of 64 inputs (symmetric, round to nearest); the LM head stays
+bfloat16. Why: a decode step streams every weight once from memory, so bytes are the cost, and
+this layout moves well under bfloat16's; one scale per row would exceed the 2% logit bound the
+tests hold, one per 64 inputs stays within it (an int8 LM head would cost accuracy for few
+bytes; not taken; numbers in BENCHMARKS.md). The products run in this project's VNNI kernel
+(cpu_kernels.py) for up to cpu_kernels.MAX_ROWS rows; longer prompts, and machines without the
+kernel, multiply the dequantized weights in bfloat16 with torch. The residual stream,
+LayerNorms, attention and KV cache stay in float32. Inference only. The model quantized from
+is left as it is: the copy shares nothing with it but the small layers it copies.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import torch
@@ -72,6 +72,25 @@ class Int8Linear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only, groups of {cpu_kernels.GROUP}"
 
+    @classmethod
+    def concat(cls, parts: "tuple[Int8Linear, ...]") -> "Int8Linear | None":
+        """One layer computing `parts` side by side (their outputs concatenated), by joining the
+        packed buffers: exactly the layer quantized from the concatenated weights (scales are per
+        row). None when a part's rows do not fill whole blocks of cpu_kernels.ROWS."""
+        if len({p.in_features for p in parts}) != 1 or any(p.out_features % cpu_kernels.ROWS for p in parts):
+            return None
+        if len({p.bias is None for p in parts}) != 1:
+            return None
+        joined = cls.__new__(cls)
+        nn.Module.__init__(joined)
+        joined.in_features, joined.out_features = parts[0].in_features, sum(p.out_features for p in parts)
+        for name in ("weight_int8", "scales", "corr", "bias"):
+            values = [getattr(p, name) for p in parts]
+            joined.register_buffer(name, None if values[0] is None else torch.cat(values), persistent=name != "corr")
+        caches = [p.dequantized_cache for p in parts]
+        joined.dequantized_cache = None if caches[0] is None else torch.cat(caches)
+        return joined
+
 
 class Bf16Linear(nn.Module):
     """A linear layer whose weight is stored and multiplied in bfloat16 (float32 in and out)."""
@@ -90,31 +109,26 @@ BF16_LAYERS = ("output_projection",)  # the LM head: see the module docstring
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Replace the large linear layers (int8 in the blocks, bfloat16 for the LM head) from their
-    current, ideally float32, weights. Returns the same model, in eval mode."""
+    """An int8 copy of `model` for CPU inference, in eval mode: its large linear layers (int8 in
+    the blocks, bfloat16 for the LM head) built from `model`'s current, ideally float32,
+    weights, the rest copied. `model` is not changed; drop it when only the copy is needed."""
     if next(model.parameters()).device.type != "cpu":
         raise ValueError("int8 weight-only quantization is implemented for CPU inference")
-    # q, k and v become one projection: one kernel call instead of three per layer and step
-    from .modeling import BioGptAttention
-
-    for attn in [m for m in model.modules() if isinstance(m, BioGptAttention)]:
-        attn.fuse_qkv()
-        attn.qkv_proj = Int8Linear(*attn.qkv_fused)  # type: ignore[misc]
-        attn.qkv_fused = None
-        del attn.q_proj, attn.k_proj, attn.v_proj
     targets = [
         (name, module)
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and module.weight.numel() >= MIN_PARAMS
     ]
+    # deepcopy's memo maps each large layer to its quantized replacement: the copy is built with
+    # them in place, and the float weights they replace are never copied
+    memo: dict[int, object] = {}
     for name, module in targets:
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        layer = Bf16Linear if attr in BF16_LAYERS else Int8Linear
-        setattr(parent, attr, layer(module.weight, module.bias))
-    model.eval()
-    model.quantization = "int8"  # type: ignore[attr-defined]
+        layer = Bf16Linear if name.rpartition(".")[2] in BF16_LAYERS else Int8Linear
+        memo[id(module)] = layer(module.weight, module.bias)
+    quantized = copy.deepcopy(model, memo)
+    quantized.eval()
+    quantized.quantization = "int8"  # type: ignore[attr-defined]
     if not cpu_kernels.available():
         logger.info("int8 kernel unavailable on this machine: int8 layers multiply dequantized bfloat16 weights")
     logger.info("quantized %d linear layers (weight-only int8, LM head bfloat16)", len(targets))
-    return model
+    return quantized

@@ -1,0 +1,107 @@
+"""Readers of the training data the `train ner|classify|lm` runs take (the generative runs
+read their task's own files through `biogpt.tasks`).
+
+A training set is read whole and strictly: a malformed line stops the run with its file and
+line number. The batch commands' JSONL reader (`biogpt.io`) is the opposite on purpose: it
+streams documents, needs a text field in each, and lets --keep-going skip a bad one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from biogpt.tasks.base import read_jsonl
+
+from .errors import TrainingError
+
+Span = tuple[int, int, str]
+
+
+def read_training_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, each with `_where` (file:line) for messages."""
+    rows = [{**obj, "_where": f"{path}:{number}"} for number, obj in read_jsonl(path, TrainingError)]
+    if not rows:
+        raise TrainingError(f"{path}: no {what}")
+    return rows
+
+
+def ner_documents(path: Path) -> list[tuple[str, str, list[Span]]]:
+    """(id, text, spans) from `{"tokens","tags"}` (IOB2, words joined by spaces) or
+    `{"text","entities":[{"start","end","label"}]}` lines."""
+    docs = []
+    for i, row in enumerate(read_training_jsonl(path, "NER documents")):
+        where = row["_where"]
+        doc_id = str(row.get("id", i))
+        if "tokens" in row:
+            docs.append((doc_id, *_iob2_document(row, where)))
+        elif isinstance(row.get("text"), str):
+            spans = []
+            for e in row.get("entities") or []:
+                try:
+                    s, t, label = int(e["start"]), int(e["end"]), str(e["label"])
+                except (KeyError, TypeError, ValueError):
+                    raise TrainingError(f"{where}: each entity needs start, end and label") from None
+                if not 0 <= s < t <= len(row["text"]):
+                    raise TrainingError(f"{where}: entity {s}-{t} lies outside the text")
+                spans.append((s, t, label))
+            docs.append((doc_id, row["text"], spans))
+        else:
+            raise TrainingError(f"{where}: expected {{'tokens','tags'}} or {{'text','entities'}}")
+    return docs
+
+
+def _iob2_document(row: dict[str, Any], where: str) -> tuple[str, list[Span]]:
+    """(text, spans) of a `{"tokens","tags"}` row: the words joined by single spaces."""
+    tokens, tags = row.get("tokens"), row.get("tags")
+    if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
+        raise TrainingError(f"{where}: 'tokens' and 'tags' must be lists of the same length")
+    text, spans = "", []
+    open_: list[Any] | None = None
+    for token, tag in zip(tokens, tags):
+        start = len(text) + (1 if text else 0)
+        text = f"{text} {token}" if text else str(token)
+        kind, _, label = str(tag).partition("-")
+        if kind == "I" and open_ is not None and open_[2] == label:
+            open_[1] = len(text)
+            continue
+        if open_ is not None:
+            spans.append(tuple(open_))
+            open_ = None
+        if kind in ("B", "I") and label:
+            open_ = [start, len(text), label]
+        elif tag != "O":
+            raise TrainingError(f"{where}: tag {tag!r} is not IOB2 (O, B-X, I-X)")
+    if open_ is not None:
+        spans.append(tuple(open_))
+    return text, spans
+
+
+def classify_rows(path: Path) -> tuple[list[tuple[str, list[str]]], bool]:
+    """([(text, labels)], multi_label) from `{"text","label"}` or `{"text","labels":[...]}`."""
+    rows, multi = [], False
+    for row in read_training_jsonl(path, "documents"):
+        text = row.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise TrainingError(f"{row['_where']}: needs a non-empty 'text'")
+        if isinstance(row.get("labels"), list):
+            multi = True
+            rows.append((text, [str(x) for x in row["labels"]]))
+        elif row.get("label") is not None:
+            rows.append((text, [str(row["label"])]))
+        else:
+            raise TrainingError(f"{row['_where']}: needs 'label' or 'labels'")
+    return rows, multi
+
+
+def corpus_texts(path: Path) -> list[str]:
+    """Documents of a corpus: JSONL (`text`) when every line is a JSON object, else one per line."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as exc:
+        raise TrainingError(f"{path}: cannot read ({exc.strerror})") from None
+    if not lines:
+        raise TrainingError(f"{path}: empty corpus")
+    if all(line.lstrip().startswith("{") for line in lines):
+        return [str(row["text"]) for row in read_training_jsonl(path, "documents") if row.get("text")]
+    return lines

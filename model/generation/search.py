@@ -1,0 +1,226 @@
+"""Search over the KV cache: greedy and sampling (one loop) and beam search, each step passing
+the logits through the logits processors. Semantics are transformers' (same processor order,
+same beam bookkeeping), so the same weights give the same tokens.
+
+Speed comes from the structure: the cache and the output buffer are allocated once per call, a
+beam-search prompt is prefilled once per input (not once per beam), and the greedy/sampling
+loop checks for end-of-sequence on the host only every EOS_CHECK_EVERY steps; hooks
+(prefix_allowed_tokens_fn, a streamer) take the path that synchronises each step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..fast.network import FastNetwork, network_for
+from ..kv_cache import KVCache
+from .config import EOS_CHECK_EVERY, GenerationConfig
+from .processors import LogitsProcessor, apply_processors
+from .static import static_decoder
+from .steps import DecodeState, decode_step, prefill
+from .streamer import Streamer
+
+
+def start(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    rows: int,
+    total_length: int,
+    cfg: GenerationConfig,
+) -> tuple[torch.Tensor, DecodeState]:
+    """Prefill each distinct prompt once, then copy its cache to `rows // batch` rows (beams or
+    several samples per prompt). Returns the expanded last logits and the decode state."""
+    B, P = input_ids.shape
+    expand = rows // B
+    padded = attention_mask is not None and not bool(attention_mask.all())
+    mask = attention_mask if padded else None
+    graph = static_decoder(model, input_ids.device, rows, total_length, cfg)
+    if graph is not None:
+        net: FastNetwork = graph.net
+        cache = graph.cache_view(rows)
+    else:
+        net = network_for(model, fuse_qkv=input_ids.device.type == "cuda")
+        cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=input_ids.device)
+    if expand == 1:
+        captured = graph is not None and graph.capture and mask is None
+        logits = graph.prefill(input_ids) if captured else None
+        if logits is None:
+            logits = prefill(net, input_ids, mask, cache)
+    else:
+        tmp = KVCache.for_model(model.config, B, P, dtype=model.dtype, device=input_ids.device)
+        logits = prefill(net, input_ids, mask, tmp).repeat_interleave(expand, 0)
+        cache.kv[:, :, :, :, :P] = tmp.kv.repeat_interleave(expand, 2)
+        cache.length = P
+        cache.shared_prefix = P  # every row of an input starts from the same prompt
+    if mask is not None:
+        key_mask = torch.ones(rows, total_length, dtype=torch.bool, device=input_ids.device)
+        key_mask[:, :P] = mask.bool().repeat_interleave(expand, 0)
+        next_position = mask.sum(1).repeat_interleave(expand, 0)
+    else:
+        key_mask = None
+        next_position = torch.full((rows,), P, dtype=torch.long, device=input_ids.device)
+    if graph is not None:
+        return logits, graph.start(rows, P, cache, next_position, key_mask)
+    return logits, DecodeState(cache, next_position.long(), key_mask, net)
+
+
+def greedy_or_sample(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cfg: GenerationConfig,
+    procs: list[LogitsProcessor],
+    eos: torch.Tensor,
+    pad: int,
+    max_new: int,
+    streamer: Streamer | None,
+    sync_each_step: bool,
+) -> torch.Tensor:
+    B, P = input_ids.shape
+    n = cfg.num_return_sequences if cfg.do_sample else 1
+    rows = B * n
+    out = torch.full((rows, P + max_new), pad, dtype=torch.long, device=input_ids.device)
+    out[:, :P] = input_ids.repeat_interleave(n, 0)
+    if max_new == 0:
+        return out
+    logits, state = start(model, input_ids, attention_mask, rows, P + max_new, cfg)
+    in_graph = (  # processors with host-side state stay on the per-step path below
+        state.graph is not None
+        and not cfg.do_sample
+        and not sync_each_step
+        and cfg.repetition_penalty == 1.0
+        and not cfg.no_repeat_ngram_size
+        and cfg.bad_words_ids is None
+    )
+    if in_graph:
+        min_new = (cfg.min_new_tokens or 0) if eos.numel() else 0
+        return state.graph.greedy(logits, out[:, :P], max_new=max_new, eos=eos, pad=pad, min_new=min_new)
+    unfinished = torch.ones(rows, dtype=torch.bool, device=out.device)
+    last_step = torch.full((rows,), max_new - 1, dtype=torch.long, device=out.device)
+    if streamer is not None:
+        streamer.put(out[:, :P].cpu())
+    for step in range(max_new):
+        cur = P + step
+        scores = apply_processors(procs, out[:, :cur], logits.float())
+        if cfg.do_sample:
+            tokens = torch.multinomial(scores.softmax(-1), num_samples=1).squeeze(1)
+        else:
+            tokens = scores.argmax(-1)
+        tokens = torch.where(unfinished, tokens, pad)
+        out[:, cur] = tokens
+        if streamer is not None:
+            streamer.put(tokens.cpu())
+        if eos.numel():
+            just_done = unfinished & torch.isin(tokens, eos)
+            last_step = torch.where(just_done, step, last_step)
+            unfinished &= ~just_done
+        if step == max_new - 1:
+            break
+        if (sync_each_step or (step + 1) % EOS_CHECK_EVERY == 0) and not bool(unfinished.any()):
+            break
+        logits = decode_step(tokens, state)
+    if streamer is not None:
+        streamer.end()
+    # transformers stops at the step where the last row finished: trim to that length.
+    length = P + int(torch.where(unfinished, max_new - 1, last_step).max()) + 1
+    return out[:, :length]
+
+
+def beam_search(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cfg: GenerationConfig,
+    procs: list[LogitsProcessor],
+    eos: torch.Tensor,
+    pad: int,
+    max_new: int,
+) -> torch.Tensor:
+    """transformers' vectorised beam search: keep 2·K candidates per step (so K can continue even
+    when some end), move finished ones into a K-best list scored with the length penalty, stop
+    by its early-stopping rule."""
+    # One function of ~100 lines on purpose: it mirrors transformers' `_beam_search` step by step
+    # (candidates, running beams, finished list, stopping rule), which is how parity is checked.
+    B, P = input_ids.shape
+    K = cfg.num_beams
+    W = max(2, 1 + eos.numel()) * K  # candidates kept per step
+    max_length = P + max_new
+    device = input_ids.device
+    lp, early = cfg.length_penalty, cfg.early_stopping
+    if max_new == 0:
+        return input_ids.repeat_interleave(cfg.num_return_sequences, 0)
+
+    running = torch.full((B, K, max_length), pad, dtype=torch.long, device=device)
+    running[:, :, :P] = input_ids[:, None, :]
+    running_scores = torch.zeros(B, K, device=device)
+    running_scores[:, 1:] = -1e9  # all beams start identical: only the first may expand
+    finished = running.clone()
+    finished_scores = torch.full((B, K), -1e9, device=device)
+    finished_len = torch.zeros(B, K, dtype=torch.long, device=device)
+    is_finished = torch.zeros(B, K, dtype=torch.bool, device=device)
+    may_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
+    first_k = torch.arange(W, device=device) < K  # (W,)
+    batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
+
+    logits, state = start(model, input_ids, attention_mask, B * K, max_length, cfg)
+    cur = P
+    while True:
+        log_probs = F.log_softmax(logits.float(), dim=-1)
+        log_probs = apply_processors(procs, running.view(B * K, -1)[:, :cur], log_probs)
+        V = log_probs.shape[-1]
+        flat = (log_probs.view(B, K, V) + running_scores[:, :, None]).view(B, K * V)
+        if cfg.do_sample:
+            cand = torch.multinomial(flat.softmax(-1), num_samples=W)
+            cand_scores = flat.gather(1, cand)
+            cand_scores, order = cand_scores.sort(-1, descending=True)
+            cand = cand.gather(1, order)
+        else:
+            cand_scores, cand = torch.topk(flat, W)  # (B, W)
+        src = cand // V  # beam each candidate extends
+        tok = cand % V
+        cand_seqs = running.gather(1, src[:, :, None].expand(-1, -1, max_length)).clone()  # (B, W, L)
+        cand_seqs[:, :, cur] = tok
+        ends = (torch.isin(tok, eos) if eos.numel() else torch.zeros_like(tok, dtype=torch.bool)) | (cur + 1 >= max_length)
+
+        # the K best candidates that did not end keep running
+        alive_scores = cand_scores + ends.float() * -1e9
+        keep = torch.topk(alive_scores, K).indices  # (B, K)
+        running = cand_seqs.gather(1, keep[:, :, None].expand(-1, -1, max_length))
+        running_scores = alive_scores.gather(1, keep)
+        reorder = (src.gather(1, keep) + batch_offset).flatten()
+
+        # candidates that ended among the top K join the finished list if good enough
+        just_ended = ends & first_k[None, :]
+        scored = cand_scores / ((cur + 1 - P) ** lp)
+        full = is_finished.all(-1, keepdim=True) & (early is True)
+        scored = scored + full.float() * -1e9 + (~may_improve).float() * -1e9 + (~just_ended).float() * -1e9
+        merged_scores = torch.cat([finished_scores, scored], 1)  # (B, K + W)
+        best = torch.topk(merged_scores, K).indices
+        finished = torch.cat([finished, cand_seqs], 1).gather(1, best[:, :, None].expand(-1, -1, max_length))
+        finished_scores = merged_scores.gather(1, best)
+        cand_len = torch.full((B, W), cur + 1 - P, dtype=torch.long, device=device)
+        finished_len = torch.cat([finished_len, cand_len], 1).gather(1, best)
+        is_finished = torch.cat([is_finished, just_ended], 1).gather(1, best)
+
+        state.reorder(reorder)
+        cur += 1
+
+        # can the best running beam still beat the worst finished one?
+        horizon = (max_length - P) if (early == "never" and lp > 0.0) else (cur - P)
+        best_running = running_scores[:, :1] / (horizon**lp)
+        worst_finished = torch.where(is_finished, finished_scores.min(1, keepdim=True)[0], -1.0e9)
+        may_improve = may_improve & (best_running > worst_finished).any(-1, keepdim=True)
+        # one host synchronisation per step for the three stopping conditions
+        improvable, all_finished, all_ended = torch.stack([may_improve.any(), is_finished.all(), ends.all()]).tolist()
+        open_beams = not (all_finished and early is True)
+        if not (improvable and open_beams and not all_ended):
+            break
+        logits = decode_step(running[:, :, cur - 1].flatten(), state)
+
+    R = cfg.num_return_sequences
+    out = finished[:, :R].flatten(0, 1)
+    length = P + int(finished_len[:, :R].max())
+    return out[:, :length]
