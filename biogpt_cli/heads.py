@@ -104,6 +104,8 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
     """Entities of one document (character offsets into `text`)."""
     import torch
 
+    from biogpt.model.fast.network import hidden_states
+
     ids, _, words = encode_words(tokenizer, text)
     if not words:
         return []
@@ -116,7 +118,8 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
     with torch.inference_mode():
         for s, e in spans:
             window = torch.tensor([ids[:1] + ids[s:e]], device=model.device)
-            probs = torch.softmax(model(window).logits[0, 1:].float(), -1).cpu()
+            logits = model.classifier(hidden_states(model, window))  # the head of model.forward, in eval mode
+            probs = torch.softmax(logits[0, 1:].float(), -1).cpu()
             total[s:e] += probs
             count[s:e] += 1
     probs = total / count.clamp(min=1)
@@ -132,6 +135,8 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
 def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: float = 0.5) -> dict[str, Any]:
     import torch
 
+    from biogpt.model.fast.network import hidden_states
+
     ids = tokenizer(text)["input_ids"]
     size = model.config.max_position_embeddings
     windows = [ids] if len(ids) <= size else [
@@ -142,7 +147,8 @@ def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: floa
     probs = []
     with torch.inference_mode():
         for w in windows:
-            logits = model(torch.tensor([w], device=model.device)).logits[0].float()
+            ids = torch.tensor([w], device=model.device)
+            logits = model.pool(model.score(hidden_states(model, ids)), ids)[0].float()
             multi = model.config.problem_type == "multi_label_classification"
             probs.append(torch.sigmoid(logits) if multi else torch.softmax(logits, -1))
     p = torch.stack(probs).mean(0)

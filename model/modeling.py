@@ -403,19 +403,22 @@ class BioGptForSequenceClassification(BioGptPreTrainedModel):
         labels: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
         out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
-        logits = self.score(out.last_hidden_state)  # (B, T, L)
+        pooled = self.pool(self.score(out.last_hidden_state), input_ids)  # (B, L)
+        loss = None
+        if labels is not None:
+            loss = self._loss(pooled, labels)
+        return SequenceClassifierOutput(logits=pooled, loss=loss, past_key_values=out.past_key_values)
+
+    def pool(self, logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Per-token scores (B, T, L) -> the rightmost non-pad token's (B, L): right for right
+        padding and for left padding alike."""
         B, T = input_ids.shape
-        # Pool the rightmost non-pad token: right for right padding and for left padding alike.
         if self.config.pad_token_id is None:
             last = torch.full((B,), T - 1, device=logits.device)
         else:
             not_pad = (input_ids != self.config.pad_token_id).int()
             last = (torch.arange(T, device=logits.device, dtype=torch.int32) * not_pad).argmax(-1)
-        pooled = logits[torch.arange(B, device=logits.device), last]  # (B, L)
-        loss = None
-        if labels is not None:
-            loss = self._loss(pooled, labels)
-        return SequenceClassifierOutput(logits=pooled, loss=loss, past_key_values=out.past_key_values)
+        return logits[torch.arange(B, device=logits.device), last]
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         problem = self.config.problem_type

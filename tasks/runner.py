@@ -19,6 +19,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from biogpt.model.fast.network import lm_logits
+
 from .base import Task
 
 logger = logging.getLogger(__name__)
@@ -188,7 +190,7 @@ def token_logprobs(model: Any, sequences: Sequence[Sequence[int]], pad: int) -> 
     width = max(len(s) for s in sequences)
     ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in sequences], device=model.device)
     mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=model.device)
-    logits = model(ids, attention_mask=mask).logits.float()
+    logits = lm_logits(model, ids, mask).float()
     logp = F.log_softmax(logits[:, :-1], dim=-1).gather(2, ids[:, 1:, None]).squeeze(-1)
     return [logp[i, : len(s) - 1].tolist() for i, s in enumerate(sequences)]
 

@@ -216,6 +216,8 @@ def lm_perplexity(model_name: str, corpus: Path, *, stride: int | None, device: 
 
     import torch
 
+    from biogpt.model.fast.network import lm_logits
+
     from .._common import load_causal_lm, provenance
     from ..training.data import corpus_texts
 
@@ -235,7 +237,7 @@ def lm_perplexity(model_name: str, corpus: Path, *, stride: int | None, device: 
             if len(chunk) < 2:
                 break
             ids = torch.tensor([chunk], device=model.device)
-            logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+            logp = torch.log_softmax(lm_logits(model, ids)[0, :-1].float(), -1)
             targets = ids[0, 1:]
             first_new = max(scored_to - start, 1)  # token positions within the chunk not scored yet
             picked = logp[first_new - 1 :].gather(1, targets[first_new - 1 :, None]).squeeze(1)

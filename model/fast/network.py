@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..masks import build_attention_mask, positions_from_mask
 from .cpu import OneDnnLinear, one_query_applies, one_query_attention
 from .quantize import Int8Linear
 
@@ -152,8 +153,9 @@ class FastNetwork:
         self.config, self.dtype = model.config, model.dtype
         self.embed_tokens, self.embed_positions, self.norm = body.embed_tokens, body.embed_positions, body.layer_norm
         self.layers = [FastLayer(layer, fuse_qkv=fuse_qkv) for layer in body.layers]
-        self.head_module = model.output_projection
-        self.head = projection(model.output_projection)
+        # the causal LM's head; the classification models' heads are applied by their callers
+        self.head_module = getattr(model, "output_projection", None)
+        self.head = projection(self.head_module) if self.head_module is not None else None
         self.fused_qkv = fuse_qkv and all(isinstance(layer.qkv, FusedQKV) for layer in self.layers)
 
     def refresh(self) -> None:
@@ -183,6 +185,8 @@ class FastNetwork:
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.head is None:
+            raise TypeError("logits() needs a causal language model (this model has no LM head)")
         return self.head(hidden)
 
 
@@ -213,3 +217,24 @@ def network_for(model: nn.Module, *, fuse_qkv: bool = False) -> FastNetwork:
     net = FastNetwork(model, fuse_qkv=fuse_qkv)
     _NETWORKS[model] = (key, net)
     return net
+
+
+def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """What `model.biogpt(input_ids, attention_mask).last_hidden_state` computes, through the
+    fast network, for scoring passes without a cache (the batch commands' teacher-forced
+    log-probabilities, tagging, classification, perplexity). Why not `model(...)`: the model's
+    own modules are plain, so this is where those passes get the faster CPU kernels. Positions
+    and the mask follow the model's forward rule (masks.py)."""
+    B, T = input_ids.shape
+    if attention_mask is None:
+        position_ids = torch.arange(T, device=input_ids.device)[None, :]
+    else:
+        position_ids = positions_from_mask(attention_mask)
+    attn_mask, is_causal = build_attention_mask(attention_mask, T, 0)
+    return network_for(model).run(input_ids, position_ids, attn_mask=attn_mask, is_causal=is_causal, cache=None)
+
+
+def lm_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A causal LM's logits (B, T, V) for a scoring pass: `model(input_ids, attention_mask).logits`
+    through the fast network (see `hidden_states`)."""
+    return network_for(model).logits(hidden_states(model, input_ids, attention_mask))

@@ -222,3 +222,31 @@ def test_bf16_generation_runs_one_query_attention_within_rounding(monkeypatch):
         want32 = model.float()(ids, attention_mask=mask).logits[:, -1]
     assert calls  # the decode step took the one-query path (4 rows x 20 keys)
     assert rel(got, want32) < 1.5 * rel(want16, want32) + 1e-2
+
+
+# ------------------------------------------------------------------ scoring passes without a cache
+def test_scoring_passes_through_the_fast_network_equal_the_models_forward():
+    """hidden_states / lm_logits (the batch commands' teacher-forced passes, tagging,
+    classification, perplexity) compute what the model's own forward does: float32 on a CPU
+    within 1e-5 relative (oneDNN against MKL rounding), padded rows included."""
+    from biogpt.model import BioGptConfig, BioGptForSequenceClassification, BioGptForTokenClassification
+    from biogpt.model.fast.network import hidden_states, lm_logits
+    from tests.helpers import make_batch, tiny_lm
+
+    def close(a: torch.Tensor, b: torch.Tensor) -> None:
+        assert (a - b).norm() <= 1e-5 * b.norm(), float((a - b).norm() / b.norm())
+
+    lm = tiny_lm()
+    ids, mask = make_batch(lm.config.vocab_size)
+    with torch.inference_mode():
+        close(lm_logits(lm, ids, mask)[mask.bool()], lm(ids, attention_mask=mask).logits[mask.bool()])
+        close(lm_logits(lm, ids), lm(ids).logits)
+    torch.manual_seed(0)
+    cfg = BioGptConfig.from_preset("tiny", vocab_size=1000, id2label={0: "O", 1: "B-X", 2: "I-X"})
+    tagger = BioGptForTokenClassification(cfg).eval()
+    classifier = BioGptForSequenceClassification(cfg).eval()
+    with torch.inference_mode():
+        close(tagger.classifier(hidden_states(tagger, ids)), tagger(ids).logits)
+        close(classifier.pool(classifier.score(hidden_states(classifier, ids)), ids), classifier(ids).logits)
+    with pytest.raises(TypeError, match="causal language model"):
+        lm_logits(tagger, ids)
