@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 # the whole log comes back in $OUT; the console shows its end
-timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q --maxfail=15 --tb=short -p no:cacheprovider ${TESTS:-tests/test_cuda.py tests/test_training_step.py} > "$OUT/tests-full.log" 2>&1
+timeout "${TEST_TIMEOUT:-150}" python3 -m pytest -q --maxfail=15 --tb=short -p no:cacheprovider ${TESTS:-tests/model/test_cuda.py tests/model/test_training_step.py} > "$OUT/tests-full.log" 2>&1
 tail -n 30 "$OUT/tests-full.log" | tee "$OUT/tests.log"
 timeout "${SUITE_TIMEOUT:-300}" python3 -m benchmarks.run --suite gpu --json "$OUT/gpu.json" --markdown "$OUT/gpu.md" "$@" 2>&1 | grep -v -e "Loading weights" -e "select_algorithm" | tee "$OUT/suite.log"
 timeout "${KERNELS_TIMEOUT:-140}" python3 -m benchmarks.gpu_kernels --large ${KERNELS_ARGS:---breakdown} 2>&1 | tee "$OUT/kernels.log" | grep -v "select_algorithm"  # inductor's autotuning chatter stays in the log

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .devices import resolve_device, resolve_dtype
+from .progress import NoProgress
 
 DEBUG = False  # --debug: tracebacks for errors
 QUIET = False  # --quiet: no progress bars
@@ -122,7 +123,7 @@ class FailureLog:
 def progress(total: int | None = None, *, description: str = "", quiet: bool = False):
     """A rich progress bar on stderr when stderr is a terminal; otherwise a no-op object."""
     if quiet or not sys.stderr.isatty():
-        return _NoProgress()
+        return NoProgress()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -131,14 +132,6 @@ def progress(total: int | None = None, *, description: str = "", quiet: bool = F
     bar.start()
     bar.add_task(description, total=total)
     return _RichProgress(bar)
-
-
-class _NoProgress:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class _RichProgress:

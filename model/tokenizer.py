@@ -10,6 +10,10 @@ It loads Hugging Face (vocab.json + merges.txt) and fairseq (dict.txt + bpecodes
 converting the latter on load (the forms and their readers: vocab_files.py). The BioGPT and
 BioGPT-Large vocabularies ship inside this package (model/vocab), so the tokenizers of
 microsoft/biogpt and microsoft/BioGPT-Large load with no network.
+
+Why one file of this length: it is one class, the slow-tokenizer API that code written for
+transformers calls (encode, __call__ with padding/truncation/offsets, decode, save/load); the
+vocabulary readers and the Moses rules, which stand alone, live in vocab_files.py and moses.py.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def emulate_decoder_capture(monkeypatch) -> None:
 def emulate_graph_trainer(monkeypatch) -> list:
     """The trainer's CUDA-graph branch on the CPU: no blocker, graphs emulated as above. Returns
     the TrainSteps built."""
-    from biogpt.trainer import Trainer
+    from biogpt.training import Trainer
 
     monkeypatch.setattr(Trainer, "_graph_blocker", lambda self: None)
     return emulate_cuda_graph_training(monkeypatch)

@@ -135,6 +135,33 @@ def continuous_applies(options: "GenerationConfig") -> bool:
     )
 
 
+def check_options(
+    *, prompt: list[str] | None, input: list[str] | None, output_format: str, do_sample: bool, temperature: float,
+    num_beams: int, num_return_sequences: int, kernels: str, compile_step: bool,
+) -> list[str] | None:
+    """The combinations of generate's options that cannot run, refused before any model loads;
+    returns the inputs (stdin when neither prompts nor inputs are given and stdin is not a terminal)."""
+    if output_format not in ("text", "jsonl"):
+        raise UserError(f"--format {output_format}: expected text or jsonl")
+    if not prompt and not input:
+        if sys.stdin.isatty():
+            raise UserError("nothing to do: give --prompt TEXT or --input FILE (- for stdin)")
+        input = ["-"]
+    if prompt and input:
+        raise UserError("give either --prompt or --input, not both")
+    if do_sample and temperature <= 0:
+        raise UserError("--temperature must be > 0 when sampling")
+    if num_beams > 1 and num_return_sequences > num_beams:
+        raise UserError(f"--num-return-sequences ({num_return_sequences}) must be at most --num-beams ({num_beams})")
+    if num_beams == 1 and not do_sample and num_return_sequences > 1:
+        raise UserError("--num-return-sequences > 1 needs --do-sample or --num-beams")
+    if kernels not in ("auto", "torch", "triton"):
+        raise UserError(f"--kernels {kernels}: expected auto, torch or triton")
+    if kernels == "triton" and compile_step:
+        raise UserError("--kernels triton and --compile exclude each other (torch.compile fuses the step itself)")
+    return input
+
+
 @opts.RUN_FLAGS(after={name: "dtype" for name in ("quantize", "output_format", "output", "force", "stream", "compile_step", "kernels")})
 def generate(
     prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
@@ -169,24 +196,8 @@ def generate(
     """Continue biomedical text, e.g. biogpt generate --prompt "COVID-19 is"."""
     import torch
 
-    if output_format not in ("text", "jsonl"):
-        raise UserError(f"--format {output_format}: expected text or jsonl")
-    if not prompt and not input:
-        if sys.stdin.isatty():
-            raise UserError("nothing to do: give --prompt TEXT or --input FILE (- for stdin)")
-        input = ["-"]
-    if prompt and input:
-        raise UserError("give either --prompt or --input, not both")
-    if do_sample and temperature <= 0:
-        raise UserError("--temperature must be > 0 when sampling")
-    if num_beams > 1 and num_return_sequences > num_beams:
-        raise UserError(f"--num-return-sequences ({num_return_sequences}) must be at most --num-beams ({num_beams})")
-    if num_beams == 1 and not do_sample and num_return_sequences > 1:
-        raise UserError("--num-return-sequences > 1 needs --do-sample or --num-beams")
-    if kernels not in ("auto", "torch", "triton"):
-        raise UserError(f"--kernels {kernels}: expected auto, torch or triton")
-    if kernels == "triton" and compile_step:
-        raise UserError("--kernels triton and --compile exclude each other (torch.compile fuses the step itself)")
+    input = check_options(prompt=prompt, input=input, output_format=output_format, do_sample=do_sample, temperature=temperature,
+                          num_beams=num_beams, num_return_sequences=num_return_sequences, kernels=kernels, compile_step=compile_step)
     if seed is not None:
         torch.manual_seed(seed)
     from biogpt.model.generation import GenerationConfig

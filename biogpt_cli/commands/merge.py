@@ -1,7 +1,7 @@
 """`biogpt merge PART... -o OUTPUT`: join the parts of a run made by hand with `--shard i/N`.
 
 Each part carries a journal with the global input index of every finished item (see
-`biogpt_cli.runstate`), so the parts are interleaved back into exact input order whatever the
+`biogpt.runstate`), so the parts are interleaved back into exact input order whatever the
 output format; the result equals a single-process run's output. Parts are kept (delete them
 yourself once you are happy with OUTPUT); under torchrun rank 0 does this automatically.
 """

@@ -31,6 +31,7 @@ import torch
 
 from biogpt.model.errors import InvalidOptionError
 
+from ..progress import NoProgress
 from .errors import TrainingError, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
@@ -140,18 +141,10 @@ class Display(Protocol):
 
 class LogDisplay:
     def progress(self, total: int) -> Any:
-        return _NoBar()
+        return NoProgress()
 
     def evaluation(self, step: int, metrics: dict[str, float]) -> None:
         logger.info("evaluation at step %d: %s", step, metrics)
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class Trainer:
@@ -434,67 +427,83 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             forward = DistributedDataParallel(self.model, device_ids=ids)
         old_handlers = self._install_handlers()
-        bar = _NoBar() if self.quiet or not self.is_main else self.display.progress(self.total_steps)
+        bar = NoProgress() if self.quiet or not self.is_main else self.display.progress(self.total_steps)
         bar.advance(self.step)
         try:
             while self.step < self.total_steps and not self.stopped_early:
                 order = self.shard_order(self.epoch)
                 while self.batch_index < self.batches_per_epoch and self.step < self.total_steps:
-                    first = self.batch_index
-                    micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
-                    losses = []
-                    lr = float(self.scheduler.get_last_lr()[0])
-                    fast = self.fast_step  # captured steps (see _graph_blocker), else the eager loop
-                    for b in micro:
-                        batch = self._micro_batch(order, b)
-                        if fast is not None and args.grad_accum == 1:
-                            losses.append(float(fast(batch)))  # forward, backward, clipping, AdamW
-                        elif fast is not None:
-                            losses.append(float(fast.accumulate(batch, scale=1 / len(micro))))
-                        else:
-                            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                                loss = forward(**batch).loss
-                            (loss.float() / len(micro)).backward()
-                            losses.append(float(loss.detach()))
-                    if fast is not None and args.grad_accum > 1:
-                        fast.update()
-                    elif fast is None:
-                        if args.max_grad_norm:
-                            torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
-                        self.optimizer.step()
-                        self.optimizer.zero_grad(set_to_none=True)
-                    self.scheduler.step()
-                    self.step += 1
-                    self.batch_index = micro[-1] + 1
-                    step_loss = sum(losses) / len(losses)
-                    if self.step % args.logging_steps == 0 or self.step == self.total_steps:
-                        self._log({"step": self.step, "epoch": self.epoch, "loss": step_loss, "lr": lr})
-                    bar.advance()
-                    if self.on_step is not None:
-                        self.on_step(self.step, step_loss)
-                    if args.eval_steps and self.step % args.eval_steps == 0:
-                        self.evaluate()
-                    if self.batch_index >= self.batches_per_epoch:  # epoch end: next position is epoch+1
-                        self.epoch += 1
-                        self.batch_index = 0
-                        if not (args.eval_steps and self.step % args.eval_steps == 0):
-                            self.evaluate()
-                        if args.save_epochs and not (args.save_steps and self.step % args.save_steps == 0):
-                            self.save_checkpoint()
-                    if args.save_steps and self.step % args.save_steps == 0:
-                        self.save_checkpoint()
-                    if self._signal is not None:
-                        path = self.save_checkpoint()
-                        name = signal.Signals(self._signal).name
-                        raise TrainingInterrupted(
-                            f"{name} at step {self.step}: checkpoint saved to {path}; continue with --resume"
-                        )
+                    step_loss, lr = self._update(forward, order)
+                    self._after_update(step_loss, lr, bar)
                     if self.stopped_early or self.batch_index == 0:  # early stop, or a new epoch's order
                         break
         finally:
             bar.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
+        return self._finish()
+
+    def _update(self, forward: Any, order: Any) -> tuple[float, float]:
+        """One optimizer step over the next `grad_accum` micro-batches of the epoch's `order`:
+        (their mean loss, the learning rate it ran at)."""
+        args = self.args
+        first = self.batch_index
+        micro = list(range(first, min(first + args.grad_accum, self.batches_per_epoch)))
+        losses = []
+        lr = float(self.scheduler.get_last_lr()[0])
+        fast = self.fast_step  # captured steps (see _graph_blocker), else the eager loop
+        for b in micro:
+            batch = self._micro_batch(order, b)
+            if fast is not None and args.grad_accum == 1:
+                losses.append(float(fast(batch)))  # forward, backward, clipping, AdamW
+            elif fast is not None:
+                losses.append(float(fast.accumulate(batch, scale=1 / len(micro))))
+            else:
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                    loss = forward(**batch).loss
+                (loss.float() / len(micro)).backward()
+                losses.append(float(loss.detach()))
+        if fast is not None and args.grad_accum > 1:
+            fast.update()
+        elif fast is None:
+            if args.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.batch_index = micro[-1] + 1
+        return sum(losses) / len(losses), lr
+
+    def _after_update(self, step_loss: float, lr: float, bar: Any) -> None:
+        """What follows each update: logging, evaluation, checkpoints, the epoch's end, and a
+        pending SIGTERM/SIGINT (a checkpoint, then TrainingInterrupted)."""
+        args = self.args
+        if self.step % args.logging_steps == 0 or self.step == self.total_steps:
+            self._log({"step": self.step, "epoch": self.epoch, "loss": step_loss, "lr": lr})
+        bar.advance()
+        if self.on_step is not None:
+            self.on_step(self.step, step_loss)
+        if args.eval_steps and self.step % args.eval_steps == 0:
+            self.evaluate()
+        if self.batch_index >= self.batches_per_epoch:  # epoch end: next position is epoch+1
+            self.epoch += 1
+            self.batch_index = 0
+            if not (args.eval_steps and self.step % args.eval_steps == 0):
+                self.evaluate()
+            if args.save_epochs and not (args.save_steps and self.step % args.save_steps == 0):
+                self.save_checkpoint()
+        if args.save_steps and self.step % args.save_steps == 0:
+            self.save_checkpoint()
+        if self._signal is not None:
+            path = self.save_checkpoint()
+            name = signal.Signals(self._signal).name
+            raise TrainingInterrupted(
+                f"{name} at step {self.step}: checkpoint saved to {path}; continue with --resume"
+            )
+
+    def _finish(self) -> dict[str, Any]:
+        """The last and best models on disk, and the run's summary."""
         self.model.eval()
         self._save_model(self.out / "model-last")
         if self.eval_fn is None or not (self.out / "model-best").is_dir():

@@ -122,12 +122,9 @@ def test_data_errors_are_typed(tmp_path: Path) -> None:
 
 
 def test_main_turns_errors_into_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Once `eval` is registered in biogpt_cli.commands.register_all, the real entry point gives
-    one line and exit 2 (usage) or 1 (data); skipped until then."""
-    from biogpt.main import app, main
+    """Through the real entry point: one line and exit 2 (usage) or 1 (data)."""
+    from biogpt.main import main
 
-    if "eval" not in {c.name for c in app.registered_commands}:
-        pytest.skip("eval is not registered in biogpt_cli.commands.register_all yet")
     preds = _write(tmp_path / "p.jsonl", [{"id": "x", "output": ""}])
     assert main(["eval", "ddi", "--predictions", str(preds)]) == 2
     assert main(["eval", "kd-dti", "--data", str(FIX / "KD-DTI"), "--predictions", str(preds)]) == 1

@@ -25,13 +25,7 @@ from tests.helpers import FIXTURES, ROOT
 FIXTURE = FIXTURES / "ner" / "bc5cdr_titles.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are far faster on one thread (and immune to a busy machine's contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

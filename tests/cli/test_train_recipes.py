@@ -27,12 +27,7 @@ TASKS = FIXTURES / "tasks"
 LEARNED = [f"learned{i}" for i in range(1, 10)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

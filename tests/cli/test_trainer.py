@@ -16,13 +16,7 @@ from biogpt.model import BioGptConfig, BioGptForTokenClassification
 from tests.helpers import collate
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread (and are immune to a busy machine's contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed: int = 0) -> BioGptForTokenClassification:
@@ -230,8 +224,8 @@ def test_training_is_a_library_without_the_cli(tmp_path: Path) -> None:
         "shown = []\n"
         "class Show:\n"
         "    def progress(self, total):\n"
-        "        from biogpt.training.trainer import _NoBar\n"
-        "        return _NoBar()\n"
+        "        from biogpt.progress import NoProgress\n"
+        "        return NoProgress()\n"
         "    def evaluation(self, step, metrics):\n"
         "        shown.append(step)\n"
         f"data = Path({str(FIXTURES / 'ner' / 'bc5cdr_titles.jsonl')!r})\n"

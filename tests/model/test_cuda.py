@@ -384,7 +384,7 @@ def test_captured_gradient_accumulation_matches_eager_accumulation():
 def test_trainer_replays_captured_steps_and_trains_like_the_eager_loop(tmp_path, accum):
     import json
 
-    from biogpt.trainer import Trainer, TrainingArgs
+    from biogpt.training import Trainer, TrainingArgs
 
     from tests.helpers import collate
 
@@ -406,7 +406,7 @@ def test_trainer_with_captured_steps_resumes_like_an_uninterrupted_run(tmp_path)
     the uninterrupted one (replays advance the generator as eager steps do)."""
     import json
 
-    from biogpt.trainer import Trainer, TrainingArgs
+    from biogpt.training import Trainer, TrainingArgs
 
     from tests.helpers import collate
 

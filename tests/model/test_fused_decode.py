@@ -175,8 +175,7 @@ def test_decode_attention_computes_what_sdpa_computes(dtype, pdl, split):
 def test_launch_config_spreads_the_outputs_over_the_multiprocessors(monkeypatch):
     """Every (N, K) of BioGPT and BioGPT-Large on an H100 (132 multiprocessors): at least two
     programs per multiprocessor wherever four outputs per program allow it, about TILE_ELEMENTS
-    weights per loop iteration, K unrolled only where a program's weights fit its registers;
-    CONFIG_OVERRIDES replaces the rule."""
+    weights per loop iteration, K unrolled only where a program's weights fit its registers."""
     shapes = [(3072, 1024), (1024, 1024), (4096, 1024), (1024, 4096), (4800, 1600), (1600, 1600), (6400, 1600), (1600, 6400)]
     for n, k in shapes:
         block_n, block_k, warps, unroll = tuning.launch_config(n, k, 132)
