@@ -15,9 +15,10 @@ neither imports torch.
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .model.lazy import lazy_exports
 
 # the checkpoint every command and training run uses unless told otherwise (-m)
 DEFAULT_MODEL = "microsoft/biogpt"
@@ -53,14 +54,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __g
     from .model.tokenizer import BioGptTokenizer
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'biogpt' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

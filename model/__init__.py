@@ -7,26 +7,27 @@ CLI's other dependencies are absent. Names are resolved on first access (PEP 562
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_exports
 
 _LAZY = {
-    "PRESETS": "config",
-    "BioGptConfig": "config",
-    "BioGptError": "errors",
-    "CheckpointError": "errors",
-    "ConfigError": "errors",
-    "InvalidOptionError": "errors",
-    "ModelNotFoundError": "errors",
-    "UnsafeCheckpointError": "errors",
-    "VocabularyError": "errors",
-    "KVCache": "kv_cache",
-    "BioGptModel": "modeling",
-    "BioGptForCausalLM": "modeling",
-    "BioGptForTokenClassification": "modeling",
-    "BioGptForSequenceClassification": "modeling",
-    "BatchEncoding": "tokenizer",
-    "BioGptTokenizer": "tokenizer",
+    "PRESETS": ".config",
+    "BioGptConfig": ".config",
+    "BioGptError": ".errors",
+    "CheckpointError": ".errors",
+    "ConfigError": ".errors",
+    "InvalidOptionError": ".errors",
+    "ModelNotFoundError": ".errors",
+    "UnsafeCheckpointError": ".errors",
+    "VocabularyError": ".errors",
+    "KVCache": ".kv_cache",
+    "BioGptModel": ".modeling",
+    "BioGptForCausalLM": ".modeling",
+    "BioGptForTokenClassification": ".modeling",
+    "BioGptForSequenceClassification": ".modeling",
+    "BatchEncoding": ".tokenizer",
+    "BioGptTokenizer": ".tokenizer",
 }
 
 __all__ = sorted(_LAZY)
@@ -47,14 +48,4 @@ if TYPE_CHECKING:
     from .tokenizer import BatchEncoding, BioGptTokenizer
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'biogpt.model' has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -11,22 +11,18 @@ read its option defaults while `biogpt --help` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from biogpt.model.lazy import lazy_exports
 
 from .errors import TrainingError, TrainingInterrupted
 
 _EXPORTS = {
-    "Trainer": "trainer", "TrainingArgs": "trainer", "Display": "trainer", "latest_checkpoint": "trainer",
-    "lr_factor": "trainer", "dist_info": "trainer",
-    "DEFAULTS": "options", "resolve_options": "options",
-    "train_ner": "jobs", "train_classify": "jobs", "train_lm": "jobs", "train_generative": "jobs",
+    "Trainer": ".trainer", "TrainingArgs": ".trainer", "Display": ".trainer", "latest_checkpoint": ".trainer",
+    "lr_factor": ".trainer", "dist_info": ".trainer",
+    "DEFAULTS": ".options", "resolve_options": ".options",
+    "train_ner": ".jobs", "train_classify": ".jobs", "train_lm": ".jobs", "train_generative": ".jobs",
 }
 
 __all__ = ["TrainingError", "TrainingInterrupted", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
