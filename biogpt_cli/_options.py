@@ -100,6 +100,7 @@ class RunFlags:
     dtype: str
     resume: bool
     shard: str | None
+    keep_journal: bool = False
 
 
 RUN_FLAGS = FlagBlock((
@@ -109,6 +110,7 @@ RUN_FLAGS = FlagBlock((
     Flag("dtype", str, ("--dtype",), DTYPE_HELP, default="auto"),
     Flag("resume", bool, ("--resume",), "Continue an interrupted run with -o FILE (same input and options).", default=False),
     Flag("shard", Optional[str], ("--shard",), "i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
+    Flag("keep_journal", bool, ("--keep-journal",), "Keep FILE's run journal (FILE.biogpt-run.*) after a complete run; removed by default.", default=False),
 ), RunFlags)
 
 

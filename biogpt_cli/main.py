@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 def exit_code(exc: BaseException) -> int:
     """The exit status of an error: the CLI's own carry theirs (UserError 2, DocumentError 1);
     the library's are mapped here, as the library knows nothing of exit codes."""
-    from biogpt.model.errors import InvalidOptionError
+    from biogpt.model.errors import InvalidOptionError, PathError
     from biogpt.training.errors import TrainingError, TrainingInterrupted
 
     if isinstance(exc, TrainingInterrupted):
         return 130  # stopped by a signal (a checkpoint was written), as a shell reports SIGINT
-    if isinstance(exc, (InvalidOptionError, TrainingError)):
+    if isinstance(exc, (InvalidOptionError, TrainingError, PathError)):
         return 2  # an option out of range or unusable training input: a usage error, like a bad flag
     return getattr(exc, "exit_code", 1)
 

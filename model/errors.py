@@ -34,3 +34,22 @@ class CheckpointError(BioGptError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A pickle asked to import something outside the allow-list; nothing was executed."""
+
+
+class PathError(BioGptError):
+    """A path given (to read or to write) is missing or the wrong kind: no such file, a folder
+    where a file is expected, a text file where a model folder is expected, an output whose
+    folder does not exist. The message names the path and what was expected: the caller's
+    mistake, reported like a bad option."""
+
+
+class InputDataError(BioGptError):
+    """An input file cannot be read as the text it should hold: binary, a broken gzip stream,
+    bytes that are not UTF-8, a line that is not the expected format. The message names
+    `file:line` (or the file when no line is to blame) and what was found."""
+
+
+class OutputError(BioGptError):
+    """An output could not be written (full disk, file size limit, read-only folder, a folder in
+    the way). The message names the final path and the reason in words; whatever was started
+    under a temporary name was removed and nothing appeared under the final name."""
