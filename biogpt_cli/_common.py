@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from .devices import resolve_device, resolve_dtype
 from .progress import NoProgress
 
 DEBUG = False  # --debug: tracebacks for errors
 QUIET = False  # --quiet: no progress bars
+RESUME_HINT = False  # an interrupted run now could be continued with --resume
 
 
 class UserError(Exception):
@@ -47,6 +49,14 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
         raise UserError("--quantize int8 is for CPU inference; on a GPU use --dtype bfloat16")
     load_dtype = torch.float32 if quantize == "int8" else resolve_dtype(dtype, dev)
     model = BioGptForCausalLM.from_pretrained(name, dtype=load_dtype, device=dev)
+    # A classifier loads as a causal LM without complaint (its LM head is the tied embedding),
+    # and would then generate from a head it was never trained for: refuse it by its kind.
+    heads = {"BioGptForTokenClassification": ("token-classification", "tag"),
+             "BioGptForSequenceClassification": ("sequence-classification", "classify")}
+    for arch in model.config.extra.get("architectures") or ():
+        if arch in heads:
+            kind, command = heads[arch]
+            raise UserError(f"{name}: a {kind} model ({arch}), not a language model; use it with `biogpt {command}`")
     if quantize == "int8":
         from biogpt.model.fast.quantize import quantize_int8
 
@@ -62,20 +72,23 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
 
 
 def check_output_path(path: Path, *, force: bool, otherwise: str = "") -> None:
-    """An output file may be written: not there yet (or --force), in a folder that exists.
-    Checked before any work, so a typo costs nothing; `otherwise` adds another way out."""
+    """An output file may be written: a file name (not a folder) in a folder that exists, not
+    there yet (or --force). Checked before any work, so a typo costs nothing; `otherwise` adds
+    another way out. `-` and devices (/dev/stdout) are always writable."""
+    from biogpt.model.files import check_writable_path, is_regular_target
+
+    if str(path) == "-" or not is_regular_target(path):
+        return
+    check_writable_path(path)
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it{otherwise}")
-    if not path.parent.exists():
-        raise UserError(f"{path.parent}: no such directory for the output file")
 
 
-def open_output(path: "Path | None", *, force: bool = False, append: bool = False):
-    """stdout, or a file that is never silently overwritten (one line per record, flushed)."""
+def open_output(path: "Path | None", *, force: bool = False):
+    """stdout for None or `-`; otherwise the caller wants `biogpt.model.files.atomic_file`."""
     if path is None or str(path) == "-":
         return sys.stdout
-    check_output_path(path, force=force or append)
-    return path.open("a" if append else "w", encoding="utf-8")
+    raise ValueError("open_output: a file output goes through biogpt.model.files.atomic_file")
 
 
 def inputs_or_stdin(inputs: "list[str] | None", *, command: str, alternative: str = "") -> list[str]:
@@ -95,14 +108,19 @@ class DocumentError(Exception):
     exit_code = 1
 
 
+SHOWN_FAILURES = 10
+
+
 class FailureLog:
     """Counts failed documents; without --keep-going the first one stops the run (after
-    everything before it was written), with it they go to --errors FILE as JSONL."""
+    everything before it was written), with it each goes to `sink` (--errors FILE) as a JSONL
+    line. The sink is opened and closed by its owner (biogpt.runstate.RunState)."""
 
-    def __init__(self, *, keep_going: bool, errors_path: Path | None = None, force: bool = False) -> None:
+    def __init__(self, *, keep_going: bool, sink: Any = None, name: "Path | None" = None) -> None:
         self.keep_going = keep_going
         self.count = 0
-        self._sink = open_output(errors_path, force=force) if errors_path is not None else None
+        self._sink = sink
+        self._name = name
 
     def fail(self, location: str, message: str, record_id: str | None = None) -> None:
         import json
@@ -110,14 +128,21 @@ class FailureLog:
         self.count += 1
         if not self.keep_going:
             raise DocumentError(f"{location}: {message} (pass --keep-going to skip failing documents)")
-        logging.getLogger("biogpt").warning("skipped %s: %s", location, message)
+        # the first few are shown; a run over a broken corpus must not bury the terminal (the
+        # count is summed up at the end, every failure is in --errors FILE)
+        if self.count <= SHOWN_FAILURES:
+            logging.getLogger("biogpt").warning("skipped %s: %s", location, message)
+        elif self.count == SHOWN_FAILURES + 1:
+            logging.getLogger("biogpt").warning("more documents skipped; the count follows at the end")
         if self._sink is not None:
-            self._sink.write(json.dumps({"id": record_id, "location": location, "error": message}, ensure_ascii=False) + "\n")
-            self._sink.flush()
+            line = json.dumps({"id": record_id, "location": location, "error": message}, ensure_ascii=False) + "\n"
+            try:
+                self._sink.write(line)
+                self._sink.flush()
+            except OSError as exc:
+                from biogpt.model.files import output_failure
 
-    def close(self) -> None:
-        if self._sink is not None and self._sink is not sys.stdout:
-            self._sink.close()
+                raise output_failure(self._name or "--errors", exc) from exc
 
 
 def progress(total: int | None = None, *, description: str = "", quiet: bool = False):

@@ -15,6 +15,7 @@ for --resume, shows progress, and marks the output complete only after the last 
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from ._options import RunFlags
 from .batching import limited, run_in_batches, run_windows, window_size
 from .io import BadRecord, Item, Writer, make_writer
 from .runstate import RunState
+
+logger = logging.getLogger("biogpt")
 
 
 @dataclass
@@ -99,7 +102,8 @@ class BatchJob:
         if stdin_hint is not None:
             inputs = inputs_or_stdin(inputs, command=command, alternative=stdin_hint)
         run = RunState.start(command=command, output=output, output_format=output_format, inputs=inputs,
-                             resume=flags.resume, shard=flags.shard, force=force, errors=flags.errors)
+                             resume=flags.resume, shard=flags.shard, force=force, errors=flags.errors,
+                             keep_journal=flags.keep_journal)
         return cls(command, flags, run, inputs, force=force)
 
     def device(self) -> str:
@@ -113,9 +117,12 @@ class BatchJob:
     def open(self, writer_format: str, *, allowed: Iterable[str] | None = None) -> TextIO:
         """The output (stdout, or the journalled file), its writer and the failure log. Call
         it after the model loaded: a run that cannot start leaves no output behind."""
+        make_writer(writer_format, sys.stdout, allowed=allowed)  # a bad --format fails before a file is created
         self.sink = self.run.open()
         self.writer = self.run.adopt(make_writer(writer_format, self.sink, allowed=allowed))
-        self.failures = self.run.failure_log(keep_going=self.flags.keep_going, errors=self.flags.errors, force=self._force)
+        self.failures = self.run.failure_log(keep_going=self.flags.keep_going)
+        # an interrupted journalled run can be continued: main's "interrupted" line says so
+        _common.RESUME_HINT = self.run.journalled
         return self.sink
 
     def write_all(self, results: Iterable[Any], render: Render, *, show_progress: bool = True) -> int:
@@ -132,10 +139,16 @@ class BatchJob:
                 for record in records:
                     self.writer.write(record)
                 bar.advance()
+        except BaseException:
+            self.run.abandon()
+            raise
         finally:
             bar.close()
-            self.failures.close()
             if self.sink is not sys.stdout:
                 self.sink.close()
         self.run.finish()
+        _common.RESUME_HINT = False  # the output is complete: nothing left to resume
+        if self.failures.count:
+            where = f" (listed in {self.flags.errors})" if self.flags.errors is not None else " (--errors FILE lists them)"
+            logger.warning("%d documents skipped%s", self.failures.count, where)
         return self.failures.count

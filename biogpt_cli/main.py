@@ -3,6 +3,7 @@ errors into one line on stderr with a non-zero exit code (never a traceback)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Optional
 
@@ -14,16 +15,19 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click import ClickException
 
 from . import __version__
-from . import _common
+from . import _common, _options
 from ._common import DocumentError, UserError, error_line, setup_logging
 from .commands import register_all
 
 app = typer.Typer(
-    name="biogpt",
-    help="Biomedical text mining with BioGPT.",
+    name="biogpt",  # its help is _root's docstring
+    cls=_options.RootGroup,  # `COMMAND --help` without pydantic (see RootGroup)
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # click's plain help, spaCy's style: typer's rich panels import rich's markdown parser and
+    # lay out every option in boxes, 0.1-0.2 s of each `--help` (README, "Start-up time")
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -34,13 +38,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(epilog="Global options go before the command: biogpt -q eval ..., biogpt -vv train ...")
 def _root(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More logging on stderr (-vv for debug)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr (no progress bars)."),
+    # a counted flag takes no value (`-vv`, not `-v 2`): no metavar, no default shown
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, metavar="", show_default=False,
+                                help="More logging on stderr; repeat for more: -v info, -vv debug (no value: -vv, not -v 2)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr: no progress bars, tables or warnings."),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks for errors."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
 ) -> None:
+    """Biomedical text mining with BioGPT.
+
+    Inputs are positional (FILE... or - for stdin, gzip and folders read alike); each short flag
+    means one thing in every command. `biogpt COMMAND --help` for a command's options and an example.
+
+    \b
+    Example: biogpt generate --prompt "COVID-19 is"
+    """
     _common.DEBUG = debug
     _common.QUIET = quiet
     setup_logging(verbose, quiet)
@@ -49,7 +63,34 @@ def _root(
 register_all(app)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT, so that every
+    `finally` runs: temporary files are removed and a journal is left consistent."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; the return value is the exit status (see README, "Exit codes")."""
+    _common.RESUME_HINT = False
+    previous = _install_sigterm()
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _install_sigterm() -> object:
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (an embedding program): its own handling stays
+        return None
+
+
+def _run(argv: list[str] | None) -> int:
     from biogpt.model.errors import BioGptError
 
     try:
@@ -61,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        print("biogpt: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted("interrupted", 130)
+    except Terminated:
+        return _interrupted("terminated", 143)
     except (UserError, DocumentError, BioGptError) as exc:
         _traceback_if_debug()
+        if _is_training_interrupted(exc):
+            _common.RESUME_HINT = True
+            return _interrupted(f"interrupted ({exc})", exit_code(exc))
         print(error_line(exc), file=sys.stderr)
         return exit_code(exc)
     except BrokenPipeError:  # `biogpt ... | head`: the reader left; not an error
@@ -74,12 +119,30 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except OSError as exc:
         _traceback_if_debug()
-        print(error_line(f"{exc.filename or ''}: {exc.strerror or exc}"), file=sys.stderr)
+        reason = exc.strerror or str(exc)
+        reason = reason[:1].lower() + reason[1:]
+        print(error_line(f"{exc.filename}: {reason}" if exc.filename else reason), file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: still one line, the traceback only with --debug
         _traceback_if_debug()
         print(error_line(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"), file=sys.stderr)
         return 1
+
+
+def _is_training_interrupted(exc: BaseException) -> bool:
+    from biogpt.training.errors import TrainingInterrupted
+
+    return isinstance(exc, TrainingInterrupted)
+
+
+def _interrupted(what: str, status: int) -> int:
+    """One line after a signal; where the run's journal or checkpoint is safe, how to go on."""
+    hint = "; rerun with --resume to continue" if _common.RESUME_HINT else ""
+    try:
+        print(f"biogpt: {what}{hint}", file=sys.stderr)
+    except (OSError, ValueError):  # stderr gone too
+        pass
+    return status
 
 
 def exit_code(exc: BaseException) -> int:
@@ -89,7 +152,8 @@ def exit_code(exc: BaseException) -> int:
     from biogpt.training.errors import TrainingError, TrainingInterrupted
 
     if isinstance(exc, TrainingInterrupted):
-        return 130  # stopped by a signal (a checkpoint was written), as a shell reports SIGINT
+        # stopped by a signal after a checkpoint was written: the status a shell reports for it
+        return 128 + int(getattr(exc, "signum", signal.SIGINT))
     if isinstance(exc, (InvalidOptionError, TrainingError, PathError)):
         return 2  # an option out of range or unusable training input: a usage error, like a bad flag
     return getattr(exc, "exit_code", 1)

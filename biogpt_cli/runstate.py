@@ -1,9 +1,11 @@
 """Resumable and sharded output for the batch commands (`--resume`, `--shard i/N`, torchrun).
 
 Why a byte-offset journal instead of parsing the output: every batch command writes its
-records in input order, so "already done" is always a prefix of the (shard's) input. Next to
-`OUTPUT` we keep two small files:
+records in input order, so "already done" is always a prefix of the (shard's) input. While a
+run with `-o OUTPUT` works, three files stand beside OUTPUT (README, "Files beside an output"):
 
+* `OUTPUT.partial` — the output so far. It becomes OUTPUT (one rename, after an fsync) only
+  when the last item is written: a file under the final name is always complete.
 * `OUTPUT.biogpt-run.json` — the run's fingerprint (command, options, input sizes and a hash of
   their first MiB, output format, shard) and whether the run completed. A `--resume` whose
   fingerprint differs is refused, naming what differs.
@@ -13,10 +15,13 @@ records in input order, so "already done" is always a prefix of the (shard's) in
   single write, then the journal line follows.
 
 On `--resume` the last complete journal line says which input items are done and where the
-good output ends: the output is truncated there (which repairs a half-written last line or
+good output ends: OUTPUT.partial is truncated there (which repairs a half-written last line or
 block in any format, and drops a record whose journal line was never written: it is redone),
 and the command skips those items and appends. A run killed at any moment therefore ends, once
-resumed, with every input item exactly once, in input order.
+resumed, with every input item exactly once, in input order. After a complete run the two
+`.biogpt-run.*` files are removed, unless `--keep-journal` or the output is a shard part (which
+`biogpt merge` reads). `-` and non-regular outputs (`/dev/stdout`, a FIFO) are written as they
+come, with no journal: they cannot be resumed.
 
 Sharding: item k (global input index, after --limit) belongs to shard k % N. Shard i writes
 `OUTPUT.part-i-of-N` with its own sidecar and journal; the journal's global indices are what
@@ -33,12 +38,14 @@ import heapq
 import json
 import logging
 import os
-import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from biogpt.model.errors import PathError
+from biogpt.model.files import atomic_file, is_regular_target, output_failure
 
 from ._common import FailureLog, UserError, check_output_path, open_output
 
@@ -47,9 +54,10 @@ T = TypeVar("T")
 
 SIDECAR = ".biogpt-run.json"
 JOURNAL = ".biogpt-run.idx"
+PARTIAL = ".partial"
 # Options that do not change what is written: they may differ between a run and its resume.
 # --keep-going may be added on resume: a run stopped at a bad document goes on past it
-IGNORED_OPTIONS = {"output", "force", "resume", "shard", "errors", "stream", "keep_going"}
+IGNORED_OPTIONS = {"output", "force", "resume", "shard", "errors", "stream", "keep_going", "keep_journal"}
 HASH_BYTES = 1 << 20
 
 
@@ -162,6 +170,15 @@ def journal_path(output: Path) -> Path:
     return output.with_name(output.name + JOURNAL)
 
 
+def partial_path(output: Path) -> Path:
+    return output.with_name(output.name + PARTIAL)
+
+
+def remove_run_record(output: Path) -> None:
+    for path in (sidecar_path(output), journal_path(output)):
+        path.unlink(missing_ok=True)
+
+
 def read_sidecar(output: Path) -> dict[str, Any] | None:
     path = sidecar_path(output)
     if not path.exists():
@@ -174,10 +191,8 @@ def read_sidecar(output: Path) -> dict[str, Any] | None:
 
 def write_sidecar(output: Path, data: dict[str, Any]) -> None:
     """Atomically (temp file + rename): a kill never leaves half a fingerprint."""
-    path = sidecar_path(output)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_file(sidecar_path(output)) as handle:
+        handle.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def read_journal(output: Path, *, repair: bool = False) -> list[tuple[int, int]]:
@@ -201,11 +216,17 @@ def read_journal(output: Path, *, repair: bool = False) -> list[tuple[int, int]]
 # ============================================================================ the output sink
 class RecordSink:
     """A text stream for a `Writer` whose writes are held until `commit`, then written to the
-    output in one write and journalled: the unit of progress is one input item, never a line."""
+    output in one write and journalled: the unit of progress is one input item, never a line.
+    `name` is the output the user asked for, which a write failure names."""
 
-    def __init__(self, path: Path, journal: Path, *, append: bool, offset: int) -> None:
-        self._file = path.open("ab" if append else "wb")
-        self._journal = journal.open("a" if append else "w", encoding="ascii")
+    def __init__(self, path: Path, journal: Path, *, append: bool, offset: int, name: Path) -> None:
+        self.name = name
+        self.path = path
+        try:
+            self._file = path.open("ab" if append else "wb")
+            self._journal = journal.open("a" if append else "w", encoding="ascii")
+        except OSError as exc:
+            raise output_failure(name, exc) from exc
         self._buffer: list[str] = []
         self.offset = offset
         self.closed = False
@@ -221,22 +242,71 @@ class RecordSink:
         return False
 
     def commit(self, index: int) -> None:
-        if self._buffer:
-            data = "".join(self._buffer).encode("utf-8")
-            self._buffer.clear()
-            self._file.write(data)
-            self._file.flush()
-            self.offset += len(data)
-        self._journal.write(f"{index}\t{self.offset}\n")
-        self._journal.flush()
+        try:
+            if self._buffer:
+                data = "".join(self._buffer).encode("utf-8")
+                self._buffer.clear()
+                self._file.write(data)
+                self._file.flush()
+                self.offset += len(data)
+            self._journal.write(f"{index}\t{self.offset}\n")
+            self._journal.flush()
+        except OSError as exc:
+            failure = output_failure(self.name, exc)
+            raise type(failure)(f"{failure} (what was finished is kept; rerun with --resume to continue)") from exc
+
+    def seal(self) -> None:
+        """The output's bytes on disk before it is renamed to its final name."""
+        try:
+            if not self.closed:
+                self._file.flush()
+            with self.path.open("rb") as handle:  # the data of every descriptor: fsync is per file
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise output_failure(self.name, exc) from exc
 
     def close(self) -> None:
         """Uncommitted output (an item that failed mid-way) is dropped: resume redoes it."""
         if not self.closed:
             self._buffer.clear()
-            self._file.close()
-            self._journal.close()
             self.closed = True
+            for handle in (self._file, self._journal):
+                try:
+                    handle.close()
+                except OSError:  # a full disk fails the flush again; the journal says what is done
+                    pass
+
+
+class _DirectSink:
+    """A non-regular output (`/dev/stdout`, a FIFO): written as it comes, write failures named."""
+
+    def __init__(self, path: Path) -> None:
+        self.name = path
+        try:
+            self._file = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise output_failure(path, exc) from exc
+
+    def write(self, text: str) -> int:
+        try:
+            return self._file.write(text)
+        except OSError as exc:
+            raise output_failure(self.name, exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise output_failure(self.name, exc) from exc
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
 
 # ============================================================================ the run
@@ -244,10 +314,21 @@ def _check_errors_path(errors: Path, output: Path | None, shard: Shard | None, *
     target = part_path(errors, shard.index, shard.count) if shard is not None else errors
     if output is not None and str(output) != "-" and errors.resolve() == output.resolve():
         raise UserError(f"--errors {errors} names the output file too; give the failures their own file")
-    if target.exists() and not (force or resume):
+    if target.is_dir():
+        raise PathError(f"{target} (--errors): is a directory; give a file name")
+    if is_regular_target(target) and target.exists() and not (force or resume):
         raise UserError(f"{target} (--errors) exists; pass --force to overwrite it")
     if not target.parent.exists():
-        raise UserError(f"{target.parent}: no such directory for the --errors file")
+        raise PathError(f"{target.parent}: no such directory for the --errors file")
+
+
+def _check_output(target: Path, *, force: bool) -> None:
+    """A fresh run's output: a file name in an existing folder, not there yet (or --force), and
+    no unfinished run of it that a fresh start would throw away unasked."""
+    check_output_path(target, force=force, otherwise=" (or --resume to continue it)")
+    partial = partial_path(target)
+    if partial.exists() and not force:
+        raise UserError(f"{partial}: the output of an unfinished run; pass --resume to continue it or --force to start again")
 
 
 class RunState:
@@ -262,34 +343,51 @@ class RunState:
     def __init__(self) -> None:
         self.output: Path | None = None
         self.target: Path | None = None  # the file this process writes (OUTPUT or its part)
+        self.direct = False  # a non-regular output: written as it comes, no journal
         self.shard: Shard | None = None
         self.fingerprint: dict[str, Any] = {}
         self.skip_through = -1  # global indices <= this are done
         self.sink: RecordSink | None = None
         self.nothing_to_do = False
+        self.merged = False  # a torchrun output merged before: no rank has anything to do
+        self.keep_journal = False
         self._pending: deque[int] = deque()
         self._force = False
         self._resume = False
         self._offset = 0
         self._existing_header: str | None = None
+        self._errors: Path | None = None  # --errors FILE (this shard's name), written via .partial
+        self._errors_sink: Any = None
+
+    @property
+    def journalled(self) -> bool:
+        """Whether an interrupted run of this output can be continued with --resume."""
+        return self.target is not None and not self.nothing_to_do
 
     # ------------------------------------------------------------------ set-up
     @classmethod
     def start(
         cls, *, command: str, output: Path | None, output_format: str, inputs: Iterable[str] | None,
-        resume: bool, shard: str | None, force: bool, errors: Path | None = None,
+        resume: bool, shard: str | None, force: bool, errors: Path | None = None, keep_journal: bool = False,
     ) -> "RunState":
-        """`errors` (--errors FILE) is checked here, before the output is created, so that a
-        refused errors file leaves nothing behind that the corrected command would trip on."""
+        """Every check of the output, --errors, --resume and --shard, before any model loads.
+        `errors` (--errors FILE) is checked before the output is created, so that a refused
+        errors file leaves nothing behind that the corrected command would trip on."""
         run = cls()
         run.shard = shard_of(shard)
+        run.keep_journal = keep_journal
         if errors is not None:
             _check_errors_path(errors, output, run.shard, force=force, resume=resume)
-        if output is None or str(output) == "-":
+            run._errors = part_path(errors, run.shard.index, run.shard.count) if run.shard else errors
+        if output is not None and str(output) != "-" and output.is_dir():
+            raise PathError(f"{output}: is a directory; give a file name for the output")
+        if output is None or str(output) == "-" or not is_regular_target(output):
             if resume:
-                raise UserError("--resume needs -o FILE (output to stdout cannot be resumed)")
+                raise UserError("--resume needs -o FILE, a regular file (output to stdout or a device cannot be resumed)")
             if run.shard is not None:
                 raise UserError("sharded runs (--shard or torchrun) need -o FILE: each shard writes FILE.part-i-of-N")
+            if output is not None and str(output) != "-":
+                run.output, run.direct = output, True
             return run
         if resume and force:
             raise UserError("give either --resume or --force, not both")
@@ -300,62 +398,72 @@ class RunState:
             "inputs": input_fingerprint(inputs or []),
             "shard": [run.shard.index, run.shard.count] if run.shard else None,
         }
-        if run.shard and run.shard.torchrun and resume:
-            merged = read_sidecar(output)
-            if merged and merged.get("merged"):
-                diff = describe_difference({**merged, "shard": None}, {**run.fingerprint, "shard": None})
-                if diff is not None:
-                    raise UserError(f"--resume refused: {diff} (resume with the first run's input and options, or start again with --force)")
+        if run.shard and run.shard.torchrun:
+            if resume and output.exists() and not partial_path(run.target).exists() and not run.target.exists():
                 logger.info("%s: this sharded run already completed and was merged; nothing to do", output)
-                run.nothing_to_do = True
+                run.nothing_to_do = run.merged = True
                 return run
-        if run.shard and run.shard.torchrun and not resume and output.exists() and not force:
-            raise UserError(f"{output} exists; pass --force to overwrite it")
+            if not resume and output.exists() and not force:
+                raise UserError(f"{output} exists; pass --force to overwrite it")
         if resume:
             run._prepare_resume()
+        if not run._resume and not run.nothing_to_do:
+            _check_output(run.target, force=force)
         return run
 
     def _prepare_resume(self) -> None:
         assert self.target is not None
-        target = self.target
+        target, partial = self.target, partial_path(self.target)
         old = read_sidecar(target)
-        if old is None:
+        if not partial.exists():
             if target.exists():
-                raise UserError(f"--resume: {target} has no run record ({sidecar_path(target).name}); "
-                                "it was not written by a resumable run")
-            self._resume = False  # nothing was started: a fresh run
+                if old is not None:
+                    diff = describe_difference(old, self.fingerprint)
+                    if diff is not None:
+                        raise UserError(f"--resume refused: {diff} (resume with the first run's input and options, or start again with --force)")
+                logger.info("%s is complete (no %s to continue); nothing to do", target, partial.name)
+                self.nothing_to_do = True
+            else:
+                self._resume = False  # nothing was started: a fresh run
             return
+        if old is None:
+            raise UserError(f"--resume: {partial} has no run record ({sidecar_path(target).name}); "
+                            "it was not written by a resumable run")
         diff = describe_difference(old, self.fingerprint)
         if diff is not None:
             raise UserError(f"--resume refused: {diff} (resume with the first run's input and options, or start again with --force)")
         entries = read_journal(target, repair=True)
         end = entries[-1][1] if entries else 0
-        size = target.stat().st_size if target.exists() else 0
+        size = partial.stat().st_size
         if size < end:
-            raise UserError(f"--resume: {target} is shorter than its run record says; it was changed by hand")
-        if target.exists():
-            with target.open("r+b") as fh:
-                fh.truncate(end)
-                fh.seek(0)
-                first = fh.readline() if end else b""
-            if first.endswith(b"\n"):
-                self._existing_header = first.decode("utf-8").rstrip("\n")
+            raise UserError(f"--resume: {partial} is shorter than its run record says; it was changed by hand")
+        with partial.open("r+b") as fh:
+            fh.truncate(end)
+            fh.seek(0)
+            first = fh.readline() if end else b""
+        if first.endswith(b"\n"):
+            self._existing_header = first.decode("utf-8").rstrip("\n")
         self.skip_through = entries[-1][0] if entries else -1
         self._offset = end
         if size > end:
-            logger.info("%s: dropped %d bytes of unfinished output", target, size - end)
+            logger.info("%s: dropped %d bytes of unfinished output", partial, size - end)
         logger.info("resuming %s after %d finished items", target, len(entries))
 
     def open(self):
-        """The stream a command's Writer writes to: stdout, or a journalled RecordSink."""
+        """The stream a command's Writer writes to: stdout, a device, or a journalled RecordSink
+        on OUTPUT.partial."""
+        if self.direct:
+            assert self.output is not None
+            return _DirectSink(self.output)
         if self.target is None:
-            return open_output(self.output, force=self._force)
+            return open_output(None)
         if self.nothing_to_do:
             return _NullSink()
         if not self._resume:
-            check_output_path(self.target, force=self._force, otherwise=" (or --resume to continue it)")
+            partial_path(self.target).unlink(missing_ok=True)
             write_sidecar(self.target, {**self.fingerprint, "complete": False})
-        self.sink = RecordSink(self.target, journal_path(self.target), append=self._resume, offset=self._offset)
+        self.sink = RecordSink(partial_path(self.target), journal_path(self.target), append=self._resume,
+                               offset=self._offset, name=self.target)
         return self.sink
 
     def adopt(self, writer: Any) -> Any:
@@ -364,15 +472,22 @@ class RunState:
             writer.columns = self._existing_header.split("\t")
         return writer
 
-    def failure_log(self, *, keep_going: bool, errors: Path | None, force: bool) -> FailureLog:
-        """--errors FILE gets a per-shard name when sharded, and is appended to on resume."""
-        if errors is not None and self.shard is not None:
-            errors = part_path(errors, self.shard.index, self.shard.count)
-        if errors is None or not self._resume:
-            return FailureLog(keep_going=keep_going, errors_path=errors, force=force or self._force)
-        log = FailureLog(keep_going=keep_going)
-        log._sink = open_output(errors, append=True)
-        return log
+    def failure_log(self, *, keep_going: bool, errors: Path | None = None, force: bool = False) -> FailureLog:
+        """The failure log; --errors FILE (this shard's name) is written as FILE.partial, appended
+        to on resume, and renamed to FILE by `finish` like the output."""
+        path = self._errors
+        if path is None or self.nothing_to_do:
+            return FailureLog(keep_going=keep_going)
+        if not is_regular_target(path):
+            self._errors_sink = _DirectSink(path)
+        else:
+            partial = partial_path(path)
+            append = self._resume and partial.exists()
+            try:
+                self._errors_sink = partial.open("a" if append else "w", encoding="utf-8")
+            except OSError as exc:
+                raise output_failure(path, exc) from exc
+        return FailureLog(keep_going=keep_going, sink=self._errors_sink, name=path)
 
     def device(self, device: str) -> str:
         """Under torchrun each rank takes its own GPU (cuda:LOCAL_RANK) when devices are automatic."""
@@ -409,13 +524,32 @@ class RunState:
             yield result
             self.sink.commit(index)
 
+    def abandon(self) -> None:
+        """After a failure: a run that cannot be resumed (no -o FILE) drops its --errors partial."""
+        if self._errors_sink is not None:
+            self._errors_sink.close()
+            self._errors_sink = None
+            if self.target is None and self._errors is not None and is_regular_target(self._errors):
+                partial_path(self._errors).unlink(missing_ok=True)
+
     def finish(self) -> None:
-        """Mark the output complete; under torchrun wait for every rank, then rank 0 merges."""
-        if self.target is None or self.nothing_to_do:
+        """OUTPUT.partial becomes OUTPUT (and FILE.partial of --errors becomes FILE); the run
+        record goes unless kept; under torchrun wait for every rank, then rank 0 merges."""
+        self._finish_errors()
+        if self.target is None or self.merged:
             return
-        if self.sink is not None:
-            self.sink.close()
-        write_sidecar(self.target, {**self.fingerprint, "complete": True})
+        if not self.nothing_to_do:
+            if self.sink is not None:
+                self.sink.seal()
+                self.sink.close()
+            try:
+                os.replace(partial_path(self.target), self.target)
+            except OSError as exc:
+                raise output_failure(self.target, exc) from exc
+            if self.shard is not None or self.keep_journal:
+                write_sidecar(self.target, {**self.fingerprint, "complete": True})
+            else:
+                remove_run_record(self.target)
         if self.shard is None or not self.shard.torchrun:
             return
         import datetime
@@ -436,6 +570,22 @@ class RunState:
         dist.barrier()
         dist.destroy_process_group()
 
+    def _finish_errors(self) -> None:
+        sink, self._errors_sink = self._errors_sink, None
+        if sink is None:
+            return
+        assert self._errors is not None
+        try:
+            sink.flush()
+            if isinstance(sink, _DirectSink):
+                sink.close()
+                return
+            os.fsync(sink.fileno())
+            sink.close()
+            os.replace(partial_path(self._errors), self._errors)
+        except OSError as exc:
+            raise output_failure(self._errors, exc) from exc
+
 
 class _NullSink:
     def write(self, text: str) -> int:
@@ -454,7 +604,7 @@ class _NullSink:
 # ============================================================================ merging
 def merge_parts(parts: list[Path], output: Path | None, *, force: bool = False) -> int:
     """Interleave complete shard parts into input order (by the journals' global indices);
-    returns the number of input items. Writes to a temp file first: OUTPUT is never half-merged."""
+    returns the number of input items. OUTPUT appears only complete (biogpt.model.files.atomic_file)."""
     if not parts:
         raise UserError("merge: no parts given")
     cars = []
@@ -496,39 +646,22 @@ def merge_parts(parts: list[Path], output: Path | None, *, force: bool = False) 
                 raise UserError(f"merge: {p} has different TSV columns than the other parts")
         streams.append((fh, ranges))
     try:
-        if output is None or str(output) == "-":
-            out = sys.stdout.buffer
-            tmp = None
-        else:
+        if output is not None and str(output) != "-":
             check_output_path(output, force=force)
-            tmp = output.with_name(output.name + ".merging")
-            out = tmp.open("wb")
-        total = 0
-        offset = 0
-        journal: list[str] = []
-        if header is not None:
-            out.write(header)
-            offset += len(header)
-        merged = heapq.merge(*[[(k, s, e, n) for k, s, e in r] for n, (_, r) in enumerate(streams)])
-        for k, s, e, n in merged:
-            total += 1
-            fh = streams[n][0]
-            if fmt == "tsv" and s == 0 and e > 0:
-                fh.seek(0)
-                s = len(fh.readline())
-            if e > s:
-                fh.seek(s)
-                out.write(fh.read(e - s))
-                offset += e - s
-            journal.append(f"{k}\t{offset}\n")
-        if tmp is not None and output is not None:
-            out.close()
-            # the merged output gets a journal too, so a later --resume of it sees it complete
-            journal_path(output).write_text("".join(journal), encoding="ascii")
-            os.replace(tmp, output)
-            write_sidecar(output, {**cars[0], "shard": None, "shards": count, "merged": True, "complete": True})
-        else:
-            out.flush()
+        with atomic_file(output if output is not None else "-", binary=True) as out:
+            total = 0
+            if header is not None:
+                out.write(header)
+            merged = heapq.merge(*[[(k, s, e, n) for k, s, e in r] for n, (_, r) in enumerate(streams)])
+            for k, s, e, n in merged:
+                total += 1
+                fh = streams[n][0]
+                if fmt == "tsv" and s == 0 and e > 0:
+                    fh.seek(0)
+                    s = len(fh.readline())
+                if e > s:
+                    fh.seek(s)
+                    out.write(fh.read(e - s))
         return total
     finally:
         for fh, _ in streams:

@@ -9,6 +9,7 @@ Metrics go to `--output` (JSON, fractions in [0, 1]) or stdout; a table goes to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -17,10 +18,11 @@ from typing import Any, Optional, TextIO
 
 import typer
 
-from .. import _options as opts
+from biogpt.model.files import atomic_file, write_text_atomic
 
-from .. import __version__
-from .._common import UserError, check_output_path, open_output
+from .. import __version__, _common
+from .. import _options as opts
+from .._common import UserError, check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +63,37 @@ def hub_data(task_name: str) -> Path:
     target = cache / "ori_pqal.json"
     if target.is_file():
         return cache
+    from biogpt.model.errors import ModelNotFoundError
+
     try:
         import datasets
+    except ImportError:
+        raise UserError("pubmedqa: fetching the data set needs `pip install datasets`; or pass --data PATH") from None
+    from huggingface_hub import constants as hf_constants
 
-        rows = datasets.load_dataset("qiaojin/PubMedQA", "pqa_labeled", split="train")
-    except Exception as exc:  # offline, or the hub refused
-        raise UserError(
-            f"pubmedqa: could not fetch qiaojin/PubMedQA from the Hugging Face hub ({type(exc).__name__}); "
-            "pass --data PATH (the PubMedQA folder or ori_pqal.json)"
-        ) from None
+    from biogpt.model.hub import hub_logging, hub_unreachable, offline_hub, unreachable_reason
+
+    # Offline, `datasets` would retry for half a minute, printing each retry twice: one request
+    # without retries first; if the hub does not answer, only its cache is tried. A hub failure
+    # is a runtime failure (exit 1), like a model's.
+    repo = "qiaojin/PubMedQA"
+    with hub_logging():
+        if hf_constants.HF_HUB_OFFLINE:
+            unreachable = "HF_HUB_OFFLINE=1"
+        elif hub_unreachable(repo, "README.md", repo_type="dataset"):
+            unreachable = f"the hub cannot be reached: {unreachable_reason()}"
+        else:
+            unreachable = None
+        try:
+            with offline_hub() if unreachable else contextlib.nullcontext():
+                rows = datasets.load_dataset(repo, "pqa_labeled", split="train")
+        except Exception as exc:  # noqa: BLE001 - not cached offline, or the hub refused
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            why = f"not cached, {unreachable}" if unreachable else f"{type(exc).__name__}: {first}"
+            raise ModelNotFoundError(
+                f"pubmedqa: could not fetch {repo} from the Hugging Face hub ({why}); "
+                "pass --data PATH (the PubMedQA folder or ori_pqal.json)"
+            ) from None
     data = {
         str(r["pubid"]): {
             "QUESTION": r["question"],
@@ -82,7 +106,7 @@ def hub_data(task_name: str) -> Path:
         for r in rows
     }
     cache.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(data), encoding="utf-8")
+    write_text_atomic(target, json.dumps(data))  # a cut cache file would be read as the data set next time
     return cache
 
 
@@ -103,7 +127,7 @@ def generate_predictions(
     would read them (and, into `sink`, the --save-predictions file opened before the model
     loads, written in that format)."""
     from biogpt.tasks.evaluate import PredictionFile
-    from biogpt.tasks.runner import encode_source
+    from biogpt.tasks.runner import SourceCuts, encode_source
 
     from .._common import progress, provenance
     from .._taskrun import generate_in_batches, load_task_model
@@ -113,7 +137,8 @@ def generate_predictions(
     if task.name == "pubmedqa" and recipe.setting and setting and recipe.setting != setting:
         logger.warning("the model was fine-tuned in the %s setting; scoring in %s", recipe.setting, setting)
     room = model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens)
-    prepared = (Prepared(ex, encode_source(tokenizer, ex.source, recipe, limit=max(room, 8))) for ex in examples)
+    cuts = SourceCuts()  # one warning for the run, not one per long document
+    prepared = (Prepared(ex, encode_source(tokenizer, ex.source, recipe, limit=max(room, 8), cuts=cuts)) for ex in examples)
     result = PredictionFile()
     bar = progress(len(examples), description=f"eval {task.name}")
     try:
@@ -131,6 +156,7 @@ def generate_predictions(
             bar.advance()
     finally:
         bar.close()
+    cuts.report("sources")
     return result, provenance(model, name, decoding={"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens, **decoding},
                                prompt=recipe.to_dict(), constrained=constrained)
 
@@ -166,7 +192,9 @@ def score_predictions(
         raise UserError(f"--data {data}: no such file or directory")
     if predictions_path is not None:
         predictions_path = Path(predictions_path)
-        if not predictions_path.is_file():
+        if predictions_path.is_dir():
+            raise UserError(f"--predictions {predictions_path}: is a directory, expected a file")
+        if not predictions_path.exists():
             raise UserError(f"--predictions {predictions_path}: no such file")
     if bootstrap < 0:
         raise UserError("--bootstrap must be 0 or more")
@@ -221,10 +249,8 @@ def lm_perplexity(model_name: str, corpus: Path, *, stride: int | None, device: 
     from .._common import load_causal_lm, provenance
     from ..training.data import corpus_texts
 
-    if not corpus.is_file():
-        raise UserError(f"{corpus}: no such file")
+    texts = corpus_texts(corpus)[:limit]  # a missing or bad corpus fails before the model loads
     model, tokenizer = load_causal_lm(model_name, device=device, dtype=dtype)
-    texts = corpus_texts(corpus)[:limit]
     stream = [i for t in texts for i in tokenizer(t)["input_ids"]]
     window = model.config.max_position_embeddings
     stride = stride or window // 2
@@ -342,26 +368,32 @@ def render_table(metrics: dict[str, Any]) -> Any:
 def eval_command(
     task: str = typer.Argument(..., help="bc5cdr, kd-dti, ddi, pubmedqa, hoc, ner, custom (the default relation template), or lm (perplexity)."),
     corpus: Optional[Path] = typer.Argument(None, help="lm: the corpus (one document per line, or JSONL with text)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="The split's file or the folder holding it (ner: also an NER JSONL file)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="The split's file or the folder holding it, ner also an NER JSONL file (default: pubmedqa from the Hugging Face hub; the other tasks need it)."),
     data_split: str = typer.Option("test", "--data-split", help="train, valid or test."),
     setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA: reasoning-required (default) or reasoning-free."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", "-p", help="JSONL of {id, output} (ner: {id, entities})."),
+    # no -p: that is generate's --prompt (one meaning per short flag, README "Options")
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="JSONL of {id, output}, ner {id, entities} (default: generate them with -m)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write metrics JSON to FILE (default: stdout)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     bootstrap: int = typer.Option(0, "--bootstrap", min=0, help="Resample documents N times for 95% confidence intervals."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="Generate the predictions with this model (pubmedqa default: microsoft/BioGPT-Large-PubMedQA)."),
-    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="With -m: write the predictions (JSONL, the --predictions format); checked before the model loads."),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="With -m: also write the predictions there, in the --predictions format; checked before the model loads (default: not kept)."),
     num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="With -m: beam width (default: the task's, 1)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="With -m: generation budget."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="With -m: generation budget per document (default: the task's)."),
     constrained: bool = typer.Option(False, "--constrained", help="With -m, relation tasks: entity names copied from the source only."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="With -m: documents decoded at once (greedy: rows refilled as each ends)."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With -m: only the first N examples."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="With -m: only the first N examples (default: all)."),
     device: str = opts.DEVICE,
     dtype: str = opts.DTYPE,
     stride: Optional[int] = typer.Option(None, "--stride", min=1, help="lm: window stride in tokens (default: half the model's positions)."),
 ) -> None:
-    """Score predictions with the official metrics, e.g. biogpt eval ddi --data DDI --predictions p.jsonl."""
+    """Score predictions with the official metrics, or a model's own (-m).
+
+    \b
+    Example: biogpt eval ddi --data DDI --predictions p.jsonl
+    Example: biogpt -q eval pubmedqa --data qs/test.json -m qs-run/model-best -o metrics.json
+    """
     if data_split not in ("train", "valid", "test"):
         raise UserError(f"--data-split {data_split}: expected train, valid or test")
     is_lm = task.strip().lower() == "lm"
@@ -387,8 +419,11 @@ def eval_command(
         check_output_path(output, force=force)
     if save_predictions is not None and str(save_predictions) == "-":
         raise UserError("--save-predictions needs a file name (stdout carries the metrics)")
-    sink = open_output(save_predictions, force=force) if save_predictions is not None else None
-    try:
+    if save_predictions is not None:
+        check_output_path(save_predictions, force=force)
+    # the predictions file appears only when complete (a failed run leaves none to --force over)
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(atomic_file(save_predictions)) if save_predictions is not None else None
         if is_lm:
             metrics = lm_perplexity(model_name, corpus or data, stride=stride, device=device, dtype=dtype, limit=limit)
         elif ner and model_name is not None:
@@ -405,23 +440,16 @@ def eval_command(
             metrics = score_predictions(
                 task, data, predictions, split=data_split, setting=setting, bootstrap=bootstrap, seed=seed, model=model_options
             )
-    except BaseException:
-        if sink is not None:
-            sink.close()
-            if save_predictions.stat().st_size == 0:  # nothing written: a rerun should not need --force
-                save_predictions.unlink()
-        raise
-    if sink is not None:
-        sink.close()
-    from rich.console import Console
+    if not _common.QUIET:  # the table is for a person; -q leaves stderr to errors
+        from rich.console import Console
 
-    Console(stderr=True).print(render_table(metrics))
+        Console(stderr=True).print(render_table(metrics))
     text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
     if output is None or str(output) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        output.write_text(text, encoding="utf-8")
+        write_text_atomic(output, text)
         logger.info("metrics written to %s", output)
 
 

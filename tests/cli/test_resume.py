@@ -86,21 +86,26 @@ def test_half_written_last_line_is_repaired_in_text_format(model_dir, prompts, t
     ref, out = tmp_path / "ref.txt", tmp_path / "out.txt"
     base = ["generate", "--input", str(prompts), "--format", "text", "-b", "1", "-m", str(model_dir), "--max-new-tokens", "4"]
     assert biogpt(*base, "-o", str(ref)).returncode == 0
-    assert biogpt(*base, "-o", str(out)).returncode == 0
-    # simulate a kill after 5 items: journal with 5 finished items plus half a line, output with half a record
+    assert biogpt(*base, "-o", str(out), "--keep-journal").returncode == 0
+    # simulate a kill after 5 items: journal with 5 finished items plus half a line, the unfinished
+    # output (OUT.partial) with half a record
     journal = out.with_name(out.name + ".biogpt-run.idx")
     kept = journal.read_text().splitlines()[:5]
     journal.write_text("\n".join(kept) + "\n5\t9")
     end = int(kept[-1].split("\t")[1])
-    out.write_bytes(out.read_bytes()[: end + 7])
+    partial = out.with_name(out.name + ".partial")
+    partial.write_bytes(out.read_bytes()[: end + 7])
+    out.unlink()
     result = biogpt(*base, "-o", str(out), "--resume")
     assert result.returncode == 0, result.stderr
     assert out.read_text() == ref.read_text()
+    assert not partial.exists() and not journal.exists(), "a complete run leaves only its output"
 
 
 def test_resume_with_different_options_or_input_is_refused(model_dir, prompts, tmp_path):
     out = tmp_path / "out.jsonl"
-    assert biogpt(*gen_args(model_dir, prompts, out, "--limit", "3")).returncode == 0
+    # --keep-journal keeps the run record of a complete run, so a resume can still be checked
+    assert biogpt(*gen_args(model_dir, prompts, out, "--limit", "3", "--keep-journal")).returncode == 0
     before = out.read_bytes()
     changed = biogpt(*gen_args(model_dir, prompts, out, "--limit", "3", "--resume", "--max-new-tokens", "7"))
     assert changed.returncode == 2 and "--resume refused" in changed.stderr and "max_new_tokens" in changed.stderr
@@ -110,10 +115,16 @@ def test_resume_with_different_options_or_input_is_refused(model_dir, prompts, t
     assert out.read_bytes() == before
     stdout = biogpt("generate", "--input", str(prompts), "-m", str(model_dir), "--resume")
     assert stdout.returncode == 2 and "--resume needs -o FILE" in stdout.stderr
+    # a file under the final name is complete: --resume leaves it alone
     foreign = tmp_path / "foreign.jsonl"
     foreign.write_text("precious\n")
-    refused = biogpt(*gen_args(model_dir, prompts, foreign, "--resume"))
-    assert refused.returncode == 2 and "no run record" in refused.stderr and foreign.read_text() == "precious\n"
+    untouched = biogpt(*gen_args(model_dir, prompts, foreign, "--resume"))
+    assert untouched.returncode == 0 and foreign.read_text() == "precious\n"
+    stray = tmp_path / "stray.jsonl"
+    stray.with_name("stray.jsonl.partial").write_text("precious\n")
+    refused = biogpt(*gen_args(model_dir, prompts, stray, "--resume"))
+    assert refused.returncode == 2 and "no run record" in refused.stderr
+    assert stray.with_name("stray.jsonl.partial").read_text() == "precious\n" and not stray.exists()
 
 
 def test_failed_documents_are_not_retried_on_resume(model_dir, tmp_path):

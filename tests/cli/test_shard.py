@@ -63,7 +63,7 @@ def test_shards_by_hand_then_merge_equal_a_single_run(model_dir, prompts, tmp_pa
     incomplete = biogpt_merge(str(part_path(sharded, 0, 3)), str(part_path(sharded, 1, 3)), "-o", str(sharded))
     assert incomplete.returncode == 2 and "parts 0..2 of 3" in incomplete.stderr
     nowhere = biogpt_merge(*(str(part_path(sharded, i, 3)) for i in range(3)), "-o", str(tmp_path / "nodir" / "m.jsonl"))
-    assert nowhere.returncode == 2 and nowhere.stderr.strip() == f"biogpt: error: {tmp_path / 'nodir'}: no such directory for the output file"
+    assert nowhere.returncode == 2 and nowhere.stderr.strip() == f"biogpt: error: {tmp_path / 'nodir'}: no such directory for the output file m.jsonl"
     merged = biogpt_merge(*(str(part_path(sharded, i, 3)) for i in (2, 0, 1)), "-o", str(sharded))
     assert merged.returncode == 0, merged.stderr
     assert records(sharded) == records(single)
@@ -96,6 +96,7 @@ def test_torchrun_resume_continues_every_shard(model_dir, prompts, tmp_path):
     # as if killed: shard 0 finished 2 items (and half a third), shard 1 none
     assert biogpt(*gen(model_dir, prompts, out, "--shard", "0/2", "--limit", "5")).returncode == 0
     part0 = part_path(out, 0, 2)
+    part0.rename(part0.with_name(part0.name + ".partial"))
     car = json.loads(sidecar_path(part0).read_text())
     car["complete"], car["options"]["limit"] = False, None
     sidecar_path(part0).write_text(json.dumps(car))
