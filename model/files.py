@@ -245,8 +245,9 @@ def atomic_file(path: str | os.PathLike[str], *, binary: bool = False) -> Iterat
             _Guarded(handle, target).flush()
         return
     check_writable_path(target)
+    _sweep_stale(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target), suffix=".tmp")
     except OSError as exc:
         raise output_failure(target, exc) from exc
     tmp = Path(tmp_name)
@@ -297,7 +298,8 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp"))
+        _sweep_stale(target)
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=_temp_prefix(target), suffix=".tmp"))
     except OSError as exc:
         raise output_failure(target, exc) from exc
     try:
@@ -320,6 +322,41 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         if is_storage_error(exc):
             raise output_failure(target, exc) from exc
         raise
+
+
+def _temp_prefix(target: Path) -> str:
+    """`.NAME.PID.`: hidden, next to the target, and saying which process owns it."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _sweep_stale(target: Path) -> None:
+    """Remove what a killed writer of `target` left (SIGKILL runs no cleanup): temporaries
+    whose owning process is gone. A live process's temporary is never touched."""
+    prefix = f".{target.name}."
+    try:
+        siblings = [p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    for path in siblings:
+        pid = path.name[len(prefix) :].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _seal(folder: Path) -> None:

@@ -440,10 +440,6 @@ def eval_command(
             metrics = score_predictions(
                 task, data, predictions, split=data_split, setting=setting, bootstrap=bootstrap, seed=seed, model=model_options
             )
-    if not _common.QUIET:  # the table is for a person; -q leaves stderr to errors
-        from rich.console import Console
-
-        Console(stderr=True).print(render_table(metrics))
     text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
     if output is None or str(output) == "-":
         sys.stdout.write(text)
@@ -451,6 +447,10 @@ def eval_command(
     else:
         write_text_atomic(output, text)
         logger.info("metrics written to %s", output)
+    if not _common.QUIET:  # for a person, after the file is safe; -q leaves stderr to errors
+        from rich.console import Console
+
+        Console(stderr=True).print(render_table(metrics))
 
 
 def register(app: typer.Typer) -> None:

@@ -39,13 +39,15 @@ def sample(
     """
     files = sample_files(name)
     if output.exists() and not output.is_dir():
-        raise UserError(f"{output} exists and is not a folder")
+        raise UserError(f"{output}: exists and is not a folder")
     clashes = [output / f.name for f in files if (output / f.name).exists()]
     if clashes and not force:
         raise UserError(f"{clashes[0]} exists; pass --force to overwrite it")
-    output.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        (output / f.name).write_bytes(f.read_bytes())
+    from biogpt.model.files import atomic_directory
+
+    with atomic_directory(output) as folder:  # the folder (or each file in it) appears complete
+        for f in files:
+            (folder / f.name).write_bytes(f.read_bytes())
     if not _common.QUIET:
         print(f"wrote {', '.join(f.name for f in files)} to {output}/", file=sys.stderr)
 
