@@ -9,7 +9,6 @@ per relation (the model's probability of the generated clause), and the raw outp
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -20,8 +19,6 @@ from .. import _options as opts
 from .._options import RunFlags
 from .._common import UserError, provenance
 from .._taskrun import decoding_options, generate_in_batches, get_task, load_task_model, model_card
-from ..batchjob import BatchJob, Prepared, prepare_all
-from ..io import ReadOptions, Record, read_inputs
 
 logger = logging.getLogger(__name__)
 RE_TASKS = ("bc5cdr", "kd-dti", "ddi", "custom")
@@ -55,12 +52,9 @@ def resolve_task(task_name: str | None, model_name: str | None) -> Any:
 def load_entities(path: Path | None) -> dict[str, dict[str, str]] | None:
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--entities {path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"--entities {path}: not a JSON file ({exc})") from None
+    from biogpt.tasks.base import read_json  # the one JSON file reader: gzip, the error names the file
+
+    data = read_json(path)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("chemical2id", "disease2id")):
         raise UserError(f"--entities {path}: expected {{\"chemical2id\": {{name: MeSH}}, \"disease2id\": {{...}}}}")
     return {"chemical2id": data["chemical2id"], "disease2id": data["disease2id"]}
@@ -117,31 +111,35 @@ def pubtator_record(task: Any, record: Any, result: dict[str, Any]) -> dict[str,
     return {"id": record.id, "title": title, "abstract": abstract, "entities": entities, "relations": relations}
 
 
-@opts.RUN_FLAGS(help={"keep_going": "Skip failing documents; count them.", "errors": "With --keep-going: failures as JSONL."})
+@opts.RUN_FLAGS()
 def extract_relations(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
+    inputs: Optional[list[str]] = opts.INPUTS,
     task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi or custom (default: the task -m MODEL was fine-tuned for)."),
-    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model: directory, hub id or fairseq folder."),
-    entities_file: Optional[Path] = typer.Option(None, "--entities", help="BC5CDR: name→MeSH JSON (e.g. test.entities.json) for MeSH ids."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model: directory, hub id or fairseq folder (no default: none is published on the hub)."),
+    entities_file: Optional[Path] = typer.Option(None, "--entities", help="BC5CDR: name→MeSH JSON (e.g. test.entities.json) for MeSH ids (default: none, no ids)."),
     constrained: bool = typer.Option(False, "--constrained", help="Entity names may only be copied from the document."),
     input_format: str = opts.INPUT_FORMAT,
-    text_key: str = typer.Option("text", "--text-key", help="JSONL field with the text (default: text, or title + abstract)."),
-    id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field with the document id."),
+    text_key: str = opts.TEXT_KEY,
+    id_key: Optional[str] = opts.ID_KEY,
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl, tsv or pubtator (bc5cdr: mention lines, and CID lines of MeSH ids with --entities)."),
     output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
-    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1, help="Beam width (default: the task's, 1 as the official scripts)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per document."),
+    num_beams: Optional[int] = opts.NUM_BEAMS,
+    max_new_tokens: Optional[int] = opts.MAX_NEW_TOKENS,
     batch_size: int = opts.BATCH_SIZE,
     max_tokens: Optional[int] = opts.MAX_TOKENS,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N documents."),
+    limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Extract relation triples (BC5CDR chemical-disease, KD-DTI drug-target, DDI drug-drug).
 
     Example: cat abstracts.jsonl | biogpt extract-relations --task bc5cdr -m RE-BC5CDR-BioGPT/ > triples.jsonl
     """
-    from biogpt.tasks.runner import encode_source
+    from biogpt.tasks.runner import SourceCuts, encode_source
+
+    # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
+    from ..batchjob import BatchJob, Prepared, prepare_all
+    from ..io import ReadOptions, Record, read_inputs
 
     task = resolve_task(task_name, model_name)
     if output_format == "pubtator" and task.name != "bc5cdr":
@@ -159,7 +157,9 @@ def extract_relations(
 
     def encode(item: Record) -> list[int]:
         source = task.source_for_document(text=item.text, title=item.fields.get("title"), abstract=item.fields.get("abstract"))
-        return encode_source(tokenizer, source, recipe, limit=max(room, 8))
+        return encode_source(tokenizer, source, recipe, limit=max(room, 8), cuts=cuts)
+
+    cuts = SourceCuts()  # one warning for the run, not one per long document
 
     job.open(output_format, allowed=("jsonl", "tsv", "pubtator"))
     meta = provenance(model, name, task=task.name, constrained=constrained, decoding={**{"num_beams": task.decoding.num_beams, "max_new_tokens": task.decoding.max_new_tokens}, **decoding}, prompt=recipe.to_dict())
@@ -185,11 +185,10 @@ def extract_relations(
 
     results = generate_in_batches(prepare_all(items, encode), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
                                   batch_size=batch_size, max_tokens=max_tokens, constrained=constrained)
-    failed = job.write_all(results, render)
+    job.write_all(results, render)  # it sums up the skipped documents
+    cuts.report("documents")
     if unmapped:
         logger.warning("%d relations have a name missing from --entities: no CID line for them", unmapped)
-    if failed:
-        logger.warning("%d documents failed", failed)
 
 
 def register(app: typer.Typer) -> None:

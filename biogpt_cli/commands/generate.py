@@ -19,11 +19,12 @@ import typer
 from .. import DEFAULT_MODEL
 from .. import _options as opts
 from .._common import UserError, load_causal_lm, provenance
-from ..batchjob import BatchJob, Prepared, prepare_all, run_prepared
-from ..io import BadRecord, Item, ReadOptions, Record, read_inputs
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the I/O machinery is imported where used: `biogpt --help` loads this module
     from biogpt.model.generation import GenerationConfig
+
+    from ..batchjob import Prepared
+    from ..io import BadRecord, Item, Record
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ def generate_records(
     the BadRecord that explains why there is none. Greedy decoding runs with continuous batching
     (`batch_size` rows, each refilled as it ends); other options in length-sorted batches."""
     import torch
+
+    from ..batchjob import prepare_all, run_prepared
 
     limit = model.config.max_position_embeddings - options.max_new_tokens
     if limit < 2:
@@ -145,10 +148,10 @@ def check_options(
         raise UserError(f"--format {output_format}: expected text or jsonl")
     if not prompt and not input:
         if sys.stdin.isatty():
-            raise UserError("nothing to do: give --prompt TEXT or --input FILE (- for stdin)")
+            raise UserError("nothing to do: give --prompt TEXT or input FILEs (- for stdin)")
         input = ["-"]
     if prompt and input:
-        raise UserError("give either --prompt or --input, not both")
+        raise UserError("give either --prompt or input files, not both")
     if do_sample and temperature <= 0:
         raise UserError("--temperature must be > 0 when sampling")
     if num_beams > 1 and num_return_sequences > num_beams:
@@ -164,14 +167,15 @@ def check_options(
 
 @opts.RUN_FLAGS(after={name: "dtype" for name in ("quantize", "output_format", "output", "force", "stream", "compile_step", "kernels")})
 def generate(
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="A prompt (repeatable)."),
-    input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="File or folder of prompts (repeatable); - for stdin."),
+    inputs: Optional[list[str]] = typer.Argument(None, show_default=False, help="Files or folders of prompts, plain or gzip; - for stdin (default: stdin when piped)."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", show_default=False, help="A prompt given on the command line, repeatable (default: none, INPUTS are read)."),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i", show_default=False, help="Same as INPUTS, kept for older scripts: INPUTS is preferred (default: none)."),
     input_format: str = opts.INPUT_FORMAT,
-    text_key: str = typer.Option("text", "--text-key", help="JSONL field holding the prompt."),
-    id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field holding the record id."),
+    text_key: str = typer.Option("text", "--text-key", help="JSONL: the field holding the prompt (if absent: title + abstract)."),
+    id_key: Optional[str] = opts.ID_KEY,
     model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Local directory, hub id, or fairseq directory."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=0, help="Tokens to generate per prompt."),
-    min_new_tokens: Optional[int] = typer.Option(None, "--min-new-tokens", min=0, help="Forbid EOS before this many new tokens."),
+    min_new_tokens: Optional[int] = typer.Option(None, "--min-new-tokens", min=0, help="Forbid EOS before this many new tokens (default: 0)."),
     num_beams: int = typer.Option(1, "--num-beams", min=1, help="Beam search width (1: greedy or sampling)."),
     do_sample: bool = typer.Option(False, "--do-sample", help="Sample instead of picking the most likely token."),
     top_k: int = typer.Option(50, "--top-k", min=0, help="Sampling: keep the k most likely tokens (0: all)."),
@@ -180,12 +184,12 @@ def generate(
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", min=0.0, help="Penalty for tokens already present."),
     no_repeat_ngram_size: int = typer.Option(0, "--no-repeat-ngram-size", min=0, help="Never repeat an n-gram of this size."),
     num_return_sequences: int = typer.Option(1, "--num-return-sequences", min=1, help="Outputs per prompt (≤ beams, or with sampling)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (sampling is reproducible with it)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: sampling is reproducible with it (default: none, torch's own)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Prompts decoded at once (greedy: rows refilled as each ends)."),
     max_tokens: Optional[int] = opts.MAX_TOKENS,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N prompts (quick trials)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N prompts, for quick trials (default: all)."),
     flags: opts.RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here, with these after --dtype:
-    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 linear layers (fast CPU decoding)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 linear layers, fast CPU decoding (default: none)."),
     output_format: str = typer.Option("text", "--format", "-f", help="text (one output per line) or jsonl."),
     output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
@@ -193,10 +197,18 @@ def generate(
     compile_step: bool = typer.Option(False, "--compile", help="CUDA: compile the captured decode step (torch.compile): ~16% more tokens/s at batch 1 (H100), after a one-time compilation of 25-30 s per (rows, length) bucket. Prompts then decode in static batches. For long generations."),
     kernels: str = typer.Option("auto", "--kernels", help="CUDA, 1-4 rows: the captured decode step's kernels: auto (the fused Triton layer or torch's, whichever replays faster at the first call), torch or triton."),
 ) -> None:
-    """Continue biomedical text, e.g. biogpt generate --prompt "COVID-19 is"."""
+    """Continue biomedical text: prompts from files, stdin or --prompt.
+
+    \b
+    Example: biogpt generate --prompt "COVID-19 is" --max-new-tokens 32
+    Example: biogpt generate prompts.txt -o continuations.txt
+    """
     import torch
 
-    input = check_options(prompt=prompt, input=input, output_format=output_format, do_sample=do_sample, temperature=temperature,
+    from ..batchjob import BatchJob
+    from ..io import ReadOptions, Record, read_inputs
+
+    input = check_options(prompt=prompt, input=[*(inputs or []), *(input or [])], output_format=output_format, do_sample=do_sample, temperature=temperature,
                           num_beams=num_beams, num_return_sequences=num_return_sequences, kernels=kernels, compile_step=compile_step)
     if seed is not None:
         torch.manual_seed(seed)
@@ -265,9 +277,7 @@ def generate(
 
     results = generate_records(items, model=model, tokenizer=tokenizer, options=options,
                                batch_size=1 if streamer else batch_size, max_tokens=max_tokens, streamer=streamer)
-    failed = job.write_all(results, render, show_progress=streamer is None)
-    if failed:
-        logger.warning("%d outputs written, %d documents failed", written, failed)
+    job.write_all(results, render, show_progress=streamer is None)  # it sums up the skipped documents
 
 
 def register(app: typer.Typer) -> None:
