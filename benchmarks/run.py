@@ -213,6 +213,15 @@ def cpu_suite(repeats: int, quick: bool) -> tuple[list[Result], list[str]]:
         results.append(res)
     except ImportError as exc:
         notes.append(f"tokenizer benchmark unavailable: {exc}")
+
+    # start-up of the command line (fresh processes; `python -m benchmarks.startup` has every command)
+    from benchmarks.startup import BASELINE, measure
+
+    lines = [("--help",), ("generate", "--help")]
+    startup = measure(max(repeats, 5), lines)
+    for line in lines:
+        results.append(Result(f"start-up: `biogpt {' '.join(line)}`, wall (lower is better)", "ms", [1000 * w for w, _ in startup[line]],
+                              [1000 * w for w, _ in startup[BASELINE]], "theirs column: `python -c pass`, not transformers"))
     return results, notes
 
 

@@ -15,7 +15,6 @@ neither imports torch.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from .model.lazy import lazy_exports
@@ -23,10 +22,9 @@ from .model.lazy import lazy_exports
 # the checkpoint every command and training run uses unless told otherwise (-m)
 DEFAULT_MODEL = "microsoft/biogpt"
 
-try:
-    __version__ = version("biogpt-cli")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+source"
+# pyproject.toml's version, written here rather than read with importlib.metadata, whose import
+# costs ~35 ms of every `biogpt --help` (tests/test_package.py keeps the two equal)
+__version__ = "0.2.0"
 
 # name -> the module that defines it, imported only when the name is first used
 _LAZY = {

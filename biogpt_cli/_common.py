@@ -48,15 +48,28 @@ def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quan
     if quantize == "int8" and dev.type != "cpu":
         raise UserError("--quantize int8 is for CPU inference; on a GPU use --dtype bfloat16")
     load_dtype = torch.float32 if quantize == "int8" else resolve_dtype(dtype, dev)
-    model = BioGptForCausalLM.from_pretrained(name, dtype=load_dtype, device=dev)
+
     # A classifier loads as a causal LM without complaint (its LM head is the tied embedding),
-    # and would then generate from a head it was never trained for: refuse it by its kind.
-    heads = {"BioGptForTokenClassification": ("token-classification", "tag"),
-             "BioGptForSequenceClassification": ("sequence-classification", "classify")}
-    for arch in model.config.extra.get("architectures") or ():
-        if arch in heads:
-            kind, command = heads[arch]
-            raise UserError(f"{name}: a {kind} model ({arch}), not a language model; use it with `biogpt {command}`")
+    # and would then generate from a head it was never trained for: refuse it by its kind,
+    # read from a local config.json before any weight is loaded (from the loaded config for a hub id).
+    def refuse_classifier(architectures: object) -> None:
+        heads = {"BioGptForTokenClassification": ("token-classification", "tag"),
+                 "BioGptForSequenceClassification": ("sequence-classification", "classify")}
+        for arch in architectures if isinstance(architectures, list) else ():
+            if arch in heads:
+                kind, command = heads[arch]
+                raise UserError(f"{name}: a {kind} model ({arch}), not a language model; use it with `biogpt {command}`")
+
+    local_config = Path(name).expanduser() / "config.json"
+    if local_config.is_file():
+        import json
+
+        try:
+            refuse_classifier(json.loads(local_config.read_text(encoding="utf-8")).get("architectures"))
+        except (OSError, ValueError, AttributeError):
+            pass  # a broken config.json: from_pretrained names the problem
+    model = BioGptForCausalLM.from_pretrained(name, dtype=load_dtype, device=dev)
+    refuse_classifier(model.config.extra.get("architectures"))
     if quantize == "int8":
         from biogpt.model.fast.quantize import quantize_int8
 

@@ -6,7 +6,7 @@ Blocks of options that travel together are `FlagBlock`s: `RUN_FLAGS` (--keep-goi
 --device, --dtype, --resume, --shard of the batch commands) and `TRAIN_FLAGS` (the
 hyper-parameters of every `biogpt train` command). A command takes a block as one parameter,
 `flags`, and receives the values packed in one object (`RunFlags`, `TrainFlags`); its --help
-lists them where that parameter stands.
+lists them where that parameter stands. `RootGroup` is the `biogpt` group itself (fast --help).
 """
 
 from __future__ import annotations
@@ -14,18 +14,28 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-OUTPUT = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout.")
+# Conventions every command keeps (README, "Options"; tests/cli/test_conventions.py): inputs
+# are positional (FILE... or -); a short flag means one thing everywhere (-m model, -o output,
+# -f format, -b batch size, -t task; -v and -q are biogpt's own, before the command); every
+# option has help text, and shows its default or says in its help what leaving it out means.
+INPUTS = typer.Argument(None, show_default=False, help="Files or folders of documents, plain or gzip; - for stdin (default: stdin when piped).")
+OUTPUT = typer.Option(None, "--output", "-o", help="Write to FILE (default: stdout).")
 FORCE = typer.Option(False, "--force", help="Overwrite an existing --output file.")
-INPUT_FORMAT = typer.Option("auto", "--input-format", help="auto, lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml.")
+INPUT_FORMAT = typer.Option("auto", "--input-format", help="auto (from each file's name and first bytes), lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml or pubmed-xml.")
+TEXT_KEY = typer.Option("text", "--text-key", help="JSONL: the field holding the text (if absent: title + abstract).")
+ID_KEY = typer.Option(None, "--id-key", help="JSONL: the field holding the id (default: id, else pmid, else FILE:LINE).")
+LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N documents (default: all).")
 BATCH_SIZE = typer.Option(8, "--batch-size", "-b", min=1, help="Documents decoded at once (greedy: rows refilled as each ends).")
-MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Token budget of one batch or refill (padded prompt tokens).")
+MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Token budget of one batch or refill, in padded prompt tokens (default: no budget, -b decides).")
+NUM_BEAMS = typer.Option(None, "--num-beams", min=1, help="Beam width (default: the task's, 1 as in the official scripts).")
+MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per document (default: the task's).")
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps."
 DTYPE_HELP = "auto, float32, bfloat16 or float16."
 DEVICE = typer.Option("auto", "--device", help=DEVICE_HELP)
@@ -47,22 +57,20 @@ class FlagBlock:
     """Flags declared once and spliced into each command that takes them (see the module
     docstring). Calling the block gives the decorator for one command:
 
-    `documented`: the flags that show their help text in this command (others show only their
-    name); `help`: this command's own help text for some; `after`: the command's own options to
-    list in among the block's (name → the block flag it follows)."""
+    `help`: this command's own help text for some flags (every flag has help text either way);
+    `after`: the command's own options to list in among the block's (name → the block flag it
+    follows)."""
 
     def __init__(self, flags: tuple[Flag, ...], pack: Callable[..., Any]) -> None:
         self.flags = flags
         self.pack = pack
         self.names = frozenset(flag.name for flag in flags)
 
-    def __call__(self, *, documented: Collection[str] | None = None, help: dict[str, str] | None = None,
-                 after: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
-        documented = self.names if documented is None else documented
+    def __call__(self, *, help: dict[str, str] | None = None, after: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
         help, after = help or {}, after or {}
 
         def parameter(flag: Flag) -> inspect.Parameter:
-            text = help.get(flag.name, flag.help if flag.name in documented else None)
+            text = help.get(flag.name, flag.help)
             option = typer.Option(flag.default, *flag.decls, help=text, **flag.bounds)
             return inspect.Parameter(flag.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=flag.annotation)
 
@@ -105,11 +113,11 @@ class RunFlags:
 
 RUN_FLAGS = FlagBlock((
     Flag("keep_going", bool, ("--keep-going",), "Skip failing documents instead of stopping; count them.", default=False),
-    Flag("errors", Optional[Path], ("--errors",), "With --keep-going: write failures here as JSONL."),
+    Flag("errors", Optional[Path], ("--errors",), "With --keep-going: write every failure here as JSONL (default: the first few and a count, on stderr)."),
     Flag("device", str, ("--device",), DEVICE_HELP, default="auto"),
     Flag("dtype", str, ("--dtype",), DTYPE_HELP, default="auto"),
     Flag("resume", bool, ("--resume",), "Continue an interrupted run with -o FILE (same input and options).", default=False),
-    Flag("shard", Optional[str], ("--shard",), "i/N: process only input items k with k % N == i, into FILE.part-i-of-N (then `biogpt merge`)."),
+    Flag("shard", Optional[str], ("--shard",), "i/N: process only input items k with k % N == i, into FILE.part-i-of-N, then `biogpt merge` (default: all items)."),
     Flag("keep_journal", bool, ("--keep-journal",), "Keep FILE's run journal (FILE.biogpt-run.*) after a complete run; removed by default.", default=False),
 ), RunFlags)
 
@@ -139,29 +147,91 @@ class TrainFlags(dict):
         return {**given, **extra}
 
 
+def _default(name: str, *, scratch: bool = True) -> str:
+    """`default: X` of a training option, read from the defaults `resolve_options` starts from
+    (Typer shows none: the flags default to None, "not given", so --config can set them)."""
+    from biogpt.training.options import DEFAULTS, FROM_SCRATCH_DEFAULTS
+
+    text = f"default: {_shown(DEFAULTS[name])}"
+    if scratch and name in FROM_SCRATCH_DEFAULTS:
+        text += f"; with --from-scratch {_shown(FROM_SCRATCH_DEFAULTS[name])}"
+    return text
+
+
+def _shown(value: Any) -> str:
+    return "off" if value is False else "on" if value is True else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _scratch_defaults() -> str:
+    from biogpt.training.options import FROM_SCRATCH_DEFAULTS
+
+    return " ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in FROM_SCRATCH_DEFAULTS.items())
+
+
 TRAIN_FLAGS = FlagBlock((
-    Flag("model_name", Optional[str], ("--model", "-m"), "Pretrained model to fine-tune (default microsoft/biogpt)."),
-    Flag("from_scratch", Optional[str], ("--from-scratch",), "A preset (tiny, small, biogpt) or config.json; defaults then --lr 1e-3 --epochs 20."),
-    Flag("epochs", Optional[int], ("--epochs",), bounds={"min": 1}),
-    Flag("max_steps", Optional[int], ("--max-steps",), bounds={"min": 1}),
-    Flag("lr", Optional[float], ("--lr",)),
-    Flag("batch_size", Optional[int], ("--batch-size", "-b"), bounds={"min": 1}),
-    Flag("grad_accum", Optional[int], ("--grad-accum",), bounds={"min": 1}),
-    Flag("max_samples", Optional[int], ("--max-samples",), bounds={"min": 1}),
-    Flag("seed", Optional[int], ("--seed",)),
-    Flag("dropout", Optional[float], ("--dropout",), bounds={"min": 0.0, "max": 1.0}),
-    Flag("eval_steps", Optional[int], ("--eval-steps",), bounds={"min": 1}),
-    Flag("save_steps", Optional[int], ("--save-steps",), bounds={"min": 1}),
-    Flag("save_total_limit", Optional[int], ("--save-total-limit",), bounds={"min": 1}),
-    Flag("patience", Optional[int], ("--patience",), bounds={"min": 1}),
-    Flag("scheduler", Optional[str], ("--scheduler",), "linear, cosine, inverse_sqrt or constant."),
-    Flag("warmup_steps", Optional[int], ("--warmup-steps",), bounds={"min": 0}),
-    Flag("bf16", Optional[bool], ("--bf16/--no-bf16",)),
+    Flag("model_name", Optional[str], ("--model", "-m"), f"Pretrained model to fine-tune: hub id or directory ({_default('model')})."),
+    Flag("from_scratch", Optional[str], ("--from-scratch",), f"Train a new model instead: a preset (tiny, small, biogpt) or a config.json; its defaults are then {_scratch_defaults()}."),
+    Flag("epochs", Optional[int], ("--epochs",), f"Passes over the training data ({_default('epochs')}).", bounds={"min": 1}),
+    Flag("max_steps", Optional[int], ("--max-steps",), "Stop after N optimizer steps (default: none, --epochs decides).", bounds={"min": 1}),
+    Flag("lr", Optional[float], ("--lr",), f"Peak learning rate ({_default('lr')})."),
+    Flag("batch_size", Optional[int], ("--batch-size", "-b"), f"Examples per batch ({_default('batch_size')}).", bounds={"min": 1}),
+    Flag("grad_accum", Optional[int], ("--grad-accum",), f"Batches per optimizer step ({_default('grad_accum')}).", bounds={"min": 1}),
+    Flag("max_samples", Optional[int], ("--max-samples",), "Train on the first N examples only (default: all).", bounds={"min": 1}),
+    Flag("seed", Optional[int], ("--seed",), f"Random seed of initialisation, order and dropout ({_default('seed')})."),
+    Flag("dropout", Optional[float], ("--dropout",), "Dropout probability (default: the model's own).", bounds={"min": 0.0, "max": 1.0}),
+    Flag("eval_steps", Optional[int], ("--eval-steps",), "Also score --dev every N steps (default: at each epoch's end only).", bounds={"min": 1}),
+    Flag("save_steps", Optional[int], ("--save-steps",), "Also write a checkpoint every N steps (default: at each epoch's end only).", bounds={"min": 1}),
+    Flag("save_total_limit", Optional[int], ("--save-total-limit",), "Keep the N newest checkpoints (default: 2, or --average-last's K).", bounds={"min": 1}),
+    Flag("patience", Optional[int], ("--patience",), "Stop after N evaluations without a better dev score (default: never early).", bounds={"min": 1}),
+    Flag("scheduler", Optional[str], ("--scheduler",), f"linear, cosine, inverse_sqrt or constant ({_default('scheduler')})."),
+    Flag("warmup_steps", Optional[int], ("--warmup-steps",), f"Steps of linear learning-rate warm-up ({_default('warmup_steps')}).", bounds={"min": 0}),
+    Flag("bf16", Optional[bool], ("--bf16/--no-bf16",), f"Compute in bfloat16 autocast ({_default('bf16')})."),
     Flag("gradient_checkpointing", Optional[bool], ("--gradient-checkpointing/--no-gradient-checkpointing",),
-         "Recompute activations in backward to save memory."),
+         f"Recompute activations in backward to save memory ({_default('gradient_checkpointing')})."),
     Flag("cuda_graph", Optional[bool], ("--cuda-graph/--no-cuda-graph",), CUDA_GRAPH_HELP),
     Flag("resume", bool, ("--resume",), "Continue from the latest checkpoint in OUTDIR/checkpoints.", default=False),
-    Flag("resume_from", Optional[Path], ("--resume-from",), "Continue from this checkpoint directory."),
-    Flag("config_file", Optional[Path], ("--config",), "JSON or YAML of these options; flags override it."),
-    Flag("device", Optional[str], ("--device",)),
+    Flag("resume_from", Optional[Path], ("--resume-from",), "Continue from this checkpoint directory (default: a new run, or --resume's latest)."),
+    Flag("config_file", Optional[Path], ("--config",),
+         "JSON or YAML of these options (dashes or underscores); it overrides the defaults shown, flags override it."),
+    Flag("device", Optional[str], ("--device",), f"{DEVICE_HELP[:-1]} ({_default('device')})."),
 ), TrainFlags)
+
+
+# ============================================================================ the root group
+class RootGroup(typer.core.TyperGroup):
+    """The `biogpt` group: a TyperGroup whose groups' own flags skip typer's value coercion.
+
+    Typer (0.29, the one installed here) coerces each parameter's value through a pydantic TypeAdapter, built
+    on first use even for a flag left out, and pydantic's import alone takes ~0.1 s: a third of
+    `biogpt COMMAND --help` (a command's --help returns before its own parameters are coerced,
+    but the groups above it, `biogpt` and `biogpt train`, process theirs first). The groups' flags
+    (-v, -q, --debug, --version, --help, completion) arrive from click as bool, int or None
+    already, so nothing is lost."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _skip_flag_coercion(self, ctx)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # `biogpt -v 2 models`: -v is counted, not given a number; say so instead of "no command '2'"
+        if args and args[0].isdigit():
+            raise typer.BadParameter(f"-v takes no value: repeat it (-vv) instead of -v {args[0]}", ctx=ctx, param_hint="'-v' / '--verbose'")
+        name, command, rest = super().resolve_command(ctx, args)
+        if isinstance(command, typer.core.TyperGroup):  # `biogpt train ...`: that group's flags too
+            _skip_flag_coercion(command, typer.Context(command, info_name=name, parent=ctx, **command.context_settings))
+        return name, command, rest
+
+
+def _skip_flag_coercion(group: Any, ctx: Any) -> None:
+    """Give `group`'s flags (the help option as `ctx` names it) a coercion that returns click's
+    value as it is, instead of the pydantic adapter typer would build for them."""
+    try:
+        from typer._coercion import PassThroughRuntimeParam
+    except ImportError:  # a typer without pydantic coercion: nothing to skip
+        return
+    for param in group.get_params(ctx):
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is None or getattr(param, "_runtime_param", "absent") is not None:
+            continue  # not typer's parameter, or already built
+        if (getattr(param, "is_flag", False) and descriptor.annotation is bool) or (getattr(param, "count", False) and descriptor.annotation is int):
+            param._runtime_param = PassThroughRuntimeParam(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._common import UserError, load_causal_lm
-from .batchjob import Prepared, run_prepared
-from .io import BadRecord
+
+if TYPE_CHECKING:  # imported where used: the command modules import this one for `biogpt --help`
+    from .batchjob import Prepared
+    from .io import BadRecord
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,14 @@ def model_card(name: str | None) -> tuple[list[str], dict[str, Any]]:
     (a fairseq folder: a causal LM that records no task) or it cannot be read."""
     if name is None:
         return [], {}
+    from pathlib import Path
+
     from biogpt.model import BioGptConfig
+    from biogpt.model.errors import PathError
     from biogpt.tasks.runner import RECIPE_KEY
 
+    if Path(name).expanduser().is_file():  # BioGptConfig would read it as a config.json: say what it is
+        raise PathError(f"{name}: is a file, expected a model folder or hub id")
     try:
         config = BioGptConfig.from_pretrained(name)
     except Exception:  # noqa: BLE001 - no card: the model's loading reports what is wrong with it
@@ -104,6 +111,8 @@ def generate_in_batches(
     unconstrained decoding runs with continuous batching (`batch_size` rows, refilled as rows
     finish); other options in length-sorted static batches. Same outputs either way."""
     from biogpt.tasks.runner import continuous_applies, generate_continuously, generate_outputs
+
+    from .batchjob import run_prepared
 
     def run_window(window: list[Prepared]) -> Iterator[tuple[int, tuple[Prepared, Any]]]:
         inputs = [p.input_ids for p in window]

@@ -1,10 +1,14 @@
 """Document readers and writers shared by every command that reads documents.
 
 Readers (one registry, `READERS`) turn files, folders, gzip files or stdin into a stream of
-`Record`s; a record that cannot be used (malformed JSON, no text, not UTF-8, empty) comes out
-as a `BadRecord` naming `file:line` and the problem, so a command can stop with one clear line
-or, with --keep-going, count it and go on. Whole-file problems (missing, a directory with no
-files, binary) raise `UserError`. Everything streams: memory stays flat on huge inputs.
+`Record`s. Every file is opened by `biogpt.model.files.open_input` (gzip by its magic bytes,
+binary refused), the one opener of the package. A record that cannot be used (malformed JSON,
+JSON nested too deeply, a lone surrogate, no text, not UTF-8, empty) comes out as a `BadRecord`
+naming `file:line` and the problem, and so does a file that cannot be read as text at all
+(binary, a broken gzip stream, malformed XML): a command stops with one clear line or, with
+--keep-going, counts it and goes on. Only usage problems raise: a missing path or a folder with
+no files (`PathError`), an unknown --input-format or --format (`InvalidOptionError`).
+Everything streams: memory stays flat on huge inputs.
 
 Writers (`WRITERS`: jsonl, tsv, pubtator, text) write and flush one record at a time.
 """
@@ -12,20 +16,19 @@ Writers (`WRITERS`: jsonl, tsv, pubtator, text) write and flush one record at a 
 from __future__ import annotations
 
 import codecs
-import gzip
-import io
 import json
+import logging
 import re
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
-from ._common import UserError
+from biogpt.model.errors import InputDataError, InvalidOptionError, PathError
+from biogpt.model.files import Input, not_utf8_message
 
-SNIFF_BYTES = 8192
+logger = logging.getLogger(__name__)
 
 
 # ==================================================================================== records
@@ -69,71 +72,28 @@ def reader(name: str) -> Callable[[Reader], Reader]:
 
 
 # ==================================================================================== sources
-class Source:
-    """One input (file, gzip file or stdin) as a binary stream with a name for messages."""
+class Source(Input):
+    """One input (file, gzip file or stdin) opened by the package's one opener, read line by line
+    with the undecodable lines handed to the reader (a BadRecord each) rather than raised."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        if path == "-":
-            self.name = "stdin"
-            raw: IO[bytes] = sys.stdin.buffer
-        else:
-            p = Path(path)
-            if not p.exists():
-                raise UserError(f"{path}: no such file")
-            if p.is_dir():
-                raise UserError(f"{path}: is a directory, expected a file")
-            self.name = str(path)
+    def text_lines(self) -> Iterator[tuple[int, str | BadRecord]]:
+        """(line number, text without its line end), or in place of the text the BadRecord of a
+        line that is not UTF-8 (worded as the package's reader words it), streaming."""
+        for number, raw in self.raw_lines():
             try:
-                raw = p.open("rb")
-            except OSError as exc:
-                raise UserError(f"{path}: cannot open ({exc.strerror})") from None
-        buffered = io.BufferedReader(raw) if not isinstance(raw, io.BufferedReader) else raw  # type: ignore[arg-type]
-        head = buffered.peek(2)[:2]
-        self.gzipped = head == b"\x1f\x8b"
-        self.stream: IO[bytes] = gzip.GzipFile(fileobj=buffered) if self.gzipped else buffered  # type: ignore[assignment]
-        self.stream = io.BufferedReader(self.stream) if self.gzipped else self.stream  # type: ignore[arg-type]
-        try:
-            self.head = self.stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]  # type: ignore[attr-defined]
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise UserError(f"{self.name}: cannot read ({exc})") from None
-        if b"\x00" in self.head and not self.head.startswith((b"\xff\xfe", b"\xfe\xff")):
-            raise UserError(f"{self.name}: looks like a binary file (NUL bytes), expected text")
-
-    def lines(self) -> Iterator[tuple[int, str | None, bytes]]:
-        """(line number, decoded text or None if not UTF-8, raw bytes), streaming."""
-        try:
-            for number, raw in enumerate(self.stream, 1):
-                if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                    raw = raw[len(codecs.BOM_UTF8) :]
-                try:
-                    yield number, raw.decode("utf-8").rstrip("\r\n"), raw
-                except UnicodeDecodeError:
-                    yield number, None, raw
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise UserError(f"{self.name}: cannot read ({exc})") from None
-
-    def close(self) -> None:
-        if self.path != "-":
-            self.stream.close()
-
-
-def _not_utf8(source: Source, number: int, raw: bytes) -> BadRecord:
-    try:
-        raw.decode("utf-8")
-        column = 0
-    except UnicodeDecodeError as exc:
-        column = exc.start + 1
-    return BadRecord(f"{source.name}:{number}", f"bytes that are not UTF-8 (at column {column}); re-encode the file as UTF-8")
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                where = f"{self.name}:{number}"
+                yield number, BadRecord(where, _without_location(not_utf8_message(where, exc), where))
 
 
 # ==================================================================================== readers
 @reader("lines")
 def read_lines(source: Source, opts: ReadOptions) -> Iterator[Item]:
     """One document per line; blank lines are skipped."""
-    for number, text, raw in source.lines():
-        if text is None:
-            yield _not_utf8(source, number, raw)
+    for number, text in source.text_lines():
+        if isinstance(text, BadRecord):
+            yield text
         elif text.strip():
             yield Record(f"{source.name}:{number}", text, location=f"{source.name}:{number}")
 
@@ -144,9 +104,9 @@ def read_paragraphs(source: Source, opts: ReadOptions) -> Iterator[Item]:
     buf: list[str] = []
     start = 0
     bad: BadRecord | None = None
-    for number, text, raw in source.lines():
-        if text is None:
-            bad = bad or _not_utf8(source, number, raw)
+    for number, text in source.text_lines():
+        if isinstance(text, BadRecord):
+            bad = bad or text
             if not buf:
                 start = number
             buf.append("")
@@ -177,20 +137,22 @@ def document_text(title: str, abstract: str) -> str:
 def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
     """One JSON object per line: the text in --text-key (or title + abstract), id in --id-key
     (or `id` / `pmid`)."""
-    for number, line, raw in source.lines():
+    from biogpt.tasks.base import MalformedLine, parse_json_line  # only here: keeps CLI start-up light
+
+    for number, line in source.text_lines():
         where = f"{source.name}:{number}"
-        if line is None:
-            yield _not_utf8(source, number, raw)
+        if isinstance(line, BadRecord):
+            yield line
             continue
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
+            obj = parse_json_line(line)
+        except MalformedLine as exc:
             # a pretty-printed JSON document (ori_pqal.json, a BioC JSON file) fails on its first
             # line: say what is expected rather than only that the line is broken
             hint = "; JSONL is expected: one JSON object per line" if line.strip() in ("{", "[") else ""
-            yield BadRecord(where, f"malformed JSON ({exc.msg} at column {exc.colno}){hint}")
+            yield BadRecord(where, f"{exc}{hint}")
             continue
         if not isinstance(obj, dict):
             yield BadRecord(where, f"expected a JSON object, found {type(obj).__name__}")
@@ -212,20 +174,28 @@ def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
 
 @reader("pubtator")
 def read_pubtator(source: Source, opts: ReadOptions) -> Iterator[Item]:
-    """PubTator (`pmid|t|title`, `pmid|a|abstract`, mention and relation lines; the format and
-    its parser are biogpt.tasks.pubtator's): a document with a malformed line is one BadRecord."""
-    from biogpt.tasks.pubtator import Malformed, parse_pubtator  # only here: keeps CLI start-up light
+    """PubTator (`pmid|t|title`, `pmid|a|abstract`, mention and relation lines; the format, its
+    parser and its rules are biogpt.tasks.pubtator's): a document with a malformed line is one
+    BadRecord; mentions whose offsets do not fit and repeated pmids are counted and reported in
+    one warning each at the end of the file (every copy of a repeated pmid is processed)."""
+    from biogpt.tasks.pubtator import Malformed, parse_pubtator, report_pubtator_problems  # keeps CLI start-up light
 
     lines = (
-        (number, text if text is not None else Malformed(number, _not_utf8(source, number, raw).message))
-        for number, text, raw in source.lines()
+        (number, Malformed(number, text.message) if isinstance(text, BadRecord) else text) for number, text in source.text_lines()
     )
+    seen: dict[str, int] = {}
+    skipped, duplicates = [], []
     for doc in parse_pubtator(lines):
         if isinstance(doc, Malformed):
             yield BadRecord(f"{source.name}:{doc.line}", doc.message)
         elif doc.problem is not None:
             yield BadRecord(f"{source.name}:{doc.problem.line}", doc.problem.message, doc.pmid)
         else:
+            skipped += doc.skipped
+            if doc.pmid in seen:
+                duplicates.append(doc)
+            else:
+                seen[doc.pmid] = doc.line
             where = f"{source.name}:{doc.line}"
             fields = {
                 "title": doc.title,
@@ -235,18 +205,22 @@ def read_pubtator(source: Source, opts: ReadOptions) -> Iterator[Item]:
                 "location": where,
             }
             yield Record(doc.pmid, document_text(doc.title, doc.abstract), fields, where)
+    report_pubtator_problems(source.name, skipped=skipped, duplicates=duplicates, first_lines=seen, kept="every copy is processed")
 
 
 def _bioc_record(doc: dict[str, Any], where: str) -> Item:
     rid = str(doc.get("id") or where)
     passages = doc.get("passages") or []
-    if not isinstance(passages, list):
-        return BadRecord(where, "BioC document whose 'passages' is not a list", rid)
+    if not isinstance(passages, list) or not all(isinstance(p, dict) for p in passages):
+        return BadRecord(where, "BioC document whose 'passages' is not a list of objects", rid)
     parts: list[str] = []
     fields: dict[str, Any] = {"passages": passages}
     for p in passages:
         text = p.get("text") or ""
-        kind = str((p.get("infons") or {}).get("type", "")).lower()
+        infons = p.get("infons") if isinstance(p.get("infons"), dict) else {}
+        if not isinstance(text, str):
+            return BadRecord(where, "BioC passage whose 'text' is not a string", rid)
+        kind = str(infons.get("type", "")).lower()
         if kind in ("title", "front") and "title" not in fields:
             fields["title"] = text
         elif kind.startswith("abstract"):
@@ -259,16 +233,20 @@ def _bioc_record(doc: dict[str, Any], where: str) -> Item:
 @reader("bioc-json")
 def read_bioc_json(source: Source, opts: ReadOptions) -> Iterator[Item]:
     """A BioC JSON collection; documents are decoded one at a time from the stream."""
+    from biogpt.tasks.base import has_lone_surrogate  # only here: keeps CLI start-up light
+
     text = codecs.getreader("utf-8")(source.stream, errors="strict")
     try:
         for index, doc in enumerate(_stream_json_array(text, "documents", source.name)):
             where = f"{source.name}:document {index + 1}"
             if not isinstance(doc, dict):
                 yield BadRecord(where, f"expected a BioC document object, found {type(doc).__name__}")
-                continue
-            yield _bioc_record(doc, where)
+            elif has_lone_surrogate(doc):
+                yield BadRecord(where, "a JSON string holds a lone surrogate (such as \\ud800), which is not text")
+            else:
+                yield _bioc_record(doc, where)
     except UnicodeDecodeError as exc:
-        raise UserError(f"{source.name}: bytes that are not UTF-8 ({exc.reason}); re-encode the file") from None
+        raise InputDataError(f"{source.name}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
 
 
 def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
@@ -296,7 +274,7 @@ def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
         keep = max(len(buf) - 64, 0)
         buf, pos = buf[keep:], 0
         if not more():
-            raise UserError(f"{name}: no {key!r} array; is this a BioC JSON collection?")
+            raise InputDataError(f"{name}: no {key!r} array; is this a BioC JSON collection?")
     while True:
         while True:
             while pos < len(buf) and buf[pos] in " \t\r\n,":
@@ -304,7 +282,7 @@ def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
             if pos < len(buf):
                 break
             if not more():
-                raise UserError(f"{name}: unexpected end of file inside the {key!r} array")
+                raise InputDataError(f"{name}: unexpected end of file inside the {key!r} array")
         if buf[pos] == "]":
             return
         while True:
@@ -313,7 +291,9 @@ def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
                 break
             except json.JSONDecodeError as exc:
                 if not more():
-                    raise UserError(f"{name}: malformed JSON in the {key!r} array ({exc.msg})") from None
+                    raise InputDataError(f"{name}: malformed JSON in the {key!r} array ({exc.msg})") from None
+            except RecursionError:
+                raise InputDataError(f"{name}: JSON nested too deeply to read in the {key!r} array") from None
         pos = end
         yield item
 
@@ -338,7 +318,7 @@ def _iterparse(source: Source, tag: str) -> Iterator[ET.Element]:
                         root.clear()
         parser.close()
     except ET.ParseError as exc:
-        raise UserError(f"{source.name}: malformed XML ({exc})") from None
+        raise InputDataError(f"{source.name}: malformed XML ({exc})") from None
 
 
 @reader("bioc-xml")
@@ -347,7 +327,8 @@ def read_bioc_xml(source: Source, opts: ReadOptions) -> Iterator[Item]:
         passages = []
         for p in elem.findall("passage"):
             infons = {i.get("key", ""): (i.text or "") for i in p.findall("infon")}
-            passages.append({"infons": infons, "offset": int(p.findtext("offset") or 0), "text": p.findtext("text") or ""})
+            offset = (p.findtext("offset") or "0").strip()
+            passages.append({"infons": infons, "offset": int(offset) if offset.isascii() and offset.isdigit() else 0, "text": p.findtext("text") or ""})
         yield _bioc_record({"id": elem.findtext("id"), "passages": passages}, f"{source.name}:document {index + 1}")
 
 
@@ -388,7 +369,7 @@ def detect_format(path: str, head: bytes) -> str:
             return "pubmed-xml"
         if re.search(r"<collection\b", text):
             return "bioc-xml"
-        raise UserError(f"{path}: an XML file that is neither PubMed nor BioC XML; pass --input-format")
+        raise InputDataError(f"{path}: an XML file that is neither PubMed nor BioC XML; pass --input-format")
     if text.startswith("{"):
         first = text.split("\n", 1)[0]
         try:
@@ -399,7 +380,7 @@ def detect_format(path: str, head: bytes) -> str:
                 return "bioc-json"
             return "jsonl"
     if text.startswith("["):
-        raise UserError(f"{path}: a JSON array is not supported; use JSONL (one object per line) or BioC JSON")
+        raise InputDataError(f"{path}: a JSON array is not supported; use JSONL (one object per line) or BioC JSON")
     return "lines"
 
 
@@ -414,10 +395,10 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
             if not files:
-                raise UserError(f"{path}: folder holds no files")
+                raise PathError(f"{path}: folder holds no files")
             out.extend(str(f) for f in files)
         elif not p.exists():
-            raise UserError(f"{path}: no such file or folder")
+            raise PathError(f"{path}: no such file or folder")
         else:
             out.append(path)
     return out
@@ -426,17 +407,35 @@ def expand_inputs(paths: Iterable[str]) -> list[str]:
 def read_inputs(
     paths: Iterable[str], *, input_format: str = "auto", options: ReadOptions | None = None
 ) -> Iterator[Item]:
-    """Every record of every input, in order, streaming."""
+    """Every record of every input, in order, streaming. A file that cannot be read as text
+    (binary, broken gzip, malformed XML, an undetectable format), or whose reading fails half-way,
+    is one BadRecord naming it: a folder with one bad file is a run with one failure, which
+    --keep-going skips and counts."""
     opts = options or ReadOptions()
     if input_format != "auto" and input_format not in READERS:
-        raise UserError(f"--input-format {input_format}: expected auto, {', '.join(READERS)}")
+        raise InvalidOptionError(f"--input-format {input_format}: expected auto, {', '.join(READERS)}")
     for path in expand_inputs(paths):
+        yield from _read_one(path, input_format, opts)
+
+
+def _read_one(path: str, input_format: str, opts: ReadOptions) -> Iterator[Item]:
+    try:
         source = Source(path)
-        try:
-            fmt = detect_format(path, source.head) if input_format == "auto" else input_format
-            yield from READERS[fmt](source, opts)
-        finally:
-            source.close()
+    except InputDataError as exc:
+        yield BadRecord(path if path != "-" else "stdin", _without_location(str(exc), path))
+        return
+    try:
+        fmt = detect_format(path, source.head) if input_format == "auto" else input_format
+        yield from READERS[fmt](source, opts)
+    except InputDataError as exc:
+        yield BadRecord(source.name, _without_location(str(exc), source.name))
+    finally:
+        source.close()
+
+
+def _without_location(message: str, name: str) -> str:
+    """An error's message without the leading `name: ` (a BadRecord carries the location)."""
+    return message.removeprefix(f"{name}: ")
 
 
 # ==================================================================================== writers
@@ -512,5 +511,5 @@ WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "tsv": TsvWriter, "pub
 def make_writer(fmt: str, stream: TextIO, *, allowed: Iterable[str] | None = None) -> Writer:
     names = list(allowed) if allowed is not None else list(WRITERS)
     if fmt not in names:
-        raise UserError(f"--format {fmt}: expected {' or '.join(names)}")
+        raise InvalidOptionError(f"--format {fmt}: expected {' or '.join(names)}")
     return WRITERS[fmt](stream)

@@ -63,31 +63,39 @@ def _root(
 register_all(app)
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread like KeyboardInterrupt is for SIGINT, so that every
-    `finally` runs: temporary files are removed and a journal is left consistent."""
+class Signalled(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread so that every `finally` runs: temporary
+    files are removed and a journal is left consistent. Not KeyboardInterrupt: Typer turns that
+    into a silent exit status before this module could say what to do next."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
+def _on_signal(signum: int, frame: object) -> None:
+    raise Signalled(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; the return value is the exit status (see README, "Exit codes")."""
     _common.RESUME_HINT = False
-    previous = _install_sigterm()
+    previous = _install_handlers()
     try:
         return _run(argv)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _install_sigterm() -> object:
+def _install_handlers() -> dict[int, object]:
+    previous: dict[int, object] = {}
     try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, _on_signal)
     except ValueError:  # not the main thread (an embedding program): its own handling stays
-        return None
+        pass
+    return previous
 
 
 def _run(argv: list[str] | None) -> int:
@@ -103,8 +111,8 @@ def _run(argv: list[str] | None) -> int:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return _interrupted("interrupted", 130)
-    except Terminated:
-        return _interrupted("terminated", 143)
+    except Signalled as exc:
+        return _interrupted("terminated" if exc.signum == signal.SIGTERM else "interrupted", 128 + exc.signum)
     except (UserError, DocumentError, BioGptError) as exc:
         _traceback_if_debug()
         if _is_training_interrupted(exc):

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, BioGptConfig
-from .errors import CheckpointError, InvalidOptionError, ModelNotFoundError, VocabularyError
+from .errors import CheckpointError, InvalidOptionError, ModelNotFoundError, PathError, VocabularyError
 from .fairseq_files import (
     EMBEDDINGS,
     FAIRSEQ_CHECKPOINTS,
@@ -34,7 +35,8 @@ from .fairseq_files import (
     learned_symbols,
     read_fairseq_checkpoint,
 )
-from .safe_pickle import safe_torch_load
+from .files import atomic_directory
+from .safe_pickle import checkpoint_problem, safe_torch_load
 from .vocab_files import FAIRSEQ_DICT_FILE
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,8 @@ def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
             if size > 100_000_000:
                 raise ValueError("header length is implausible")
             header = json.loads(f.read(size))
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
             base = 8 + size
             entries = sorted(
                 ((k, v) for k, v in header.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0]
@@ -140,8 +144,9 @@ def read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
                 if tensor.numel() and f.readinto(tensor.reshape(-1).view(torch.uint8).numpy()) != end - start:
                     raise ValueError(f"{key}: file ends early")
                 yield key, tensor
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError, struct.error) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, OverflowError, struct.error) as exc:
+        # random bytes, a cut file, a header whose shapes or offsets do not add up
+        raise checkpoint_problem(path, f"not a readable safetensors file: {exc}") from None
 
 
 def resolve_checkpoint(
@@ -158,11 +163,13 @@ def resolve_checkpoint(
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".pt":
         return _fairseq_source(path, path.parent, config)
+    if path.exists() and not path.is_dir():
+        raise PathError(f"{path}: is a file, expected a model folder or hub id")
     if path.is_dir() and not (path / CONFIG_NAME).is_file():
         ckpt = find_fairseq_checkpoint(path)
         if ckpt is not None:
             return _fairseq_source(ckpt, path, config)
-        raise ModelNotFoundError(
+        raise PathError(
             f"{path}: not a model directory; expected {CONFIG_NAME} with {SAFE_WEIGHTS} or "
             f"{PT_WEIGHTS} (Hugging Face), or {' / '.join(FAIRSEQ_CHECKPOINTS)} with dict.txt and "
             "bpecodes (fairseq)"
@@ -180,18 +187,20 @@ def resolve_checkpoint(
         if index_file is not None:
             try:
                 weight_map = json.loads(index_file.read_text(encoding="utf-8"))["weight_map"]
-            except (ValueError, KeyError) as exc:
-                raise CheckpointError(f"{index_file}: malformed shard index ({exc})") from None
+                if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                    raise ValueError("weight_map is not an object of file names")
+            except (ValueError, KeyError, TypeError) as exc:
+                raise checkpoint_problem(index_file, f"malformed shard index: {exc}") from None
             shards = []
             for shard in dict.fromkeys(weight_map.values()):
                 shard_path = resolve_file(name, shard, **common)
                 assert shard_path is not None
                 shards.append(shard_path)
             return CheckpointSource(name, "hf", config, shards, tokenizer_path=name)
-    where = path if path.is_dir() else name
-    raise ModelNotFoundError(
-        f"{where}: no weights found; expected {SAFE_WEIGHTS}, {SAFE_INDEX}, {PT_WEIGHTS} or {PT_INDEX}"
-    )
+    expected = f"expected {SAFE_WEIGHTS}, {SAFE_INDEX}, {PT_WEIGHTS} or {PT_INDEX}"
+    if path.is_dir():  # a local folder that is not (or no longer) a whole model: the caller's path
+        raise PathError(f"{path}: no weights found beside {CONFIG_NAME}; {expected}")
+    raise ModelNotFoundError(f"{name}: no weights found; {expected}")
 
 
 def _fairseq_source(ckpt_path: Path, directory: Path, config: BioGptConfig | None) -> CheckpointSource:
@@ -426,37 +435,44 @@ class PretrainedMixin:
     ) -> Path:
         """config.json + model.safetensors (+ shards and index) + the tokenizer files: a directory
         transformers loads with the same logits. tokenizer: the one to save; None = the matching
-        bundled BioGPT vocabulary; False = weights and config only (no sacremoses needed)."""
-        from safetensors.torch import save_file
+        bundled BioGPT vocabulary; False = weights and config only (no sacremoses needed).
 
+        The folder is written under a temporary name and appears only with all its files (see
+        `model_directory`); a full disk raises OutputError naming it and leaves nothing behind."""
         directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        with model_directory(directory) as tmp:
+            self.write_pretrained(tmp, tokenizer=tokenizer, max_shard_size=max_shard_size)
+        return directory
+
+    def write_pretrained(
+        self, directory: Path, *, tokenizer: Any = None, max_shard_size: int | None = None
+    ) -> None:
+        """save_pretrained's files written straight into `directory`, an empty folder the caller
+        makes appear atomically (the temporary folder of `model_directory`, which a trainer also
+        puts its own files into)."""
         config = self.config
         config.extra["architectures"] = [type(self).__name__]
         config.extra["dtype"] = str(next(self.parameters()).dtype).removeprefix("torch.")  # type: ignore[attr-defined]
-        config.save_pretrained(directory)
+        (directory / CONFIG_NAME).write_text(config.to_json_string(), encoding="utf-8")
         state = {k: _own_storage(v.detach().contiguous().cpu()) for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         if config.tie_word_embeddings:
             state = {k: v for k, v in state.items() if not k.endswith("output_projection.weight")}
         shards = _shard(state, max_shard_size)
-        for stale in (SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX, *[p.name for p in directory.glob("model-*.safetensors")]):
-            (directory / stale).unlink(missing_ok=True)
         if len(shards) == 1:
-            save_file(shards[0], str(directory / SAFE_WEIGHTS), metadata={"format": "pt"})
+            save_safetensors(shards[0], directory / SAFE_WEIGHTS)
         else:
             weight_map = {}
             for i, shard in enumerate(shards, 1):
                 name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-                save_file(shard, str(directory / name), metadata={"format": "pt"})
+                save_safetensors(shard, directory / name)
                 weight_map.update({k: name for k in shard})
             total = sum(t.numel() * t.element_size() for t in state.values())
             (directory / SAFE_INDEX).write_text(
-                json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
+                json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n", encoding="utf-8"
             )
         tok = tokenizer if tokenizer is not None else self._default_tokenizer()
         if tok is not None and tok is not False:
             tok.save_pretrained(directory)
-        return directory
 
     def _default_tokenizer(self) -> Any:
         from .tokenizer import BioGptTokenizer
@@ -465,7 +481,7 @@ class PretrainedMixin:
         if path is not None:
             try:
                 return BioGptTokenizer.from_pretrained(path, extra_symbols=extra)
-            except (VocabularyError, ModelNotFoundError) as exc:
+            except (VocabularyError, ModelNotFoundError, PathError) as exc:
                 logger.warning("tokenizer of %s not saved: %s", path, exc)
                 return None
         vocab = self.config.vocab_size
@@ -475,6 +491,48 @@ class PretrainedMixin:
                 return tok
         logger.warning("no tokenizer saved: pass tokenizer= to save_pretrained (vocab_size %d)", vocab)
         return None
+
+
+# ============================================================================ writing
+_WEIGHT_FILES = (SAFE_WEIGHTS, SAFE_INDEX, PT_WEIGHTS, PT_INDEX)
+_SHARD = re.compile(r"^(model|pytorch_model)-\d+-of-\d+\.(safetensors|bin)$")
+
+
+@contextlib.contextmanager
+def model_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """`files.atomic_directory` for a model folder: a new folder appears only with all its files.
+    Saved over an existing model, the weight files the new save does not write (a single file
+    where shards were, shards where a single file was, pytorch_model.bin) are removed once the new
+    files are complete, just before they are moved in: a loader never sees a stale
+    model.safetensors beside a new index. Other files there (a user's notes) are kept."""
+    target = Path(path)
+    with atomic_directory(target) as tmp:
+        yield tmp
+        if target.is_dir():
+            written = {p.name for p in tmp.iterdir()}
+            for old in target.iterdir():
+                if old.name not in written and (old.name in _WEIGHT_FILES or _SHARD.match(old.name)):
+                    old.unlink(missing_ok=True)
+
+
+_OS_ERROR = re.compile(r"(?:os error|code:) (\d+)")
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors' save_file, whose I/O failures (a SafetensorError with the OS error inside
+    its text: "I/O error: File too large (os error 27)") become OSErrors, which the atomic
+    writers report as "PATH: file too large". Other SafetensorErrors are ours to fix: raised."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    except SafetensorError as exc:
+        found = _OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def weights_fingerprint(files: list[Path]) -> dict[str, str]:

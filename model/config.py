@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .files import write_text_atomic
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "biogpt"
@@ -149,7 +150,7 @@ class BioGptConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
         try:
@@ -158,7 +159,9 @@ class BioGptConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
     def to_json_file(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(self.to_json_string(), encoding="utf-8")
+        """Written atomically: a reader never sees a cut config.json (a full disk leaves the old
+        file, or none, and raises OutputError naming it)."""
+        write_text_atomic(path, self.to_json_string())
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
         directory = Path(save_directory)

@@ -3,21 +3,32 @@
 huggingface_hub is imported only when a hub id must be resolved, so the core runs (on local
 directories) where it is not installed. HF_HUB_OFFLINE and an already-filled cache are honoured
 by huggingface_hub itself.
+
+Failing fast: with no network, huggingface_hub (and `datasets` above it) retry for half a
+minute, printing every retry twice (their own handler and the root logger's). One request
+without retries (`hub_unreachable`) says at once whether the hub answers; `offline_hub` then
+lets a cached copy be used without asking again, and `hub_logging` sends those libraries'
+records through the application's logging only (one line each, silenced by its level). Each is
+set for the duration of our call and restored after: nothing process-wide for a library user.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, PathError
 
 logger = logging.getLogger(__name__)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")  # owner/name: a bare word is a missing local folder
 _UNREACHABLE: list[str] = []  # why the hub could not be reached, once found in this process
+PROBE_TIMEOUT = 5.0  # seconds for the one request that asks whether the hub answers
 
 
 def cache_root() -> Path:
@@ -51,12 +62,12 @@ def resolve_file(
         if candidate.is_file():
             return candidate
         if required:
-            raise ModelNotFoundError(f"{candidate}: file not found in model directory {path}")
+            raise PathError(f"{candidate}: file not found in model directory {path}")
         return None
+    if path.exists():
+        raise PathError(f"{name_or_path}: is a file, expected a model folder or hub id")
     if not is_hub_id(str(name_or_path)):
-        raise ModelNotFoundError(
-            f"{name_or_path}: no such directory, and not a Hugging Face hub id (owner/name)"
-        )
+        raise PathError(f"{name_or_path}: no such directory, and not a Hugging Face hub id (owner/name)")
     try:
         import huggingface_hub
         from huggingface_hub import constants as hf_constants
@@ -67,7 +78,7 @@ def resolve_file(
         ) from None
     if not local_files_only and not hf_constants.HF_HUB_OFFLINE:
         cached = huggingface_hub.try_to_load_from_cache(str(name_or_path), filename, cache_dir=cache_dir, revision=revision)
-        if cached is None and _hub_unreachable(str(name_or_path), filename, revision):
+        if cached is None and hub_unreachable(str(name_or_path), filename, revision=revision):
             if not required:
                 return None
             raise ModelNotFoundError(
@@ -75,13 +86,14 @@ def resolve_file(
                 f"({_UNREACHABLE[0]}); download it once on a connected machine, or pass a local model directory"
             )
     try:
-        local = huggingface_hub.hf_hub_download(
-            repo_id=str(name_or_path),
-            filename=filename,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-        )
+        with hub_logging():
+            local = huggingface_hub.hf_hub_download(
+                repo_id=str(name_or_path),
+                filename=filename,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+            )
     except hf_errors.LocalEntryNotFoundError:
         # Offline (HF_HUB_OFFLINE=1, local_files_only, or no network) and not cached. When
         # probing for optional files, "not cached" is indistinguishable from "absent".
@@ -109,8 +121,9 @@ def resolve_file(
     return Path(local)
 
 
-def _hub_unreachable(repo_id: str, filename: str, revision: str | None) -> bool:
-    """Whether a file that is not cached cannot be fetched because the hub cannot be reached.
+def hub_unreachable(repo_id: str, filename: str, *, revision: str | None = None, repo_type: str | None = None) -> bool:
+    """Whether a file that is not cached cannot be fetched because the hub cannot be reached
+    (the reason is then `unreachable_reason()`). repo_type: None (a model) or "dataset".
 
     Why ask first: huggingface_hub retries a failed connection with back-off for about half a
     minute before giving up, printing each retry, when a download is the only way to the
@@ -123,7 +136,11 @@ def _hub_unreachable(repo_id: str, filename: str, revision: str | None) -> bool:
     from huggingface_hub import errors as hf_errors
 
     try:
-        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(repo_id, filename, revision=revision))
+        with hub_logging():
+            url = huggingface_hub.hf_hub_url(repo_id, filename, revision=revision, repo_type=repo_type)
+            # one request (retry_on_errors=False), answered in a few seconds unless the user
+            # gave a slow link more time (HF_HUB_ETAG_TIMEOUT, huggingface_hub's own default 10 s)
+            huggingface_hub.get_hf_file_metadata(url, timeout=float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or PROBE_TIMEOUT))
     except (hf_errors.HfHubHTTPError, hf_errors.EntryNotFoundError):
         return False  # it answered
     except Exception as exc:  # noqa: BLE001 - httpx's connection, timeout and TLS errors, OSError
@@ -131,3 +148,55 @@ def _hub_unreachable(repo_id: str, filename: str, revision: str | None) -> bool:
         logger.debug("the Hugging Face hub cannot be reached: %s", _UNREACHABLE[0])
         return True
     return False
+
+
+def unreachable_reason() -> str | None:
+    """Why the hub could not be reached, once `hub_unreachable` found it so in this process."""
+    return _UNREACHABLE[0] if _UNREACHABLE else None
+
+
+@contextlib.contextmanager
+def offline_hub() -> Iterator[None]:
+    """huggingface_hub and datasets in offline mode (the cache only, no request, no retry) for
+    the `with` block: for a call made after `hub_unreachable` said the hub does not answer.
+    Their module constants are what HF_HUB_OFFLINE=1 sets at import; restored afterwards."""
+    from huggingface_hub import constants as hf_constants
+
+    targets = [hf_constants]
+    datasets_config = sys.modules.get("datasets.config")
+    if datasets_config is not None:
+        targets.append(datasets_config)
+    saved = [(t, t.HF_HUB_OFFLINE) for t in targets]
+    try:
+        for t in targets:
+            t.HF_HUB_OFFLINE = True
+        yield
+    finally:
+        for t, value in saved:
+            t.HF_HUB_OFFLINE = value
+
+
+_HUB_LOGGERS = ("huggingface_hub", "datasets")
+
+
+@contextlib.contextmanager
+def hub_logging() -> Iterator[None]:
+    """huggingface_hub's and datasets' log records through the application's logging only, for
+    the `with` block. Both libraries give their root logger its own stderr handler and level at
+    import, so each warning printed twice (once more through the root logger) and an
+    application's -q could not silence it. Here they have no handler and no level of their own:
+    the root logger's level and handlers decide, as for any library. Restored afterwards."""
+    saved = []
+    for name in _HUB_LOGGERS:
+        lib = logging.getLogger(name)
+        saved.append((lib, lib.level, list(lib.handlers), lib.propagate))
+        lib.handlers = []
+        lib.setLevel(logging.NOTSET)
+        lib.propagate = True
+    try:
+        yield
+    finally:
+        for lib, level, handlers, propagate in saved:
+            lib.handlers = handlers
+            lib.setLevel(level)
+            lib.propagate = propagate

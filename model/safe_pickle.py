@@ -14,7 +14,9 @@ import argparse
 import io
 import os
 import pickle
+import re
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +123,7 @@ class _SafeUnpickler(pickle.Unpickler):
             module = _compat_pickle.IMPORT_MAPPING[module]
         obj = _allowed_global(module, name)
         if obj is None:
-            raise UnsafeCheckpointError(
-                f"{self.source}: refusing to load: the pickle imports {module}.{name}, which is "
-                "not weights or checkpoint metadata and could run code; nothing was executed"
-            )
+            raise checkpoint_problem(self.source, _refused(f"{module}.{name}"), unsafe=True)
         return obj
 
 
@@ -149,6 +148,66 @@ def _safe_pickle_module(source: str) -> types.ModuleType:
     return module
 
 
+def checkpoint_problem(path: str | os.PathLike[str], why: str, *, unsafe: bool = False) -> CheckpointError:
+    """The one error for a weights, checkpoint or training-state file that cannot be read or
+    trusted: "PATH: corrupt or unsafe checkpoint (WHY)", WHY a few words (never torch's advice
+    to load it with weights_only=False, which would run what the pickle names)."""
+    cls = UnsafeCheckpointError if unsafe else CheckpointError
+    return cls(f"{path}: corrupt or unsafe checkpoint ({why})")
+
+
+def _refused(qualname: str) -> str:
+    return f"refused: the pickle imports {qualname}, which could run code; nothing was executed"
+
+
+_TORCH_GLOBAL = re.compile(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", re.IGNORECASE)
+
+
+def short_reason(exc: BaseException) -> str:
+    """A library's exception in a few words: torch's weights-only preamble and documentation
+    links dropped, the first sentence of what is left, at most ~120 characters."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    elif text.startswith("Weights only load failed"):
+        text = text.split("\n\n", 1)[-1]
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Check the documentation")), "")
+    line = line.split(". ", 1)[0].rstrip(".")
+    if not line:
+        return type(exc).__name__
+    if line.startswith(("Unsupported operand", "invalid load key")):  # the pickle layer's words for noise
+        line = f"not a PyTorch file: {line}"
+    return line if len(line) <= 120 else line[:117] + "..."
+
+
+def _torch_load(path: Path, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():  # torch warns about pickle protocols: noise for a user
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", **kwargs)
+
+
+def load_state(path: str | os.PathLike[str]) -> Any:
+    """A file written by torch.save of tensors and plain containers (a training state), read with
+    torch's weights-only unpickler: nothing a pickle names is imported. A file that is not such a
+    pickle (random bytes, cut short, naming os.system) is a `checkpoint_problem`."""
+    path = Path(path)
+    try:
+        return _torch_load(path, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file") from None
+    except OSError as exc:
+        if exc.errno is None:
+            raise checkpoint_problem(path, short_reason(exc)) from None
+        raise  # a failing disk, not a bad file: the CLI names it as such
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError (zip), EOFError, ...
+        found = _TORCH_GLOBAL.search(str(exc))
+        if found:
+            raise checkpoint_problem(path, _refused(found.group(1)), unsafe=True) from None
+        raise checkpoint_problem(path, short_reason(exc)) from None
+
+
 def safe_torch_load(path: str | os.PathLike[str]) -> Any:
     """torch.load without arbitrary code: weights_only first, then the metadata allow-list.
 
@@ -161,18 +220,19 @@ def safe_torch_load(path: str | os.PathLike[str]) -> Any:
     last_error: Exception | None = None
     for mmap in (True, False):
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return _torch_load(path, weights_only=True, mmap=mmap)
         except pickle.UnpicklingError as exc:  # needs globals outside torch's weights-only set
             last_error = exc
             break
         except RuntimeError as exc:  # e.g. mmap of a legacy (non-zip) file
             last_error = exc
             continue
+        except Exception as exc:  # noqa: BLE001 - EOFError and the like: a cut file; the allow-list path says
+            last_error = exc
+            break
     for mmap in (True, False):
         try:
-            return torch.load(
-                path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_safe_pickle_module(str(path))
-            )
+            return _torch_load(path, weights_only=False, mmap=mmap, pickle_module=_safe_pickle_module(str(path)))
         except UnsafeCheckpointError:
             raise
         except RuntimeError as exc:
@@ -180,10 +240,10 @@ def safe_torch_load(path: str | os.PathLike[str]) -> Any:
                 continue
             last_error = exc
             break
-        except Exception as exc:  # a truncated or corrupt file
+        except Exception as exc:  # noqa: BLE001 - a truncated or corrupt file
             last_error = exc
             break
-    raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({last_error})")
+    raise checkpoint_problem(path, short_reason(last_error) if last_error else "unreadable")
 
 
 def to_plain(obj: Any, _depth: int = 0) -> Any:

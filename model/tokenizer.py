@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import VocabularyError
+from .files import write_text_atomic
 from .moses import FastMosesTokenizer
 from .vocab_files import (
     ADDED_TOKENS_FILE,
@@ -574,15 +575,14 @@ class BioGptTokenizer:
         prefix = f"{filename_prefix}-" if filename_prefix else ""
         vocab_file = directory / f"{prefix}{VOCAB_FILE}"
         merges_file = directory / f"{prefix}{MERGES_FILE}"
-        vocab_file.write_text(
-            json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
+        # each file atomically: a full disk leaves the old file (or none), never a cut vocabulary
+        write_text_atomic(vocab_file, json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         ordered = sorted(self.bpe_ranks.items(), key=lambda kv: kv[1])
-        merges_file.write_text("".join(f"{a} {b}\n" for (a, b), _ in ordered), encoding="utf-8")
+        write_text_atomic(merges_file, "".join(f"{a} {b}\n" for (a, b), _ in ordered))
         return str(vocab_file), str(merges_file)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> tuple[str, ...]:
-        """Write files transformers' BioGptTokenizer loads with the same ids."""
+        """Write files transformers' BioGptTokenizer loads with the same ids (each atomically)."""
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         files = list(self.save_vocabulary(directory))
@@ -615,15 +615,15 @@ class BioGptTokenizer:
             "tokenizer_class": "BioGptTokenizer",
         }
         path = directory / TOKENIZER_CONFIG_FILE
-        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         files.append(str(path))
         path = directory / SPECIAL_TOKENS_MAP_FILE
-        path.write_text(json.dumps(specials, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path, json.dumps(specials, indent=2) + "\n")
         files.append(str(path))
         extra = {t: i for t, i in self.added_tokens_encoder.items() if t not in special_set}
         if extra:
             path = directory / ADDED_TOKENS_FILE
-            path.write_text(json.dumps(extra, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_text_atomic(path, json.dumps(extra, indent=2, ensure_ascii=False) + "\n")
             files.append(str(path))
         return tuple(files)
 

@@ -58,7 +58,7 @@ def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise VocabularyError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise VocabularyError(f"{path}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno})") from None
     if not isinstance(data, dict):
         raise VocabularyError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from biogpt.model.errors import BioGptError
+from biogpt.model.errors import InputDataError, PathError
+from biogpt.model.files import open_input, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,18 @@ SPLITS: tuple[str, ...] = ("train", "valid", "test")
 COPY = "<copy>"  # a clause slot filled by an entity name copied from the source
 
 
-class TaskDataError(BioGptError):
-    """A task's data file is missing or malformed; the message names the file (and the line or
-    record) so that the user can fix the path or the file."""
+class TaskDataError(InputDataError):
+    """A task's data file is malformed (or a task name or setting unknown); the message names the
+    file (and the line or record) so that the user can fix it. A data error like any other bad
+    input (exit 1); a missing file or folder is a `PathError` (a usage error)."""
+
+
+class MalformedLine(ValueError):
+    """A JSONL line that cannot be used; the message says why, without the location."""
+
+
+# a JSON string escape of a UTF-16 surrogate: only such a line can decode to a lone surrogate
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass
@@ -269,39 +279,69 @@ def resolve_split_file(
             if path.name == filename(s):
                 return path, s
         return path, split
-    raise TaskDataError(f"{task}: {path}: no such file or directory")
+    raise PathError(f"{task}: {path}: no such file or directory")
+
+
+def parse_json_line(line: str) -> Any:
+    """One JSON value of a JSONL line, or `MalformedLine` saying why not. Besides malformed JSON,
+    two valid-looking lines are refused here, where their line is still known: one nested too
+    deeply for Python to hold (RecursionError) and one holding a lone surrogate ("\\ud800"),
+    which decodes to a `str` that no UTF-8 output can write."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        # json's "Unterminated string starting at" ends in "at": not "starting at at column 7"
+        raise MalformedLine(f"malformed JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})") from None
+    except RecursionError:
+        raise MalformedLine("JSON nested too deeply to read") from None
+    if _SURROGATE_ESCAPE.search(line) is not None and has_lone_surrogate(value):
+        raise MalformedLine("a JSON string holds a lone surrogate (such as \\ud800), which is not text")
+    return value
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a string (or key) that is not valid Unicode text."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (RecursionError, ValueError):
+        return False
+    return False
 
 
 def read_json(path: Path) -> Any:
-    """JSON with the error naming the file and position (never a bare JSONDecodeError)."""
+    """A whole JSON file (gzip or not) with the error naming the file and position (never a bare
+    JSONDecodeError); bad bytes are reported as `file:line` by the reader."""
+    # read_text ends every line with "\n"; without the last one an error at the end of the file
+    # is reported on its last line, not on a line after it that the file does not have
+    text = read_text(path).removesuffix("\n")
     try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TaskDataError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise TaskDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise TaskDataError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg.removesuffix(' at')})") from None
+    except RecursionError:
+        raise TaskDataError(f"{path}: JSON nested too deeply to read") from None
+    if "\\u" in text and has_lone_surrogate(value):
+        raise TaskDataError(f"{path}: a JSON string holds a lone surrogate (such as \\ud800), which is not text")
+    return value
 
 
-def read_jsonl(path: Path, error: type[Exception] = TaskDataError) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSONL file. An unreadable file or a line
-    that is not a JSON object raises `error` (the caller's library error) naming the file and line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise error(f"{path}: cannot read ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise error(f"{path}:{number}: not JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise error(f"{path}:{number}: expected a JSON object, found {type(obj).__name__}")
-        yield number, obj
+def read_jsonl(path: Path | str, error: type[Exception] = TaskDataError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file (gzip or not, `-` for stdin),
+    streaming. A line that is not a JSON object raises `error` (the caller's library error) naming
+    `file:line`; bytes that are not UTF-8 raise InputDataError naming it too."""
+    with open_input(path) as source:
+        for number, line in source.lines():
+            if not line.strip():
+                continue
+            try:
+                obj = parse_json_line(line)
+            except MalformedLine as exc:
+                raise error(f"{source.name}:{number}: {exc}") from None
+            if not isinstance(obj, dict):
+                raise error(f"{source.name}:{number}: expected a JSON object, found {type(obj).__name__}")
+            yield number, obj
 
 
 def require_mapping(obj: Any, path: Path, what: str) -> dict[str, Any]:

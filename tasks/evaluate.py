@@ -15,7 +15,6 @@ not score as a silent zero.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Sequence
@@ -23,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .base import Example, Prediction, Task, TaskDataError
+from biogpt.model.files import open_input
+
+from .base import Example, MalformedLine, Prediction, Task, TaskDataError, parse_json_line
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +51,21 @@ def _has_prediction(obj: dict[str, Any], kind: str) -> bool:
 
 
 def read_predictions(path: Path | str, kind: str = "generative") -> PredictionFile:
-    """Read a JSONL predictions file; bad lines are counted (see the module docstring), a file
-    without a single prediction record raises TaskDataError."""
-    path = Path(path)
-    result = PredictionFile(path=str(path))
+    """Read a JSONL predictions file (gzip or not); bad lines are counted (see the module
+    docstring), a file without a single prediction record raises TaskDataError. Bytes that are
+    not UTF-8 raise InputDataError naming `file:line`: the whole file needs re-encoding, which no
+    count of malformed lines would tell."""
     field_name = "entities" if kind == "ner" else "output"
-    try:
-        handle = path.open(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise TaskDataError(f"{path}: cannot read the predictions ({exc.strerror})") from None
-    with handle:
-        for number, line in enumerate(handle, 1):
+    with open_input(path) as source:
+        result = PredictionFile(path=source.name)
+        for number, line in source.lines():
             if not line.strip():
                 continue
             result.lines += 1
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                result.malformed.append(f"line {number}: not valid JSON ({exc.msg})")
+                obj = parse_json_line(line)
+            except MalformedLine as exc:
+                result.malformed.append(f"line {number}: {exc}")
                 continue
             if not isinstance(obj, dict):
                 result.malformed.append(f"line {number}: not a JSON object")

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from biogpt.model.files import text_lines
+
 from .base import Decoding, Example, Prediction, Recipe, Task, TaskDataError, clean_line, micro_prf_statistic, resolve_split_file, strip_prefix
 
 CLASSES: tuple[str, ...] = (
@@ -60,12 +62,7 @@ class HoCTask(Task):
     def load(self, data: Path | str | None, split: str = "test", **options: Any) -> list[Example]:
         path, split = resolve_split_file("hoc", data, split, lambda s: f"{s}.tsv")
         examples: list[Example] = []
-        try:
-            lines = path.read_text(encoding="utf-8").split("\n")
-        except UnicodeDecodeError as exc:
-            raise TaskDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        for number, line in enumerate(lines, 1):
-            line = line.rstrip("\r")
+        for number, line in text_lines(path):
             if not line.strip():
                 continue
             fields = line.split("\t")

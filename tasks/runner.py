@@ -66,8 +66,33 @@ def save_recipe(model: Any, recipe: PromptRecipe) -> None:
     model.config.extra[RECIPE_KEY] = recipe.to_dict()
 
 
-def encode_source(tokenizer: Any, source: str, recipe: PromptRecipe, *, limit: int | None = None) -> list[int]:
-    """`</s>` + source tokens (cut with `...` when too long) + prompt tokens."""
+@dataclass
+class SourceCuts:
+    """Sources cut to fit, counted so that a run over many documents warns once with the count
+    (`report`) instead of once per document."""
+
+    count: int = 0
+    longest: int = 0  # the longest source cut, in tokens
+    cap: int = 0  # what it was cut to
+
+    def add(self, length: int, cap: int) -> None:
+        self.count += 1
+        if length > self.longest:
+            self.longest, self.cap = length, cap
+
+    def report(self, what: str) -> None:
+        if self.count:
+            logger.warning(
+                "%d %s cut to fit the model (longest: %d tokens cut to %d; last kept token replaced by '...')",
+                self.count, what, self.longest, self.cap,
+            )
+
+
+def encode_source(
+    tokenizer: Any, source: str, recipe: PromptRecipe, *, limit: int | None = None, cuts: SourceCuts | None = None
+) -> list[int]:
+    """`</s>` + source tokens (cut with `...` when too long) + prompt tokens. A cut is warned
+    about here, or counted in `cuts` for the caller's one summary line."""
     ids = list(tokenizer(source, add_special_tokens=False)["input_ids"])
     prompt = [tokenizer.convert_tokens_to_ids(t) for t in recipe.prompt_tokens]
     cap = recipe.max_source_positions
@@ -75,7 +100,10 @@ def encode_source(tokenizer: Any, source: str, recipe: PromptRecipe, *, limit: i
         room = limit - 1 - len(prompt)
         cap = room if cap is None else min(cap, room)
     if cap is not None and len(ids) > cap:
-        logger.warning("source of %d tokens cut to %d (last kept token replaced by '...')", len(ids), cap)
+        if cuts is not None:
+            cuts.add(len(ids), cap)
+        else:
+            logger.warning("source of %d tokens cut to %d (last kept token replaced by '...')", len(ids), cap)
         ids = ids[:cap]
         ids[-1] = tokenizer.convert_tokens_to_ids("...</w>")
     return [tokenizer.eos_token_id, *ids, *prompt]

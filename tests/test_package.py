@@ -43,46 +43,80 @@ def test_cli_entry_points():
     assert out.returncode == 2 and "Traceback" not in out.stderr
 
 
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command and group of the app, walked from the root: ("generate",), ("train", "ner"), ..."""
+    from typer.main import get_command
+
+    from biogpt.main import app
+
+    def walk(cmd, prefix=()):
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield prefix + (name,)
+            yield from walk(sub, prefix + (name,))
+
+    return list(walk(get_command(app)))
+
+
 def test_every_command_has_help_with_an_example():
     from typer.main import get_command
 
     from biogpt.main import app
 
-    def leaves(cmd, prefix=()):
-        for name, sub in getattr(cmd, "commands", {}).items():
-            if hasattr(sub, "commands"):
-                yield from leaves(sub, prefix + (name,))
-            else:
-                yield prefix + (name,), sub
+    root = get_command(app)
+    paths = command_paths()
+    assert {("generate",), ("eval",), ("extract-relations",), ("qa",), ("classify",), ("tag",), ("convert",), ("models",),
+            ("merge",), ("average-checkpoints",), ("info",), ("train", "ner"), ("train", "classify"), ("train", "lm"),
+            ("train", "re"), ("train", "qa"), ("data", "ner-from-pubtator"), ("data", "sample")} <= set(paths)
+    for path in paths:
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]
+        if hasattr(cmd, "commands"):  # a group: its help lists every subcommand
+            out = run("-m", "biogpt", *path, "--help")
+            assert out.returncode == 0 and all(sub in out.stdout for sub in cmd.commands), (path, out.stdout)
+        else:
+            assert cmd.help and "Example: biogpt " in cmd.help or "Example: cat " in cmd.help, path
+    assert "Example: biogpt " in (root.help or "")
 
-    found = dict(leaves(get_command(app)))
-    assert {("generate",), ("eval",), ("extract-relations",), ("qa",), ("classify",), ("tag",), ("convert",), ("models",), ("train", "ner")} <= set(found)
-    for path, cmd in found.items():
-        assert cmd.help and ("Example" in cmd.help or "e.g." in cmd.help or "biogpt " in cmd.help), path
-    out = run("-m", "biogpt", "extract-relations", "--help")
-    assert out.returncode == 0 and "Example" in out.stdout
+
+def test_every_help_and_the_version_import_neither_torch_nor_pydantic():
+    """`biogpt --help`, `--version` and each `COMMAND --help` stay fast (BENCHMARKS.md, start-up):
+    no torch and none of the model, and no pydantic (typer coerces values with it; its import is
+    a third of a `--help`: see biogpt._options.RootGroup). One fresh process per command line,
+    as a user runs them."""
+    lines = [("--help",), ("--version",), *[(*path, "--help") for path in command_paths()]]
+    code = (
+        "import sys\n"
+        "from biogpt.main import main\n"
+        "status = main(sys.argv[1:])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pydantic', 'safetensors', 'sacremoses')\n"
+        "               or m.startswith(('biogpt.model.modeling', 'biogpt.model.tokenizer', 'biogpt.tasks.runner')))\n"
+        "print('HEAVY', status, heavy, file=sys.stderr)\n"
+    )
+    for argv in lines:
+        out = run("-c", code, *argv)
+        assert out.returncode == 0, (argv, out.stderr)
+        assert out.stdout.strip(), argv
+        assert out.stderr.strip().splitlines()[-1] == "HEAVY 0 []", (argv, out.stderr)
+
+
+def test_the_version_is_pyprojects():
+    import tomllib
+
+    import biogpt
+
+    assert biogpt.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert run("-m", "biogpt", "--version").stdout == f"biogpt-cli {biogpt.__version__}\n"
 
 
 SEED = ("BioGptConfig", "BioGptTokenizer", "BioGptModel", "BioGptForCausalLM", "BioGptForTokenClassification",
         "BioGptForSequenceClassification")
 
 
-def test_import_biogpt_and_help_import_neither_torch_nor_the_model():
-    code = (
-        "import sys\n"
-        "import biogpt\n"
-        "assert 'torch' not in sys.modules, 'import biogpt imported torch'\n"
-        "from biogpt.main import main\n"
-        "for argv in (['--help'], ['--version'], ['generate', '--help'], ['train', 'ner', '--help']):\n"
-        "    try:\n"
-        "        main(argv)\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('biogpt.model.modeling', 'biogpt.model.tokenizer'))))\n"
-    )
-    out = run("-c", code)
+def test_import_biogpt_imports_no_torch():
+    out = run("-c", "import sys, biogpt; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith('biogpt.model.')))")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert out.stdout.strip() == "['biogpt.model.lazy']"
 
 
 def test_the_seed_classes_are_exported_from_the_top_lazily():

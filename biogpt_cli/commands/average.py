@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def average_command(
     inputs: list[Path] = typer.Argument(..., help="Checkpoint/model directories, or one run directory with --last."),
     output: Path = typer.Option(..., "--output", "-o", help="The averaged model directory."),
-    last: Optional[int] = typer.Option(None, "--last", min=1, help="Average the K newest checkpoints of the run directory given."),
+    last: Optional[int] = typer.Option(None, "--last", min=1, help="Average the K newest checkpoints of the run directory given (default: the directories given, all of them)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --output."),
 ) -> None:
     """Average the parameters of several checkpoints into one loadable model (exact: float64 sums).

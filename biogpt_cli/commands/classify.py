@@ -19,9 +19,6 @@ from .. import _options as opts
 from .._options import RunFlags
 from .._common import UserError, provenance
 from .._taskrun import decoding_options, default_model, fine_tune_hint, generate_in_batches, get_task, load_task_model, model_card
-from ..batchjob import BatchJob, Prepared, prepare_all
-from ..heads import classify_with_head, load_head
-from ..io import BadRecord, ReadOptions, Record, read_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -51,27 +48,32 @@ def generative_task(task_name: str | None, model_name: str | None, card: tuple[l
 
 @opts.RUN_FLAGS()
 def classify(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
+    inputs: Optional[list[str]] = opts.INPUTS,
     task_name: Optional[str] = typer.Option(None, "--task", "-t", help="hoc: a generative fine-tuned causal LM (default: the task -m MODEL records)."),
-    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A fine-tuned model directory, hub id or fairseq folder."),
+    model_name: Optional[str] = typer.Option(None, "--model", "-m", help="A classification model (`biogpt train classify`) or a fine-tuned causal LM: directory, hub id or fairseq folder (no default)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Multi-label heads: probability to assign a label."),
-    input_format: str = typer.Option("auto", "--input-format"),
-    text_key: str = typer.Option("text", "--text-key"),
-    id_key: Optional[str] = typer.Option(None, "--id-key"),
+    input_format: str = opts.INPUT_FORMAT,
+    text_key: str = opts.TEXT_KEY,
+    id_key: Optional[str] = opts.ID_KEY,
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or tsv."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+    output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
-    num_beams: Optional[int] = typer.Option(None, "--num-beams", min=1),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    num_beams: Optional[int] = opts.NUM_BEAMS,
+    max_new_tokens: Optional[int] = opts.MAX_NEW_TOKENS,
     batch_size: int = opts.BATCH_SIZE,
     max_tokens: Optional[int] = opts.MAX_TOKENS,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Label documents: --task hoc with a generative model, or a classification-head model.
 
     Example: biogpt classify --task hoc -m DC-HoC-BioGPT/ sentences.txt
     """
+    # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
+    from ..batchjob import BatchJob, Prepared, prepare_all
+    from ..heads import classify_with_head, load_head
+    from ..io import BadRecord, ReadOptions, Record, read_inputs
+
     if model_name is None and task_name is None:
         raise UserError("pass -m MODEL (a classification model) or --task hoc with -m a fine-tuned causal LM")
     card = model_card(model_name)
@@ -99,7 +101,7 @@ def classify(
 
         job.write_all(items, render_head)
         return
-    from biogpt.tasks.runner import encode_source
+    from biogpt.tasks.runner import SourceCuts, encode_source
 
     name, model, tokenizer, recipe = load_task_model(task, model_name, device=device, dtype=dtype)
     decoding = decoding_options(num_beams, max_new_tokens)
@@ -113,11 +115,13 @@ def classify(
         return record({"id": prepared.item.id, "labels": [] if parsed.failed else parsed.value, "output": generated.output, "failed": parsed.failed}, meta)
 
     def encode(item: Record) -> list[int]:
-        return encode_source(tokenizer, task.source_for_document(text=item.text), recipe, limit=max(room, 8))
+        return encode_source(tokenizer, task.source_for_document(text=item.text), recipe, limit=max(room, 8), cuts=cuts)
 
+    cuts = SourceCuts()  # one warning for the run, not one per long document
     results = generate_in_batches(prepare_all(items, encode), model=model, tokenizer=tokenizer, task=task, decoding=decoding,
                                   batch_size=batch_size, max_tokens=max_tokens, constrained=False)
     job.write_all(results, render)
+    cuts.report("documents")
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,11 @@ def convert_checkpoint(
     from biogpt.model import BioGptForCausalLM
 
     task_obj, setting = check_task(task, setting)
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
+    if dst.exists() and not dst.is_dir():  # --force replaces a model folder's files, never a file
+        from biogpt.model.errors import PathError
+
+        raise PathError(f"{dst}: exists and is not a directory; give a folder for the converted model")
+    if dst.exists() and any(dst.iterdir()) and not force:
         raise UserError(f"{dst} exists and is not empty; pass --force to overwrite")
     model = BioGptForCausalLM.from_pretrained(src, dtype=dtype)
     _, extra = getattr(model, "tokenizer_source", (None, []))
@@ -74,10 +78,14 @@ def convert(
     dst: Path = typer.Argument(..., help="Output directory (Hugging Face format)."),
     dtype: str = typer.Option("float32", "--dtype", help="Weights dtype to write: float32, bfloat16, float16 or auto."),
     force: bool = typer.Option(False, "--force", help="Overwrite a non-empty DST."),
-    task: Optional[str] = typer.Option(None, "--task", help="Record the task the checkpoint was fine-tuned for: bc5cdr, kd-dti, ddi, pubmedqa or hoc."),
-    setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA checkpoints: reasoning-required or reasoning-free."),
+    task: Optional[str] = typer.Option(None, "--task", help="Record the task the checkpoint was fine-tuned for: bc5cdr, kd-dti, ddi, pubmedqa or hoc (default: none recorded)."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA checkpoints: reasoning-required or reasoning-free (default: none recorded)."),
 ) -> None:
-    """Convert a checkpoint (e.g. Microsoft's fine-tuned fairseq ones) to a Hugging Face directory."""
+    """Convert a checkpoint (Microsoft's fine-tuned fairseq ones, say) to a Hugging Face directory.
+
+    \b
+    Example: biogpt convert RE-BC5CDR-BioGPT/ re-bc5cdr --task bc5cdr
+    """
     convert_checkpoint(src, dst, dtype=dtype, force=force, task=task, setting=setting)
     typer.echo(str(dst))
 

@@ -2,68 +2,74 @@
 
 `ner-from-pubtator`: BioCreative/PubTator documents to `{"id","text","entities"}` lines, text =
 title + " " + abstract (the text PubTator offsets already index), so spans copy over unchanged.
+The PubTator file is read by the package's one PubTator reader (biogpt.tasks.pubtator), so its
+rules hold here as everywhere: gzip or not, a malformed or orphan line is a `file:line` error,
+a mention whose offsets do not fit the text is skipped and counted, a repeated pmid keeps its
+first copy (one warning each); `--strict` refuses the last two instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from .. import _options as opts
-
-from .._common import UserError, open_output
+from .._common import check_output_path
 
 logger = logging.getLogger(__name__)
 
 data_app = typer.Typer(help="Convert data sets for training.", no_args_is_help=True)
 
 
+def ner_records(docs: Iterable[Any], types: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
+    """`{"id","text","entities":[{"start","end","label"}]}` per PubTator document, entities
+    sorted by position and, with `types`, only those types."""
+    keep = set(types or ())
+    for doc in docs:
+        entities = sorted(
+            ({"start": m.start, "end": m.end, "label": m.type} for m in doc.mentions if not keep or m.type in keep),
+            key=lambda e: (e["start"], e["end"]),
+        )
+        yield {"id": doc.pmid, "text": doc.text, "entities": entities}
+
+
+def pubtator_to_ner_jsonl(source: str, output: str = "-", *, types: Iterable[str] | None = None, strict: bool = False) -> int:
+    """Convert a PubTator file to training JSONL written to `output` (`-` is stdout; a file
+    appears only when complete). Returns the number of documents written."""
+    from biogpt.model.errors import InputDataError
+    from biogpt.model.files import atomic_file
+    from biogpt.tasks.pubtator import read_pubtator
+
+    docs = read_pubtator(source, strict=strict)
+    if not docs:
+        raise InputDataError(f"{source}: no PubTator documents")
+    with atomic_file(output) as sink:
+        for record in ner_records(docs.values(), types):
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(docs)
+
+
 @data_app.command("ner-from-pubtator")
 def ner_from_pubtator(
-    source: Path = typer.Argument(..., help="A PubTator file (e.g. CDR_TrainingSet.PubTator.txt)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSONL output (default: stdout)."),
-    types: Optional[list[str]] = typer.Option(None, "--type", help="Keep only these entity types (repeatable)."),
+    source: str = typer.Argument(..., help="A PubTator file (gzip or not; - for stdin), e.g. CDR_TrainingSet.PubTator.txt."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSONL output file (default: stdout); it appears only when complete."),
+    types: Optional[list[str]] = typer.Option(None, "--type", help="Keep only mentions of this type (repeatable), e.g. --type Chemical."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse a repeated pmid or a mention whose offsets do not fit the text (default: keep the first copy / skip the mention, with one warning)."),
     force: bool = opts.FORCE,
 ) -> None:
     """PubTator mentions to {"id","text","entities":[{"start","end","label"}]} JSONL.
 
     Example: biogpt data ner-from-pubtator CDR_TrainingSet.PubTator.txt -o train.jsonl
     """
-    from biogpt.tasks.base import TaskDataError
-    from biogpt.tasks.pubtator import read_pubtator
-
-    try:
-        docs = read_pubtator(source)
-    except TaskDataError as exc:
-        raise UserError(str(exc)) from None
-    if not docs:
-        raise UserError(f"{source}: no PubTator documents")
-    sink = open_output(output, force=force)
-    bad = 0
-    try:
-        for doc in docs.values():
-            text = doc.text
-            entities = []
-            for m in doc.mentions:
-                if types and m.type not in types:
-                    continue
-                if not 0 <= m.start < m.end <= len(text) or text[m.start : m.end] != m.text:
-                    bad += 1
-                    logger.warning("%s: mention %r at %d-%d does not match the text; skipped", doc.pmid, m.text, m.start, m.end)
-                    continue
-                entities.append({"start": m.start, "end": m.end, "label": m.type})
-            entities.sort(key=lambda e: (e["start"], e["end"]))
-            sink.write(json.dumps({"id": doc.pmid, "text": text, "entities": entities}, ensure_ascii=False) + "\n")
-    finally:
-        if sink is not sys.stdout:
-            sink.close()
-    if bad:
-        logger.warning("%d mentions skipped", bad)
+    if output is not None:
+        check_output_path(output, force=force)
+    written = pubtator_to_ner_jsonl(source, str(output) if output is not None else "-", types=types, strict=strict)
+    logger.info("%d documents written to %s", written, output or "stdout")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def merge(
     parts: list[Path] = typer.Argument(..., help="Every part FILE.part-i-of-N of one run (all N of them)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE instead of stdout."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE (default: stdout)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
 ) -> None:
     """Merge the parts of a sharded run (--shard i/N) into one output in input order.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -17,8 +17,9 @@ from .. import _options as opts
 from .._options import RunFlags
 from .._common import UserError, provenance
 from .._taskrun import get_task, load_task_model
-from ..batchjob import BatchJob
-from ..io import BadRecord, ReadOptions, Record, read_inputs
+
+if TYPE_CHECKING:
+    from ..io import Record
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +66,34 @@ def answer_question(
 
 @opts.RUN_FLAGS()
 def qa(
-    inputs: Optional[list[str]] = typer.Argument(None, help="JSONL files with question/context fields (default: stdin)."),
-    question: Optional[str] = typer.Option(None, "--question", "-q", help="One question (with --context)."),
-    context: Optional[str] = typer.Option(None, "--context", "-c", help="The context (abstract) of --question."),
-    long_answer: str = typer.Option("", "--long-answer", help="reasoning-free setting: the long answer of --question."),
+    inputs: Optional[list[str]] = typer.Argument(None, show_default=False, help="JSONL files or folders with question and context fields, plain or gzip; - for stdin (default: stdin when piped)."),
+    # no -q: that is --quiet, before any command (README, "Options")
+    question: Optional[str] = typer.Option(None, "--question", help="One question, with --context, instead of INPUTS (default: read INPUTS)."),
+    context: Optional[str] = typer.Option(None, "--context", "-c", help="The context (abstract) of --question (no default: required with it)."),
+    long_answer: str = typer.Option("", "--long-answer", show_default=False, help="reasoning-free setting: the long answer of --question (default: none)."),
     model_name: Optional[str] = typer.Option(None, "--model", "-m", help="Default: microsoft/BioGPT-Large-PubMedQA (reasoning-free)."),
     setting: Optional[str] = typer.Option(None, "--setting", help="reasoning-required or reasoning-free (default: the model's recipe)."),
     generate: bool = typer.Option(False, "--generate", help="Also generate greedily and report the raw output."),
     question_key: str = typer.Option("question", "--question-key", help="JSONL field with the question."),
     context_key: str = typer.Option("context", "--context-key", help="JSONL field with the context (string or list)."),
     long_answer_key: str = typer.Option("long_answer", "--long-answer-key", help="JSONL field with the long answer."),
-    id_key: Optional[str] = typer.Option(None, "--id-key", help="JSONL field with the id."),
+    id_key: Optional[str] = opts.ID_KEY,
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or tsv."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+    output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Answer yes/no/maybe questions about an abstract, with a probability for each answer.
 
+    \b
     Example: biogpt qa --question "Do statins reduce mortality?" --context "..."
+    Example: biogpt qa questions.jsonl -o answers.jsonl
     """
+    # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
+    from ..batchjob import BatchJob
+    from ..io import BadRecord, ReadOptions, Record, read_inputs
+
     task = get_task("pubmedqa")
     if setting is not None and setting not in ("reasoning-required", "reasoning-free"):
         raise UserError(f"--setting {setting}: expected reasoning-required or reasoning-free")

@@ -6,16 +6,16 @@ Entities are character spans into the input text, read with biogpt.heads (the sa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from .. import _options as opts
 from .._options import RunFlags
 from .._common import UserError, provenance
-from ..batchjob import BatchJob
-from ..heads import load_head, tag_text
-from ..io import ReadOptions, Record, read_inputs
+
+if TYPE_CHECKING:
+    from ..io import Record
 
 
 def pubtator_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]:
@@ -31,6 +31,10 @@ def pubtator_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]
 def load_tagger(name: str, *, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
     from biogpt.model import BioGptConfig, BioGptForTokenClassification
 
+    from ..heads import load_head
+
+    if Path(name).is_file():  # BioGptConfig.from_pretrained would read it as a config.json
+        raise UserError(f"-m {name}: is a file, expected a model folder (`biogpt train ner` writes one)")
     try:
         config = BioGptConfig.from_pretrained(name)
     except Exception as exc:
@@ -42,21 +46,26 @@ def load_tagger(name: str, *, device: str = "auto", dtype: str = "auto") -> tupl
 
 @opts.RUN_FLAGS()
 def tag(
-    inputs: Optional[list[str]] = typer.Argument(None, help="Files or folders of documents (default: stdin)."),
-    model_name: str = typer.Option(..., "--model", "-m", help="A directory written by `biogpt train ner`."),
-    input_format: str = typer.Option("auto", "--input-format"),
-    text_key: str = typer.Option("text", "--text-key"),
-    id_key: Optional[str] = typer.Option(None, "--id-key"),
+    inputs: Optional[list[str]] = opts.INPUTS,
+    model_name: str = typer.Option(..., "--model", "-m", help="A model written by `biogpt train ner` (OUTDIR/model-best)."),
+    input_format: str = opts.INPUT_FORMAT,
+    text_key: str = opts.TEXT_KEY,
+    id_key: Optional[str] = opts.ID_KEY,
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or pubtator."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+    output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Tag named entities: one JSONL record per document with character-offset entities.
 
     Example: biogpt tag -m ner-run/model-best abstracts.jsonl --format pubtator
     """
+    # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
+    from ..batchjob import BatchJob
+    from ..heads import tag_text
+    from ..io import ReadOptions, read_inputs
+
     job = BatchJob.start("tag", flags, inputs=inputs, output=output, output_format=output_format, force=force)
     model, tokenizer = load_tagger(model_name, device=job.device(), dtype=flags.dtype)
     items = job.select(read_inputs(job.inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit)

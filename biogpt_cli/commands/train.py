@@ -18,11 +18,11 @@ from .. import _common
 from .._common import UserError
 from .._options import TRAIN_FLAGS, TrainFlags
 
-train_app = typer.Typer(help="Train or fine-tune a model (NER, classification, language model).", no_args_is_help=True)
-
-# flags documented by name only in the commands that came later (their help stays as it was)
-SOME_HELP = ("gradient_checkpointing", "cuda_graph", "resume", "resume_from", "config_file")
-CUDA_GRAPH_ONLY = ("cuda_graph",)
+train_app = typer.Typer(
+    help="Train or fine-tune a model: NER, classification, language model, relation extraction, question answering.\n\n"
+    "\b\nExample: biogpt train ner train.jsonl --dev dev.jsonl -o ner-run",
+    no_args_is_help=True,
+)
 
 
 class ConsoleDisplay:
@@ -56,7 +56,7 @@ def _dev(path: Optional[Path]) -> str | None:
 def ner(
     train_file: Path = typer.Argument(..., help="JSONL: {'tokens','tags'} (IOB2) or {'text','entities'}."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
-    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev JSONL (same formats): seqeval F1 picks model-best."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev JSONL (same formats): seqeval F1 picks model-best (default: none; model-best is then the last model)."),
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
 ) -> None:
     """Token classification (NER) with labels on each word's first BPE piece.
@@ -69,23 +69,29 @@ def ner(
 
 
 @train_app.command("classify")
-@TRAIN_FLAGS(documented=SOME_HELP)
+@TRAIN_FLAGS()
 def classify(
-    train_file: Path = typer.Argument(..., help="JSONL: {'text','label'} or {'text','labels':[...]} (multi-label)."),
-    output: Path = typer.Option(..., "--output", "-o"),
-    dev: Optional[Path] = typer.Option(None, "--dev"),
+    train_file: Path = typer.Argument(..., help="JSONL: {'text','label'} or {'text','labels':[...]} (multi-label); with --generative the task's data."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data (same format): it picks model-best (default: none; model-best is then the last model)."),
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
-    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="With --generative: the task (hoc) whose data TRAIN_FILE is."),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="With --generative: the task whose data TRAIN_FILE is (default: hoc)."),
     generative: bool = typer.Option(False, "--generative", help="Fine-tune the causal LM to generate the labels (HoC recipe) instead of a head."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="--generative: default or official."),
-    data_split: Optional[str] = typer.Option(None, "--data-split", help="--generative: the training split."),
-    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="--generative: the dev split."),
-    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="--generative: score the first N dev examples (0: none)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="--generative: token budget per batch."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="--generative: default or official, docs/TASK_FORMATS.md (default: default)."),
+    data_split: Optional[str] = typer.Option(None, "--data-split", help="--generative: the training split (default: train)."),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="--generative: the dev split (default: valid)."),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="--generative: score the first N dev examples, 0 none (default: all)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="--generative: generation budget when scoring dev (default: the task's)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="--generative: token budget per batch (default: none, -b decides; official: 1024)."),
 ) -> None:
     """Document classification head (single- or multi-label); the result works with `biogpt classify -m`.
-    With --task hoc --generative: the paper's generative HoC fine-tuning (TRAIN_FILE: the HoC folder or file)."""
+
+    With --task hoc --generative: the paper's generative HoC fine-tuning (TRAIN_FILE: the HoC folder or file).
+
+    \b
+    Example: biogpt train classify docs.jsonl --dev dev.jsonl -o cls-run
+    Example: biogpt train classify --task hoc --generative data/HoC -o hoc-run --recipe official
+    """
     from biogpt.training import train_classify, train_generative
 
     if task_name is not None and not generative:
@@ -102,11 +108,11 @@ def classify(
 
 
 @train_app.command("lm")
-@TRAIN_FLAGS(documented=SOME_HELP, after={"block_size": "from_scratch"})
+@TRAIN_FLAGS(after={"block_size": "from_scratch"})
 def lm(
     corpus: Path = typer.Argument(..., help="Text (one document per line) or JSONL with 'text'."),
-    output: Path = typer.Option(..., "--output", "-o"),
-    dev: Optional[Path] = typer.Option(None, "--dev"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev corpus (same formats): perplexity picks model-best (default: none; model-best is then the last model)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", min=2, help="Tokens per packed block (default: the model's positions)."),
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
 ) -> None:
@@ -123,21 +129,21 @@ RE_TASKS = ("bc5cdr", "kd-dti", "kd_dti", "ddi", "custom", "cdr", "dti")
 
 
 @train_app.command("re")
-@TRAIN_FLAGS(documented=CUDA_GRAPH_ONLY, after={"average_last": "warmup_steps"})
+@TRAIN_FLAGS(after={"average_last": "warmup_steps"})
 def re_(
     data_arg: Optional[Path] = typer.Argument(None, help="The task's data: folder (train.json, valid.json) or file; or --data."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
-    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi, or custom (with --template)."),
-    data_opt: Optional[Path] = typer.Option(None, "--data", help="The task's data (as the argument)."),
-    template: Optional[str] = typer.Option(None, "--template", help="Your relation schema: a clause with {head}, {tail} and {relation}; data: JSONL {'text','relations':[{'head','tail','relation'}]}."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="default (loss on the target, no prompt) or official (docs/TASK_FORMATS.md)."),
-    data_split: Optional[str] = typer.Option(None, "--data-split"),
-    dev_split: Optional[str] = typer.Option(None, "--dev-split"),
-    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data if not in the training folder."),
-    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="Score only the first N dev examples (0: no dev)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget when scoring dev."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (official: 1024)."),
-    average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (official: 5)."),
+    task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi, or custom (no default; custom with --template)."),
+    data_opt: Optional[Path] = typer.Option(None, "--data", help="The task's data, as the argument (default: the argument)."),
+    template: Optional[str] = typer.Option(None, "--template", help="Your relation schema: a clause with {head}, {tail} and {relation}; data: JSONL {'text','relations':[{'head','tail','relation'}]} (default: the task's own)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="default (loss on the target, no prompt) or official, docs/TASK_FORMATS.md (default: default)."),
+    data_split: Optional[str] = typer.Option(None, "--data-split", help="The training split of the task's folder (default: train)."),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="The dev split of the task's folder (default: valid)."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data if not in the training folder (default: --dev-split of the folder)."),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="Score only the first N dev examples, 0 no dev (default: all)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget when scoring dev (default: the task's)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (default: none, -b decides; official: 1024)."),
+    average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (default: no average; official: 5)."),
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
 ) -> None:
     """Relation extraction as generation (BC5CDR, KD-DTI, DDI, or your own schema); the result
@@ -159,21 +165,21 @@ def re_(
 
 
 @train_app.command("qa")
-@TRAIN_FLAGS(documented=CUDA_GRAPH_ONLY, after={"average_last": "warmup_steps"})
+@TRAIN_FLAGS(after={"average_last": "warmup_steps"})
 def qa_(
     data_arg: Optional[Path] = typer.Argument(None, help="ori_pqal.json or its folder; or --data."),
-    output: Path = typer.Option(..., "--output", "-o"),
-    task_name: str = typer.Option("pubmedqa", "--task", "-t"),
-    data_opt: Optional[Path] = typer.Option(None, "--data"),
-    setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA setting (default: the task's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="default or official."),
-    data_split: Optional[str] = typer.Option(None, "--data-split"),
-    dev_split: Optional[str] = typer.Option(None, "--dev-split"),
-    dev: Optional[Path] = typer.Option(None, "--dev"),
-    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
-    average_last: Optional[int] = typer.Option(None, "--average-last", min=1),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
+    task_name: str = typer.Option("pubmedqa", "--task", "-t", help="The question-answering task."),
+    data_opt: Optional[Path] = typer.Option(None, "--data", help="The task's data, as the argument (default: the argument)."),
+    setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA setting: reasoning-required or reasoning-free (default: the task's)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="default (loss on the target, no prompt) or official, docs/TASK_FORMATS.md (default: default)."),
+    data_split: Optional[str] = typer.Option(None, "--data-split", help="The training split of the task's folder (default: train)."),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="The dev split of the task's folder (default: valid)."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data if not in the training folder (default: --dev-split of the folder)."),
+    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="Score only the first N dev examples, 0 no dev (default: all)."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget when scoring dev (default: the task's)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (default: none, -b decides; official: 1024)."),
+    average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (default: no average; official: 5)."),
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
 ) -> None:
     """Question answering as generation (PubMedQA); the result works with `biogpt qa -m`.

@@ -4,7 +4,8 @@ averages the last 5 epoch checkpoints of the relation-extraction runs).
 Every floating-point tensor is summed in float64 and divided once, then cast back to its dtype;
 other tensors (none in our models) are taken from the first checkpoint. The output is a
 loadable model directory: the config, tokenizer and other files of the first checkpoint, with
-the averaged weights in one model.safetensors.
+the averaged weights in one model.safetensors. It is written under a temporary name and
+appears only with all its files (`model_directory`): a full disk leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def _weight_files(directory: Path) -> list[Path]:
 
 
 def load_weights(directory: Path) -> dict:
-    from safetensors.torch import load_file
+    """Every tensor of a folder's safetensors files; a corrupt file is a CheckpointError naming it."""
+    from biogpt.model.checkpoint import read_safetensors
 
     state: dict = {}
     for path in _weight_files(directory):
-        state.update(load_file(str(path)))
+        state.update(read_safetensors(path))
     return state
 
 
@@ -68,8 +70,9 @@ def average_state_dicts(states: list[dict]) -> dict:
 
 
 def average_checkpoints(dirs: list[Path], output: Path) -> Path:
-    """Average `dirs` into `output` (a loadable model directory); returns `output`."""
-    from safetensors.torch import save_file
+    """Average `dirs` into `output` (a loadable model directory); returns `output`. An existing
+    `output` gets the new files (its stale weight files removed, other files kept)."""
+    from biogpt.model.checkpoint import SAFE_WEIGHTS, model_directory, save_safetensors
 
     if not dirs:
         raise TrainingError("no checkpoints to average")
@@ -77,11 +80,14 @@ def average_checkpoints(dirs: list[Path], output: Path) -> Path:
     states = [load_weights(d) for d in dirs]
     averaged = average_state_dicts(states)
     output = Path(output)
-    tmp = output.with_name(f".tmp-{output.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(dirs[0], tmp, ignore=lambda _d, names: [n for n in names if n in SKIP or (n.startswith("model") and n.endswith(".safetensors"))])
-    save_file(averaged, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "averaged_from.txt").write_text("".join(f"{d}\n" for d in dirs), encoding="utf-8")
-    shutil.rmtree(output, ignore_errors=True)
-    tmp.rename(output)
+    with model_directory(output) as tmp:
+        for item in dirs[0].iterdir():  # config, tokenizer, recipe: the first checkpoint's
+            if item.name in SKIP or (item.name.startswith("model") and item.name.endswith(".safetensors")):
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            elif item.is_file():
+                shutil.copyfile(item, tmp / item.name)
+        save_safetensors(averaged, tmp / SAFE_WEIGHTS)
+        (tmp / "averaged_from.txt").write_text("".join(f"{d}\n" for d in dirs), encoding="utf-8")
     return output

@@ -3,7 +3,11 @@ read their task's own files through `biogpt.tasks`).
 
 A training set is read whole and strictly: a malformed line stops the run with its file and
 line number. The batch commands' JSONL reader (`biogpt.io`) is the opposite on purpose: it
-streams documents, needs a text field in each, and lets --keep-going skip a bad one.
+streams documents, needs a text field in each, and lets --keep-going skip a bad one. Both open
+files through `biogpt.model.files` (gzip, stdin, `file:line` for bytes that are not UTF-8).
+
+Every problem of the data is an `InputDataError` (a data error, exit 1, like the inference
+commands' bad input); `TrainingError` is kept for options (biogpt.training.errors).
 """
 
 from __future__ import annotations
@@ -11,18 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from biogpt.tasks.base import read_jsonl
-
-from .errors import TrainingError
+from biogpt.model.errors import InputDataError
+from biogpt.model.files import text_lines
+from biogpt.tasks.base import MalformedLine, parse_json_line, read_jsonl
 
 Span = tuple[int, int, str]
 
 
 def read_training_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, each with `_where` (file:line) for messages."""
-    rows = [{**obj, "_where": f"{path}:{number}"} for number, obj in read_jsonl(path, TrainingError)]
+    rows = [{**obj, "_where": f"{path}:{number}"} for number, obj in read_jsonl(path, InputDataError)]
     if not rows:
-        raise TrainingError(f"{path}: no {what}")
+        raise InputDataError(f"{path}: no {what}")
     return rows
 
 
@@ -41,13 +45,13 @@ def ner_documents(path: Path) -> list[tuple[str, str, list[Span]]]:
                 try:
                     s, t, label = int(e["start"]), int(e["end"]), str(e["label"])
                 except (KeyError, TypeError, ValueError):
-                    raise TrainingError(f"{where}: each entity needs start, end and label") from None
+                    raise InputDataError(f"{where}: each entity needs start, end and label") from None
                 if not 0 <= s < t <= len(row["text"]):
-                    raise TrainingError(f"{where}: entity {s}-{t} lies outside the text")
+                    raise InputDataError(f"{where}: entity {s}-{t} lies outside the text")
                 spans.append((s, t, label))
             docs.append((doc_id, row["text"], spans))
         else:
-            raise TrainingError(f"{where}: expected {{'tokens','tags'}} or {{'text','entities'}}")
+            raise InputDataError(f"{where}: expected {{'tokens','tags'}} or {{'text','entities'}}")
     return docs
 
 
@@ -55,7 +59,7 @@ def _iob2_document(row: dict[str, Any], where: str) -> tuple[str, list[Span]]:
     """(text, spans) of a `{"tokens","tags"}` row: the words joined by single spaces."""
     tokens, tags = row.get("tokens"), row.get("tags")
     if not isinstance(tokens, list) or not isinstance(tags, list) or len(tokens) != len(tags):
-        raise TrainingError(f"{where}: 'tokens' and 'tags' must be lists of the same length")
+        raise InputDataError(f"{where}: 'tokens' and 'tags' must be lists of the same length")
     text, spans = "", []
     open_: list[Any] | None = None
     for token, tag in zip(tokens, tags):
@@ -71,7 +75,7 @@ def _iob2_document(row: dict[str, Any], where: str) -> tuple[str, list[Span]]:
         if kind in ("B", "I") and label:
             open_ = [start, len(text), label]
         elif tag != "O":
-            raise TrainingError(f"{where}: tag {tag!r} is not IOB2 (O, B-X, I-X)")
+            raise InputDataError(f"{where}: tag {tag!r} is not IOB2 (O, B-X, I-X)")
     if open_ is not None:
         spans.append(tuple(open_))
     return text, spans
@@ -83,25 +87,32 @@ def classify_rows(path: Path) -> tuple[list[tuple[str, list[str]]], bool]:
     for row in read_training_jsonl(path, "documents"):
         text = row.get("text")
         if not isinstance(text, str) or not text.strip():
-            raise TrainingError(f"{row['_where']}: needs a non-empty 'text'")
+            raise InputDataError(f"{row['_where']}: needs a non-empty 'text'")
         if isinstance(row.get("labels"), list):
             multi = True
             rows.append((text, [str(x) for x in row["labels"]]))
         elif row.get("label") is not None:
             rows.append((text, [str(row["label"])]))
         else:
-            raise TrainingError(f"{row['_where']}: needs 'label' or 'labels'")
+            raise InputDataError(f"{row['_where']}: needs 'label' or 'labels'")
     return rows, multi
 
 
 def corpus_texts(path: Path) -> list[str]:
     """Documents of a corpus: JSONL (`text`) when every line is a JSON object, else one per line."""
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError as exc:
-        raise TrainingError(f"{path}: cannot read ({exc.strerror})") from None
+    lines = [(number, line) for number, line in text_lines(path) if line.strip()]
     if not lines:
-        raise TrainingError(f"{path}: empty corpus")
-    if all(line.lstrip().startswith("{") for line in lines):
-        return [str(row["text"]) for row in read_training_jsonl(path, "documents") if row.get("text")]
-    return lines
+        raise InputDataError(f"{path}: empty corpus")
+    if not all(line.lstrip().startswith("{") for _, line in lines):
+        return [line for _, line in lines]
+    texts = []
+    for number, line in lines:
+        try:
+            row = parse_json_line(line)
+        except MalformedLine as exc:
+            raise InputDataError(f"{path}:{number}: {exc}") from None
+        if not isinstance(row, dict):
+            raise InputDataError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+        if row.get("text"):
+            texts.append(str(row["text"]))
+    return texts

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from biogpt.heads import Span, encode_words, windows, word_tags
+from biogpt.model.files import open_input
 
 from .errors import TrainingError
 
@@ -28,9 +29,9 @@ def cached_features(sources: list[Path], key: dict[str, Any], build: Callable[[]
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps(key, sort_keys=True, default=str).encode())
     for path in sources:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(chunk)
+        with open_input(path) as source:  # the content as read (a gzip file's text, not its bytes)
+            for _, raw in source.raw_lines():
+                digest.update(raw)
     cache = Path(datasets.config.HF_DATASETS_CACHE) / "biogpt-cli-features" / digest.hexdigest()
     if (cache / "dataset_info.json").is_file():
         logger.info("tokenized features from the cache: %s", cache)
@@ -81,14 +82,16 @@ def classify_features(
     tokenizer: Any, rows: list[tuple[str, list[str]]], names: list[str], label2id: dict[str, int], *, multi: bool, size: int
 ) -> list[dict[str, Any]]:
     """`{"input_ids","label"}` per document: its label's index, or a 0/1 vector over `names` when
-    multi-label; a document longer than the model's positions is cut (with a warning)."""
-    features = []
+    multi-label; a document longer than the model's positions is cut (one warning for the run)."""
+    features, cut, longest = [], 0, 0
     for text, labels in rows:
         ids = tokenizer(text)["input_ids"]
         if len(ids) > size:
-            logger.warning("document of %d tokens truncated to %d for training", len(ids), size)
+            cut, longest = cut + 1, max(longest, len(ids))
         target: Any = [1.0 if name in labels else 0.0 for name in names] if multi else label2id[labels[0]]
         features.append({"input_ids": ids[:size], "label": target})
+    if cut:  # one line for the run, not one per document
+        logger.warning("%d documents truncated to %d tokens for training (longest: %d tokens)", cut, size, longest)
     return features
 
 
@@ -118,14 +121,15 @@ def generative_features(
     target is cut at 1024 − max_source_positions − prompt length (and to fit the model's
     positions) with its last kept token replaced by `...`. Labels: the whole sequence
     (`full_loss`, the official recipe) or only target + `</s>`."""
-    from biogpt.tasks.runner import encode_source
+    from biogpt.tasks.runner import SourceCuts, encode_source
 
     eos, dots = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("...</w>")
     msp = prompt.max_source_positions or positions
     limit = source_limit(positions)
     out = []
+    cuts = SourceCuts()
     for ex in examples:
-        src = encode_source(tokenizer, ex.source, prompt, limit=limit)
+        src = encode_source(tokenizer, ex.source, prompt, limit=limit, cuts=cuts)
         tgt = list(tokenizer(ex.target, add_special_tokens=False)["input_ids"])
         cap = min(1024 - msp - prompt_length, positions - len(src) - 1)
         if cap < 1:
@@ -136,6 +140,7 @@ def generative_features(
         ids = src + tgt + [eos]
         labels = list(ids) if full_loss else [-100] * len(src) + tgt + [eos]
         out.append({"input_ids": ids, "labels": labels})
+    cuts.report("training sources")
     return out
 
 

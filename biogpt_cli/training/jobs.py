@@ -234,10 +234,10 @@ def train_lm(corpus: Path, output: Path, *, config_file: Optional[Path] = None, 
     from biogpt.model import BioGptForCausalLM
 
     options = resolve_options(config_file, given)
+    texts = corpus_texts(corpus)[: options["max_samples"]]  # bad data fails before a model is built
     device = resolve_train_device(options["device"])
     model, tokenizer = build_model(BioGptForCausalLM, options, device)
     block = min(options["block_size"] or model.config.max_position_embeddings, model.config.max_position_embeddings)
-    texts = corpus_texts(corpus)[: options["max_samples"]]
     dataset = cached_features(
         [corpus], {"kind": "lm", "block": block, "vocab": len(tokenizer), "max_samples": options["max_samples"]},
         lambda: pack_blocks(tokenizer, texts, block),
@@ -270,9 +270,11 @@ def perplexity_eval(blocks: list[dict[str, list[int]]]) -> Callable[[Any], dict[
 # ============================================================================ generative tasks
 def generative_eval(task: Any, tokenizer: Any, examples: list[Any], prompt: Any, *, positions: int, max_new_tokens: int | None) -> Callable[[Any], dict[str, float]]:
     """Greedy generation on the dev examples, parsed and scored by the task."""
-    from biogpt.tasks.runner import encode_source, generate_outputs
+    from biogpt.tasks.runner import SourceCuts, encode_source, generate_outputs
 
-    inputs = [encode_source(tokenizer, ex.source, prompt, limit=source_limit(positions)) for ex in examples]
+    cuts = SourceCuts()
+    inputs = [encode_source(tokenizer, ex.source, prompt, limit=source_limit(positions), cuts=cuts) for ex in examples]
+    cuts.report("dev sources")
     decoding: dict[str, Any] = {"num_beams": 1}
     if max_new_tokens:
         decoding["max_new_tokens"] = max_new_tokens
@@ -314,23 +316,22 @@ def generative_task(command: str, task_name: str | None, options: dict[str, Any]
 def load_examples(task: Any, data: Path, options: dict[str, Any]) -> tuple[list[Any], list[Any]]:
     """(training examples, dev examples): the dev split of `dev`, else of the training data
     (where it is missing, no dev set: model-best is then the last model)."""
+    from biogpt.model.errors import PathError
     from biogpt.tasks import TaskDataError
 
     load_options: dict[str, Any] = {}
     if "setting" in task.options and options["setting"]:
         load_options["setting"] = options["setting"]
-    try:
-        examples = task.load(data, options["data_split"], **load_options)[: options["max_samples"]]
-    except TaskDataError as exc:
-        raise TrainingError(str(exc)) from None
+    # the data's own errors go up as they are: bad data exits 1, a missing path 2 (as in `eval`)
+    examples = task.load(data, options["data_split"], **load_options)[: options["max_samples"]]
     dev_examples: list[Any] = []
     if options["dev_limit"] != 0:
         dev_source = Path(options["dev"]) if options["dev"] else data
         try:
             dev_examples = task.load(dev_source, options["dev_split"], **load_options)[: options["dev_limit"]]
-        except TaskDataError as exc:
+        except (TaskDataError, PathError) as exc:
             if options["dev"]:
-                raise TrainingError(str(exc)) from None
+                raise
             logger.warning("no dev set (%s): model-best is the last model", exc)
     return examples, dev_examples
 

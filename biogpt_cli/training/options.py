@@ -40,8 +40,10 @@ RANGES = (
 
 def read_config(config_file: Path) -> dict[str, Any]:
     """The option values of a JSON or YAML file (dashes in names read as underscores)."""
+    from biogpt.model.files import read_text  # the one reader: PathError / file:line for bad bytes
+
+    text = read_text(config_file)
     try:
-        text = config_file.read_text(encoding="utf-8")
         if config_file.suffix.lower() in (".yaml", ".yml"):
             import yaml  # PyYAML comes with `datasets`
 

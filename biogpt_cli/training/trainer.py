@@ -9,6 +9,11 @@ CUDA) to continue with bit-identical losses. Checkpoints are written only at opt
 boundaries. Everything is stored as tensors or plain containers and read back with
 `torch.load(..., weights_only=True)`: nothing is ever unpickled.
 
+Every folder the trainer writes (checkpoints/step-N, model-best, model-last) is assembled under a
+temporary name and appears only with all its files (`biogpt.model.checkpoint.model_directory`):
+a full disk or a kill never leaves a checkpoint that --resume would take for a complete one
+(what a SIGKILL leaves under a temporary name is swept when the folder is next written).
+
 Library code: errors are `TrainingError`s (biogpt.training.errors) and what the run shows goes
 through a `display` (the CLI passes its progress bar and evaluation table; none by default, and
 the dev metrics are logged).
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import signal
@@ -30,6 +36,7 @@ from typing import Any, Protocol
 import torch
 
 from biogpt.model.errors import InvalidOptionError
+from biogpt.model.files import output_failure, write_text_atomic
 
 from ..progress import NoProgress
 from .errors import TrainingError, TrainingInterrupted
@@ -108,6 +115,44 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _WholeWrites:
+    """A file for torch.save that writes every byte it is given or raises. torch's zip writer
+    takes a short write (a file size limit reached) for a corrupt stream and says "unexpected
+    pos"; this keeps the OSError (errno EFBIG, ENOSPC) so it is reported as what it is."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        try:
+            while len(view):
+                written = self.raw.write(view)
+                if not written:
+                    raise OSError(28, os.strerror(28))  # no progress: no space
+                view = view[written:]
+        except OSError as exc:
+            self.error = exc
+            raise
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def save_state(state: dict[str, Any], path: Path) -> None:
+    """torch.save of a training state, its write failures raised as OSErrors (see _WholeWrites)."""
+    with open(path, "wb", buffering=0) as raw:
+        sink = _WholeWrites(raw)
+        try:
+            torch.save(state, sink)  # type: ignore[arg-type]
+        except (RuntimeError, OSError):
+            if sink.error is not None:
+                raise sink.error from None
+            raise
 
 
 def dist_info() -> tuple[int, int]:
@@ -278,13 +323,12 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """OUTDIR/checkpoints/step-N: weights (safetensors via save_pretrained), optimizer,
         scheduler, RNG states and data position; written to a temporary folder then renamed."""
+        from biogpt.model.checkpoint import model_directory
+
         root = self.out / "checkpoints"
         final = root / f"step-{self.step}"
         if not self.is_main:
             return final
-        tmp = root / f".tmp-step-{self.step}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self._save_model(tmp)
         state = {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -297,9 +341,9 @@ class Trainer:
             "best": self.best,
             "bad_evals": self.bad_evals,
         }
-        torch.save(state, tmp / STATE_FILE)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        with model_directory(final) as tmp:
+            self._write_model(tmp)
+            save_state(state, tmp / STATE_FILE)
         self._prune_checkpoints()
         logger.info("checkpoint %s", final)
         return final
@@ -314,26 +358,39 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore everything `save_checkpoint` wrote (weights_only loading: no pickled code)."""
-        from safetensors.torch import load_file
+        """Restore everything `save_checkpoint` wrote (weights_only loading: no pickled code).
+        A file that is cut, random or names code to run is a CheckpointError "PATH: corrupt or
+        unsafe checkpoint (...)", raised before the model is changed."""
+        from biogpt.model.checkpoint import SAFE_WEIGHTS, read_safetensors
+        from biogpt.model.safe_pickle import checkpoint_problem, load_state
 
         path = Path(path)
         if not (path / STATE_FILE).is_file():
             raise TrainingError(f"--resume {path}: not a training checkpoint (no {STATE_FILE})")
-        weights = load_file(str(path / "model.safetensors"), device=str(self.device))
+        weights_file = path / SAFE_WEIGHTS
+        if not weights_file.is_file():
+            raise checkpoint_problem(path, f"no {SAFE_WEIGHTS} beside {STATE_FILE}")
+        weights = dict(read_safetensors(weights_file))
+        state = load_state(path / STATE_FILE)
+        keys = ("optimizer", "scheduler", "rng", "step", "epoch", "batch_index", "best", "bad_evals")
+        if not isinstance(state, dict) or any(k not in state for k in keys):
+            found = ", ".join(list(map(str, state))[:10]) if isinstance(state, dict) else type(state).__name__
+            raise checkpoint_problem(path / STATE_FILE, f"not a training state: expected {', '.join(keys)}; found {found or 'nothing'}")
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.endswith("output_projection.weight")]
         if missing or unexpected:
             raise TrainingError(f"--resume {path}: checkpoint does not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         from biogpt.model.training import load_optimizer_state
 
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-        load_optimizer_state(self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self._float_base_lrs()
-        _set_rng_state(state["rng"])
-        self.step, self.epoch, self.batch_index = int(state["step"]), int(state["epoch"]), int(state["batch_index"])
-        self.best, self.bad_evals = state["best"], int(state["bad_evals"])
+        try:
+            load_optimizer_state(self.optimizer, state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self._float_base_lrs()
+            _set_rng_state(state["rng"])
+            self.step, self.epoch, self.batch_index = int(state["step"]), int(state["epoch"]), int(state["batch_index"])
+            self.best, self.bad_evals = state["best"], int(state["bad_evals"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # a state of another shape
+            raise checkpoint_problem(path / STATE_FILE, f"does not fit this run: {type(exc).__name__}: {exc}") from None
         self._truncate_metrics()
         logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step, self.epoch, self.batch_index)
 
@@ -342,23 +399,49 @@ class Trainer:
         path = self.out / "metrics.jsonl"
         if not path.is_file():
             return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        keep = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut by the kill that stopped the run: logged again
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= self.step:
+                keep.append(line)
+        # atomically: a failure here must not lose the log of the steps before the checkpoint
+        write_text_atomic(path, "".join(line + "\n" for line in keep))
 
     def _save_model(self, directory: Path) -> None:
+        """A model folder (model-best, model-last) that appears with all its files."""
+        from biogpt.model.checkpoint import model_directory
+
         if not self.is_main:
             return
-        self.model.save_pretrained(directory, tokenizer=self.tokenizer)  # type: ignore[attr-defined]
+        with model_directory(directory) as tmp:
+            self._write_model(tmp)
+
+    def _write_model(self, folder: Path) -> None:
+        """The model's files and training_config.json into `folder` (a temporary one)."""
+        write = getattr(self.model, "write_pretrained", None)
+        if write is not None:
+            write(folder, tokenizer=self.tokenizer)
+        else:  # a library user's own model class: its save_pretrained into our temporary folder
+            self.model.save_pretrained(folder)  # type: ignore[attr-defined]
         config = {**asdict(self.args), "total_steps": self.total_steps, "step": self.step}
-        (directory / "training_config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
+        (folder / "training_config.json").write_text(json.dumps(config, indent=2, default=str) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ logging
     def _log(self, record: dict[str, Any]) -> None:
         if not self.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        with (self.out / "metrics.jsonl").open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.out / "metrics.jsonl"
+        try:
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:  # a full disk: named, and no empty log left behind
+            if path.is_file() and path.stat().st_size == 0:
+                path.unlink()
+            raise output_failure(path, exc) from exc
 
     def _show_eval(self, metrics: dict[str, float]) -> None:
         if self.quiet or not self.is_main:
@@ -498,9 +581,7 @@ class Trainer:
         if self._signal is not None:
             path = self.save_checkpoint()
             name = signal.Signals(self._signal).name
-            raise TrainingInterrupted(
-                f"{name} at step {self.step}: checkpoint saved to {path}; continue with --resume"
-            )
+            raise TrainingInterrupted(f"{name} at step {self.step}: checkpoint saved to {path}", signum=self._signal)
 
     def _finish(self) -> dict[str, Any]:
         """The last and best models on disk, and the run's summary."""

@@ -69,3 +69,31 @@ def test_average_last_k_of_a_run_and_errors(app, tmp_path) -> None:
     other = tiny_lm(seed=0, num_hidden_layers=1).save_pretrained(tmp_path / "other")
     with pytest.raises(TrainingError, match="same tensors"):
         invoke(app, "average-checkpoints", run / "checkpoints" / "step-10", other, "-o", tmp_path / "bad")
+
+
+def test_average_on_a_full_disk_and_from_a_corrupt_checkpoint(app, tmp_path) -> None:
+    """A full disk: one line naming the output, no folder and no .tmp-avg/ left; a corrupt input:
+    "corrupt or unsafe checkpoint"; the average's files get ordinary modes."""
+    import os
+    import stat
+
+    from biogpt.model.errors import CheckpointError
+
+    from tests.faults import run_with_file_size_limit, temporaries
+
+    a, b = _save(tmp_path, "a", 1), _save(tmp_path, "b", 2)
+    out = tmp_path / "avg"
+    result = run_with_file_size_limit(["average-checkpoints", str(a), str(b), "-o", str(out)], 100_000)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [f"biogpt: error: {out}: file too large"]
+    assert not out.exists() and temporaries(tmp_path) == []
+    old = os.umask(0o022)
+    try:
+        invoke(app, "average-checkpoints", a, b, "-o", out)
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+    (b / "model.safetensors").write_bytes(os.urandom(3000))
+    with pytest.raises(CheckpointError, match=rf"^{b / 'model.safetensors'}: corrupt or unsafe checkpoint \("):
+        invoke(app, "average-checkpoints", a, b, "-o", tmp_path / "avg2")
+    assert not (tmp_path / "avg2").exists() and temporaries(tmp_path) == []

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from biogpt.model.errors import PathError
 import typer
 from typer.testing import CliRunner
 
@@ -198,8 +200,8 @@ def test_save_predictions_is_checked_before_the_model_loads(tmp_path: Path, task
     data = str(FIX / "BC5CDR")
     args = ["eval", task, "--data", data, "-m", str(tmp_path / "no-model"), "--save-predictions"]
     result = CliRunner().invoke(_app(), args + [str(tmp_path / "nodir" / "p.jsonl")])
-    assert isinstance(result.exception, UserError), result.exception
-    assert str(result.exception) == f"{tmp_path / 'nodir'}: no such directory for the output file"
+    assert isinstance(result.exception, PathError), result.exception  # a usage error (exit 2)
+    assert str(result.exception) == f"{tmp_path / 'nodir'}: no such directory for the output file p.jsonl"
     (tmp_path / "taken.jsonl").write_text("keep")
     result = CliRunner().invoke(_app(), args + [str(tmp_path / "taken.jsonl")])
     assert isinstance(result.exception, UserError) and "--force" in str(result.exception)

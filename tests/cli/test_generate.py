@@ -30,6 +30,21 @@ def test_stdin_jsonl_round_trip(model_dir):
         assert len(r["provenance"]["weights_blake2b"]) == 32 and r["provenance"]["options"]["max_new_tokens"] == 6
 
 
+def test_inputs_are_positional_as_in_every_batch_command_and_input_stays_an_alias(model_dir, tmp_path):
+    src = tmp_path / "prompts.txt"
+    src.write_text("COVID-19 is\nAspirin induced\n")
+    common = ["-m", str(model_dir), "--format", "jsonl", "--max-new-tokens", "3"]
+    strip = lambda out: [{k: v for k, v in json.loads(l).items() if k not in ("tokens_per_second", "provenance")} for l in out.splitlines()]  # noqa: E731
+    positional, alias = biogpt("generate", str(src), *common), biogpt("generate", "--input", str(src), *common)
+    assert positional.returncode == 0 and alias.returncode == 0, positional.stderr + alias.stderr
+    assert strip(positional.stdout) == strip(alias.stdout)
+    assert [r["prompt"] for r in strip(positional.stdout)] == ["COVID-19 is", "Aspirin induced"]
+    piped = biogpt("generate", "-", *common, input="COVID-19 is\nAspirin induced\n")
+    assert [r["prompt"] for r in strip(piped.stdout)] == ["COVID-19 is", "Aspirin induced"]
+    both = biogpt("generate", str(src), "--prompt", "x", *common)
+    assert both.returncode == 2 and both.stderr.strip() == "biogpt: error: give either --prompt or input files, not both"
+
+
 def test_cli_output_equals_library_generate(model_dir):
     result = biogpt("generate", "--prompt", "COVID-19 is", "-m", str(model_dir), "--max-new-tokens", "8", "--num-beams", "3")
     assert result.returncode == 0, result.stderr
@@ -65,7 +80,7 @@ def test_output_file_is_never_overwritten_without_force(model_dir, tmp_path):
 
 def test_user_errors_are_one_line(model_dir, tmp_path):
     for args, code, needle in (
-        (["generate", "--prompt", "x", "-m", str(tmp_path / "none")], 1, "no such directory"),
+        (["generate", "--prompt", "x", "-m", str(tmp_path / "none")], 2, "no such directory"),
         (["generate", "--input", str(tmp_path / "missing.txt"), "-m", str(model_dir)], 2, "missing.txt: no such file"),
         (["generate", "--prompt", "x", "-m", str(model_dir), "--format", "xml"], 2, "--format xml"),
         (["generate", "--prompt", "x", "-m", str(model_dir), "--num-beams", "2", "--num-return-sequences", "3"], 2, "at most --num-beams"),
@@ -126,11 +141,11 @@ def test_streaming_prints_the_same_text(model_dir):
 
 def test_a_missing_model_or_an_option_out_of_range_is_one_line(model_dir, tmp_path):
     """One line each: a model folder that is not there (a bare word is not taken for a hub id:
-    exit 1, as test_user_errors_are_one_line), an option the library rejects (its
+    a usage error, exit 2, as test_user_errors_are_one_line), an option the library rejects (its
     InvalidOptionError: a usage error, exit 2)."""
     for args, code, message in (
-        (("-m", str(tmp_path / "nomodel")), 1, "nomodel: no such directory, and not a Hugging Face hub id"),
-        (("-m", "biogtp"), 1, "biogtp: no such directory, and not a Hugging Face hub id"),
+        (("-m", str(tmp_path / "nomodel")), 2, "nomodel: no such directory, and not a Hugging Face hub id"),
+        (("-m", "biogtp"), 2, "biogtp: no such directory, and not a Hugging Face hub id"),
         (("-m", str(model_dir), "--repetition-penalty", "0"), 2, "repetition_penalty must be > 0, got 0.0"),
     ):
         result = biogpt("generate", "--prompt", "Aspirin", "--max-new-tokens", "2", *args)
@@ -146,7 +161,9 @@ def test_bad_documents_stop_the_run_or_are_skipped_with_keep_going(model_dir, tm
     result = biogpt("generate", "--input", str(src), "-m", str(model_dir), "--format", "jsonl", "--max-new-tokens", "3", "-o", str(out))
     assert result.returncode == 1
     assert "in.jsonl:2: malformed JSON" in result.stderr and "Traceback" not in result.stderr
-    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a"]  # what was written before stays
+    # what was written before stays, in OUT.partial for --resume: the final name holds only complete outputs
+    partial = out.with_name(out.name + ".partial")
+    assert not out.exists() and [json.loads(l)["id"] for l in partial.read_text().splitlines()] == ["a"]
 
     errors = tmp_path / "errors.jsonl"
     result = biogpt("generate", "--input", str(src), "-m", str(model_dir), "--format", "jsonl", "--max-new-tokens", "3",
@@ -155,7 +172,7 @@ def test_bad_documents_stop_the_run_or_are_skipped_with_keep_going(model_dir, tm
     assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == ["a", "d"]
     failed = [json.loads(l) for l in errors.read_text().splitlines()]
     assert [f["location"].rsplit(":", 1)[1] for f in failed] == ["2", "3"]
-    assert "empty document" in failed[1]["error"] and "2 documents failed" in result.stderr
+    assert "empty document" in failed[1]["error"] and "2 documents skipped" in result.stderr
 
 
 def test_limit_formats_and_binary_input(model_dir, tmp_path):
@@ -166,6 +183,6 @@ def test_limit_formats_and_binary_input(model_dir, tmp_path):
     binary = tmp_path / "x.bin"
     binary.write_bytes(b"\x00\x01\x02garbage")
     result = biogpt("generate", "--input", str(binary), "-m", str(model_dir))
-    assert result.returncode == 2 and "binary file" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "binary file" in result.stderr and "Traceback" not in result.stderr  # bad data: 1
     result = biogpt("--debug", "generate", "--input", str(binary), "-m", str(model_dir))
-    assert result.returncode == 2 and "Traceback" in result.stderr
+    assert result.returncode == 1 and "Traceback" in result.stderr

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from biogpt._common import UserError
+from biogpt.model.errors import BioGptError, InvalidOptionError, PathError
 from biogpt.batching import Ordered, plan_batches, run_in_batches, run_windows
 from biogpt.io import BadRecord, ReadOptions, Record, make_writer, read_inputs
 
@@ -103,20 +103,50 @@ def test_gzip_folders_and_detection(tmp_path):
     assert [r.id for r in items] == ["g1", "31234567", "31234568"]
 
 
-def test_whole_file_problems_are_user_errors(tmp_path):
-    with pytest.raises(UserError, match="no such file"):
+def test_missing_paths_and_unknown_formats_are_usage_errors(tmp_path):
+    """A path or option the user got wrong raises (exit 2), before anything is read."""
+    with pytest.raises(PathError, match="no such file"):
         records(tmp_path / "missing.txt")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="folder holds no files"):
+    with pytest.raises(PathError, match="folder holds no files"):
         records(tmp_path / "empty")
-    (tmp_path / "bin").write_bytes(b"\x7fELF\x00\x00\x01binary")
-    with pytest.raises(UserError, match="binary file"):
-        records(tmp_path / "bin")
-    (tmp_path / "bad.xml").write_text("<PubmedArticleSet><PubmedArticle>")
-    with pytest.raises(UserError, match="malformed XML|unexpected end"):
-        records(tmp_path / "bad.xml")
-    with pytest.raises(UserError, match="--input-format nope"):
+    with pytest.raises(InvalidOptionError, match="--input-format nope"):
         records(IO / "bioc.xml", input_format="nope")
+
+
+def test_unreadable_files_are_one_bad_record_each(tmp_path):
+    """A file that cannot be read as text (binary, malformed XML, broken gzip) is one BadRecord
+    naming it, so that --keep-going skips and counts it; the files around it are read."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("first\n")
+    (tmp_path / "d" / "b.bin").write_bytes(b"\x7fELF\x00\x00\x01binary")
+    (tmp_path / "d" / "c.xml").write_text("<PubmedArticleSet><PubmedArticle>")
+    (tmp_path / "d" / "d.gz").write_bytes(gzip.compress(b"cut short\n" * 100)[:30])
+    (tmp_path / "d" / "e.txt").write_text("last\n")
+    items = records(tmp_path / "d")
+    assert [type(i).__name__ for i in items] == ["Record", "BadRecord", "BadRecord", "BadRecord", "Record"]
+    binary, xml, gz = items[1:4]
+    assert binary.location.endswith("b.bin") and "binary file" in binary.message
+    assert xml.location.endswith("c.xml") and "malformed XML" in xml.message
+    assert gz.location.endswith("d.gz") and "gzip" in gz.message
+
+
+def test_deep_nesting_and_lone_surrogates_are_bad_records(tmp_path):
+    """JSON that Python cannot hold (200,000 levels) or that no UTF-8 output can write (a lone
+    surrogate) is a BadRecord of its line, not a crash later in the run."""
+    path = tmp_path / "x.jsonl"
+    deep = "[" * 200_000 + "]" * 200_000
+    path.write_text("\n".join([
+        json.dumps({"id": "a", "text": "fine"}),
+        '{"id": "b", "text": ' + deep + "}",
+        '{"id": "c", "text": "bad \\ud800 half"}',
+        '{"id": "d", "text": "a pair \\ud83d\\ude00 is fine"}',
+    ]) + "\n")
+    items = records(path)
+    assert [type(i).__name__ for i in items] == ["Record", "BadRecord", "BadRecord", "Record"]
+    assert items[1].location.endswith(":2") and "nested too deeply" in items[1].message
+    assert items[2].location.endswith(":3") and "lone surrogate" in items[2].message
+    assert items[3].text == "a pair \U0001f600 is fine"
 
 
 def test_non_utf8_line_is_a_bad_record(tmp_path):
@@ -136,7 +166,7 @@ def _read_bytes(tmp_path: Path, data: bytes, fmt: str, name: str = "x.txt"):
     path.write_bytes(data)
     try:
         items = records(path, input_format=fmt)
-    except UserError:
+    except BioGptError:
         return None  # a clear whole-file error is an acceptable answer
     assert all(isinstance(i, (Record, BadRecord)) for i in items)
     return items
@@ -197,7 +227,7 @@ def test_writers_flush_one_record_at_a_time():
          "relations": [{"type": "CID", "head": "D1", "tail": "D2"}]}
     )
     assert buf.getvalue() == "9|t|T\n9|a|A\n9\t0\t1\tT\tChemical\tD1\n9\tCID\tD1\tD2\n\n"
-    with pytest.raises(UserError, match="--format xml"):
+    with pytest.raises(InvalidOptionError, match="--format xml"):
         make_writer("xml", io.StringIO())
 
 
@@ -275,3 +305,20 @@ def test_reading_a_large_input_keeps_memory_flat(tmp_path):
     n, growth_mb = out.stdout.split()
     assert int(n) == 200_000
     assert float(growth_mb) < 20, f"memory grew by {growth_mb} MB while streaming"
+
+
+def test_pubtator_input_follows_the_one_offset_and_duplicate_rule(tmp_path, caplog):
+    """What `tag`/`extract-relations` read: a mention whose offsets do not fit is skipped (the
+    document is kept; it used to stop those commands), a repeated pmid is processed again, and
+    each is reported by one warning for the file."""
+    path = tmp_path / "x.pubtator"
+    doc = ["7|t|Aspirin and asthma.", "7|a|Aspirin induced asthma.", "7\t0\t7\tAspirin\tChemical\tD1", "7\t-2\t7\tAspirin\tChemical\tD1", ""]
+    path.write_text("\n".join(doc + doc) + "\n")
+    with caplog.at_level("WARNING"):
+        items = records(path)
+    assert [(type(i).__name__, i.id) for i in items] == [("Record", "7"), ("Record", "7")]
+    assert [e["start"] for e in items[0].fields["entities"]] == [0]
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert len(warnings) == 2
+    assert "1 document repeats the pmid of an earlier one (first: 7 at line 6, first at line 1); every copy is processed" in warnings[0]
+    assert "2 mentions whose offsets do not fit the text skipped (first: line 4" in warnings[1]

@@ -31,7 +31,7 @@ def sh(script: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_jq_on_jsonl_output(workdir):
-    out = sh("biogpt generate --input prompts.txt -m lm --format jsonl --max-new-tokens 3 -b 1 | jq -r '[.id, .generated] | @tsv'", workdir)
+    out = sh("biogpt generate prompts.txt -m lm --format jsonl --max-new-tokens 3 -b 1 | jq -r '[.id, .generated] | @tsv'", workdir)
     assert out.returncode == 0, out.stderr
     rows = [line.split("\t") for line in out.stdout.splitlines()]
     assert [r[0] for r in rows] == [f"prompts.txt:{i}" for i in range(1, 7)]
@@ -40,7 +40,7 @@ def test_jq_on_jsonl_output(workdir):
 def test_split_and_run_chunks_in_parallel(workdir):
     script = (
         "rm -rf chunks && mkdir chunks && split -l 2 prompts.txt chunks/part_ && "
-        "ls chunks/part_* | xargs -P 2 -I{} biogpt -q generate --input {} -m lm --format jsonl --max-new-tokens 3 -b 1 -o {}.jsonl && "
+        "ls chunks/part_* | xargs -P 2 -I{} biogpt -q generate {} -m lm --format jsonl --max-new-tokens 3 -b 1 -o {}.jsonl && "
         "cat chunks/part_*.jsonl | jq -s length"
     )
     out = sh(script, workdir)
@@ -52,7 +52,7 @@ def test_shards_then_merge_equal_one_run(workdir):
     script = (
         "rm -f one.jsonl merged.jsonl merged.jsonl.*; "
         "biogpt -q generate --input prompts.txt -m lm --format jsonl --max-new-tokens 3 -b 1 -o one.jsonl && "
-        "for i in 0 1; do biogpt -q generate --input prompts.txt -m lm --format jsonl --max-new-tokens 3 -b 1 "
+        "for i in 0 1; do biogpt -q generate prompts.txt -m lm --format jsonl --max-new-tokens 3 -b 1 "
         "--shard $i/2 -o merged.jsonl & done; wait && "
         "biogpt merge merged.jsonl.part-0-of-2 merged.jsonl.part-1-of-2 -o merged.jsonl && "
         "diff <(jq -c '[.id, .generated]' one.jsonl) <(jq -c '[.id, .generated]' merged.jsonl)"

@@ -11,7 +11,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from biogpt.model.errors import InvalidOptionError
+from biogpt.model.errors import InputDataError, InvalidOptionError
 from biogpt.commands import classify as classify_cmd
 from biogpt.commands import data, generate, tag, train
 from biogpt.heads import encode_words, merge_entities, tag_text, windows, word_tags
@@ -97,10 +97,10 @@ def test_tokens_tags_format_and_errors(tmp_path: Path) -> None:
     assert text == "Lidocaine causes cardiac asystole ."
     assert [text[s:e] for s, e, _ in spans] == ["Lidocaine", "cardiac asystole"]
     f.write_text(json.dumps({"tokens": ["a"], "tags": ["X-1"]}) + "\n")
-    with pytest.raises(TrainingError, match="IOB2"):
+    with pytest.raises(InputDataError, match="IOB2"):
         ner_documents(f)
     f.write_text(json.dumps({"text": "abc", "entities": [{"start": 0, "end": 9, "label": "X"}]}) + "\n")
-    with pytest.raises(TrainingError, match="outside"):
+    with pytest.raises(InputDataError, match="outside"):
         ner_documents(f)
 
 
@@ -279,7 +279,7 @@ sys.exit(main.main(sys.argv[1:]))
 
 
 def test_sigterm_writes_checkpoint_then_resume_finishes(tmp_path: Path) -> None:
-    """A real SIGTERM to a real `biogpt train ner` process: checkpoint, one line, exit 130."""
+    """A real SIGTERM to a real `biogpt train ner` process: checkpoint, one line, exit 143."""
     import os
     import signal
     import subprocess
@@ -297,9 +297,9 @@ def test_sigterm_writes_checkpoint_then_resume_finishes(tmp_path: Path) -> None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM, as a shell reports it
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1].startswith("biogpt: error: SIGTERM at step") and "--resume" in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("biogpt: interrupted (SIGTERM at step") and lines[0].endswith("rerun with --resume to continue")
     step = int(lines[-1].split("step ")[1].split(":")[0])
     assert (out / "checkpoints" / f"step-{step}" / "trainer_state.pt").is_file()
     done = subprocess.run(args[:-6] + ["-b", "2", "--max-steps", str(step + 2), "--device", "cpu", "--resume"],
@@ -394,3 +394,25 @@ def test_a_hard_killed_run_resumes_from_its_last_epoch_checkpoint(app: typer.Typ
     assert len(kept) == 2
     shutil.rmtree(out / "model-last")  # as if killed before the end
     invoke(app, *base, "--epochs", "3", "--resume")
+
+
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_half_model(tmp_path: Path) -> None:
+    """`biogpt train` whose weights cannot be written: one line naming the folder (never
+    safetensors' own error text), exit 1, no model folder without weights, no temporary left."""
+    from tests.faults import run_with_file_size_limit, temporaries
+
+    out = tmp_path / "run"
+    args = ["train", "ner", str(FIXTURE), "-o", str(out), "--from-scratch", "tiny", "-b", "4", "--max-steps", "2",
+            "--device", "cpu"]
+    result = run_with_file_size_limit(args, 1_000_000)  # the logs fit, 42k-row embeddings (5 MB) do not
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("biogpt: error: ") and lines[0].endswith(": file too large"), lines
+    assert "Safetensor" not in lines[0] and "internal error" not in lines[0]
+    written = lines[0].removeprefix("biogpt: error: ").removesuffix(": file too large")
+    assert Path(written).parent == out or Path(written).parent.parent == out
+    assert not Path(written).exists()
+    for folder in [out, *out.glob("checkpoints/*"), *out.glob("model-*")]:
+        if folder.is_dir() and (folder / "config.json").exists():
+            assert (folder / "model.safetensors").is_file(), folder  # never a config without weights
+    assert temporaries(tmp_path) == []

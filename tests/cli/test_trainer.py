@@ -75,7 +75,7 @@ def test_interrupted_and_resumed_run_has_identical_losses(tmp_path: Path) -> Non
     from biogpt._common import error_line
     from biogpt.main import exit_code
 
-    assert exit_code(info.value) == 130 and "\n" not in error_line(info.value)
+    assert exit_code(info.value) == 143 and "\n" not in error_line(info.value)  # 128 + SIGTERM, as a shell reports it
     assert signal.getsignal(signal.SIGTERM) != first._on_signal  # handlers restored
     ckpt = latest_checkpoint(out)
     assert ckpt is not None and ckpt.name == "step-4"
@@ -244,3 +244,91 @@ def test_training_is_a_library_without_the_cli(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ------------------------------------------------------------------ faults: full disk, corrupt checkpoints
+def test_a_full_disk_during_a_checkpoint_leaves_no_checkpoint_and_no_temporary(tmp_path: Path) -> None:
+    from biogpt.model.errors import OutputError
+
+    from tests.faults import file_size_limit, temporaries
+
+    probe = tmp_path / "probe"
+    Trainer(_model(), _args(probe, grad_accum=1, epochs=1, save_steps=2), _data(), collate, quiet=True).train()
+    step2 = probe / "checkpoints" / "step-2"
+    weights, state = (step2 / "model.safetensors").stat().st_size, (step2 / "trainer_state.pt").stat().st_size
+    assert state > weights + 20_000  # Adam's two moments: the state is the larger file
+    for limit, what in ((weights // 2, "the weights"), (weights + 10_000, "the optimizer state")):
+        out = tmp_path / f"run-{limit}"
+        trainer = Trainer(_model(), _args(out, grad_accum=1, epochs=1, save_steps=2), _data(), collate, quiet=True)
+        with pytest.raises(OutputError) as info:
+            with file_size_limit(limit):
+                trainer.train()
+        assert str(info.value) == f"{out / 'checkpoints' / 'step-2'}: file too large", what
+        assert not (out / "checkpoints" / "step-2").exists() and latest_checkpoint(out) is None
+        assert temporaries(out) == []
+
+
+def test_run_files_have_ordinary_modes(tmp_path: Path) -> None:
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        Trainer(_model(), _args(tmp_path, grad_accum=1, epochs=1, save_steps=3), _data(), collate, quiet=True).train()
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"model.safetensors", "trainer_state.pt", "config.json", "training_config.json", "metrics.jsonl"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+
+
+@pytest.mark.parametrize("damage", ["state-random", "state-cut", "state-evil", "state-not-a-state", "weights-random", "weights-missing"])
+def test_resuming_from_a_corrupt_or_unsafe_checkpoint_is_one_checkpoint_error(tmp_path: Path, damage: str) -> None:
+    from biogpt.model.errors import CheckpointError, UnsafeCheckpointError
+
+    out = tmp_path / "run"
+    Trainer(_model(), _args(out, grad_accum=1, epochs=1, save_steps=2), _data(), collate, quiet=True).train()
+    ckpt = out / "checkpoints" / "step-2"
+    state, weights = ckpt / "trainer_state.pt", ckpt / "model.safetensors"
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    if damage == "state-random":
+        state.write_bytes(os.urandom(5000))
+    elif damage == "state-cut":
+        state.write_bytes(state.read_bytes()[:3000])
+    elif damage == "state-evil":
+        torch.save({"step": 2, "optimizer": Evil()}, state)
+    elif damage == "state-not-a-state":
+        torch.save({"step": 2}, state)
+    elif damage == "weights-random":
+        weights.write_bytes(os.urandom(5000))
+    else:
+        weights.unlink()
+    resumed = Trainer(_model(seed=4), _args(out, grad_accum=1, epochs=1), _data(), collate, quiet=True)
+    before = {k: v.clone() for k, v in resumed.model.state_dict().items()}
+    with pytest.raises(CheckpointError) as info:
+        resumed.train(resume=ckpt)
+    message = str(info.value)
+    assert ": corrupt or unsafe checkpoint (" in message and message.endswith(")")
+    assert message.startswith(str(weights if damage == "weights-random" else ckpt))
+    assert "weights_only" not in message and "\n" not in message and len(message) < 300
+    assert isinstance(info.value, UnsafeCheckpointError) == (damage == "state-evil")
+    assert not marker.exists()
+    assert all(torch.equal(v, resumed.model.state_dict()[k]) for k, v in before.items())  # nothing half-restored
+    from biogpt.main import exit_code
+
+    assert exit_code(info.value) == 1
+
+
+def test_resume_drops_metric_lines_after_the_checkpoint_and_a_cut_last_line(tmp_path: Path) -> None:
+    full = tmp_path / "a"
+    Trainer(_model(), _args(full, grad_accum=1, epochs=1), _data(), collate, quiet=True).train()
+    out = tmp_path / "b"
+    Trainer(_model(), _args(out, grad_accum=1, epochs=1, save_steps=2), _data(), collate, quiet=True).train()
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 9, "loss": 0.')  # the line a SIGKILL cut
+    Trainer(_model(seed=2), _args(out, grad_accum=1, epochs=1), _data(), collate, quiet=True).train(resume=out / "checkpoints" / "step-2")
+    assert _losses(out) == _losses(full)

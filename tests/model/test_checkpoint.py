@@ -20,6 +20,7 @@ from biogpt.model import (
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
+from biogpt.model.errors import PathError
 from biogpt.model.safe_pickle import safe_torch_load
 
 from tests.helpers import ROOT, tiny_lm, write_fairseq_dir
@@ -141,7 +142,7 @@ def test_unreachable_hub_is_one_quick_error_and_asked_once(tmp_path, monkeypatch
         BioGptForCausalLM.from_pretrained("someorg/m", cache_dir=tmp_path)
     assert hub.resolve_file("someorg/m", "tokenizer_config.json", cache_dir=tmp_path, required=False) is None
     assert len(asked) == 1
-    with pytest.raises(ModelNotFoundError, match="biogtp: no such directory, and not a Hugging Face hub id"):
+    with pytest.raises(PathError, match="biogtp: no such directory, and not a Hugging Face hub id"):
         BioGptForCausalLM.from_pretrained("biogtp")
 
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -240,7 +241,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, where):
         state = dict(model.state_dict())
         state["evil"] = _Evil(marker)
         torch.save(state, directory / "pytorch_model.bin")
-    with pytest.raises(UnsafeCheckpointError, match=r"refusing to load: the pickle imports (posix|os|nt)\.system"):
+    with pytest.raises(UnsafeCheckpointError, match=r": corrupt or unsafe checkpoint \(refused: the pickle imports (posix|os|nt)\.system"):
         BioGptForCausalLM.from_pretrained(directory)
     assert not marker.exists()
 
@@ -257,15 +258,15 @@ def test_safe_loader_refuses_builtins_eval(tmp_path):
 
 # ------------------------------------------------------------------ errors
 def test_errors_name_the_file_and_the_problem(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="no such directory"):
+    with pytest.raises(PathError, match="no such directory"):
         BioGptForCausalLM.from_pretrained(str(tmp_path / "missing" / "model"))
-    with pytest.raises(ModelNotFoundError, match="not a model directory; expected config.json"):
+    with pytest.raises(PathError, match="not a model directory; expected config.json"):
         BioGptForCausalLM.from_pretrained(tmp_path)
 
     model = tiny_lm()
     model.save_pretrained(tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").rename(tmp_path / "m" / "elsewhere.safetensors")
-    with pytest.raises(ModelNotFoundError, match="no weights found; expected model.safetensors"):
+    with pytest.raises(PathError, match="m: no weights found beside config.json; expected model.safetensors"):
         BioGptForCausalLM.from_pretrained(tmp_path / "m")
     (tmp_path / "m" / "elsewhere.safetensors").rename(tmp_path / "m" / "model.safetensors")
 
@@ -281,7 +282,7 @@ def test_errors_name_the_file_and_the_problem(tmp_path):
         BioGptForCausalLM.from_pretrained(tmp_path / "m")
     (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors: corrupt or unsafe checkpoint \(not a readable safetensors file"):
         BioGptForCausalLM.from_pretrained(tmp_path / "m")
 
     fs = write_fairseq_dir(tmp_path / "fs", tiny_lm(vocab_size=1009), dict_entries=996)
@@ -296,7 +297,7 @@ def test_cli_reports_missing_model_in_one_line(tmp_path):
         [sys.executable, "-m", "biogpt", "convert", str(tmp_path / "nope"), str(tmp_path / "out")],
         capture_output=True, text=True, cwd=ROOT,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a missing path is a usage error
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("biogpt: error:") and "nope" in lines[0]
 
@@ -367,3 +368,250 @@ def test_weights_only_save_needs_no_tokenizer_or_sacremoses(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+# ------------------------------------------------------------------ atomic saving, corrupt files
+def _same_weights(a: BioGptForCausalLM, b: BioGptForCausalLM) -> bool:
+    return all(torch.equal(p, b.state_dict()[k]) for k, p in a.state_dict().items())
+
+
+def test_save_pretrained_on_a_full_disk_leaves_nothing_and_names_the_folder(tmp_path):
+    from biogpt.model.errors import OutputError
+
+    from tests.faults import file_size_limit, temporaries
+
+    model = tiny_lm()
+    target = tmp_path / "new"
+    with pytest.raises(OutputError) as info:
+        with file_size_limit(50_000):  # config.json fits, the weights (~170 kB) do not
+            model.save_pretrained(target, tokenizer=False)
+    assert str(info.value) == f"{target}: file too large"  # not safetensors' SafetensorError text
+    assert list(tmp_path.iterdir()) == []
+    # over an existing model: the old one stays whole and loadable
+    old = tiny_lm(seed=1)
+    old.save_pretrained(target, tokenizer=False)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    with pytest.raises(OutputError, match="file too large"):
+        with file_size_limit(50_000):
+            model.save_pretrained(target, tokenizer=False)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert _same_weights(BioGptForCausalLM.from_pretrained(target), old)
+    assert temporaries(tmp_path) == []
+
+
+def test_config_and_tokenizer_saved_alone_are_atomic(tmp_path):
+    from biogpt.model.errors import OutputError
+
+    from tests.faults import file_size_limit, temporaries
+
+    tokenizer = BioGptTokenizer.from_pretrained("microsoft/biogpt")
+    with pytest.raises(OutputError, match=r"vocab.json: file too large"):
+        with file_size_limit(10_000):
+            tokenizer.save_pretrained(tmp_path / "tok")
+    assert list((tmp_path / "tok").iterdir()) == [] and temporaries(tmp_path) == []
+    files = tokenizer.save_vocabulary(tmp_path / "tok")
+    assert [Path(f).name for f in files] == ["vocab.json", "merges.txt"]
+    config = tiny_lm().config
+    with pytest.raises(OutputError, match=r"config.json: file too large"):
+        with file_size_limit(10):
+            config.save_pretrained(tmp_path / "cfg")
+    assert list((tmp_path / "cfg").iterdir()) == []
+    config.save_pretrained(tmp_path / "cfg")
+    assert json.loads((tmp_path / "cfg" / "config.json").read_text())["hidden_size"] == 32
+
+
+def test_saving_over_a_model_switches_single_and_sharded_weights_cleanly(tmp_path):
+    import stat
+
+    model, other = tiny_lm(), tiny_lm(seed=1)
+    target = tmp_path / "m"
+    old = os.umask(0o022)
+    try:
+        model.save_pretrained(target, tokenizer=False, max_shard_size=40_000)
+        (target / "NOTES.md").write_text("mine")
+        shards = sorted(p.name for p in target.glob("model-*.safetensors"))
+        assert len(shards) > 1 and (target / "model.safetensors.index.json").is_file()
+        other.save_pretrained(target, tokenizer=False)  # single file where shards were
+        assert sorted(p.name for p in target.iterdir()) == ["NOTES.md", "config.json", "model.safetensors"]
+        assert _same_weights(BioGptForCausalLM.from_pretrained(target), other)
+        model.save_pretrained(target, tokenizer=False, max_shard_size=40_000)  # and back
+        assert not (target / "model.safetensors").exists()
+        assert sorted(p.name for p in target.glob("model-*.safetensors")) == shards
+        assert _same_weights(BioGptForCausalLM.from_pretrained(target), model)
+        # every file with the mode an ordinary open() gives (safetensors alone writes 0600)
+        assert {stat.S_IMODE(p.stat().st_mode) for p in target.iterdir() if p.name != "NOTES.md"} == {0o644}
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "bad-header"])
+def test_corrupt_safetensors_is_one_checkpoint_error(tmp_path, damage):
+    directory = tiny_lm().save_pretrained(tmp_path / "m", tokenizer=False)
+    weights = directory / "model.safetensors"
+    data = weights.read_bytes()
+    if damage == "random":
+        weights.write_bytes(os.urandom(4096))
+    elif damage == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    else:  # a valid length prefix over a header whose shapes are nonsense
+        header = json.dumps({"w": {"dtype": "F32", "shape": [-1, 4], "data_offsets": [0, 16]}}).encode()
+        weights.write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    with pytest.raises(CheckpointError, match=rf"^{weights}: corrupt or unsafe checkpoint \(not a readable safetensors file: .+\)$"):
+        BioGptForCausalLM.from_pretrained(directory)
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated"])
+def test_corrupt_fairseq_checkpoint_is_one_checkpoint_error(tmp_path, damage):
+    directory = write_fairseq_dir(tmp_path / "fs", tiny_lm(), dict_entries=996)
+    ckpt = directory / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(os.urandom(4096) if damage == "random" else data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as info:
+        BioGptForCausalLM.from_pretrained(directory)
+    message = str(info.value)
+    assert message.startswith(f"{ckpt}: corrupt or unsafe checkpoint (") and message.endswith(")")
+    assert "weights_only" not in message and "\n" not in message and len(message) < 300
+
+
+def test_training_state_loader_refuses_garbage_and_code(tmp_path):
+    from biogpt.model.safe_pickle import load_state
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"step": 1, "x": torch.zeros(2)}, tmp_path / "ok.pt")
+    assert load_state(tmp_path / "ok.pt")["step"] == 1
+    torch.save({"evil": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(UnsafeCheckpointError, match=r"evil.pt: corrupt or unsafe checkpoint \(refused: the pickle imports (posix|os|nt)\.system"):
+        load_state(tmp_path / "evil.pt")
+    (tmp_path / "random.pt").write_bytes(os.urandom(3000))
+    data = (tmp_path / "ok.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    for name in ("random.pt", "cut.pt"):
+        with pytest.raises(CheckpointError) as info:
+            load_state(tmp_path / name)
+        assert str(info.value).startswith(f"{tmp_path / name}: corrupt or unsafe checkpoint (")
+        assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_file_or_a_foreign_folder_is_not_a_model(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a model\n")
+    with pytest.raises(PathError, match=rf"^{text}: is a file, expected a model folder or hub id$"):
+        BioGptForCausalLM.from_pretrained(text)
+    with pytest.raises(PathError, match=rf"^{text}: is a file, expected a model folder or hub id$"):
+        BioGptTokenizer.from_pretrained(str(text))
+
+
+def test_cli_model_paths_and_corrupt_weights_are_one_line(tmp_path):
+    """-m a text file: usage error (2); random weights: "corrupt or unsafe checkpoint" (1)."""
+    from tests.helpers import biogpt
+
+    text = tmp_path / "notes.txt"
+    text.write_text("COVID-19 is\n")
+    result = biogpt("generate", "-m", str(text), "--prompt", "x")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"biogpt: error: {text}: is a file, expected a model folder or hub id"]
+    directory = tiny_lm().save_pretrained(tmp_path / "m", tokenizer=False)
+    (directory / "model.safetensors").write_bytes(os.urandom(5000))
+    result = biogpt("generate", "-m", str(directory), "--prompt", "x")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "corrupt or unsafe checkpoint (not a readable safetensors file" in lines[0]
+    assert "internal error" not in lines[0] and "Traceback" not in result.stderr
+
+
+def test_generate_with_a_classifier_is_a_usage_error(tmp_path):
+    from biogpt.model import BioGptConfig, BioGptForSequenceClassification, BioGptForTokenClassification
+
+    from tests.helpers import biogpt
+
+    cfg = BioGptConfig.from_preset("tiny", vocab_size=42384, id2label={0: "O", 1: "B-X"})
+    tok = BioGptTokenizer.from_pretrained("microsoft/biogpt")
+    BioGptForTokenClassification(cfg).save_pretrained(tmp_path / "tagger", tokenizer=tok)
+    result = biogpt("generate", "-m", str(tmp_path / "tagger"), "--prompt", "x")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"biogpt: error: {tmp_path / 'tagger'}: a token-classification model (BioGptForTokenClassification), "
+        "not a language model; use it with `biogpt tag`"
+    ]
+    from biogpt._common import UserError, load_causal_lm
+
+    BioGptForSequenceClassification(cfg).save_pretrained(tmp_path / "cls", tokenizer=tok)
+    with pytest.raises(UserError, match=r"sequence-classification model .*`biogpt classify`"):
+        load_causal_lm(str(tmp_path / "cls"), device="cpu", dtype="float32")
+    tiny_lm(vocab_size=42384).save_pretrained(tmp_path / "lm", tokenizer=tok)
+    model, _ = load_causal_lm(str(tmp_path / "lm"), device="cpu", dtype="float32")  # a language model still loads
+    assert type(model).__name__ == "BioGptForCausalLM"
+
+
+def test_hub_logging_routes_library_records_through_the_root_logger_and_restores():
+    import logging
+
+    from biogpt.model.hub import hub_logging, offline_hub
+    from huggingface_hub import constants
+
+    lib = logging.getLogger("huggingface_hub")
+    handler = logging.StreamHandler()
+    lib.addHandler(handler)
+    lib.setLevel(logging.WARNING)
+    try:
+        with hub_logging():
+            assert lib.handlers == [] and lib.level == logging.NOTSET and lib.propagate
+        assert handler in lib.handlers and lib.level == logging.WARNING
+    finally:
+        lib.removeHandler(handler)
+    before = constants.HF_HUB_OFFLINE
+    with offline_hub():
+        assert constants.HF_HUB_OFFLINE is True
+    assert constants.HF_HUB_OFFLINE == before
+
+
+def test_pubmedqa_offline_is_one_quick_line_exit_1(tmp_path, monkeypatch, capsys):
+    """No network: one request without retries, then the datasets cache only (offline mode);
+    a hub failure for a data set is a runtime error like a model's (1), in one line."""
+    import datasets
+    import huggingface_hub
+
+    from biogpt.main import main
+    from biogpt.model import hub
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub, "_UNREACHABLE", [])
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    asked = []
+
+    def no_network(url, *args, **kwargs):
+        asked.append(url)
+        raise ConnectionError("no route to host")
+
+    def cache_only(*args, **kwargs):
+        assert constants.HF_HUB_OFFLINE is True and datasets.config.HF_HUB_OFFLINE is True
+        raise ConnectionError("offline mode and not cached")
+
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", no_network)
+    monkeypatch.setattr(datasets, "load_dataset", cache_only)
+    import logging
+
+    from biogpt import _common
+
+    # main() sets -q's process state (the CLI's flags, the root logger): restored for later tests
+    for flag in ("QUIET", "DEBUG"):
+        monkeypatch.setattr(_common, flag, getattr(_common, flag))
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        assert main(["-q", "eval", "pubmedqa"]) == 1
+    finally:
+        root.handlers = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "biogpt: error: pubmedqa: could not fetch qiaojin/PubMedQA from the Hugging Face hub (not cached, the hub "
+        "cannot be reached: ConnectionError: no route to host); pass --data PATH (the PubMedQA folder or ori_pqal.json)"
+    ]
+    assert len(asked) == 1 and "datasets/qiaojin/PubMedQA" in asked[0]
+    assert constants.HF_HUB_OFFLINE is False

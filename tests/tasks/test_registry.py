@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from biogpt.model.errors import BioGptError
+from biogpt.model.errors import BioGptError, PathError
 from biogpt.tasks import TASKS, Task, TaskDataError, get_task
 from biogpt.tasks.base import clean_line, read_jsonl, resolve_split_file, strip_prefix
 from biogpt.tasks.evaluate import _percentile, bootstrap, evaluate, read_predictions
@@ -65,7 +65,7 @@ def test_resolve_split_file_names_the_splits_present(tmp_path: Path) -> None:
     with pytest.raises(TaskDataError, match=r"no test split .*splits present there: valid \(pass --data-split valid\)"):
         resolve_split_file("kd-dti", tmp_path, "test", lambda s: f"{s}.json")
     assert resolve_split_file("x", tmp_path / "valid.json", "test", lambda s: f"{s}.json")[1] == "valid"
-    with pytest.raises(TaskDataError, match="no such file"):
+    with pytest.raises(PathError, match="no such file"):  # a missing path is a usage error (exit 2)
         resolve_split_file("x", tmp_path / "nope.json", "test", lambda s: f"{s}.json")
     with pytest.raises(TaskDataError, match="no data given"):
         resolve_split_file("x", None, "test", lambda s: f"{s}.json")
@@ -188,5 +188,5 @@ def test_read_jsonl_is_strict_and_names_the_line(tmp_path):
     with pytest.raises(TaskDataError, match=r"rows.jsonl:2: expected a JSON object, found list"):
         list(read_jsonl(path))
     path.write_text("{oops\n")
-    with pytest.raises(ValueError, match=r"rows.jsonl:1: not JSON"):
+    with pytest.raises(ValueError, match=r"rows.jsonl:1: malformed JSON"):
         list(read_jsonl(path, ValueError))  # the caller's own error type
