@@ -34,6 +34,17 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
     )
+    if quiet:
+        # -q leaves stderr to errors: the libraries' own warnings too (huggingface_hub and
+        # datasets read these when first imported, and keep handlers of their own)
+        import os
+        import warnings
+
+        warnings.simplefilter("ignore")
+        for variable in ("HF_HUB_VERBOSITY", "DATASETS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+            os.environ.setdefault(variable, "error")
+        for name in ("huggingface_hub", "datasets", "torch"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def load_causal_lm(name: str, *, device: str = "auto", dtype: str = "auto", quantize: str | None = None):

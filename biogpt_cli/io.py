@@ -291,7 +291,7 @@ def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
                 break
             except json.JSONDecodeError as exc:
                 if not more():
-                    raise InputDataError(f"{name}: malformed JSON in the {key!r} array ({exc.msg})") from None
+                    raise InputDataError(f"{name}: malformed JSON in the {key!r} array ({exc.msg.removesuffix(' at')})") from None
             except RecursionError:
                 raise InputDataError(f"{name}: JSON nested too deeply to read in the {key!r} array") from None
         pos = end

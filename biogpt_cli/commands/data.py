@@ -23,7 +23,7 @@ from .._common import check_output_path
 
 logger = logging.getLogger(__name__)
 
-data_app = typer.Typer(help="Convert data sets for training.", no_args_is_help=True)
+data_app = typer.Typer(help="Convert data sets for training. Example: biogpt data ner-from-pubtator CDR_TrainingSet.PubTator.txt -o train.jsonl", no_args_is_help=True)
 
 
 def ner_records(docs: Iterable[Any], types: Iterable[str] | None = None) -> Iterable[dict[str, Any]]:
@@ -58,7 +58,7 @@ def pubtator_to_ner_jsonl(source: str, output: str = "-", *, types: Iterable[str
 def ner_from_pubtator(
     source: str = typer.Argument(..., help="A PubTator file (gzip or not; - for stdin), e.g. CDR_TrainingSet.PubTator.txt."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSONL output file (default: stdout); it appears only when complete."),
-    types: Optional[list[str]] = typer.Option(None, "--type", help="Keep only mentions of this type (repeatable), e.g. --type Chemical."),
+    types: Optional[list[str]] = typer.Option(None, "--type", help="Keep only mentions of this type (repeatable), e.g. --type Chemical (default: all types)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse a repeated pmid or a mention whose offsets do not fit the text (default: keep the first copy / skip the mention, with one warning)."),
     force: bool = opts.FORCE,
 ) -> None:

@@ -494,7 +494,7 @@ def test_a_signal_mid_run_says_how_to_resume_and_resume_completes(models, work, 
     many = work / "many.jsonl"
     many.write_text("".join(json.dumps({"id": f"d{i}", "text": DOCS[i % 6]}) + "\n" for i in range(40)))
     out = work / "out" / "g.jsonl"
-    argv = ["generate", many, "-m", models.lm, "--max-new-tokens", "8", "-b", "1", "-o", out]
+    argv = ["generate", many, "-m", models.lm, "--max-new-tokens", "8", "-b", "1", "--format", "jsonl", "-o", out]
     rng = random.Random(int(sig))
     proc = _spawn(*argv)
     partial = out.with_name(out.name + ".partial")
