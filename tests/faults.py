@@ -27,11 +27,11 @@ def file_size_limit(nbytes: int) -> Iterator[None]:
 
 def temporaries(folder: Path) -> list[str]:
     """Names under `folder` that an atomic writer uses while it works (`.NAME.xxxx.tmp`) or older
-    versions used (`.tmp-*`): none may be left after a failure."""
+    versions used (`.tmp-*`, `*.merging`): none may be left after a failure."""
     return sorted(
         str(p.relative_to(folder))
         for p in folder.rglob("*")
-        if p.name.endswith(".tmp") or p.name.startswith(".tmp-")
+        if p.name.endswith((".tmp", ".merging")) or p.name.startswith(".tmp-")
     )
 
 

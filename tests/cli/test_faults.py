@@ -16,13 +16,10 @@ import gzip
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import pytest
 import torch
 
 from biogpt.model import BioGptConfig, BioGptForSequenceClassification, BioGptTokenizer
+from tests.faults import file_size_limit, temporaries
 from tests.helpers import ENV, FIXTURES, command, tiny_lm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,28 +69,6 @@ def one_line(result: Result, code: int, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
-
-
-TEMPORARY = (".tmp", ".merging")
-
-
-def temporaries(folder: Path) -> list[str]:
-    """Files a writer uses on its way to a final name, left anywhere under `folder`."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.name.endswith(TEMPORARY) or p.name.startswith(".tmp"))
-
-
-@contextmanager
-def file_size_limit(nbytes: int):
-    """Writes past `nbytes` fail with EFBIG, as writes to a full disk fail with ENOSPC."""
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
 
 
 # ============================================================================ models and inputs
@@ -522,7 +498,9 @@ def test_a_signal_at_any_moment_leaves_the_output_whole_or_absent(models, work, 
         time.sleep(rng.random() * 1.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode in (0, 143), err
+        # -SIGTERM: the signal came before the entry point installed its handler (the default
+        # action applies while Python starts; nothing has been written then)
+        assert proc.returncode in (0, 143, -signal.SIGTERM), err
         if proc.returncode == 143:
             assert err.strip().splitlines() == ["biogpt: terminated"], err
         assert temporaries(work) == []
