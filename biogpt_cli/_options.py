@@ -177,7 +177,10 @@ TRAIN_FLAGS = FlagBlock((
     Flag("batch_size", Optional[int], ("--batch-size", "-b"), f"Examples per batch ({_default('batch_size')}).", bounds={"min": 1}),
     Flag("grad_accum", Optional[int], ("--grad-accum",), f"Batches per optimizer step ({_default('grad_accum')}).", bounds={"min": 1}),
     Flag("max_samples", Optional[int], ("--max-samples",), "Train on the first N examples only (default: all).", bounds={"min": 1}),
-    Flag("seed", Optional[int], ("--seed",), f"Random seed of initialisation, order and dropout ({_default('seed')})."),
+    Flag("seed", Optional[int], ("--seed",), "Random seed of initialisation (new heads included), data order and dropout: on a CPU "
+         f"the same seed gives bit-identical weights; on a GPU only with --deterministic ({_default('seed')})."),
+    Flag("deterministic", Optional[bool], ("--deterministic/--no-deterministic",),
+         f"Deterministic GPU kernels (torch.use_deterministic_algorithms): slower, bit-identical reruns ({_default('deterministic')})."),
     Flag("dropout", Optional[float], ("--dropout",), "Dropout probability (default: the model's own).", bounds={"min": 0.0, "max": 1.0}),
     Flag("eval_steps", Optional[int], ("--eval-steps",), "Also score --dev every N steps (default: at each epoch's end only).", bounds={"min": 1}),
     Flag("save_steps", Optional[int], ("--save-steps",), "Also write a checkpoint every N steps (default: at each epoch's end only).", bounds={"min": 1}),

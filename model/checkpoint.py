@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, BioGptConfig
-from .errors import CheckpointError, InvalidOptionError, ModelNotFoundError, PathError, VocabularyError
+from .errors import CheckpointError, ConfigError, InvalidOptionError, ModelNotFoundError, ModelPathError, PathError, VocabularyError
 from .fairseq_files import (
     EMBEDDINGS,
     FAIRSEQ_CHECKPOINTS,
@@ -36,6 +36,7 @@ from .fairseq_files import (
     read_fairseq_checkpoint,
 )
 from .files import atomic_directory
+from .pretrained import ModelMethodsMixin
 from .safe_pickle import checkpoint_problem, safe_torch_load
 from .vocab_files import FAIRSEQ_DICT_FILE
 
@@ -48,6 +49,7 @@ PT_INDEX = "pytorch_model.bin.index.json"
 HEAD_KEYS = ("output_projection.", "classifier.", "score.")
 
 _DTYPES = {
+    "float64": torch.float64,
     "float32": torch.float32,
     "fp32": torch.float32,
     "float": torch.float32,
@@ -60,7 +62,8 @@ _DTYPES = {
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
-    """torch dtype, "auto" (keep the checkpoint's), or None (float32, as transformers)."""
+    """torch dtype, "auto" (the checkpoint's: config.json's dtype, else its first floating-point
+    tensor's, as transformers 5), or None (float32, torch's default dtype, as transformers)."""
     if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
         return dtype
     key = str(dtype).removeprefix("torch.").lower()
@@ -81,6 +84,7 @@ class CheckpointSource:
     extra_symbols: list[str] = field(default_factory=list)
     fairseq_state: dict[str, torch.Tensor] | None = None
     tokenizer_path: str | None = None
+    subfolder: str = ""  # inside a hub repository (a local subfolder is already part of `name`)
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor, Path]]:
         """(transformers key, tensor, file) for every weight, one at a time."""
@@ -156,25 +160,35 @@ def resolve_checkpoint(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
+    subfolder: str = "",
 ) -> CheckpointSource:
+    """The files of a model: a local folder (or fairseq .pt file), or a hub id through its cache.
+    subfolder: transformers' option, the model's folder inside that folder or repository. A
+    missing model raises ModelPathError (local) or ModelNotFoundError (hub), both OSErrors."""
     from .hub import resolve_file
 
     name = str(name_or_path)
     path = Path(name).expanduser()
+    subfolder = subfolder.strip("/")
+    if subfolder and path.is_dir():  # a local folder: the subfolder is simply the model folder
+        path = path / subfolder
+        name, subfolder = str(path), ""
+        if not path.is_dir():
+            raise ModelPathError(f"{path}: no such subfolder in {path.parent}")
     if path.is_file() and path.suffix == ".pt":
         return _fairseq_source(path, path.parent, config)
     if path.exists() and not path.is_dir():
-        raise PathError(f"{path}: is a file, expected a model folder or hub id")
+        raise ModelPathError(f"{path}: is a file, expected a model folder or hub id")
     if path.is_dir() and not (path / CONFIG_NAME).is_file():
         ckpt = find_fairseq_checkpoint(path)
         if ckpt is not None:
             return _fairseq_source(ckpt, path, config)
-        raise PathError(
+        raise ModelPathError(
             f"{path}: not a model directory; expected {CONFIG_NAME} with {SAFE_WEIGHTS} or "
             f"{PT_WEIGHTS} (Hugging Face), or {' / '.join(FAIRSEQ_CHECKPOINTS)} with dict.txt and "
             "bpecodes (fairseq)"
         )
-    common = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only}
+    common = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "subfolder": subfolder}
     config_file = resolve_file(name, CONFIG_NAME, **common)
     assert config_file is not None
     if config is None:
@@ -182,7 +196,7 @@ def resolve_checkpoint(
     for single, index in ((SAFE_WEIGHTS, SAFE_INDEX), (PT_WEIGHTS, PT_INDEX)):
         found = resolve_file(name, single, required=False, **common)
         if found is not None:
-            return CheckpointSource(name, "hf", config, [found], tokenizer_path=name)
+            return CheckpointSource(name, "hf", config, [found], tokenizer_path=name, subfolder=subfolder)
         index_file = resolve_file(name, index, required=False, **common)
         if index_file is not None:
             try:
@@ -196,10 +210,10 @@ def resolve_checkpoint(
                 shard_path = resolve_file(name, shard, **common)
                 assert shard_path is not None
                 shards.append(shard_path)
-            return CheckpointSource(name, "hf", config, shards, tokenizer_path=name)
+            return CheckpointSource(name, "hf", config, shards, tokenizer_path=name, subfolder=subfolder)
     expected = f"expected {SAFE_WEIGHTS}, {SAFE_INDEX}, {PT_WEIGHTS} or {PT_INDEX}"
     if path.is_dir():  # a local folder that is not (or no longer) a whole model: the caller's path
-        raise PathError(f"{path}: no weights found beside {CONFIG_NAME}; {expected}")
+        raise ModelPathError(f"{path}: no weights found beside {CONFIG_NAME}; {expected}")
     raise ModelNotFoundError(f"{name}: no weights found; {expected}")
 
 
@@ -223,11 +237,16 @@ def load_into(
     """Assign every tensor of `source` to the meta-built `model`, converting as it goes."""
     expected = dict(model.state_dict(keep_vars=True))
     prefix = getattr(model, "base_model_prefix", "")
-    has_prefix = bool(prefix)
+    # a head model holds the body under the prefix ("biogpt"); the body itself does not
+    has_prefix = bool(prefix) and isinstance(getattr(model, prefix, None), torch.nn.Module)
     tied = getattr(model.config, "tie_word_embeddings", False)
     loaded: set[str] = set()
     unexpected: list[str] = []
-    target_dtype: torch.dtype | None = None if dtype == "auto" else (dtype or torch.float32)  # type: ignore[assignment]
+    # "auto": config.json's dtype, else the first floating-point tensor's (set below), so the
+    # whole model has one dtype, as transformers 5 loads it
+    target_dtype: torch.dtype | None = (
+        config_dtype(source.config) if dtype == "auto" else (dtype or torch.float32)  # type: ignore[assignment]
+    )
     for key, tensor, path in source.tensors():
         key = _adapt_key(key, has_prefix, prefix)
         if key is None:
@@ -242,7 +261,8 @@ def load_into(
         if tuple(tensor.shape) != want:
             raise CheckpointError(_shape_message(path, key, tuple(tensor.shape), want, model.config))
         if tensor.is_floating_point():
-            tensor = tensor.to(device=device or "cpu", dtype=target_dtype or tensor.dtype)
+            target_dtype = target_dtype or tensor.dtype
+            tensor = tensor.to(device=device or "cpu", dtype=target_dtype)
         else:
             tensor = tensor.to(device=device or "cpu")
         _assign(model, key, tensor)
@@ -264,6 +284,29 @@ def load_into(
         _materialise(model, head_missing, device, target_dtype or torch.float32)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
+
+
+def config_dtype(config: BioGptConfig) -> torch.dtype | None:
+    """The dtype config.json records (transformers 5's "dtype", older "torch_dtype"), or None."""
+    extra = getattr(config, "extra", None)
+    extra = extra if isinstance(extra, dict) else {}
+    for value in (getattr(config, "dtype", None), extra.get("dtype"), getattr(config, "torch_dtype", None), extra.get("torch_dtype")):
+        if isinstance(value, torch.dtype):
+            return value
+        if isinstance(value, str) and value.removeprefix("torch.").lower() in _DTYPES:
+            return _DTYPES[value.removeprefix("torch.").lower()]
+    return None
+
+
+def set_config_key(config: BioGptConfig, key: str, value: Any) -> None:
+    """Record a transformers config key (architectures, dtype): in `extra` where the config keeps
+    keys it has no field for, else as an attribute."""
+    extra = getattr(config, "extra", None)
+    fields = getattr(config, "__dataclass_fields__", {})
+    if isinstance(extra, dict) and key not in fields:
+        extra[key] = value
+    else:
+        setattr(config, key, value)
 
 
 def _adapt_key(key: str, has_prefix: bool, prefix: str) -> str | None:
@@ -366,8 +409,9 @@ def _transformers_loading_options(
         )
     return dtype, device
 
-class PretrainedMixin:
-    """from_pretrained / save_pretrained for every model class (mixed into modeling.py's base)."""
+class PretrainedMixin(ModelMethodsMixin):
+    """from_pretrained / save_pretrained for every model class (mixed into modeling.py's base);
+    transformers' other model methods come from pretrained.ModelMethodsMixin."""
 
     config: BioGptConfig
 
@@ -385,8 +429,9 @@ class PretrainedMixin:
         name_or_path: str | os.PathLike[str],
         *,
         config: BioGptConfig | None = None,
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = None,
+        subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -394,20 +439,30 @@ class PretrainedMixin:
         device_map: Any = None,
         low_cpu_mem_usage: bool | None = None,
         attn_implementation: str | None = None,
+        generation_config: Any = None,
         **config_overrides: Any,
     ):
         """Load a Hugging Face directory or hub id, or a fairseq checkpoint directory/file.
 
-        dtype: None loads float32 (as transformers); "auto" keeps the checkpoint's dtype.
+        dtype: "auto" (the default, as in transformers 5) loads the checkpoint's dtype
+        (config.json's "dtype", else its first floating-point tensor's); None loads float32
+        (torch's default dtype); a torch dtype or its name, that one.
+        subfolder, revision, cache_dir, local_files_only: transformers' meanings.
         torch_dtype, device_map, low_cpu_mem_usage, attn_implementation: transformers' names, so
         its loading lines work unchanged (see `_transformers_loading_options`).
+        generation_config: a GenerationConfig to use instead of the folder's generation_config.json.
+        A missing model raises ModelPathError or ModelNotFoundError, both OSErrors (transformers'
+        error for a checkpoint it cannot find).
         """
+        if torch_dtype is not None and dtype == "auto":
+            dtype = None  # torch_dtype= alone decides; dtype= and torch_dtype= together must agree
         dtype, device = _transformers_loading_options(
             dtype=dtype, device=device, torch_dtype=torch_dtype, device_map=device_map, attn_implementation=attn_implementation
         )
         del low_cpu_mem_usage  # always: the model is built on the meta device and filled tensor by tensor
         source = resolve_checkpoint(
-            name_or_path, config=config, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+            name_or_path, config=config, revision=revision, cache_dir=cache_dir,
+            local_files_only=local_files_only, subfolder=subfolder,
         )
         cfg = source.config
         for key, value in config_overrides.items():
@@ -417,6 +472,8 @@ class PretrainedMixin:
                 setattr(cfg, key, value)
             else:
                 raise TypeError(f"from_pretrained() got an unexpected keyword argument {key!r}")
+        if attn_implementation is not None:  # eager gives attention weights (output_attentions)
+            cfg._attn_implementation = attn_implementation
         with torch.device("meta"), _skip_init():
             model = cls(cfg, init=False)  # type: ignore[call-arg]
         load_into(model, source, dtype=parse_dtype(dtype), device=device)
@@ -424,6 +481,12 @@ class PretrainedMixin:
         model.name_or_path = str(name_or_path)  # type: ignore[attr-defined]
         model.tokenizer_source = (source.tokenizer_path, source.extra_symbols)  # type: ignore[attr-defined]
         model.weight_files = list(source.files)  # type: ignore[attr-defined]
+        if model.can_generate() and generation_config is not None:
+            model.generation_config = generation_config
+        elif model.can_generate() and source.kind == "hf":
+            model.generation_config = _read_generation_config(
+                source, cfg, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+            )
         return model
 
     def save_pretrained(
@@ -431,45 +494,68 @@ class PretrainedMixin:
         save_directory: str | os.PathLike[str],
         *,
         tokenizer: Any = None,
-        max_shard_size: int | None = None,
+        max_shard_size: int | str = "50GB",
+        safe_serialization: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        is_main_process: bool = True,
+        **ignored: Any,
     ) -> Path:
-        """config.json + model.safetensors (+ shards and index) + the tokenizer files: a directory
-        transformers loads with the same logits. tokenizer: the one to save; None = the matching
-        bundled BioGPT vocabulary; False = weights and config only (no sacremoses needed).
+        """config.json, generation_config.json (a model that generates), the weights and the
+        tokenizer files: a directory transformers loads with the same logits.
+
+        max_shard_size: bytes per weight file, an int or a size as transformers (huggingface_hub)
+        reads it: "5GB", "200MB", "1.5GB" (units of 1000); above it the weights are split into
+        model-00001-of-0000N.safetensors + model.safetensors.index.json, as transformers names them.
+        safe_serialization: False writes pytorch_model.bin (torch.save) instead of safetensors;
+        biogpt-cli still reads .bin files only through its allow-listed unpickler.
+        tokenizer: the one to save; None = the matching bundled BioGPT vocabulary; False =
+        weights and config only (no sacremoses needed).
+        state_dict, is_main_process: transformers' Trainer passes them (the tensors to write; only
+        the main process writes). Other transformers options (push_to_hub, variant, token, ...)
+        are ignored with a log line.
 
         The folder is written under a temporary name and appears only with all its files (see
         `model_directory`); a full disk raises OutputError naming it and leaves nothing behind."""
         directory = Path(save_directory)
+        if ignored:
+            logger.info("save_pretrained: ignored transformers options %s", ", ".join(sorted(ignored)))
+        if not is_main_process:
+            return directory
+        limit = parse_shard_size(max_shard_size)  # a bad size fails before anything is written
         with model_directory(directory) as tmp:
-            self.write_pretrained(tmp, tokenizer=tokenizer, max_shard_size=max_shard_size)
+            self.write_pretrained(
+                tmp, tokenizer=tokenizer, max_shard_size=limit, safe_serialization=safe_serialization, state_dict=state_dict
+            )
         return directory
 
     def write_pretrained(
-        self, directory: Path, *, tokenizer: Any = None, max_shard_size: int | None = None
+        self,
+        directory: Path,
+        *,
+        tokenizer: Any = None,
+        max_shard_size: int | str = "50GB",
+        safe_serialization: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
     ) -> None:
         """save_pretrained's files written straight into `directory`, an empty folder the caller
         makes appear atomically (the temporary folder of `model_directory`, which a trainer also
         puts its own files into)."""
         config = self.config
-        config.extra["architectures"] = [type(self).__name__]
-        config.extra["dtype"] = str(next(self.parameters()).dtype).removeprefix("torch.")  # type: ignore[attr-defined]
+        set_config_key(config, "architectures", [type(self).__name__])
+        set_config_key(config, "dtype", str(self.dtype).removeprefix("torch."))  # type: ignore[attr-defined]
         (directory / CONFIG_NAME).write_text(config.to_json_string(), encoding="utf-8")
-        state = {k: _own_storage(v.detach().contiguous().cpu()) for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        if self.can_generate() and self.generation_config is not None:
+            from .generation.config import GENERATION_CONFIG_NAME
+
+            (directory / GENERATION_CONFIG_NAME).write_text(self.generation_config.to_json_string(), encoding="utf-8")
+        source = state_dict if state_dict is not None else self.state_dict()  # type: ignore[attr-defined]
+        state = {k: _own_storage(v.detach().contiguous().cpu()) for k, v in source.items()}
         if config.tie_word_embeddings:
             state = {k: v for k, v in state.items() if not k.endswith("output_projection.weight")}
-        shards = _shard(state, max_shard_size)
-        if len(shards) == 1:
-            save_safetensors(shards[0], directory / SAFE_WEIGHTS)
-        else:
-            weight_map = {}
-            for i, shard in enumerate(shards, 1):
-                name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-                save_safetensors(shard, directory / name)
-                weight_map.update({k: name for k in shard})
-            total = sum(t.numel() * t.element_size() for t in state.values())
-            (directory / SAFE_INDEX).write_text(
-                json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n", encoding="utf-8"
-            )
+        write_weights(
+            state, directory, max_shard_size=parse_shard_size(max_shard_size),
+            safe_serialization=safe_serialization, total_parameters=self.num_parameters(),
+        )
         tok = tokenizer if tokenizer is not None else self._default_tokenizer()
         if tok is not None and tok is not False:
             tok.save_pretrained(directory)
@@ -491,6 +577,28 @@ class PretrainedMixin:
                 return tok
         logger.warning("no tokenizer saved: pass tokenizer= to save_pretrained (vocab_size %d)", vocab)
         return None
+
+
+def _read_generation_config(
+    source: CheckpointSource, config: BioGptConfig, *, revision: str | None, cache_dir: Any, local_files_only: bool
+) -> Any:
+    """The model folder's generation_config.json, else the defaults from its config (as
+    transformers: a folder without one generates with its config's special tokens)."""
+    from .generation.config import GENERATION_CONFIG_NAME, GenerationConfig
+    from .hub import resolve_file
+
+    found = resolve_file(
+        source.name, GENERATION_CONFIG_NAME, required=False, subfolder=source.subfolder,
+        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+    )
+    if found is None:
+        return GenerationConfig.from_model_config(config)
+    try:
+        return GenerationConfig.from_json_file(found)
+    except (ConfigError, InvalidOptionError) as exc:
+        # transformers, too, loads the model with its config's defaults and says why
+        logger.warning("%s; generating with the model config's defaults", exc)
+        return GenerationConfig.from_model_config(config)
 
 
 # ============================================================================ writing
@@ -555,19 +663,91 @@ def weights_fingerprint(files: list[Path]) -> dict[str, str]:
     return out
 
 
-def _shard(state: dict[str, torch.Tensor], max_shard_size: int | None) -> list[dict[str, torch.Tensor]]:
-    if not max_shard_size:
-        return [state]
-    shards: list[dict[str, torch.Tensor]] = [{}]
+_SIZE_UNITS = {"TB": 10**12, "GB": 10**9, "MB": 10**6, "KB": 10**3}
+
+
+def parse_shard_size(size: int | str) -> int:
+    """max_shard_size in bytes: an int, or digits and a unit as huggingface_hub's
+    `parse_size_to_int` reads them for transformers' save_pretrained ("5GB", "200MB", "1.5GB";
+    TB/GB/MB/KB, units of 1000, any case)."""
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise InvalidOptionError(f"max_shard_size must be a number of bytes or a size such as '5GB', got {size!r}")
+    if isinstance(size, int):
+        value = size
+    else:
+        text = size.strip()
+        unit = text[-2:].upper()
+        if unit not in _SIZE_UNITS:
+            raise InvalidOptionError(f"max_shard_size {size!r}: unit must be one of TB, GB, MB, KB (e.g. '5GB')")
+        try:
+            value = int(float(text[:-2].strip()) * _SIZE_UNITS[unit])
+        except ValueError:
+            raise InvalidOptionError(f"max_shard_size {size!r}: expected a number before the unit (e.g. '5GB')") from None
+    if value < 1:
+        raise InvalidOptionError(f"max_shard_size must be positive, got {size!r}")
+    return value
+
+
+def _shard(state: dict[str, torch.Tensor], max_shard_size: int) -> list[dict[str, torch.Tensor]]:
+    """huggingface_hub's split (what transformers' save_pretrained uses), so a model is cut into
+    the same files: tensors in key order; a tensor bigger than the limit gets a shard of its own,
+    the others fill the current shard until the next one would pass the limit."""
+    shards: list[dict[str, torch.Tensor]] = []
+    current: dict[str, torch.Tensor] = {}
     size = 0
     for key, tensor in state.items():
         n = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + n > max_shard_size:
-            shards.append({})
-            size = 0
-        shards[-1][key] = tensor
+        if n > max_shard_size:
+            shards.append({key: tensor})
+            continue
+        if size + n > max_shard_size:
+            shards.append(current)
+            current, size = {}, 0
+        current[key] = tensor
         size += n
+    if current or not shards:
+        shards.append(current)
     return shards
+
+
+def write_weights(
+    state: dict[str, torch.Tensor],
+    directory: Path,
+    *,
+    max_shard_size: int,
+    safe_serialization: bool = True,
+    total_parameters: int | None = None,
+) -> list[str]:
+    """The weight files of a model folder, named as transformers names them; returns their names.
+    One file (model.safetensors / pytorch_model.bin) when it fits `max_shard_size`, else shards
+    and an index with transformers' metadata (total_parameters, total_size)."""
+    single, index_name = (SAFE_WEIGHTS, SAFE_INDEX) if safe_serialization else (PT_WEIGHTS, PT_INDEX)
+    stem, suffix = single.rsplit(".", 1)
+    shards = _shard(state, max_shard_size)
+
+    def save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+        if safe_serialization:
+            save_safetensors(tensors, path)
+        else:
+            torch.save(tensors, path)
+
+    if len(shards) == 1:
+        save(shards[0], directory / single)
+        return [single]
+    weight_map: dict[str, str] = {}
+    names = []
+    for i, shard in enumerate(shards, 1):
+        name = f"{stem}-{i:05d}-of-{len(shards):05d}.{suffix}"
+        save(shard, directory / name)
+        weight_map.update({k: name for k in shard})
+        names.append(name)
+    metadata: dict[str, int] = {"total_size": sum(t.numel() * t.element_size() for t in state.values())}
+    if total_parameters is not None:
+        metadata["total_parameters"] = total_parameters
+    (directory / index_name).write_text(
+        json.dumps({"metadata": metadata, "weight_map": weight_map}, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return [*names, index_name]
 
 
 def _own_storage(t: torch.Tensor) -> torch.Tensor:

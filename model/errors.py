@@ -24,8 +24,11 @@ class VocabularyError(BioGptError):
     """A vocabulary file (vocab.json, merges.txt, dict.txt, bpecodes) is missing or malformed."""
 
 
-class ModelNotFoundError(BioGptError):
-    """A model name is neither a local directory nor a reachable (or cached) hub id."""
+class ModelNotFoundError(BioGptError, OSError):
+    """A model name is neither a local directory nor a reachable (or cached) hub id.
+
+    Also an OSError: transformers raises OSError for a checkpoint it cannot find, so code written
+    for transformers (`except OSError:` around `from_pretrained`) catches ours too."""
 
 
 class CheckpointError(BioGptError):
@@ -41,6 +44,14 @@ class PathError(BioGptError):
     where a file is expected, a text file where a model folder is expected, an output whose
     folder does not exist. The message names the path and what was expected: the caller's
     mistake, reported like a bad option."""
+
+
+class ModelPathError(PathError, OSError):
+    """A model folder or hub id given to from_pretrained is missing or the wrong kind (no such
+    folder, a file where a model folder is expected, a folder without weights). A PathError (a
+    usage error for the command line) and an OSError, as transformers raises for a missing
+    checkpoint. Paths of other inputs stay plain PathErrors: the library's own `except OSError`
+    around file operations must not swallow them."""
 
 
 class InputDataError(BioGptError):

@@ -321,6 +321,8 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if is_storage_error(exc):
             raise output_failure(target, exc) from exc
+        if isinstance(exc, OutputError) and str(tmp) in str(exc):  # name the file the user will look for
+            raise OutputError(str(exc).replace(str(tmp), str(target))) from exc
         raise
 
 

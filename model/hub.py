@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ModelNotFoundError, PathError
+from .errors import ModelNotFoundError, ModelPathError
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +50,29 @@ def resolve_file(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     required: bool = True,
+    subfolder: str = "",
 ) -> Path | None:
     """Path of `filename` inside a local directory or a hub repository.
 
     Returns None when the file does not exist there and `required` is false, so callers can
     probe alternatives (model.safetensors, then an index, then pytorch_model.bin).
+    subfolder: transformers' option, a folder inside the directory or repository ("" = its root).
+    A missing folder or hub id raises ModelPathError / ModelNotFoundError, both OSErrors as in
+    transformers.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        candidate = path / filename
+        candidate = path / subfolder / filename
         if candidate.is_file():
             return candidate
         if required:
-            raise PathError(f"{candidate}: file not found in model directory {path}")
+            raise ModelPathError(f"{candidate}: file not found in model directory {path / subfolder}")
         return None
     if path.exists():
-        raise PathError(f"{name_or_path}: is a file, expected a model folder or hub id")
+        raise ModelPathError(f"{name_or_path}: is a file, expected a model folder or hub id")
     if not is_hub_id(str(name_or_path)):
-        raise PathError(f"{name_or_path}: no such directory, and not a Hugging Face hub id (owner/name)")
+        raise ModelPathError(f"{name_or_path}: no such directory, and not a Hugging Face hub id (owner/name)")
+    in_repo = f"{subfolder.strip('/')}/{filename}" if subfolder.strip("/") else filename
     try:
         import huggingface_hub
         from huggingface_hub import constants as hf_constants
@@ -77,12 +82,12 @@ def resolve_file(
             f"{name_or_path}: loading from the hub needs huggingface_hub (pip install huggingface_hub)"
         ) from None
     if not local_files_only and not hf_constants.HF_HUB_OFFLINE:
-        cached = huggingface_hub.try_to_load_from_cache(str(name_or_path), filename, cache_dir=cache_dir, revision=revision)
-        if cached is None and hub_unreachable(str(name_or_path), filename, revision=revision):
+        cached = huggingface_hub.try_to_load_from_cache(str(name_or_path), in_repo, cache_dir=cache_dir, revision=revision)
+        if cached is None and hub_unreachable(str(name_or_path), in_repo, revision=revision):
             if not required:
                 return None
             raise ModelNotFoundError(
-                f"{name_or_path}: {filename} is not in the Hugging Face cache and the hub cannot be reached "
+                f"{name_or_path}: {in_repo} is not in the Hugging Face cache and the hub cannot be reached "
                 f"({_UNREACHABLE[0]}); download it once on a connected machine, or pass a local model directory"
             )
     try:
@@ -90,6 +95,7 @@ def resolve_file(
             local = huggingface_hub.hf_hub_download(
                 repo_id=str(name_or_path),
                 filename=filename,
+                subfolder=subfolder.strip("/") or None,
                 revision=revision,
                 cache_dir=cache_dir,
                 local_files_only=local_files_only,
@@ -100,14 +106,14 @@ def resolve_file(
         if not required:
             return None
         raise ModelNotFoundError(
-            f"{name_or_path}: {filename} is not in the Hugging Face cache and the hub cannot be "
+            f"{name_or_path}: {in_repo} is not in the Hugging Face cache and the hub cannot be "
             "reached (offline or HF_HUB_OFFLINE=1); download it once on a connected machine, or "
             "pass a local model directory"
         ) from None
     except hf_errors.EntryNotFoundError:
         if required:
             raise ModelNotFoundError(
-                f"{name_or_path}: the hub repository has no file {filename}"
+                f"{name_or_path}: the hub repository has no file {in_repo}"
             ) from None
         return None
     except hf_errors.RevisionNotFoundError:
@@ -117,7 +123,7 @@ def resolve_file(
             f"{name_or_path}: no such model on the Hugging Face hub (or it is private)"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"{name_or_path}: could not fetch {filename}: {exc}") from None
+        raise ModelNotFoundError(f"{name_or_path}: could not fetch {in_repo}: {exc}") from None
     return Path(local)
 
 

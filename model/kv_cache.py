@@ -6,9 +6,15 @@ Attention reads the filled prefix `[:length]`. Generation sizes the
 buffer once for prompt + max_new_tokens, so decoding allocates nothing per step; the public
 `forward(use_cache=True)` API starts small and grows by doubling when a caller keeps appending.
 Beam search reorders rows with `reorder(beam_idx)`.
+
+The model's forward also takes the caches transformers code passes (`model_cache`): a
+transformers `Cache` (DynamicCache, ...; recognised by its interface, never imported) and the
+legacy tuples of (keys, values) per layer.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -70,6 +76,10 @@ class KVCache:
             growable=max_length is None,
         )
 
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Positions filled (transformers' Cache method name, for code that asks it)."""
+        return self.length
+
     @property
     def capacity(self) -> int:
         return self.kv.shape[4]
@@ -89,6 +99,16 @@ class KVCache:
         end = self.length + kv.shape[3]
         if end > self.capacity:
             self._grow(end)
+        if kv.requires_grad and torch.is_grad_enabled():
+            # Under autograd attention must not read a view of the buffer: the next layer's
+            # write changes the buffer in place and backward would find its saved keys modified.
+            # The buffer keeps a detached copy; attention gets new tensors (past keys carry no
+            # gradient, as they came from an earlier forward).
+            self.kv[layer, :, :, :, self.length : end] = kv.detach()
+            if self.length == 0:
+                return kv[0], kv[1]
+            past = self.kv[layer, :, :, :, : self.length]
+            return torch.cat((past[0], kv[0]), dim=2), torch.cat((past[1], kv[1]), dim=2)
         self.kv[layer, :, :, :, self.length : end] = kv
         return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
 
@@ -167,3 +187,46 @@ class LayerCacheView:
     def update(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As KVCache.update in static decoding; `layer` is ignored (this view is one layer's)."""
         return self.cache.write_columns(self.kv, [], kv)
+
+
+class ForeignCache:
+    """A transformers `Cache` (DynamicCache, StaticCache, ...) seen through KVCache's interface:
+    what the attention layers call (`update(layer, kv)`, `length`, `advance`). The wrapped cache
+    keeps and counts its own keys and values; this only translates the calls."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+        self.length = int(cache.get_seq_length())
+        self.write_index = None  # never a static-decoding cache
+
+    def update(self, layer: int, kv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cache.update(kv[0], kv[1], layer)
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+
+def model_cache(cache: Any) -> KVCache | ForeignCache | None:
+    """What the model's layers write to, for a cache as a caller passes it: ours as is, a
+    transformers Cache (by its methods `update(key, value, layer_idx)` and `get_seq_length()`)
+    wrapped, legacy tuples ((keys, values) per layer, each (B, H, T, D)) copied into a KVCache."""
+    if cache is None or isinstance(cache, KVCache):
+        return cache
+    if isinstance(cache, (tuple, list)):
+        return KVCache.from_legacy(tuple(cache)) if len(cache) else None
+    if callable(getattr(cache, "update", None)) and callable(getattr(cache, "get_seq_length", None)):
+        return ForeignCache(cache)
+    raise TypeError(
+        f"cache of type {type(cache).__name__} is not supported: pass a KVCache, a transformers Cache "
+        "or a tuple of (keys, values) per layer"
+    )
+
+
+def returned_cache(given: Any, used: KVCache | ForeignCache | None) -> Any:
+    """What forward returns as `cache`: the caller's own object (a transformers Cache, updated in
+    place), legacy tuples for legacy tuples (as transformers 4 returned them), else our KVCache."""
+    if isinstance(used, ForeignCache):
+        return used.cache
+    if isinstance(given, (tuple, list)) and used is not None:
+        return used.to_legacy()
+    return used

@@ -6,7 +6,11 @@ The mathematics and the state-dict key names are transformers' BioGPT (itself fa
   from the attention mask so a left-padded row sees the same positions as an unpadded one;
 - pre-LayerNorm blocks (LayerNorm eps 1e-5, as the reference: `layer_norm_eps` is not used),
   a final LayerNorm, and an LM head tied to the token embeddings;
-- attention through `scaled_dot_product_attention`, with a preallocated KV cache (kv_cache.py).
+- attention through `scaled_dot_product_attention`, with a preallocated KV cache (kv_cache.py),
+  or written out ("eager", config._attn_implementation) where a caller wants its weights;
+- forward's arguments and outputs (outputs.py) are transformers': `cache` (or the former
+  `past_key_values`) takes our KVCache, a transformers Cache or legacy tuples; `use_cache`,
+  `return_dict`, `output_hidden_states`, `output_attentions` default to the config.
 Checkpoint I/O (from_pretrained / save_pretrained) lives in checkpoint.py and is mixed in here;
 positions and attention masks from a padding mask in masks.py (the generation engine uses them too).
 
@@ -19,7 +23,7 @@ change it; this file does not import them (`generate` imports the engine when ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,39 +32,18 @@ from torch import nn
 
 from .checkpoint import PretrainedMixin
 from .config import BioGptConfig
-from .kv_cache import KVCache
+from .errors import ConfigError
+from .kv_cache import KVCache, model_cache, returned_cache
 from .masks import build_attention_mask, positions_from_mask
+from .outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    SequenceClassifierOutputWithPast,
+    TokenClassifierOutput,
+)
 
 POSITION_OFFSET = 2  # fairseq reserves positions 0 and 1 (padding_idx + 1)
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, used by fairseq and transformers alike
-
-
-# ------------------------------------------------------------------------------ outputs
-@dataclass
-class BaseModelOutput:
-    last_hidden_state: torch.Tensor  # (B, T, C)
-    past_key_values: KVCache | None = None
-
-
-@dataclass
-class CausalLMOutput:
-    logits: torch.Tensor  # (B, T, V)
-    loss: torch.Tensor | None = None
-    past_key_values: KVCache | None = None
-
-
-@dataclass
-class TokenClassifierOutput:
-    logits: torch.Tensor  # (B, T, num_labels)
-    loss: torch.Tensor | None = None
-    past_key_values: KVCache | None = None
-
-
-@dataclass
-class SequenceClassifierOutput:
-    logits: torch.Tensor  # (B, num_labels)
-    loss: torch.Tensor | None = None
-    past_key_values: KVCache | None = None
 
 
 # ------------------------------------------------------------------------------ embeddings
@@ -88,6 +71,12 @@ class BioGptLearnedPositionalEmbedding(nn.Embedding):
 class BioGptAttention(nn.Module):
     def __init__(self, config: BioGptConfig, layer_idx: int) -> None:
         super().__init__()
+        if config.hidden_size % config.num_attention_heads:  # checked here, as transformers does
+            raise ConfigError(
+                f"hidden_size ({config.hidden_size}) must be divisible by "
+                f"num_attention_heads ({config.num_attention_heads})"
+            )
+        self.config = config  # read per call: `_attn_implementation` may change after building
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.dropout = config.attention_probs_dropout_prob
@@ -104,8 +93,9 @@ class BioGptAttention(nn.Module):
         *,
         attn_mask: torch.Tensor | None,
         is_causal: bool,
-        cache: KVCache | None,
-    ) -> torch.Tensor:
+        cache: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output (B, T, C), attention weights (B, H, T, S) under eager attention, else None)."""
         B, T, C = x.shape
         H, D = self.num_heads, self.head_dim
         q = self.q_proj(x).reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
@@ -113,16 +103,36 @@ class BioGptAttention(nn.Module):
         v = self.v_proj(x).reshape(B, T, H, D).transpose(1, 2)  # (B, H, T, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, torch.stack((k, v)))  # (B, H, S, D) with S = past + T
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-        )
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if self.config._attn_implementation == "eager":
+            y, weights = eager_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout=dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout, is_causal=is_causal)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        return self.out_proj(y)
+        return self.out_proj(y), weights
+
+
+def eager_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    attn_mask: torch.Tensor | None,
+    is_causal: bool,
+    dropout: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What SDPA computes, written out so the weights (B, H, T, S) can be returned (transformers'
+    "eager" attention, the one that gives `output_attentions`). `attn_mask`: boolean, True = may
+    attend, as build_attention_mask gives it."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, T, S)
+    if is_causal:
+        T, S = scores.shape[-2:]
+        attn_mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min)
+    weights = F.dropout(scores.softmax(-1), p=dropout, training=dropout > 0)
+    return weights @ v, weights
 
 
 # ------------------------------------------------------------------------------ block (with its MLP)
@@ -152,12 +162,22 @@ class BioGptDecoderLayer(nn.Module):
         *,
         attn_mask: torch.Tensor | None,
         is_causal: bool,
-        cache: KVCache | None,
-    ) -> torch.Tensor:
-        h = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+        cache: Any,
+        output_attentions: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """The new hidden states (B, T, C); with `output_attentions`, (them, the attention weights
+        or None under SDPA)."""
+        h, weights = self.self_attn(self.self_attn_layer_norm(x), attn_mask=attn_mask, is_causal=is_causal, cache=cache)
         x = x + F.dropout(h, p=self.dropout, training=self.training)
         h = self.mlp(self.final_layer_norm(x))
-        return x + F.dropout(h, p=self.dropout, training=self.training)
+        x = x + F.dropout(h, p=self.dropout, training=self.training)
+        return (x, weights) if output_attentions else x
+
+
+def _returned(output: Any, return_dict: bool | None, config: BioGptConfig) -> Any:
+    """The output object, or its tuple (the fields that are set, in order) where the call or the
+    config says return_dict=False."""
+    return output if (config.return_dict if return_dict is None else return_dict) else output.to_tuple()
 
 
 def _capturing_cuda_graph() -> bool:
@@ -190,6 +210,8 @@ class BioGptPreTrainedModel(PretrainedMixin, nn.Module):
     def __init__(self, config: BioGptConfig) -> None:
         super().__init__()
         self.config = config
+        if config._attn_implementation is None:  # what transformers records when it builds a model
+            config._attn_implementation = "sdpa"
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -221,18 +243,8 @@ class BioGptPreTrainedModel(PretrainedMixin, nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def gradient_checkpointing_enable(self) -> None:
-        """Recompute each block's activations during backward (transformers' method name)."""
-        body = self if isinstance(self, BioGptModel) else self.biogpt  # type: ignore[attr-defined]
-        body.gradient_checkpointing = True
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
-
 
 class BioGptModel(BioGptPreTrainedModel):
-    base_model_prefix = ""
-
     def __init__(self, config: BioGptConfig, *, init: bool = True) -> None:
         super().__init__(config)
         c = config.hidden_size
@@ -249,49 +261,92 @@ class BioGptModel(BioGptPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: Any = None,
+        use_cache: bool | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
-    ) -> BaseModelOutput:
-        """`attention_mask` covers the cached and the new tokens (B, past + T), as in transformers.
-        Without `position_ids`, positions count only the attended tokens (masks.positions_from_mask:
-        fairseq's and transformers' `generate` rule), so left padding does not shift them."""
-        B, T = input_ids.shape
-        if use_cache and past_key_values is None:
-            past_key_values = KVCache.for_model(self.config, B, dtype=self.dtype, device=input_ids.device)
-        cache = past_key_values if (use_cache or past_key_values is not None) else None
-        past = cache.length if cache is not None else 0
-        if past + T > self.config.max_position_embeddings:
-            raise ValueError(
-                f"sequence of {past + T} tokens exceeds max_position_embeddings "
-                f"({self.config.max_position_embeddings})"
-            )
+        *,
+        past_key_values: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPastAndCrossAttentions | tuple:
+        """transformers' arguments, in its order. `attention_mask` covers the cached and the new
+        tokens (B, past + T). Without `position_ids`, positions count only the attended tokens
+        (masks.positions_from_mask: fairseq's and transformers' `generate` rule), so left padding
+        does not shift them. `cache` (or the former `past_key_values`): see kv_cache.model_cache.
+        `use_cache` defaults to the config's, except in training mode, where a cache is only
+        cost (every key and value copied) and transformers turns it off for checkpointing too."""
+        cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if past_key_values is not None:
+            if cache is not None:
+                raise ValueError("pass the cache once: cache or past_key_values (its former name)")
+            cache = past_key_values
+        if use_cache is None:
+            use_cache = cfg.use_cache and not self.training
+        want_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        want_hidden = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # (B, T, C), scaled
+        B, T = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        kv = model_cache(cache)
+        if use_cache and kv is None:
+            kv = KVCache.for_model(cfg, B, dtype=self.dtype, device=device)
+        past = kv.length if kv is not None else 0
+        if past + T > cfg.max_position_embeddings:
+            raise ValueError(f"sequence of {past + T} tokens exceeds max_position_embeddings ({cfg.max_position_embeddings})")
         if position_ids is None:
             if attention_mask is None:
-                position_ids = torch.arange(past, past + T, device=input_ids.device)[None, :]
+                position_ids = torch.arange(past, past + T, device=device)[None, :]
             else:
                 position_ids = positions_from_mask(attention_mask, past)
         # no look at the mask's values during a CUDA graph capture (the trainer's captured step)
         attn_mask, is_causal = build_attention_mask(attention_mask, T, past, check_padding=not _capturing_cuda_graph())
-        x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
-        x = F.dropout(x, p=self.config.hidden_dropout_prob, training=self.training)
-        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and cache is None
+        x = inputs_embeds + self.embed_positions(position_ids)  # (B, T, C)
+        x = F.dropout(x, p=cfg.hidden_dropout_prob, training=self.training)
+
+        hidden_states: list[torch.Tensor] | None = [] if want_hidden else None
+        attentions: list[torch.Tensor] | None = [] if want_attentions else None
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled() and kv is None
         for layer in self.layers:
-            if self.training and self.config.layerdrop > 0.0 and torch.rand(()) < self.config.layerdrop:
+            if self.training and cfg.layerdrop > 0.0 and torch.rand(()) < cfg.layerdrop:
                 continue
+            if hidden_states is not None:
+                hidden_states.append(x)  # each layer's input: the embeddings, then layer outputs
             if checkpointing:  # recompute activations in backward: memory for compute
-                x = torch.utils.checkpoint.checkpoint(
-                    lambda h, layer=layer: layer(h, attn_mask=attn_mask, is_causal=is_causal, cache=None),
+                # the function and its options are set by activation_checkpointing_enable (pretrained.py)
+                out = self._gradient_checkpointing_func(
+                    lambda h, layer=layer: layer(
+                        h, attn_mask=attn_mask, is_causal=is_causal, cache=None, output_attentions=want_attentions
+                    ),
                     x,
-                    use_reentrant=False,
                 )
             else:
-                x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
-        if cache is not None:
-            cache.advance(T)
-        return BaseModelOutput(last_hidden_state=self.layer_norm(x), past_key_values=cache)
+                out = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=kv, output_attentions=want_attentions)
+            if want_attentions:
+                x, weights = out
+                if weights is not None:  # SDPA gives none: attentions stay empty, as in transformers 5
+                    attentions.append(weights)  # type: ignore[union-attr]
+            else:
+                x = out
+        if kv is not None:
+            kv.advance(T)
+        x = self.layer_norm(x)
+        if hidden_states is not None:
+            hidden_states.append(x)  # the last one after the final LayerNorm, as transformers'
+        output = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=x,
+            cache=returned_cache(cache, kv),
+            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
+            attentions=tuple(attentions) if attentions is not None else None,
+        )
+        return _returned(output, return_dict, cfg)
 
 
 # ------------------------------------------------------------------------------ heads
@@ -317,17 +372,38 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
+        cache: Any = None,
         labels: torch.Tensor | None = None,
-        logits_to_keep: int = 0,
-    ) -> CausalLMOutput:
-        out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
+        use_cache: bool | None = None,
+        position_ids: torch.Tensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        *,
+        past_key_values: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CausalLMOutputWithCrossAttentions | tuple:
+        """transformers' arguments, in its order (see BioGptModel.forward). `logits_to_keep`: the
+        last n positions (0: all) or the positions a tensor names."""
+        out = self.biogpt(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         hidden = out.last_hidden_state
-        if logits_to_keep:
+        if not isinstance(logits_to_keep, int):
+            hidden = hidden[:, logits_to_keep]
+        elif logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         logits = self.output_projection(hidden)  # (B, T, V)
         loss = None
@@ -335,7 +411,10 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
             # Next-token loss: position t predicts labels[t + 1]; -100 is ignored.
             shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]
             loss = F.cross_entropy(logits.float().flatten(0, 1), shifted.flatten(), ignore_index=-100)
-        return CausalLMOutput(logits=logits, loss=loss, past_key_values=out.past_key_values)
+        output = CausalLMOutputWithCrossAttentions(
+            loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+        return _returned(output, return_dict, self.config)
 
     def generate(
         self,
@@ -351,7 +430,7 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         # never imports this file, so the import graph has no cycle.
         from .generation import generate
 
-        if (input_ids is None) == (inputs is None):
+        if input_ids is not None and inputs is not None:  # neither: inputs_embeds may be the prompt
             raise TypeError("generate() needs the prompt ids once: input_ids or inputs")
         return generate(self, input_ids if inputs is None else inputs, attention_mask=attention_mask, **kwargs)
 
@@ -368,21 +447,43 @@ class BioGptForTokenClassification(BioGptPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
+        cache: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-    ) -> TokenClassifierOutput:
-        out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
+        use_cache: bool | None = None,
+        position_ids: torch.Tensor | None = None,
+        *,
+        past_key_values: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> TokenClassifierOutput | tuple:
+        """transformers' arguments, in its order: `token_type_ids` is accepted and unused, as
+        there (so is `use_cache`: this output has no cache, and a cache passed in is still
+        filled)."""
+        out = self.biogpt(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=False,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         logits = self.classifier(self.dropout(out.last_hidden_state))  # (B, T, L)
         loss = None
         if labels is not None:
             if attention_mask is not None:  # padding never counts, whatever its label
                 labels = labels.masked_fill(attention_mask[:, -labels.shape[1] :] == 0, -100)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        return TokenClassifierOutput(logits=logits, loss=loss, past_key_values=out.past_key_values)
+        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+        return _returned(output, return_dict, self.config)
 
 
 class BioGptForSequenceClassification(BioGptPreTrainedModel):
@@ -395,19 +496,44 @@ class BioGptForSequenceClassification(BioGptPreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values: KVCache | None = None,
-        use_cache: bool = False,
+        cache: Any = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-    ) -> SequenceClassifierOutput:
-        out = self.biogpt(input_ids, attention_mask, position_ids, past_key_values, use_cache)
-        pooled = self.pool(self.score(out.last_hidden_state), input_ids)  # (B, L)
+        use_cache: bool | None = None,
+        position_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
+        *,
+        past_key_values: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutputWithPast | tuple:
+        """transformers' arguments, in its order. From `inputs_embeds` the last position is
+        pooled (padding cannot be seen there, as in transformers)."""
+        out = self.biogpt(
+            input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            cache=cache,
+            use_cache=use_cache,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        hidden = out.last_hidden_state[:, -logits_to_keep:] if logits_to_keep else out.last_hidden_state
+        scores = self.score(hidden)  # (B, T, L)
+        pooled = self.pool(scores, input_ids) if input_ids is not None else scores[:, -1]  # (B, L)
         loss = None
         if labels is not None:
             loss = self._loss(pooled, labels)
-        return SequenceClassifierOutput(logits=pooled, loss=loss, past_key_values=out.past_key_values)
+        output = SequenceClassifierOutputWithPast(
+            loss=loss, logits=pooled, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+        return _returned(output, return_dict, self.config)
 
     def pool(self, logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         """Per-token scores (B, T, L) -> the rightmost non-pad token's (B, L): right for right
@@ -446,4 +572,15 @@ MODEL_CLASSES = {
     "BioGptForSequenceClassification": BioGptForSequenceClassification,
 }
 
-__all__ = [*MODEL_CLASSES, "BaseModelOutput", "CausalLMOutput", "TokenClassifierOutput", "SequenceClassifierOutput"]
+# The seed's names of the outputs, kept for code that imported them from here.
+BaseModelOutput = BaseModelOutputWithPastAndCrossAttentions
+CausalLMOutput = CausalLMOutputWithCrossAttentions
+SequenceClassifierOutput = SequenceClassifierOutputWithPast
+
+__all__ = [
+    *MODEL_CLASSES,
+    "BaseModelOutputWithPastAndCrossAttentions",
+    "CausalLMOutputWithCrossAttentions",
+    "TokenClassifierOutput",
+    "SequenceClassifierOutputWithPast",
+]

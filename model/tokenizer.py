@@ -12,23 +12,32 @@ BioGPT-Large vocabularies ship inside this package (model/vocab), so the tokeniz
 microsoft/biogpt and microsoft/BioGPT-Large load with no network.
 
 Why one file of this length: it is one class, the slow-tokenizer API that code written for
-transformers calls (encode, __call__ with padding/truncation/offsets, decode, save/load); the
-vocabulary readers and the Moses rules, which stand alone, live in vocab_files.py and moses.py.
+transformers calls (construction from vocab_file + merges_file, encode, __call__ with padding,
+truncation with overflow and stride, pre-split words, masks and "pt"/"np" tensors, pad() for the
+data collators, added and special tokens, decode, save/load); the vocabulary readers and the Moses
+rules, which stand alone, live in vocab_files.py and moses.py. Public methods that transformers
+lets callers pass positionally (pad, decode, add_tokens, ...) keep its parameter order, so code
+written for it runs unchanged; __call__'s options stay keyword-only, as everyone passes them.
+A plain call (no truncation or extra outputs) takes a short path (`_plain`) that gives the same
+result without the general path's bookkeeping: the per-text cost must not grow.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Mapping, Sequence, Sized
+from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
 from .errors import VocabularyError
-from .files import write_text_atomic
+from .files import atomic_directory, write_text_atomic
 from .moses import FastMosesTokenizer
 from .vocab_files import (
     ADDED_TOKENS_FILE,
@@ -70,8 +79,33 @@ _SKIPPABLE = re.compile(r"[\s\x00-\x1f]")
 Offset = tuple[int, int]
 
 
+# transformers' "no limit" for model_max_length (its VERY_LARGE_INTEGER), and the bound above which
+# it treats a model_max_length as unset (LARGE_INTEGER): both only compared, never allocated.
+VERY_LARGE_INTEGER = int(1e30)
+LARGE_INTEGER = int(1e20)
+# The named special tokens transformers knows, in its order (which is also the order in which
+# missing ones are appended to a vocabulary and listed by all_special_tokens).
+SPECIAL_TOKENS_ATTRIBUTES: tuple[str, ...] = (
+    "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+)
+_MISSING = object()
+_PADDING = {"longest": "longest", "max_length": "max_length", "do_not_pad": "do_not_pad"}
+_TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
+
+
 class BatchEncoding(dict):
-    """The tokenizer's output: a dict (`enc["input_ids"]`) with attribute access and `.to()`."""
+    """The tokenizer's output: a dict (`enc["input_ids"]`) with attribute access, `.to()` and
+    `.convert_to_tensors()`, as transformers' BatchEncoding of a slow tokenizer."""
+
+    def __init__(
+        self,
+        data: dict[str, Any] | None = None,
+        tensor_type: Any = None,
+        prepend_batch_axis: bool = False,
+    ) -> None:
+        super().__init__(data or {})
+        if tensor_type is not None:
+            self.convert_to_tensors(tensor_type, prepend_batch_axis=prepend_batch_axis)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -79,48 +113,223 @@ class BatchEncoding(dict):
         except KeyError:
             raise AttributeError(name) from None
 
-    def to(self, device: Any) -> "BatchEncoding":
-        return BatchEncoding({k: v.to(device) if hasattr(v, "to") else v for k, v in self.items()})
+    # pickle and copy must not go through __getattr__ (a dict subclass has no instance dict to find)
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __reduce__(self) -> Any:
+        return (BatchEncoding, (dict(self),))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """transformers' BatchEncoding is a UserDict: code reads `.data`."""
+        return dict(self)
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+    def convert_to_tensors(self, tensor_type: Any = None, prepend_batch_axis: bool = False) -> "BatchEncoding":
+        """Values to "pt" (torch) or "np" (numpy) arrays; ragged batches raise ValueError as in
+        transformers. torch and numpy are imported here: plain lists need neither."""
+        if tensor_type is None:
+            return self
+        kind = str(getattr(tensor_type, "value", tensor_type))
+        if kind == "pt":
+            import torch
+
+            def as_tensor(value: Any) -> Any:
+                if torch.is_tensor(value):
+                    return value
+                if isinstance(value, list) and value and type(value[0]).__module__ == "numpy":
+                    import numpy as np
+
+                    return torch.from_numpy(np.array(value))
+                return torch.tensor(value, dtype=torch.int64 if _is_empty(value) else None)
+
+        elif kind == "np":
+            import numpy as np
+
+            def as_tensor(value: Any) -> Any:
+                if isinstance(value, np.ndarray):
+                    return value
+                if isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray)):
+                    if len({len(v) for v in value}) > 1:  # ragged: an object array, as transformers
+                        ragged = np.empty(len(value), dtype=object)
+                        ragged[:] = [np.asarray(v) for v in value]
+                        return ragged
+                return np.asarray(value, dtype=np.int64 if _is_empty(value) else None)
+
+        else:
+            raise ValueError(f"return_tensors={tensor_type!r} is not supported; use 'pt' or 'np'")
+        for key, value in list(self.items()):
+            try:
+                self[key] = as_tensor([value] if prepend_batch_axis else value)
+            except Exception as exc:
+                if key == "overflowing_tokens":
+                    raise ValueError(
+                        "Unable to create tensor returning overflowing tokens of different lengths."
+                    ) from exc
+                raise ValueError(
+                    "Unable to create tensor, you should probably activate truncation and/or padding with"
+                    " 'padding=True' 'truncation=True' to have batched tensors with the same length"
+                    f" (`{key}` in this case)."
+                ) from exc
+        return self
+
+    def to(self, device: Any, *, non_blocking: bool = False) -> "BatchEncoding":
+        return BatchEncoding(
+            {k: v.to(device, non_blocking=non_blocking) if hasattr(v, "to") else v for k, v in self.items()}
+        )
+
+
+@dataclass(eq=False)
+class AddedToken:
+    """An added token and how it matches, as transformers' (tokenizers') AddedToken: `str()` is
+    its text. transformers' own AddedToken objects are accepted wherever this one is (by their
+    attributes), since product code does not import transformers."""
+
+    content: str
+    single_word: bool = False
+    lstrip: bool = False
+    rstrip: bool = False
+    normalized: bool = True
+    special: bool = False
+
+    def __str__(self) -> str:
+        return self.content
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The dict transformers writes into tokenizer_config.json's added_tokens_decoder."""
+        return {
+            "content": self.content,
+            "lstrip": self.lstrip,
+            "normalized": self.normalized,
+            "rstrip": self.rstrip,
+            "single_word": self.single_word,
+            "special": self.special,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def _as_added_token(token: Any, *, special: bool | None = None) -> AddedToken:
+    """A str, our AddedToken, a transformers/tokenizers AddedToken or a saved dict -> AddedToken."""
+    if isinstance(token, str):
+        is_special = bool(special)
+        return AddedToken(token, normalized=not is_special, special=is_special)
+    if isinstance(token, dict):
+        fields = {k: token[k] for k in ("single_word", "lstrip", "rstrip", "normalized", "special") if k in token}
+        return AddedToken(str(token["content"]), **fields)
+    content = getattr(token, "content", None)
+    if not isinstance(content, str):
+        raise TypeError(f"Token {token!r} is not a string but a {type(token).__name__}.")
+    return AddedToken(
+        content,
+        single_word=bool(getattr(token, "single_word", False)),
+        lstrip=bool(getattr(token, "lstrip", False)),
+        rstrip=bool(getattr(token, "rstrip", False)),
+        normalized=bool(getattr(token, "normalized", True)),
+        special=bool(getattr(token, "special", False)) or bool(special),
+    )
+
+
+def _special_token_property(name: str) -> property:
+    def get(self: "BioGptTokenizer") -> str | None:
+        return self._special_tokens_map[name]
+
+    def set_(self: "BioGptTokenizer", value: Any) -> None:
+        self._set_special_token(name, value)
+
+    return property(get, set_, doc=f"The {name.replace('_', ' ')} (None when unset), as in transformers.")
+
+
+def _special_token_id_property(name: str) -> property:
+    def get(self: "BioGptTokenizer") -> int | None:
+        token = self._special_tokens_map[name]
+        return None if token is None else self.convert_tokens_to_ids(token)
+
+    def set_(self: "BioGptTokenizer", value: int | None) -> None:
+        self._set_special_token(name, None if value is None else self.convert_ids_to_tokens(int(value)))
+
+    return property(get, set_, doc=f"The id of the {name.replace('_', ' ')} (None when unset).")
 
 
 class BioGptTokenizer:
-    """Moses + BPE tokenizer of BioGPT with the API names of transformers' BioGptTokenizer."""
+    """Moses + BPE tokenizer of BioGPT with the API of transformers' (slow) BioGptTokenizer.
+
+    Construction as transformers': `BioGptTokenizer(vocab_file, merges_file, unk_token, bos_token,
+    eos_token, sep_token, pad_token, **kwargs)`; vocab_file/merges_file may also be an already read
+    vocabulary (dict) and merge list. Why **kwargs and not typed keyword options: transformers
+    stores every keyword in `init_kwargs` and writes it to tokenizer_config.json, and its loader
+    passes every key of that file back; the recognised ones (model_max_length, padding_side,
+    truncation_side, clean_up_tokenization_spaces, split_special_tokens, model_input_names,
+    extra_special_tokens / additional_special_tokens, added_tokens_decoder, name_or_path, and
+    ours: added_tokens {token: id}) are read by `_read_options`, the rest kept as transformers does.
+    """
 
     vocab_files_names = {"vocab_file": VOCAB_FILE, "merges_file": MERGES_FILE}
     model_input_names = ["input_ids", "attention_mask"]
+    padding_side = "right"
+    truncation_side = "right"
+    SPECIAL_TOKENS_ATTRIBUTES = list(SPECIAL_TOKENS_ATTRIBUTES)
+
+    bos_token = _special_token_property("bos_token")
+    eos_token = _special_token_property("eos_token")
+    unk_token = _special_token_property("unk_token")
+    sep_token = _special_token_property("sep_token")
+    pad_token = _special_token_property("pad_token")
+    cls_token = _special_token_property("cls_token")
+    mask_token = _special_token_property("mask_token")
+    bos_token_id = _special_token_id_property("bos_token")
+    eos_token_id = _special_token_id_property("eos_token")
+    unk_token_id = _special_token_id_property("unk_token")
+    sep_token_id = _special_token_id_property("sep_token")
+    pad_token_id = _special_token_id_property("pad_token")
+    cls_token_id = _special_token_id_property("cls_token")
+    mask_token_id = _special_token_id_property("mask_token")
 
     def __init__(
         self,
-        vocab: dict[str, int],
-        merges: Sequence[tuple[str, str]],
-        *,
-        added_tokens: dict[str, int] | None = None,
-        model_max_length: int = 1024,
-        bos_token: str = "<s>",
-        eos_token: str = "</s>",
-        sep_token: str = "</s>",
-        unk_token: str = "<unk>",
-        pad_token: str = "<pad>",
-        padding_side: str = "right",
-        truncation_side: str = "right",
-        name_or_path: str = "",
+        vocab_file: str | os.PathLike[str] | dict[str, int],
+        merges_file: str | os.PathLike[str] | Sequence[tuple[str, str]],
+        unk_token: Any = "<unk>",
+        bos_token: Any = "<s>",
+        eos_token: Any = "</s>",
+        sep_token: Any = "</s>",
+        pad_token: Any = "<pad>",
+        **kwargs: Any,
     ) -> None:
         import sacremoses  # imported here so `import biogpt.model` works without it
 
-        self.encoder = dict(vocab)
+        vocab = dict(vocab_file) if isinstance(vocab_file, dict) else read_vocab_json(vocab_file)
+        merges = read_merges(merges_file) if isinstance(merges_file, (str, os.PathLike)) else list(merges_file)
+        added_tokens: dict[str, int] = dict(kwargs.pop("added_tokens", None) or {})
+        saved_added: dict[Any, Any] = dict(kwargs.pop("added_tokens_decoder", None) or {})
+        if "additional_special_tokens" in kwargs and "extra_special_tokens" not in kwargs:
+            kwargs["extra_special_tokens"] = kwargs.pop("additional_special_tokens")
+        specials = {
+            "bos_token": bos_token, "eos_token": eos_token, "sep_token": sep_token,
+            "unk_token": unk_token, "pad_token": pad_token,
+        }
+        # transformers' init_kwargs: the special tokens, every other keyword, and its backend tag
+        self.init_kwargs: dict[str, Any] = {**copy.deepcopy(specials), **copy.deepcopy(kwargs), "backend": "custom"}
+        self.init_inputs: tuple[Any, ...] = ()
+        self.backend = "custom"
+        self.deprecation_warnings: dict[str, bool] = {}
+
+        self.encoder = vocab
         self.decoder = {i: t for t, i in self.encoder.items()}
         self.bpe_ranks = {tuple(pair): rank for rank, pair in enumerate(merges)}
-        self.model_max_length = model_max_length
-        self.bos_token, self.eos_token, self.sep_token = bos_token, eos_token, sep_token
-        self.unk_token, self.pad_token = unk_token, pad_token
-        self.padding_side, self.truncation_side = padding_side, truncation_side
-        self.name_or_path = name_or_path
-        for token in self.special_tokens:
-            if token not in self.encoder:
-                raise VocabularyError(
-                    f"special token {token!r} is missing from the vocabulary"
-                    + (f" of {name_or_path}" if name_or_path else "")
-                )
+        self._special_tokens_map: dict[str, str | None] = dict.fromkeys(SPECIAL_TOKENS_ATTRIBUTES)
+        for key in ("cls_token", "mask_token"):
+            specials[key] = kwargs.pop(key, None)
+        for key, value in specials.items():
+            self._special_tokens_map[key] = None if value is None else str(getattr(value, "content", value))
+        self._extra_special_tokens: list[str] = []
+        self._read_options(kwargs)
+
         self._moses = sacremoses.MosesTokenizer(lang="en")
         # Same tokens as self._moses (proved by tests/model/test_moses.py), memoised per chunk.
         self._fast_moses = FastMosesTokenizer(self._moses)
@@ -132,34 +341,141 @@ class BioGptTokenizer:
         self._word_cache: dict[str, tuple[int, ...]] = {}
         # Ids of a whole Moses chunk (a tuple of tokens), so encoding stays in C-level loops.
         self._group_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
-        # Added tokens: the specials plus extra symbols (e.g. learned1..learned9), atomic.
-        self.added_tokens_encoder: dict[str, int] = {t: self.encoder[t] for t in self.special_tokens}
-        self._build_splitter()
-        if added_tokens:
-            for token, index in sorted(added_tokens.items(), key=lambda kv: kv[1]):
-                self._add_token(token, index)
-            self._build_splitter()
+        # Added tokens (atomic: split out before Moses): token -> id, and each one's flags.
+        self.added_tokens_encoder: dict[str, int] = {}
+        self._added_tokens: dict[str, AddedToken] = {}
+        self._added_ids: dict[int, str] = {}
+        # Saved added tokens first (a reloaded tokenizer keeps their ids), then the fairseq extra
+        # symbols, then, as transformers does, every special token not yet known: its vocabulary id,
+        # or the next free id (so a vocabulary without <s> </s> <pad> gets them appended).
+        for index, token in sorted(((int(i), t) for i, t in saved_added.items()), key=lambda it: it[0]):
+            self._register_added(_as_added_token(token), index)
+        for token, index in sorted(added_tokens.items(), key=lambda kv: kv[1]):
+            if token not in self.added_tokens_encoder:
+                self._register_added(_as_added_token(token), int(index))
+        self._refresh_added()
+        self._add_tokens(
+            [t for t in self.all_special_tokens if t not in self.added_tokens_encoder], special_tokens=True
+        )
 
-    # ----------------------------------------------------------------- vocabulary
+    def _read_options(self, kwargs: dict[str, Any]) -> None:
+        max_len = kwargs.pop("model_max_length", kwargs.pop("max_len", None))
+        self.model_max_length: int = int(max_len) if max_len is not None else VERY_LARGE_INTEGER
+        self.padding_side = kwargs.pop("padding_side", None) or type(self).padding_side
+        self.truncation_side = kwargs.pop("truncation_side", None) or type(self).truncation_side
+        for name, side in (("Padding", self.padding_side), ("Truncation", self.truncation_side)):
+            if side not in ("left", "right"):
+                raise ValueError(f"{name} side should be selected between 'right' and 'left', current value: {side}")
+        self.model_input_names = list(kwargs.pop("model_input_names", None) or type(self).model_input_names)
+        self.clean_up_tokenization_spaces = bool(kwargs.pop("clean_up_tokenization_spaces", False))
+        self.split_special_tokens = bool(kwargs.pop("split_special_tokens", False))
+        self.verbose = bool(kwargs.pop("verbose", False))
+        self.name_or_path = str(kwargs.pop("name_or_path", "") or "")
+        extra = kwargs.pop("extra_special_tokens", None)
+        if isinstance(extra, dict):  # named model-specific tokens: kept as extra special tokens
+            extra = list(extra.values())
+        self._extra_special_tokens = [str(getattr(t, "content", t)) for t in extra or ()]
+
+    # ----------------------------------------------------------------- special tokens
+    def _set_special_token(self, name: str, value: Any) -> None:
+        if value is not None and not isinstance(value, str):
+            content = getattr(value, "content", None)
+            if not isinstance(content, str):
+                raise ValueError(f"Cannot set a non-string value as the {name}")
+            value = content
+        self._special_tokens_map[name] = value
+        if name == "unk_token":  # unknown pieces map to the unk id, which the caches hold
+            self._word_cache.clear()
+            self._group_cache.clear()
+
     @property
-    def special_tokens(self) -> list[str]:
-        seen: list[str] = []
-        for t in (self.bos_token, self.eos_token, self.unk_token, self.sep_token, self.pad_token):
-            if t not in seen:
-                seen.append(t)
-        return seen
+    def special_tokens_map(self) -> dict[str, str]:
+        return {k: v for k, v in self._special_tokens_map.items() if v is not None}
+
+    @property
+    def extra_special_tokens(self) -> list[str]:
+        return list(self._extra_special_tokens)
+
+    @extra_special_tokens.setter
+    def extra_special_tokens(self, value: Sequence[Any] | None) -> None:
+        self._extra_special_tokens = [str(getattr(t, "content", t)) for t in value or ()]
+
+    @property
+    def extra_special_tokens_ids(self) -> list[int]:
+        return [self.convert_tokens_to_ids(t) for t in self._extra_special_tokens]
+
+    @extra_special_tokens_ids.setter
+    def extra_special_tokens_ids(self, value: Sequence[int] | None) -> None:
+        self._extra_special_tokens = [self.convert_ids_to_tokens(int(i)) for i in value or ()]
+
+    # transformers 4's names for the extra special tokens
+    additional_special_tokens = extra_special_tokens
+    additional_special_tokens_ids = extra_special_tokens_ids
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return self.special_tokens
+        """Named special tokens (transformers' attribute order), then the extra ones, unique."""
+        seen: list[str] = []
+        for token in chain(self._special_tokens_map.values(), self._extra_special_tokens):
+            if token is not None and token not in seen:
+                seen.append(token)
+        return seen
+
+    special_tokens = all_special_tokens  # this package's earlier name
 
     @property
     def all_special_ids(self) -> list[int]:
-        return [self.convert_tokens_to_ids(t) for t in self.special_tokens]
+        return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]
 
     @property
-    def added_tokens_decoder(self) -> dict[int, str]:
-        return {i: t for t, i in self.added_tokens_encoder.items()}
+    def pad_token_type_id(self) -> int:
+        return 0
+
+    @property
+    def is_fast(self) -> bool:
+        return False
+
+    def add_special_tokens(
+        self, special_tokens_dict: dict[str, Any], replace_extra_special_tokens: bool = True
+    ) -> int:
+        """Set named special tokens (and extra ones) and add those not in the vocabulary after it;
+        returns how many ids were new (transformers' rules, including its key names)."""
+        if not special_tokens_dict:
+            return 0
+        special_tokens_dict = dict(special_tokens_dict)
+        if "additional_special_tokens" in special_tokens_dict and not special_tokens_dict.get("extra_special_tokens"):
+            special_tokens_dict["extra_special_tokens"] = special_tokens_dict.pop("additional_special_tokens")
+        allowed = set(SPECIAL_TOKENS_ATTRIBUTES) | {"extra_special_tokens"}
+        to_add: list[AddedToken] = []
+        for key, value in special_tokens_dict.items():
+            if key not in allowed:
+                raise ValueError(f"Key {key} is not a valid special token. Valid keys are: {allowed}")
+            if key == "extra_special_tokens":
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError(f"Tokens {value} for key {key} should all be str or AddedToken instances")
+                new = [
+                    _as_added_token(t, special=True) if isinstance(t, str) else _as_added_token(t)
+                    for t in value
+                    if replace_extra_special_tokens or str(getattr(t, "content", t)) not in self._extra_special_tokens
+                ]
+                if replace_extra_special_tokens and new:
+                    self._extra_special_tokens = [t.content for t in new]
+                else:
+                    self._extra_special_tokens.extend(t.content for t in new)
+                to_add.extend(new)
+            else:
+                token = _as_added_token(value, special=True) if isinstance(value, str) else _as_added_token(value)
+                self._set_special_token(key, token.content)
+                to_add.append(token)
+        return self.add_tokens(to_add, special_tokens=True)
+
+    # ----------------------------------------------------------------- vocabulary
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        return {i: self._added_tokens[t] for i, t in sorted(self._added_ids.items())}
+
+    def get_added_vocab(self) -> dict[str, int]:
+        return dict(self.added_tokens_encoder)
 
     @property
     def vocab_size(self) -> int:
@@ -167,55 +483,71 @@ class BioGptTokenizer:
         return len(self.encoder)
 
     def __len__(self) -> int:
-        return len(set(self.encoder.values()) | set(self.added_tokens_encoder.values()))
+        """Size of the whole vocabulary, added tokens included: transformers counts tokens (keys)."""
+        return self._total_size
 
     def get_vocab(self) -> dict[str, int]:
         return {**self.encoder, **self.added_tokens_encoder}
 
     @property
-    def bos_token_id(self) -> int:
-        return self.encoder[self.bos_token]
+    def max_len_single_sentence(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
 
     @property
-    def eos_token_id(self) -> int:
-        return self.encoder[self.eos_token]
+    def max_len_sentences_pair(self) -> int:
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
 
-    @property
-    def sep_token_id(self) -> int:
-        return self.encoder[self.sep_token]
+    def add_tokens(self, new_tokens: Any, special_tokens: bool = False) -> int:
+        """Add atomic tokens (str or AddedToken) after the current vocabulary; returns how many ids
+        were new. A token already in the vocabulary keeps its id (and becomes atomic)."""
+        if not new_tokens:
+            return 0
+        if not isinstance(new_tokens, (list, tuple)):
+            new_tokens = [new_tokens]
+        return self._add_tokens(list(new_tokens), special_tokens=special_tokens)
 
-    @property
-    def pad_token_id(self) -> int:
-        return self.encoder[self.pad_token]
-
-    @property
-    def unk_token_id(self) -> int:
-        return self.encoder[self.unk_token]
-
-    def add_tokens(self, tokens: str | Iterable[str]) -> int:
-        """Add atomic tokens after the current vocabulary; returns how many were new."""
-        if isinstance(tokens, str):
-            tokens = [tokens]
+    def _add_tokens(self, new_tokens: list[Any], special_tokens: bool = False) -> int:
+        """transformers' PythonBackend._add_tokens: new ids count on from len(get_vocab())."""
+        current = self.get_vocab()
+        next_id = len(current)
         added = 0
-        for token in tokens:
-            if not token or token in self.added_tokens_encoder:
-                continue
-            index = self.encoder.get(token, len(self))
-            self._add_token(token, index)
-            added += 1
-        if added:
-            self._build_splitter()
+        specials = set(self.all_special_tokens)
+        for raw in new_tokens:
+            if isinstance(raw, str):
+                if not raw or raw in self.added_tokens_encoder:
+                    continue
+                token = _as_added_token(raw, special=raw in specials or special_tokens)
+            else:
+                token = _as_added_token(raw, special=True if special_tokens else None)
+                if not token.content:
+                    continue
+            if token.content not in current:
+                index = current[token.content] = next_id + added
+                added += 1
+            else:
+                index = current[token.content]
+            if token.special and token.content not in specials:
+                self._extra_special_tokens.append(token.content)
+                specials.add(token.content)
+            self._register_added(token, index)
+        self._refresh_added()
         return added
 
-    def _add_token(self, token: str, index: int) -> None:
-        self.added_tokens_encoder[token] = index
+    def _register_added(self, token: AddedToken, index: int) -> None:
+        self.added_tokens_encoder[token.content] = index
+        self._added_tokens[token.content] = token
+        self._added_ids[index] = token.content
+
+    def _refresh_added(self) -> None:
+        """After the added tokens changed: drop cached ids, rebuild the splitter and the size."""
         self._word_cache.clear()
         self._group_cache.clear()
-
-    def _build_splitter(self) -> None:
+        self._total_size = len(self.encoder.keys() | self.added_tokens_encoder.keys())
         # Leftmost match, longest token first: the semantics of transformers' added-token trie.
         alternatives = sorted(self.added_tokens_encoder, key=len, reverse=True)
-        self._splitter = re.compile("|".join(re.escape(t) for t in alternatives))
+        self._splitter = re.compile("|".join(re.escape(t) for t in alternatives)) if alternatives else None
+        self._strips = any(t.lstrip or t.rstrip for t in self._added_tokens.values())
+
 
     # ----------------------------------------------------------------- BPE
     def bpe(self, token: str) -> tuple[str, ...]:
@@ -266,8 +598,11 @@ class BioGptTokenizer:
         escape=True)` for English, computed by the exact memoised version in model/moses.py."""
         return self._fast_moses.tokenize(text)
 
-    def _split_added(self, text: str) -> list[tuple[str, int, bool]]:
-        """(piece, start offset, is_added_token) in order; plain pieces go through Moses."""
+    def _split_added(self, text: str, split_special: bool = False) -> list[tuple[str, int, bool]]:
+        """(piece, start offset, is_added_token) in order; plain pieces go through Moses.
+        split_special: no added token is atomic (transformers' split_special_tokens)."""
+        if split_special or self._splitter is None:
+            return [(text, 0, False)] if text else []
         parts: list[tuple[str, int, bool]] = []
         pos = 0
         for match in self._splitter.finditer(text):
@@ -277,12 +612,32 @@ class BioGptTokenizer:
             pos = match.end()
         if pos < len(text):
             parts.append((text[pos:], pos, False))
+        if self._strips:
+            parts = self._apply_strips(parts)
         return parts
 
-    def tokenize(self, text: str) -> list[str]:
-        """Tokens (BPE pieces in vocab.json form) without special tokens added."""
+    def _apply_strips(self, parts: list[tuple[str, int, bool]]) -> list[tuple[str, int, bool]]:
+        """An added token with rstrip/lstrip eats the whitespace after/before it (transformers)."""
+        parts = list(parts)
+        for i, (piece, _, is_added) in enumerate(parts):
+            if not is_added:
+                continue
+            token = self._added_tokens[piece]
+            if token.rstrip and i + 1 < len(parts) and not parts[i + 1][2]:
+                right, start, _ = parts[i + 1]
+                stripped = right.lstrip()
+                parts[i + 1] = (stripped, start + len(right) - len(stripped), False)
+            if token.lstrip and i > 0 and not parts[i - 1][2]:
+                left, start, _ = parts[i - 1]
+                parts[i - 1] = (left.rstrip(), start, False)
+        return [p for p in parts if p[0]]
+
+    def tokenize(self, text: str, *, split_special_tokens: bool | None = None, **kwargs: Any) -> list[str]:
+        """Tokens (BPE pieces in vocab.json form) without special tokens added. Other keywords are
+        accepted and ignored, as transformers' slow tokenizers do."""
+        split = self.split_special_tokens if split_special_tokens is None else split_special_tokens
         tokens: list[str] = []
-        for piece, _, is_added in self._split_added(text):
+        for piece, _, is_added in self._split_added(text, split):
             if is_added:
                 tokens.append(piece)
             else:
@@ -294,8 +649,9 @@ class BioGptTokenizer:
     def _word_ids(self, word: str) -> tuple[int, ...]:
         ids = self._word_cache.get(word)
         if ids is None:
-            unk = self.encoder[self.unk_token]
-            ids = tuple(self.encoder.get(p, unk) for p in self.bpe(word))
+            # transformers: a piece not in the vocabulary gets the vocabulary's id of unk_token
+            unk = self.encoder.get(self._special_tokens_map["unk_token"])  # type: ignore[arg-type]
+            ids = tuple(self.encoder.get(p, unk) for p in self.bpe(word))  # type: ignore[misc]
             self._word_cache[word] = ids
         return ids
 
@@ -315,10 +671,12 @@ class BioGptTokenizer:
                     found[i] = ids
         return found  # type: ignore[return-value]
 
-    def _encode_text(self, text: str, with_offsets: bool) -> tuple[list[int], list[Offset]]:
+    def _encode_text(
+        self, text: str, with_offsets: bool, split_special: bool = False
+    ) -> tuple[list[int], list[Offset]]:
         ids: list[int] = []
         offsets: list[Offset] = []
-        for piece, start, is_added in self._split_added(text):
+        for piece, start, is_added in self._split_added(text, split_special):
             if is_added:
                 ids.append(self.added_tokens_encoder[piece])
                 offsets.append((start, start + len(piece)))
@@ -354,43 +712,37 @@ class BioGptTokenizer:
             pos = starts[-1] + 1
         return spans
 
-    # ----------------------------------------------------------------- encoding
-    def encode(
-        self,
-        text: str,
-        text_pair: str | None = None,
-        *,
-        add_special_tokens: bool = True,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-    ) -> list[int]:
-        return self(
-            text,
-            text_pair,
-            add_special_tokens=add_special_tokens,
-            truncation=truncation,
-            max_length=max_length,
-            return_attention_mask=False,
-        )["input_ids"]
+    # ----------------------------------------------------------------- ids and tokens
+    def convert_tokens_to_ids(self, tokens: Any) -> Any:
+        if tokens is None:
+            return None
+        if isinstance(tokens, str):  # one token: no closure (the special-token ids come here)
+            index = self.added_tokens_encoder.get(tokens)
+            if index is not None:
+                return index
+            return self.encoder.get(tokens, self.encoder.get(self._special_tokens_map["unk_token"]))  # type: ignore[arg-type]
+        unk = self.encoder.get(self._special_tokens_map["unk_token"])  # type: ignore[arg-type]
 
-    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
-        def one(token: str) -> int:
+        def one(token: str) -> int | None:
             if token in self.added_tokens_encoder:
                 return self.added_tokens_encoder[token]
-            return self.encoder.get(token, self.encoder[self.unk_token])
+            return self.encoder.get(token, unk)
 
         return one(tokens) if isinstance(tokens, str) else [one(t) for t in tokens]
 
-    def convert_ids_to_tokens(
-        self, ids: int | Sequence[int], *, skip_special_tokens: bool = False
-    ) -> str | list[str]:
-        added = self.added_tokens_decoder
+    def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> Any:
+        added = self._added_ids
+        unk = self._special_tokens_map["unk_token"]
 
         def one(index: int) -> str:
-            return added[index] if index in added else self.decoder.get(index, self.unk_token)
+            return added[index] if index in added else self.decoder.get(index, unk)  # type: ignore[return-value]
 
         if isinstance(ids, int):
             return one(ids)
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+            if isinstance(ids, int):
+                return one(ids)
         skip = set(self.all_special_ids) if skip_special_tokens else set()
         return [one(int(i)) for i in ids if int(i) not in skip]
 
@@ -401,130 +753,656 @@ class BioGptTokenizer:
         sep = [self.sep_token_id]
         return sep + token_ids_0 if token_ids_1 is None else sep + token_ids_0 + sep + token_ids_1
 
+    def get_special_tokens_mask(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None, already_has_special_tokens: bool = False
+    ) -> list[int]:
+        """1 where build_inputs_with_special_tokens puts a separator; with already_has_special_tokens,
+        1 for every id of a special token (what the data collators ask for)."""
+        if already_has_special_tokens:
+            if token_ids_1 is not None:
+                raise ValueError(
+                    "You should not supply a second sequence if the provided sequence of ids is already "
+                    "formatted with special tokens for the model."
+                )
+            special = set(self.all_special_ids)
+            return [1 if int(t) in special else 0 for t in token_ids_0]
+        if token_ids_1 is not None:
+            return [1] + [0] * len(token_ids_0) + [1] + [0] * len(token_ids_1)
+        return [1] + [0] * len(token_ids_0)
+
+    def create_token_type_ids_from_sequences(
+        self, token_ids_0: list[int], token_ids_1: list[int] | None = None
+    ) -> list[int]:
+        """0 over `</s> A`, 1 over `</s> B` (transformers' default "bert_style" pattern)."""
+        first = len(token_ids_0) + 1
+        return [0] * first if token_ids_1 is None else [0] * first + [1] * (len(token_ids_1) + 1)
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return len(self.build_inputs_with_special_tokens([], [] if pair else None))
+
+    # ----------------------------------------------------------------- encoding
+    def encode(
+        self,
+        text: Any,
+        text_pair: Any = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Ids of one text (or pair): a list, or a (1, n) tensor with return_tensors."""
+        return self(
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            stride=stride,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            **kwargs,
+        )["input_ids"]
+
     def __call__(
         self,
-        text: str | Sequence[str],
-        text_pair: str | Sequence[str] | None = None,
+        text: Any = None,
+        text_pair: Any = None,
+        text_target: Any = None,
+        text_pair_target: Any = None,
         *,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
         max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
         return_tensors: str | None = None,
-        return_attention_mask: bool = True,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
         return_length: bool = False,
+        verbose: bool = True,
+        split_special_tokens: bool | None = None,
+        max_target_length: int | None = None,
     ) -> BatchEncoding:
-        """Encode one text or a batch, with transformers' padding and truncation semantics."""
-        batched = not isinstance(text, str)
-        texts = list(text) if batched else [text]
+        """Encode one text, a pair, or a batch, with transformers' (slow tokenizer) semantics for
+        padding, truncation (with overflow and stride), pre-split words, masks and tensors.
+        Offsets (return_offsets_mapping) are ours: the slow reference has none."""
+        if (
+            # The fast path: plain text(s), no truncation, lists out. It gives what the general
+            # path gives, without its per-call bookkeeping (which would double the cost of a
+            # short text); anything else takes the general path below.
+            text_target is None
+            and not truncation
+            and max_length is None
+            and (padding is False or (padding is True and pad_to_multiple_of is None and self.pad_token is not None))
+            and not (return_token_type_ids or return_overflowing_tokens or return_special_tokens_mask)
+            and not (return_length or is_split_into_words or split_special_tokens or self.split_special_tokens)
+            and return_attention_mask is not False
+            and self.model_input_names == ["input_ids", "attention_mask"]
+            and return_tensors in (None, "pt")
+        ):
+            if isinstance(text, str) and (text_pair is None or isinstance(text_pair, str)):
+                out = self._plain(text, text_pair, add_special_tokens, return_offsets_mapping)
+                return BatchEncoding(out, tensor_type=return_tensors, prepend_batch_axis=True) if return_tensors else out
+            if (
+                isinstance(text, (list, tuple))
+                and text_pair is None
+                and all(type(t) is str for t in text)
+                and text
+            ):
+                return self._plain_batch(text, add_special_tokens, return_offsets_mapping, padding, padding_side, return_tensors)
+        if text is None and text_target is None:
+            raise ValueError("You need to specify either `text` or `text_target`.")
+        padding_strategy, truncation_strategy, max_length = self._strategies(
+            padding, truncation, max_length, pad_to_multiple_of, verbose
+        )
+        options = dict(
+            add_special_tokens=add_special_tokens,
+            padding_strategy=padding_strategy,
+            truncation_strategy=truncation_strategy,
+            stride=stride,
+            is_split_into_words=is_split_into_words,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+            return_token_type_ids=return_token_type_ids,
+            return_attention_mask=return_attention_mask,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+            return_length=return_length,
+            split_special=self.split_special_tokens if split_special_tokens is None else split_special_tokens,
+        )
+        encodings = self._encode_plus(text, text_pair, max_length=max_length, **options) if text is not None else None
+        if text_target is None:
+            assert encodings is not None
+            return encodings
+        target_length = max_target_length if max_target_length is not None else max_length
+        targets = self._encode_plus(text_target, text_pair_target, max_length=target_length, **options)
+        if encodings is None:
+            return targets
+        encodings["labels"] = targets["input_ids"]
+        return encodings
+
+    def _plain(
+        self, text: str, text_pair: str | None, add_special_tokens: bool, with_offsets: bool
+    ) -> BatchEncoding:
+        """One text (or pair) with the default options: `</s> A [</s> B]` and its mask."""
+        sep = self.sep_token_id if add_special_tokens else None
+        ids, offsets = self._plain_ids(text, text_pair, sep, with_offsets)
+        out = BatchEncoding({"input_ids": ids, "attention_mask": [1] * len(ids)})
+        if with_offsets:
+            out["offset_mapping"] = offsets
+        return out
+
+    def _plain_ids(
+        self, text: str, text_pair: str | None, sep: int | None, with_offsets: bool
+    ) -> tuple[list[int], list[Offset]]:
+        ids, offsets = self._encode_text(text, with_offsets)
         if text_pair is None:
-            pairs: list[str | None] = [None] * len(texts)
-        else:
-            pairs = list(text_pair) if batched else [text_pair]  # type: ignore[list-item]
-            if len(pairs) != len(texts):
-                raise ValueError(f"got {len(texts)} texts but {len(pairs)} text pairs")
-        for t in [*texts, *pairs]:
-            if t is not None and not isinstance(t, str):
-                raise TypeError(f"text must be a string or a list of strings, got {type(t).__name__}")
+            if sep is None:
+                return ids, offsets
+            return [sep, *ids], [(0, 0), *offsets] if with_offsets else []
+        ids_b, offsets_b = self._encode_text(text_pair, with_offsets)
+        if sep is None:
+            return ids + ids_b, offsets + offsets_b
+        return [sep, *ids, sep, *ids_b], [(0, 0), *offsets, (0, 0), *offsets_b] if with_offsets else []
 
-        padding_strategy = _padding_strategy(padding)
-        if truncation is None:
-            truncation = max_length is not None and padding_strategy == "do_not_pad"
-        truncation_strategy = _truncation_strategy(truncation)
-        if max_length is None and (truncation_strategy != "do_not_truncate" or padding_strategy == "max_length"):
-            max_length = self.model_max_length
-        padding_side = padding_side or self.padding_side
-        if padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    def _plain_batch(
+        self,
+        texts: Sequence[str],
+        add_special_tokens: bool,
+        with_offsets: bool,
+        padding: bool,
+        padding_side: str | None,
+        return_tensors: str | None,
+    ) -> BatchEncoding:
+        """A batch of texts with the default options, padded to the longest when asked."""
+        sep = self.sep_token_id if add_special_tokens else None
+        encoded = [self._plain_ids(t, None, sep, with_offsets) for t in texts]
+        all_ids = [ids for ids, _ in encoded]
+        columns: dict[str, list[Any]] = {"input_ids": all_ids, "attention_mask": [[1] * len(ids) for ids in all_ids]}
+        if with_offsets:
+            columns["offset_mapping"] = [offsets for _, offsets in encoded]
+        if padding:
+            side = padding_side if padding_side is not None else self.padding_side
+            if side not in ("left", "right"):
+                raise ValueError(f"Invalid padding strategy:{side}")
+            target = max(map(len, all_ids))
+            fills = {"input_ids": self.pad_token_id, "attention_mask": 0, "offset_mapping": (0, 0)}
+            for key, column in columns.items():
+                fill = fills[key]
+                for i, value in enumerate(column):
+                    n = target - len(value)
+                    if n:
+                        column[i] = value + [fill] * n if side == "right" else [fill] * n + value
+        return BatchEncoding(columns, tensor_type=return_tensors)
 
-        all_ids: list[list[int]] = []
-        all_offsets: list[list[Offset]] = []
-        for first, second in zip(texts, pairs):
-            ids_a, off_a = self._encode_text(first, return_offsets_mapping)
-            ids_b, off_b = self._encode_text(second, return_offsets_mapping) if second is not None else ([], [])
-            if truncation_strategy != "do_not_truncate":
-                assert max_length is not None
-                n_special = (2 if second is not None else 1) if add_special_tokens else 0
-                ids_a, off_a, ids_b, off_b = self._truncate(
-                    ids_a, off_a, ids_b, off_b, max_length - n_special, truncation_strategy
+    def _encode_plus(
+        self,
+        text: Any,
+        text_pair: Any,
+        *,
+        add_special_tokens: bool,
+        padding_strategy: str,
+        truncation_strategy: str,
+        max_length: int | None,
+        stride: int,
+        is_split_into_words: bool,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_tensors: str | None,
+        return_token_type_ids: bool | None,
+        return_attention_mask: bool | None,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        return_offsets_mapping: bool,
+        return_length: bool,
+        split_special: bool,
+    ) -> BatchEncoding:
+        """transformers' PythonBackend._encode_plus: a batch is encoded item by item, then padded."""
+        is_batched = isinstance(text, (list, tuple)) and (
+            (not text and not is_split_into_words)
+            or (bool(text) and is_split_into_words and isinstance(text[0], (list, tuple)))
+            or (bool(text) and not is_split_into_words and isinstance(text[0], (str, list, tuple)))
+        )
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        item = dict(
+            add_special_tokens=add_special_tokens,
+            truncation_strategy=truncation_strategy,
+            max_length=max_length,
+            stride=stride,
+            return_token_type_ids=return_token_type_ids,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask,
+            return_offsets_mapping=return_offsets_mapping,
+        )
+        if not is_batched:
+            first = self._input_ids(text, is_split_into_words, return_offsets_mapping, split_special)
+            second = (
+                self._input_ids(text_pair, is_split_into_words, return_offsets_mapping, split_special)
+                if text_pair is not None
+                else None
+            )
+            out = self._prepare(first, second, keep_overflow=not return_tensors, **item)
+            if padding_strategy != "do_not_pad" or return_attention_mask:
+                out = self._pad(out, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
+            if return_length:
+                out["length"] = len(out["input_ids"])
+            return BatchEncoding(out, tensor_type=return_tensors, prepend_batch_axis=True)
+
+        if text_pair is not None and (not isinstance(text_pair, (list, tuple)) or len(text_pair) != len(text)):
+            raise ValueError("If `text` is a batch, `text_pair` must also be a batch of the same length.")
+        pairs = text_pair if text_pair is not None else [None] * len(text)
+        batch: dict[str, list[Any]] = {}
+        for current, current_pair in zip(text, pairs):
+            # A tuple or list of two texts in a batch is a pair (for split words: only a tuple).
+            if isinstance(current, (list, tuple)) and current and not isinstance(current[0], int) and current_pair is None:
+                is_pair = (
+                    len(current) == 2
+                    and (not is_split_into_words or isinstance(current, tuple))
+                    and isinstance(current[0], (str, list, tuple))
+                    and isinstance(current[1], (str, list, tuple))
                 )
-            if add_special_tokens:
-                ids = self.build_inputs_with_special_tokens(ids_a, ids_b if second is not None else None)
-                offsets = [(0, 0), *off_a] + ([(0, 0), *off_b] if second is not None else [])
-            else:
-                ids, offsets = ids_a + ids_b, off_a + off_b
-            all_ids.append(ids)
-            all_offsets.append(offsets)
+                if is_pair:
+                    current, current_pair = current
+                elif len(current) == 1:
+                    current = current[0]
+                elif not is_split_into_words:
+                    raise ValueError(f"Expected a pair of sequences, got {len(current)} sequences.")
+            first = self._input_ids(current, is_split_into_words, return_offsets_mapping, split_special)
+            second = (
+                self._input_ids(current_pair, is_split_into_words, return_offsets_mapping, split_special)
+                if current_pair is not None
+                else None
+            )
+            out = self._prepare(first, second, keep_overflow=True, **item)
+            if return_length:
+                out["length"] = len(out["input_ids"])
+            for key, value in out.items():
+                batch.setdefault(key, []).append(value)
+        if return_tensors and return_overflowing_tokens:  # lists of unequal length: no tensor
+            batch.pop("overflowing_tokens", None)
+            batch.pop("num_truncated_tokens", None)
+        padded = self.pad(
+            batch,
+            padding=padding_strategy,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+        )
+        return BatchEncoding(dict(padded), tensor_type=return_tensors)
 
-        masks = [[1] * len(ids) for ids in all_ids]
-        lengths = [len(ids) for ids in all_ids]
-        if padding_strategy != "do_not_pad":
-            target = max(lengths) if padding_strategy == "longest" else max_length
-            assert target is not None
-            if pad_to_multiple_of and target % pad_to_multiple_of:
-                target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-            for i, ids in enumerate(all_ids):
-                n = target - len(ids)
-                if n <= 0:
-                    continue
-                pad_ids, pad_mask, pad_off = [self.pad_token_id] * n, [0] * n, [(0, 0)] * n
-                if padding_side == "right":
-                    all_ids[i], masks[i], all_offsets[i] = ids + pad_ids, masks[i] + pad_mask, all_offsets[i] + pad_off
-                else:
-                    all_ids[i], masks[i], all_offsets[i] = pad_ids + ids, pad_mask + masks[i], pad_off + all_offsets[i]
+    def _input_ids(
+        self, text: Any, is_split_into_words: bool, with_offsets: bool, split_special: bool
+    ) -> tuple[list[int], list[Offset]]:
+        """Ids (and offsets) of a string, of pre-split words (each tokenized alone; offsets within
+        its word, as transformers' fast tokenizers give them), of tokens, or ids as given."""
+        if isinstance(text, str):
+            return self._encode_text(text, with_offsets, split_special)
+        if isinstance(text, (list, tuple)) and text:
+            if isinstance(text[0], int):
+                return list(text), [(0, 0)] * len(text) if with_offsets else []
+            if isinstance(text[0], str):
+                if is_split_into_words:
+                    ids: list[int] = []
+                    offsets: list[Offset] = []
+                    for word in text:
+                        word_ids, word_offsets = self._encode_text(word, with_offsets, split_special)
+                        ids += word_ids
+                        offsets += word_offsets
+                    return ids, offsets
+                tokens = self.convert_tokens_to_ids(list(text))
+                return tokens, [(0, 0)] * len(tokens) if with_offsets else []
+        raise ValueError(f"Input must be a string, list of strings, or list of ints, got: {type(text)}")
 
-        out: dict[str, Any] = {"input_ids": all_ids}
-        if return_attention_mask:
-            out["attention_mask"] = masks
-        if return_offsets_mapping:
-            out["offset_mapping"] = all_offsets
+    def prepare_for_model(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = False,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        prepend_batch_axis: bool = False,
+    ) -> BatchEncoding:
+        """Special tokens, truncation and padding for ids already encoded (transformers' method)."""
+        padding_strategy, truncation_strategy, max_length = self._strategies(
+            padding, truncation, max_length, pad_to_multiple_of, verbose
+        )
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        out = self._prepare(
+            (list(ids), []),
+            (list(pair_ids), []) if pair_ids is not None else None,
+            add_special_tokens=add_special_tokens,
+            truncation_strategy=truncation_strategy,
+            max_length=max_length,
+            stride=stride,
+            return_token_type_ids=return_token_type_ids,
+            return_overflowing_tokens=return_overflowing_tokens,
+            return_special_tokens_mask=return_special_tokens_mask,
+            keep_overflow=not return_tensors,
+        )
+        if padding_strategy != "do_not_pad" or return_attention_mask:
+            out = self._pad(out, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
         if return_length:
-            out["length"] = lengths
-        if return_tensors is not None:
-            if return_tensors != "pt":
-                raise ValueError(f"return_tensors={return_tensors!r} is not supported; use 'pt'")
-            import torch
+            out["length"] = len(out["input_ids"])
+        return BatchEncoding(out, tensor_type=return_tensors, prepend_batch_axis=prepend_batch_axis)
 
-            if len({len(ids) for ids in all_ids}) > 1:
-                raise ValueError(
-                    "sequences have different lengths: pass padding=True to return a tensor batch"
-                )
-            out = {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
-        elif not batched:
-            out = {k: v[0] for k, v in out.items()}
-        return BatchEncoding(out)
+    def _prepare(
+        self,
+        first: tuple[list[int], list[Offset]],
+        second: tuple[list[int], list[Offset]] | None,
+        *,
+        add_special_tokens: bool,
+        truncation_strategy: str,
+        max_length: int | None,
+        stride: int,
+        return_token_type_ids: bool,
+        return_overflowing_tokens: bool,
+        return_special_tokens_mask: bool,
+        keep_overflow: bool,
+        return_offsets_mapping: bool = False,
+    ) -> dict[str, Any]:
+        """One sequence (or pair): truncate, add the separators, build the masks (no padding)."""
+        ids, offsets = first
+        pair_ids, pair_offsets = second if second is not None else (None, [])
+        pair = pair_ids is not None
+        if return_overflowing_tokens and truncation_strategy == "longest_first" and pair:
+            raise ValueError(
+                "Not possible to return overflowing tokens for pair of sequences with the "
+                "`longest_first`. Please select another truncation strategy than `longest_first`, "
+                "for instance `only_second` or `only_first`."
+            )
+        n_special = self.num_special_tokens_to_add(pair=pair) if add_special_tokens else 0
+        total = len(ids) + len(pair_ids or []) + n_special
+        overflow: list[int] = []
+        if truncation_strategy != "do_not_truncate" and max_length and total > max_length:
+            ids, offsets, pair_ids, pair_offsets, overflow = self._truncate(
+                ids, offsets, pair_ids, pair_offsets, total - max_length, truncation_strategy, stride
+            )
+        if add_special_tokens:
+            sequence = self.build_inputs_with_special_tokens(ids, pair_ids)
+            spans = [(0, 0), *offsets] + ([(0, 0), *pair_offsets] if pair_ids is not None else [])
+        else:
+            sequence = ids + (pair_ids or [])
+            spans = offsets + pair_offsets
+        out: dict[str, Any] = {"input_ids": sequence}
+        if return_token_type_ids:
+            out["token_type_ids"] = (
+                self.create_token_type_ids_from_sequences(ids, pair_ids) if add_special_tokens else [0] * len(sequence)
+            )
+        if return_special_tokens_mask:
+            out["special_tokens_mask"] = (
+                self.get_special_tokens_mask(ids, pair_ids) if add_special_tokens else [0] * len(sequence)
+            )
+        if return_overflowing_tokens and keep_overflow and overflow:
+            out["overflowing_tokens"] = overflow
+            out["num_truncated_tokens"] = total - max_length if max_length else 0
+        if return_offsets_mapping:
+            out["offset_mapping"] = spans
+        return out
+
+    def truncate_sequences(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        num_tokens_to_remove: int = 0,
+        truncation_strategy: str = "longest_first",
+        stride: int = 0,
+    ) -> tuple[list[int], list[int] | None, list[int]]:
+        """transformers' truncate_sequences: (ids, pair_ids, overflowing tokens)."""
+        strategy = str(getattr(truncation_strategy, "value", truncation_strategy))
+        if num_tokens_to_remove <= 0:
+            return ids, pair_ids, []
+        ids, _, pair_ids, _, overflow = self._truncate(ids, [], pair_ids, [], num_tokens_to_remove, strategy, stride)
+        return ids, pair_ids, overflow
 
     def _truncate(
         self,
-        ids_a: list[int],
-        off_a: list[Offset],
-        ids_b: list[int],
-        off_b: list[Offset],
-        budget: int,
+        ids: list[int],
+        offsets: list[Offset],
+        pair_ids: list[int] | None,
+        pair_offsets: list[Offset],
+        remove: int,
         strategy: str,
-    ) -> tuple[list[int], list[Offset], list[int], list[Offset]]:
-        budget = max(budget, 0)
-        excess = len(ids_a) + len(ids_b) - budget
-        if excess <= 0:
-            return ids_a, off_a, ids_b, off_b
-        if strategy == "only_second":
-            keep_b = max(len(ids_b) - excess, 0)
-            keep_a = len(ids_a)
-        elif strategy == "only_first" or not ids_b:
-            keep_a, keep_b = max(len(ids_a) - excess, 0), len(ids_b)
-        else:  # longest_first: remove one token at a time from the longer sequence
-            keep_a, keep_b = len(ids_a), len(ids_b)
-            for _ in range(excess):
-                if keep_a > keep_b:
-                    keep_a -= 1
+        stride: int,
+    ) -> tuple[list[int], list[Offset], list[int] | None, list[Offset], list[int]]:
+        """Remove `remove` tokens by transformers' rules (offsets follow their tokens); the
+        overflowing tokens carry `stride` tokens of context back from the kept part."""
+        left = self.truncation_side == "left"
+
+        def cut(seq: list[Any], n: int) -> list[Any]:
+            if n <= 0:
+                return seq
+            return seq[n:] if left else seq[:-n]
+
+        overflow: list[int] = []
+        if strategy == "only_first" or (strategy == "longest_first" and pair_ids is None):
+            window = min(len(ids), stride + remove)
+            overflow = ids[:window] if left else ids[-window:] if window else []
+            ids, offsets = cut(ids, remove), cut(offsets, remove)
+        elif strategy == "longest_first":
+            assert pair_ids is not None
+            first_remove = min(abs(len(pair_ids) - len(ids)), remove)
+            second_remove = remove - first_remove
+            if len(ids) > len(pair_ids):
+                from_ids = first_remove + second_remove // 2
+                from_pair = second_remove - second_remove // 2
+            else:
+                from_ids = second_remove // 2
+                from_pair = first_remove + second_remove - second_remove // 2
+            ids, offsets = cut(ids, from_ids), cut(offsets, from_ids)
+            pair_ids, pair_offsets = cut(pair_ids, from_pair), cut(pair_offsets, from_pair)
+        elif strategy == "only_second" and pair_ids:
+            window = min(len(pair_ids), stride + remove)
+            overflow = pair_ids[:window] if left else pair_ids[-window:] if window else []
+            pair_ids, pair_offsets = cut(pair_ids, remove), cut(pair_offsets, remove)
+        return ids, offsets, pair_ids, pair_offsets, overflow
+
+    def _strategies(
+        self,
+        padding: Any,
+        truncation: Any,
+        max_length: int | None,
+        pad_to_multiple_of: int | None,
+        verbose: bool,
+    ) -> tuple[str, str, int | None]:
+        """transformers' _get_padding_truncation_strategies: (padding, truncation, max_length)."""
+        padding = getattr(padding, "value", padding)
+        truncation = getattr(truncation, "value", truncation)
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # max_length alone truncates, as transformers
+        if padding is False or padding is None:
+            padding_strategy = "do_not_pad"
+        elif padding is True:
+            if verbose and max_length is not None and truncation in (None, False, "do_not_truncate"):
+                warnings.warn(
+                    "`max_length` is ignored when `padding`=`True` and there is no truncation strategy. "
+                    "To pad to max length, use `padding='max_length'`."
+                )
+            padding_strategy = "longest"
+        elif padding in _PADDING:
+            padding_strategy = _PADDING[padding]
+        else:
+            raise ValueError(f"{padding!r} is not a valid PaddingStrategy, please select one of {list(_PADDING)}")
+        if truncation is False or truncation is None:
+            truncation_strategy = "do_not_truncate"
+        elif truncation is True:
+            truncation_strategy = "longest_first"
+        elif truncation in _TRUNCATION:
+            truncation_strategy = str(truncation)
+        else:
+            raise ValueError(f"{truncation!r} is not a valid TruncationStrategy, please select one of {list(_TRUNCATION)}")
+        if max_length is None:
+            if padding_strategy == "max_length":
+                if self.model_max_length > LARGE_INTEGER:
+                    padding_strategy = "do_not_pad"
                 else:
-                    keep_b -= 1
-        if self.truncation_side == "left":
-            return ids_a[len(ids_a) - keep_a :], off_a[len(off_a) - keep_a :], ids_b[len(ids_b) - keep_b :], off_b[len(off_b) - keep_b :]
-        return ids_a[:keep_a], off_a[:keep_a], ids_b[:keep_b], off_b[:keep_b]
+                    max_length = self.model_max_length
+            if truncation_strategy != "do_not_truncate":
+                if self.model_max_length > LARGE_INTEGER:
+                    truncation_strategy = "do_not_truncate"
+                else:
+                    max_length = self.model_max_length
+        if padding_strategy != "do_not_pad" and (self.pad_token is None or (self.pad_token_id or 0) < 0):
+            raise ValueError(
+                "Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
+                "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
+                "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`."
+            )
+        if (
+            truncation_strategy != "do_not_truncate"
+            and padding_strategy != "do_not_pad"
+            and pad_to_multiple_of is not None
+            and max_length is not None
+            and max_length % pad_to_multiple_of != 0
+        ):
+            raise ValueError(
+                "Truncation and padding are both activated but "
+                f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})."
+            )
+        return padding_strategy, truncation_strategy, max_length
+
+    # ----------------------------------------------------------------- padding
+    def pad(
+        self,
+        encoded_inputs: Any,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad one encoding or a batch (a list of dicts, or a dict of lists; lists, numpy arrays
+        or torch tensors) as transformers' `pad`: what data collators call. Tensors in give tensors
+        of the same kind out unless return_tensors says otherwise."""
+        if isinstance(encoded_inputs, (list, tuple)) and encoded_inputs and isinstance(encoded_inputs[0], Mapping):
+            encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0].keys()}
+        else:
+            encoded_inputs = dict(encoded_inputs)
+        main = self.model_input_names[0]
+        if main not in encoded_inputs:
+            raise ValueError(
+                "You should supply an encoding or a list of encodings to this method "
+                f"that includes {main}, but you provided {list(encoded_inputs.keys())}"
+            )
+        required = encoded_inputs[main]
+        if required is None or (isinstance(required, Sized) and len(required) == 0):
+            if return_attention_mask:
+                encoded_inputs["attention_mask"] = []
+            return BatchEncoding(encoded_inputs)
+        first = required[0]
+        if isinstance(first, (list, tuple)):
+            first = next((item[0] for item in required if len(item)), first)
+        if not isinstance(first, (int, list, tuple)):
+            module = type(first).__module__.split(".")[0]
+            if module == "torch":
+                return_tensors = return_tensors or "pt"
+            elif module == "numpy":
+                return_tensors = return_tensors or "np"
+            else:
+                raise ValueError(
+                    f"type of {first} unknown: {type(first)}. Should be one of a python, numpy, or pytorch object."
+                )
+            encoded_inputs = {key: _to_python(value) for key, value in encoded_inputs.items()}
+        padding_strategy, _, max_length = self._strategies(padding, None, max_length, None, verbose)
+        required = encoded_inputs[main]
+        if required and not isinstance(required[0], (list, tuple)):
+            single = self._pad(
+                encoded_inputs, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask
+            )
+            return BatchEncoding(single, tensor_type=return_tensors)
+        batch_size = len(required)
+        if any(len(v) != batch_size for v in encoded_inputs.values()):
+            raise ValueError("Some items in the output dictionary have a different batch size than others.")
+        if padding_strategy == "longest":
+            max_length = max(len(inputs) for inputs in required)
+            padding_strategy = "max_length"
+        batch: dict[str, list[Any]] = {}
+        for i in range(batch_size):
+            outputs = self._pad(
+                {k: v[i] for k, v in encoded_inputs.items()},
+                max_length,
+                padding_strategy,
+                pad_to_multiple_of,
+                padding_side,
+                return_attention_mask,
+            )
+            for key, value in outputs.items():
+                batch.setdefault(key, []).append(value)
+        return BatchEncoding(batch, tensor_type=return_tensors)
+
+    def _pad(
+        self,
+        encoded: dict[str, Any],
+        max_length: int | None,
+        padding_strategy: str,
+        pad_to_multiple_of: int | None,
+        padding_side: str | None,
+        return_attention_mask: bool | None,
+    ) -> dict[str, Any]:
+        """Pad one sequence's lists in place (transformers' _pad; offsets pad with (0, 0))."""
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        main = self.model_input_names[0]
+        required = encoded[main]
+        if padding_strategy == "longest":
+            max_length = len(required)
+        if max_length is not None and pad_to_multiple_of is not None and max_length % pad_to_multiple_of:
+            max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
+        if return_attention_mask and "attention_mask" not in encoded:
+            encoded["attention_mask"] = [1] * len(required)
+        if padding_strategy == "do_not_pad" or max_length is None or len(required) == max_length:
+            return encoded
+        n = max_length - len(required)
+        if n < 0:
+            return encoded
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("left", "right"):
+            raise ValueError(f"Invalid padding strategy:{side}")
+        fills = {
+            "attention_mask": 0,
+            "token_type_ids": self.pad_token_type_id,
+            "special_tokens_mask": 1,
+            "offset_mapping": (0, 0),
+        }
+        for key, fill in fills.items():
+            if key in encoded and (key != "attention_mask" or return_attention_mask):
+                value = list(encoded[key])
+                encoded[key] = value + [fill] * n if side == "right" else [fill] * n + value
+        pad_ids = [self.pad_token_id] * n
+        encoded[main] = list(required) + pad_ids if side == "right" else pad_ids + list(required)
+        return encoded
 
     # ----------------------------------------------------------------- decoding
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
@@ -532,40 +1410,43 @@ class BioGptTokenizer:
         words = "".join(t.replace(" ", "").replace("</w>", " ") for t in tokens).split()
         return self._detok.detokenize(words)
 
+    def clean_up_tokenization(self, text: str) -> str:
+        return _clean_up_tokenization(text)
+
     def decode(
         self,
         token_ids: Any,
-        *,
         skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool = False,
-    ) -> str:
-        if hasattr(token_ids, "tolist"):
-            token_ids = token_ids.tolist()
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Text of one sequence of ids (list, array or tensor); a batch gives a list of texts, as
+        transformers 5. Other keywords are accepted and ignored, as there."""
+        token_ids = _to_python(token_ids)
+        if isinstance(token_ids, (list, tuple)) and token_ids and isinstance(token_ids[0], (list, tuple)):
+            return [self._decode(seq, skip_special_tokens, clean_up_tokenization_spaces) for seq in token_ids]
+        return self._decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
+
+    def _decode(self, token_ids: Any, skip_special_tokens: bool, clean_up_tokenization_spaces: bool | None) -> str:
         if isinstance(token_ids, int):
             token_ids = [token_ids]
         tokens = self.convert_ids_to_tokens(token_ids, skip_special_tokens=skip_special_tokens)
-        text = self.convert_tokens_to_string(tokens)  # type: ignore[arg-type]
-        if clean_up_tokenization_spaces:
-            text = _clean_up_tokenization(text)
-        return text
+        text = self.convert_tokens_to_string(tokens)
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        return _clean_up_tokenization(text) if clean else text
 
     def batch_decode(
         self,
         sequences: Any,
-        *,
         skip_special_tokens: bool = False,
-        clean_up_tokenization_spaces: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
     ) -> list[str]:
-        if hasattr(sequences, "tolist"):
-            sequences = sequences.tolist()
-        return [
-            self.decode(
-                s,
-                skip_special_tokens=skip_special_tokens,
-                clean_up_tokenization_spaces=clean_up_tokenization_spaces,
-            )
-            for s in sequences
-        ]
+        sequences = _to_python(sequences)
+        if len(sequences) == 0:
+            return []
+        result = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces)
+        return [result] if isinstance(result, str) else result
 
     # ----------------------------------------------------------------- saving
     def save_vocabulary(self, save_directory: str | os.PathLike[str], filename_prefix: str | None = None) -> tuple[str, str]:
@@ -581,49 +1462,66 @@ class BioGptTokenizer:
         write_text_atomic(merges_file, "".join(f"{a} {b}\n" for (a, b), _ in ordered))
         return str(vocab_file), str(merges_file)
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> tuple[str, ...]:
-        """Write files transformers' BioGptTokenizer loads with the same ids (each atomically)."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> tuple[str, ...]:
+        """Write the files transformers' save_pretrained writes (tokenizer_config.json from
+        init_kwargs, added_tokens.json for ids past the vocabulary, vocab.json, merges.txt), plus
+        special_tokens_map.json for transformers 4; each atomically. transformers loads them with
+        the same ids, and so do we."""
+        if push_to_hub:
+            raise NotImplementedError("push_to_hub: upload the saved folder with huggingface_hub")
+        if legacy_format is False:
+            raise ValueError("Only fast tokenizers can be saved in non legacy format.")
         directory = Path(save_directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        files = list(self.save_vocabulary(directory))
-        specials = {
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-            "sep_token": self.sep_token,
-            "unk_token": self.unk_token,
-            "pad_token": self.pad_token,
-        }
-        special_set = set(self.special_tokens)
-        added_decoder = {
-            str(index): {
-                "content": token,
-                "lstrip": False,
-                "normalized": token not in special_set,
-                "rstrip": False,
-                "single_word": False,
-                "special": token in special_set,
-            }
-            for token, index in sorted(self.added_tokens_encoder.items(), key=lambda kv: kv[1])
-        }
-        config = {
-            **specials,
-            "added_tokens_decoder": added_decoder,
-            "model_max_length": self.model_max_length,
-            "padding_side": self.padding_side,
-            "truncation_side": self.truncation_side,
-            "clean_up_tokenization_spaces": False,
-            "tokenizer_class": "BioGptTokenizer",
-        }
-        path = directory / TOKENIZER_CONFIG_FILE
-        write_text_atomic(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        # the files appear together or not at all (a full disk must not leave a config without
+        # its vocabulary); into an existing folder each is moved in, other files kept
+        with atomic_directory(directory) as folder:
+            written = self._write_files(folder, filename_prefix=filename_prefix)
+        return tuple(str(directory / Path(f).name) for f in written)
+
+    def _write_files(self, directory: Path, *, filename_prefix: str | None) -> tuple[str, ...]:
+        prefix = f"{filename_prefix}-" if filename_prefix else ""
+        config = copy.deepcopy(self.init_kwargs)
+        # as transformers: each init keyword that is an attribute is saved with its current value
+        for key in list(self.init_kwargs) + ["model_max_length"]:
+            if key in ("extra_special_tokens", "additional_special_tokens", "name_or_path"):
+                continue
+            value = getattr(self, key, _MISSING)
+            if value is not _MISSING and not callable(value):
+                config[key] = value
+        config.update(self.special_tokens_map)
+        config.pop("added_tokens", None)
+        config.pop("additional_special_tokens", None)
+        config.pop("extra_special_tokens", None)
+        if self._extra_special_tokens:
+            config["extra_special_tokens"] = list(self._extra_special_tokens)
+        # ours too: transformers keeps these only when given at construction
+        config["padding_side"] = self.padding_side
+        config["truncation_side"] = self.truncation_side
+        config["clean_up_tokenization_spaces"] = self.clean_up_tokenization_spaces
+        for key in (*self.vocab_files_names, "name_or_path", "special_tokens_map_file", "tokenizer_file", "device_map"):
+            config.pop(key, None)
+        config["added_tokens_decoder"] = {str(i): t.__getstate__() for i, t in self.added_tokens_decoder.items()}
+        config["tokenizer_class"] = "BioGptTokenizer"
+        config = {k: (str(getattr(v, "content", v)) if hasattr(v, "content") else v) for k, v in config.items()}
+        config_file = directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
+        write_text_atomic(config_file, json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        files = [str(config_file)]
+        path = directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
+        write_text_atomic(path, json.dumps(self.special_tokens_map, indent=2) + "\n")
         files.append(str(path))
-        path = directory / SPECIAL_TOKENS_MAP_FILE
-        write_text_atomic(path, json.dumps(specials, indent=2) + "\n")
-        files.append(str(path))
-        extra = {t: i for t, i in self.added_tokens_encoder.items() if t not in special_set}
-        if extra:
-            path = directory / ADDED_TOKENS_FILE
-            write_text_atomic(path, json.dumps(extra, indent=2, ensure_ascii=False) + "\n")
+        files.extend(self.save_vocabulary(directory, filename_prefix=filename_prefix))
+        past_vocabulary = {t: i for t, i in self.added_tokens_encoder.items() if i >= self.vocab_size}
+        if past_vocabulary:
+            path = directory / f"{prefix}{ADDED_TOKENS_FILE}"
+            text = json.dumps(past_vocabulary, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            write_text_atomic(path, text)
             files.append(str(path))
         return tuple(files)
 
@@ -724,31 +1622,37 @@ class BioGptTokenizer:
         name: str,
         kwargs: dict[str, Any],
     ) -> "BioGptTokenizer":
+        """As transformers' loader: every key of tokenizer_config.json is a constructor keyword
+        (special tokens by their content), added_tokens_decoder keeps ids and flags, and
+        added_tokens.json adds what the config does not list."""
         vocab = read_vocab_json(vocab_file)
         merges = read_merges(merges_file)
         config = read_json_object(config_file) if config_file else {}
-        added: dict[str, int] = {}
-        for index, entry in (config.get("added_tokens_decoder") or {}).items():
-            content = entry["content"] if isinstance(entry, dict) else str(entry)
-            if vocab.get(content) != int(index):
-                added[content] = int(index)
-        if added_file:
-            added.update({str(k): int(v) for k, v in read_json_object(added_file).items()})
-        options: dict[str, Any] = {"name_or_path": name}
-        for key in ("bos_token", "eos_token", "sep_token", "unk_token", "pad_token"):
-            value = config.get(key)
+        options: dict[str, Any] = {
+            k: v for k, v in config.items()
+            if k not in ("tokenizer_class", "auto_map", "added_tokens_decoder", "processor_class", "backend",
+                         "name_or_path", "special_tokens_map_file", "tokenizer_file", "chat_template")
+        }
+        for key in SPECIAL_TOKENS_ATTRIBUTES:
+            value = options.get(key)
             if isinstance(value, dict):
-                value = value.get("content")
-            if isinstance(value, str):
-                options[key] = value
-        max_len = config.get("model_max_length")
-        if isinstance(max_len, int) and max_len < 10**9:
-            options["model_max_length"] = max_len
-        for key in ("padding_side", "truncation_side"):
-            if config.get(key) in ("left", "right"):
-                options[key] = config[key]
+                options[key] = value.get("content")
+        if not isinstance(options.get("model_max_length"), int):
+            options.pop("model_max_length", None)
+        if options.get("padding_side") not in ("left", "right"):
+            options.pop("padding_side", None)
+        if options.get("truncation_side") not in ("left", "right"):
+            options.pop("truncation_side", None)
+        saved: dict[int, Any] = {}
+        for index, entry in (config.get("added_tokens_decoder") or {}).items():
+            saved[int(index)] = entry if isinstance(entry, dict) else {"content": str(entry)}
+        added: dict[str, int] = {}
+        if added_file:
+            known = {str(e["content"]) for e in saved.values()}
+            added = {str(k): int(v) for k, v in read_json_object(added_file).items() if str(k) not in known}
+        options["name_or_path"] = name
         options.update(kwargs)
-        return cls(vocab, merges, added_tokens=added, **options)
+        return cls(vocab, merges, added_tokens=added, added_tokens_decoder=saved, **options)
 
     def __repr__(self) -> str:
         return (
@@ -809,27 +1713,20 @@ def _align(text: str, pos: int, surface: str) -> list[int] | None:
     return starts
 
 
-def _padding_strategy(padding: bool | str) -> str:
-    if padding is True or padding == "longest":
-        return "longest"
-    if padding is False or padding is None or padding == "do_not_pad":
-        return "do_not_pad"
-    if padding == "max_length":
-        return "max_length"
-    raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+def _is_empty(value: Any) -> bool:
+    """An empty list, or a list of empty lists (transformers gives these an int64 dtype)."""
+    return isinstance(value, (list, tuple)) and all(_is_empty(v) for v in value)
 
 
-def _truncation_strategy(truncation: bool | str) -> str:
-    if truncation is True:
-        return "longest_first"
-    if truncation is False or truncation == "do_not_truncate":
-        return "do_not_truncate"
-    if truncation in ("longest_first", "only_first", "only_second"):
-        return str(truncation)
-    raise ValueError(
-        "truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
-        f"'do_not_truncate', got {truncation!r}"
-    )
+def _to_python(value: Any) -> Any:
+    """Tensors/arrays (and lists of them) -> nested Python lists, as transformers' to_py_obj."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        if hasattr(value, "detach"):
+            value = value.detach().cpu()
+        return value.tolist()
+    if isinstance(value, (list, tuple)) and value and not isinstance(value[0], (int, str)):
+        return [_to_python(v) for v in value]
+    return value
 
 
 def _clean_up_tokenization(text: str) -> str:

@@ -10,6 +10,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+
+# Without a GPU, Triton can only run under its interpreter (tests/model/test_fused_decode.py
+# checks the kernels' arithmetic that way). It must be chosen before anything imports Triton,
+# and test modules collected earlier import it through peft and transformers' Trainer.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 # No test may reach the network: hub loading is exercised against local caches only.
@@ -63,3 +70,12 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def tricky_strings() -> list[str]:
     return json.loads((FIXTURES / "tricky_strings.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train far faster on one thread (and are immune to a busy machine's contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -60,9 +60,15 @@ def resolve_train_device(name: str) -> Any:
 
 def build_model(cls: Any, options: dict[str, Any], device: Any, **overrides: Any) -> tuple[Any, Any]:
     """(model, tokenizer): `options["model"]` (pretrained weights, a fresh head) or
-    `options["from_scratch"]` (a preset name or a config.json, randomly initialised)."""
+    `options["from_scratch"]` (a preset name or a config.json, randomly initialised), drawn
+    after seeding with `options["seed"]`."""
     from biogpt.model import BioGptConfig, BioGptTokenizer
 
+    from .seeding import seed_everything
+
+    # before anything is drawn: a new head (`score`, `classifier`), a model from scratch and the
+    # learned prompt rows added after this all follow from --seed (seeding.py says what holds where)
+    seed_everything(options["seed"], deterministic=bool(options["deterministic"]))
     dropout = options["dropout"]
     if dropout is not None:
         overrides.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
@@ -76,13 +82,11 @@ def build_model(cls: Any, options: dict[str, Any], device: Any, **overrides: Any
             setattr(config, key, value)
         if id2label is not None:
             config.id2label = id2label
-        import torch
-
-        torch.manual_seed(options["seed"])
         model = cls.from_config(config, device=device)
         return model, tokenizer
     name = options["model"]
-    model = cls.from_pretrained(name, device=device, **overrides)
+    # float32 master weights whatever the checkpoint stores (from_pretrained's default is its dtype)
+    model = cls.from_pretrained(name, device=device, dtype="float32", **overrides)
     tok_path, extra = getattr(model, "tokenizer_source", (name, []))
     return model, BioGptTokenizer.from_pretrained(tok_path or name, extra_symbols=extra)
 
@@ -119,7 +123,7 @@ def fit(
         save_steps=options["save_steps"], save_total_limit=keep, patience=options["patience"],
         seed=options["seed"], metric=metric if eval_fn is not None else "loss", greater_is_better=greater_is_better and eval_fn is not None,
         betas=tuple(options["betas"]), max_grad_norm=options["max_grad_norm"], weight_decay=options["weight_decay"],
-        save_epochs=bool(options["save_epochs"]), cuda_graph=bool(options["cuda_graph"]),
+        save_epochs=bool(options["save_epochs"]), cuda_graph=bool(options["cuda_graph"]), deterministic=bool(options["deterministic"]),
         extra={"task": task, **{k: options[k] for k in ("model", "from_scratch", "dropout", "max_samples", "dev", "gradient_checkpointing")}},
     )
     resume = options["resume"]
@@ -259,7 +263,7 @@ def perplexity_eval(blocks: list[dict[str, list[int]]]) -> Callable[[Any], dict[
         for b in blocks:
             ids = torch.tensor([b["input_ids"]], device=model.device)
             n = ids.shape[1] - 1
-            total += float(model(ids, labels=ids).loss) * n
+            total += float(model(ids, labels=ids, use_cache=False).loss) * n  # a score: no cache
             count += n
         loss = total / max(count, 1)
         return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}

@@ -16,7 +16,7 @@ from .errors import TrainingError
 
 DEFAULTS: dict[str, Any] = {
     "model": DEFAULT_MODEL, "from_scratch": None, "epochs": 3, "max_steps": None, "lr": 5e-5, "batch_size": 8,
-    "grad_accum": 1, "max_samples": None, "seed": 42, "dropout": None, "eval_steps": None, "save_steps": None,
+    "grad_accum": 1, "max_samples": None, "seed": 42, "deterministic": False, "dropout": None, "eval_steps": None, "save_steps": None,
     "save_total_limit": None, "patience": None, "scheduler": "linear", "warmup_steps": 0, "bf16": False, "gradient_checkpointing": False, "cuda_graph": True,
     "resume": None, "device": "auto", "dev": None, "block_size": None,
     # generative task fine-tuning (train re / qa / classify --generative)

@@ -40,6 +40,7 @@ from biogpt.model.files import output_failure, write_text_atomic
 
 from ..progress import NoProgress
 from .errors import TrainingError, TrainingInterrupted
+from .seeding import seed_everything, use_deterministic_algorithms
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class TrainingArgs:
     save_total_limit: int | None = None
     patience: int | None = None
     seed: int = 42
+    #: deterministic kernels (torch.use_deterministic_algorithms): bit-identical reruns on a GPU too
+    deterministic: bool = False
     logging_steps: int = 1
     metric: str = "loss"
     greater_is_better: bool = False
@@ -494,11 +497,14 @@ class Trainer:
         TrainingInterrupted (after writing a checkpoint) on SIGTERM/SIGINT."""
         args = self.args
         self.out.mkdir(parents=True, exist_ok=True)
+        if args.deterministic:
+            use_deterministic_algorithms()
         if resume is not None:
             self.load_checkpoint(resume)
         else:
-            random.seed(args.seed)
-            torch.manual_seed(args.seed)
+            # the loop's draws (dropout) follow from the seed alone, however many numbers the
+            # model's build took (the job seeded that too, before building: seeding.py)
+            seed_everything(args.seed)
             if self.is_main:
                 (self.out / "metrics.jsonl").unlink(missing_ok=True)
         self.model.to(self.device)

@@ -173,15 +173,19 @@ class FastNetwork:
         is_causal: bool,
         cache: Any,
         layers: Sequence[tuple[Any, Any]] | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Final hidden states (B, T, C), after the final LayerNorm; the cache advances by T."""
-        x = self.embed_tokens(input_ids) + self.embed_positions(position_ids)  # (B, T, C)
+        """Final hidden states (B, T, C), after the final LayerNorm; the cache advances by T.
+        `inputs_embeds` (B, T, C), scaled token embeddings as the model's embed_tokens gives them,
+        stand in for embed_tokens(input_ids) (generate(inputs_embeds=...); input_ids is then unused)."""
+        tokens = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        x = tokens + self.embed_positions(position_ids)  # (B, T, C)
         if self.norm.training:  # generating from a model in training mode: the reference's dropout
             x = F.dropout(x, p=self.config.hidden_dropout_prob, training=True)
         for layer, layer_cache in layers or [(layer, cache) for layer in self.layers]:
             x = layer(x, attn_mask=attn_mask, is_causal=is_causal, cache=layer_cache)
         if cache is not None:
-            cache.advance(input_ids.shape[1])
+            cache.advance(x.shape[1])
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ One job per module, read in this order:
     static.py         the static decode step: captured once as a CUDA graph, replayed
     greedy_graph.py   greedy search with the token choice inside the captured step
     kernel_choice.py  torch's kernels or the fused Triton layer, measured where it runs
+    output.py         what return_dict_in_generate=True returns (transformers' output classes)
     api.py            the public `generate`: transformers' argument handling
     streamer.py       transformers' streamer interface and a text streamer
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from .api import generate
 from .config import GenerationConfig
+from .output import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from .processors import LogitsProcessor, build_processors
 from .static import StaticDecoder
 from .steps import DecodeState, decode_step, prefill
@@ -26,6 +28,8 @@ from .streamer import Streamer, TextStreamer
 
 __all__ = [
     "DecodeState",
+    "GenerateBeamDecoderOnlyOutput",
+    "GenerateDecoderOnlyOutput",
     "GenerationConfig",
     "LogitsProcessor",
     "StaticDecoder",

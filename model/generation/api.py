@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import Any
 
@@ -11,67 +11,113 @@ import torch
 from torch import nn
 
 from .config import GenerationConfig
-from .processors import build_processors
-from .search import beam_search, greedy_or_sample
+from .output import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
+from .processors import LogitsProcessor, build_processors
+from .search import StoppingCriterion, beam_search, greedy_or_sample
 from .streamer import Streamer
 
 logger = logging.getLogger("biogpt.model.generation")
 
+DEFAULT_NEW_TOKENS = 20  # transformers 5: with no length given, 20 new tokens (its global max_length)
 
-# transformers' generate() options with nothing to choose here: their default is what this
-# generate() always does, so a script written for transformers runs unchanged when it passes
-# the default, and gets one clear error when it asks for what is not offered.
 _CONFIG_FIELDS = tuple(f.name for f in fields(GenerationConfig))  # generate()'s keyword options
-_RESULT_OPTIONS = ("return_dict_in_generate", "output_scores", "output_logits", "output_attentions", "output_hidden_states")
+# transformers' per-step outputs this generate() does not keep: asking is one clear TypeError.
+_NOT_RETURNED = ("output_attentions", "output_hidden_states")
+
+GenerateOutput = GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput
 
 
 def _transformers_only_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(kwargs)
     if not kwargs.pop("use_cache", True):
         logger.info("use_cache=False: decoding always runs over a key/value cache here (the same tokens, faster)")
-    asked = [name for name in _RESULT_OPTIONS if kwargs.pop(name, False)]
+    asked = [name for name in _NOT_RETURNED if kwargs.pop(name, False)]
     if asked:
         raise TypeError(
-            f"generate() returns the token ids only; {', '.join(asked)} not supported "
-            "(score sequences with model(ids).logits)"
+            f"generate() does not return {', '.join(asked)}; return_dict_in_generate=True gives sequences, "
+            "scores (output_scores) and logits (output_logits)"
         )
     return kwargs
 
 
-def _own_config(config: Any) -> GenerationConfig:
-    """Ours, or one read from another library's generation config by the field names they share
-    (transformers' GenerationConfig: the same names and meanings), so a script passing its own
-    `generation_config=` runs unchanged."""
-    if config is None or isinstance(config, GenerationConfig):
-        return config or GenerationConfig()
+def _set_options(config: Any, *, ours_by_default: bool) -> dict[str, Any]:
+    """The options `config` sets: those not None (transformers' "unset"; its GenerationConfig has
+    the same names and meanings, so a script passing its own `generation_config=` runs
+    unchanged). `ours_by_default`: for one of ours only those that differ from the defaults,
+    for the model's own (read from generation_config.json, every absent key a default)."""
+    if config is None:
+        return {}
+    if isinstance(config, GenerationConfig) and ours_by_default:
+        default = GenerationConfig()
+        return {name: getattr(config, name) for name in _CONFIG_FIELDS if getattr(config, name) != getattr(default, name)}
     if not any(hasattr(config, name) for name in _CONFIG_FIELDS):
         raise TypeError(f"generation_config must be a GenerationConfig, got {type(config).__name__}")
-    # None there means "not set": our default (which is transformers' default) applies
-    shared = {name: getattr(config, name) for name in _CONFIG_FIELDS if getattr(config, name, None) is not None}
-    return GenerationConfig(**shared)
+    return {name: getattr(config, name) for name in _CONFIG_FIELDS if getattr(config, name, None) is not None}
+
+
+def _resolve_config(model: nn.Module, generation_config: Any, kwargs: dict[str, Any]) -> tuple[GenerationConfig, bool]:
+    """transformers' precedence: keywords > the caller's generation_config > the model's own
+    (`model.generation_config`, from its generation_config.json) > the defaults. Also whether
+    no layer set max_length (transformers' `has_default_max_length`)."""
+    model_options = _set_options(getattr(model, "generation_config", None), ours_by_default=True)
+    caller_options = _set_options(generation_config, ours_by_default=False)
+    default_max_length = all(layer.get("max_length") is None for layer in (kwargs, caller_options, model_options))
+    return GenerationConfig(**{**model_options, **caller_options, **kwargs}), default_max_length
+
+
+def _prompt(
+    input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(ids (B, P), embeddings (B, S, C) or None). Generating from embeddings alone starts the
+    returned sequences empty (P = 0), as transformers does for a decoder-only model; ids given
+    with them must be the same prompt (P = S) and start the sequences."""
+    if inputs_embeds is None:
+        if input_ids is None:
+            raise TypeError("generate() needs the prompt: input_ids (or inputs) or inputs_embeds")
+        return (input_ids[None, :] if input_ids.dim() == 1 else input_ids), None
+    if inputs_embeds.dim() != 3:
+        raise ValueError(f"inputs_embeds must be (batch, length, hidden_size), got shape {tuple(inputs_embeds.shape)}")
+    B, S = inputs_embeds.shape[:2]
+    if input_ids is None:
+        return torch.empty(B, 0, dtype=torch.long, device=inputs_embeds.device), inputs_embeds
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None, :]
+    if input_ids.shape[0] != B or input_ids.shape[1] not in (0, S):
+        raise ValueError(
+            f"input_ids {tuple(input_ids.shape)} given with inputs_embeds {tuple(inputs_embeds.shape)} must be the same prompt"
+        )
+    return input_ids, inputs_embeds
 
 
 def generate(
     model: nn.Module,
-    input_ids: torch.Tensor,
+    input_ids: torch.Tensor | None,
     attention_mask: torch.Tensor | None = None,
     *,
     generation_config: Any = None,
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
     streamer: Streamer | None = None,
+    logits_processor: Sequence[LogitsProcessor] | None = None,
+    stopping_criteria: Sequence[StoppingCriterion] | None = None,
+    inputs_embeds: torch.Tensor | None = None,
     **kwargs: Any,
-) -> torch.Tensor:
+) -> torch.Tensor | GenerateOutput:
     """Prompt plus continuation, (batch × num_return_sequences, length); finished rows are padded
-    with pad_token_id. Keyword names and defaults are transformers'. Positions of a padded
-    prompt count only its attended tokens (fairseq's and transformers' rule). `model` is read,
-    never changed: the engine's faster kernels run on its weights (biogpt.model.fast)."""
-    # ~65 lines of transformers' argument handling (eos/pad defaults, length limits, checks)
-    # before the search is chosen: kept in one place so it reads as transformers' does.
+    with pad_token_id. With return_dict_in_generate=True, transformers' output object instead
+    (output.py). Keyword names, defaults and precedence are transformers' 5: with no length
+    given, 20 new tokens, capped at the model's positions, unless the model's generation_config
+    sets one. `logits_processor` and `stopping_criteria` are lists of transformers-style
+    callables (a LogitsProcessorList / StoppingCriteriaList works), applied after ours as there.
+    Positions of a padded prompt count only its attended tokens (fairseq's and transformers'
+    rule). `model` is read, never changed: the engine's faster kernels run on its weights
+    (biogpt.model.fast)."""
+    # ~90 lines of transformers' argument handling (precedence, eos/pad defaults, length limits,
+    # checks) before the search is chosen: kept in one place so it reads as transformers' does.
     kwargs = _transformers_only_options(kwargs)
     unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
     if unknown:
         raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(unknown)}")
-    cfg = replace(_own_config(generation_config), **kwargs)
+    cfg, default_max_length = _resolve_config(model, generation_config, kwargs)
     cfg.validate()
     config = model.config
     eos_ids = cfg.eos_token_id if cfg.eos_token_id is not None else config.eos_token_id
@@ -79,34 +125,70 @@ def generate(
     pad = cfg.pad_token_id if cfg.pad_token_id is not None else config.pad_token_id
     if pad is None:
         pad = eos_list[0] if eos_list else 0
-    if input_ids.dim() == 1:
-        input_ids = input_ids[None, :]
-    if attention_mask is not None and attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, input_ids {tuple(input_ids.shape)}")
-    P = input_ids.shape[1]
+    input_ids, inputs_embeds = _prompt(input_ids, inputs_embeds)
+    P = input_ids.shape[1]  # prompt tokens in the returned sequences
+    S = P if inputs_embeds is None else inputs_embeds.shape[1]  # prompt positions in the cache
+    from_embeds_only = S != P
+    if attention_mask is not None and tuple(attention_mask.shape) != (input_ids.shape[0], S):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, the prompt {(input_ids.shape[0], S)}")
+
+    # Lengths, as transformers' _prepare_generated_length: max_new_tokens wins over max_length;
+    # max_length counts the returned sequence (from embeddings alone: the embeddings too).
     if cfg.max_new_tokens is not None:
-        max_new = cfg.max_new_tokens
+        max_length = cfg.max_new_tokens + P
+    elif default_max_length or cfg.max_length is None:  # (None: a keyword max_length=None)
+        max_length = min(DEFAULT_NEW_TOKENS + P, config.max_position_embeddings)
     else:
-        max_new = max((cfg.max_length if cfg.max_length is not None else 20) - P, 0)
-    if P + max_new > config.max_position_embeddings:
+        max_length = cfg.max_length - (S if from_embeds_only else 0)
+    max_new = max_length - P
+    if max_new <= 0 and cfg.max_new_tokens != 0:  # max_new_tokens=0 asks for the prompt back
         raise ValueError(
-            f"prompt ({P} tokens) + max_new_tokens ({max_new}) exceeds the model's "
+            f"Input length of input_ids is {P}, but `max_length` is set to {max_length}: "
+            "increase max_length or, better, set max_new_tokens"
+        )
+    max_new = max(max_new, 0)
+    if S + max_new > config.max_position_embeddings:
+        raise ValueError(
+            f"prompt ({S} tokens) + max_new_tokens ({max_new}) exceeds the model's "
             f"max_position_embeddings ({config.max_position_embeddings})"
         )
+    if cfg.min_new_tokens is not None:
+        min_length = cfg.min_new_tokens + P
+    else:
+        min_length = max((cfg.min_length or 0) - (S if from_embeds_only else 0), 0)
+    # one rule for both (transformers applies MinLength and MinNewTokens, which then agree)
+    cfg = replace(cfg, max_new_tokens=max_new, max_length=None, min_new_tokens=max(min_length - P, 0) or None, min_length=None)
     if streamer is not None and (input_ids.shape[0] > 1 or cfg.num_beams > 1):
         raise ValueError("streaming supports one prompt with num_beams=1")
 
-    eos = torch.tensor(eos_list, dtype=torch.long, device=input_ids.device)
+    device = input_ids.device
+    eos = torch.tensor(eos_list, dtype=torch.long, device=device)
     pad_lengths = None
     if attention_mask is not None and cfg.repetition_penalty != 1.0:
         pad_lengths = (attention_mask != 0).int().argmax(1)
         rows = cfg.num_beams if cfg.num_beams > 1 else (cfg.num_return_sequences if cfg.do_sample else 1)
         pad_lengths = pad_lengths.repeat_interleave(rows, 0)
     procs = build_processors(
-        cfg, prompt_length=P, eos=eos_list, pad_lengths=pad_lengths, prefix_allowed_tokens_fn=prefix_allowed_tokens_fn
+        cfg,
+        prompt_length=P,
+        eos=eos_list,
+        pad_lengths=pad_lengths,
+        prefix_allowed_tokens_fn=prefix_allowed_tokens_fn,
+        extra=list(logits_processor or ()),
     )
+    criteria = list(stopping_criteria or ())
     with torch.inference_mode():
         if cfg.num_beams > 1:
-            return beam_search(model, input_ids, attention_mask, cfg, procs, eos, pad, max_new)
-        sync = streamer is not None or prefix_allowed_tokens_fn is not None
-        return greedy_or_sample(model, input_ids, attention_mask, cfg, procs, eos, pad, max_new, streamer, sync)
+            out: GenerateOutput = beam_search(
+                model, input_ids, attention_mask, cfg, procs, eos, pad, max_new, inputs_embeds=inputs_embeds, criteria=criteria
+            )
+        else:
+            # the caller's hooks run on the host each step: the path that synchronises per step
+            sync = streamer is not None or prefix_allowed_tokens_fn is not None or bool(logits_processor) or bool(criteria)
+            # transformers pads a stopped row only when an EOS criterion is present
+            pad_finished = bool(eos_list) or any(hasattr(c, "eos_token_id") for c in criteria)
+            out = greedy_or_sample(
+                model, input_ids, attention_mask, cfg, procs, eos, pad, max_new, streamer, sync,
+                inputs_embeds=inputs_embeds, criteria=criteria, pad_finished=pad_finished,
+            )  # fmt: skip
+    return out if cfg.return_dict_in_generate else out.sequences

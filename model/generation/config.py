@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from ..errors import InvalidOptionError
+from ..errors import ConfigError, InvalidOptionError
 
 DECODE_KERNELS = ("auto", "torch", "triton")
+GENERATION_CONFIG_NAME = "generation_config.json"
+# Keys transformers writes into generation_config.json that carry no option: not kept on read.
+_NOT_OPTIONS = ("transformers_version",)
 EOS_CHECK_EVERY = 8  # greedy/sampling: the host's "all finished?" check period, in steps (a sync on a GPU)
 
 
@@ -15,8 +23,9 @@ class GenerationConfig:
     """transformers' generation options, names and defaults."""
 
     max_new_tokens: int | None = None
-    max_length: int | None = None  # prompt + new tokens; 20 when neither is given (as transformers)
+    max_length: int | None = None  # prompt + new tokens; 20 NEW tokens when neither is given (as transformers 5)
     min_new_tokens: int | None = None
+    min_length: int | None = None  # prompt + new tokens before EOS may end a row (0 when unset)
     do_sample: bool = False
     num_beams: int = 1
     temperature: float = 1.0
@@ -30,6 +39,11 @@ class GenerationConfig:
     bad_words_ids: list[list[int]] | None = None
     eos_token_id: int | list[int] | None = None
     pad_token_id: int | None = None
+    # what generate() returns: the token ids, or (True) an output object with `sequences` and,
+    # as asked, the processed `scores` and raw `logits` of each step (generation/output.py)
+    return_dict_in_generate: bool = False
+    output_scores: bool = False
+    output_logits: bool = False
     # biogpt-cli's own: decode steps as one captured CUDA graph over a static cache. None = on
     # for CUDA inputs in eval mode; True on a CPU runs the same static-shape step eagerly (tests).
     cuda_graph: bool | None = None
@@ -71,7 +85,115 @@ class GenerationConfig:
             raise InvalidOptionError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
         if self.early_stopping not in (True, False, "never"):
             raise InvalidOptionError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
-        for name in ("max_new_tokens", "min_new_tokens", "no_repeat_ngram_size"):
+        for name in ("max_new_tokens", "max_length", "min_new_tokens", "min_length", "no_repeat_ngram_size"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise InvalidOptionError(f"{name} must be >= 0, got {value}")
+
+    # ----------------------------------------------------------------- generation_config.json
+    # transformers' file: the options that differ from the defaults (its to_diff_dict), so a
+    # model folder carries only what its author chose. Keys that are not fields here (bos_token_id,
+    # _from_model_config, options of transformers' we do not implement) are kept as attributes
+    # and written back, as transformers' GenerationConfig keeps unknown keys.
+    def _extra_keys(self) -> list[str]:
+        names = {f.name for f in dataclasses.fields(self)}
+        return [k for k in vars(self) if k not in names and not k.startswith("__")]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option (fields and kept extra keys), as transformers' `to_dict`."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update({k: getattr(self, k) for k in self._extra_keys()})
+        return out
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """The options that differ from a default GenerationConfig(), extra keys included."""
+        default = type(self)()
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+        out.update({k: getattr(self, k) for k in self._extra_keys()})
+        return out
+
+    def to_json_string(self, *, use_diff: bool = True) -> str:
+        data = self.to_diff_dict() if use_diff else self.to_dict()
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> "GenerationConfig":
+        """transformers' generation_config.json keys; a null value means "not set" (transformers
+        5 writes its unset options as null), so the default stays."""
+        data = {**data, **kwargs}
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names and v is not None}
+        try:
+            config = cls(**known)
+        except TypeError as exc:
+            raise ConfigError(f"invalid generation config: {exc}") from None
+        for key, value in data.items():
+            if key not in names and key not in _NOT_OPTIONS:
+                setattr(config, key, value)
+        return config
+
+    @classmethod
+    def from_model_config(cls, model_config: Any) -> "GenerationConfig":
+        """The defaults a model without generation_config.json generates with: its config's
+        special tokens, as transformers' `GenerationConfig.from_model_config`."""
+        config = cls(
+            eos_token_id=getattr(model_config, "eos_token_id", None),
+            pad_token_id=getattr(model_config, "pad_token_id", None),
+        )
+        config.bos_token_id = getattr(model_config, "bos_token_id", None)  # type: ignore[attr-defined]
+        config._from_model_config = True  # type: ignore[attr-defined]
+        return config
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *, config_file_name: str = GENERATION_CONFIG_NAME) -> Path:
+        """generation_config.json in `save_directory` (made if missing), written atomically."""
+        from ..files import write_text_atomic
+
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / config_file_name
+        write_text_atomic(path, self.to_json_string())
+        return path
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike[str]) -> "GenerationConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: generation config not found") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a JSON generation config ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str],
+        config_file_name: str = GENERATION_CONFIG_NAME,
+        *,
+        subfolder: str = "",
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+    ) -> "GenerationConfig":
+        """generation_config.json of a model folder or hub id (or that file itself)."""
+        from ..hub import resolve_file
+
+        path = Path(name_or_path)
+        if path.is_file():
+            return cls.from_json_file(path)
+        found = resolve_file(
+            str(name_or_path), config_file_name, subfolder=subfolder, revision=revision,
+            cache_dir=cache_dir, local_files_only=local_files_only,
+        )
+        assert found is not None
+        return cls.from_json_file(found)

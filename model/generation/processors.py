@@ -141,9 +141,11 @@ def build_processors(
     eos: Sequence[int],
     pad_lengths: torch.Tensor | None,
     prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None,
+    extra: Sequence[LogitsProcessor] = (),
 ) -> list[LogitsProcessor]:
     """transformers' order: repetition penalty, no-repeat n-gram, bad words, min new tokens,
-    prefix constraint; then, when sampling, temperature, top-k, top-p."""
+    prefix constraint; then the caller's own (`logits_processor=`, as transformers merges its
+    LogitsProcessorList there); then, when sampling, temperature, top-k, top-p."""
     procs: list[LogitsProcessor] = []
     if cfg.repetition_penalty != 1.0:
         procs.append(repetition_penalty(float(cfg.repetition_penalty), pad_lengths))
@@ -155,6 +157,7 @@ def build_processors(
         procs.append(min_new_tokens(prompt_length, cfg.min_new_tokens, eos))
     if prefix_allowed_tokens_fn is not None:
         procs.append(prefix_allowed(prefix_allowed_tokens_fn, max(cfg.num_beams, cfg.num_return_sequences)))
+    procs.extend(extra)
     if cfg.do_sample:
         min_keep = (len(eos) + 1) if cfg.num_beams > 1 else 1
         if cfg.temperature != 1.0:

@@ -10,6 +10,9 @@ loop checks for end-of-sequence on the host only every EOS_CHECK_EVERY steps; ho
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,10 +20,24 @@ from torch import nn
 from ..fast.network import FastNetwork, network_for
 from ..kv_cache import KVCache
 from .config import EOS_CHECK_EVERY, GenerationConfig
+from .output import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from .processors import LogitsProcessor, apply_processors
 from .static import static_decoder
 from .steps import DecodeState, decode_step, prefill
 from .streamer import Streamer
+
+# transformers' StoppingCriteria: (ids (N, L), the scores kept so far or None) -> done, a bool
+# or a bool tensor per row; the search ORs them with its own (max length, EOS), as transformers'
+# StoppingCriteriaList does.
+StoppingCriterion = Callable[[torch.Tensor, Any], "bool | torch.Tensor"]
+
+
+def stopped(criteria: Sequence[StoppingCriterion], ids: torch.Tensor, scores: Any) -> torch.Tensor:
+    """The rows (N,) that any of `criteria` stops."""
+    done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    for criterion in criteria:
+        done = done | torch.as_tensor(criterion(ids, scores), dtype=torch.bool, device=ids.device)
+    return done
 
 
 def start(
@@ -30,40 +47,45 @@ def start(
     rows: int,
     total_length: int,
     cfg: GenerationConfig,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, DecodeState]:
     """Prefill each distinct prompt once, then copy its cache to `rows // batch` rows (beams or
-    several samples per prompt). Returns the expanded last logits and the decode state."""
-    B, P = input_ids.shape
+    several samples per prompt). Returns the expanded last logits and the decode state. The
+    prompt in the cache is `inputs_embeds` when given (S positions), else `input_ids`."""
+    prompt = input_ids if inputs_embeds is None else inputs_embeds
+    B, S = prompt.shape[:2]
+    device = prompt.device
     expand = rows // B
     padded = attention_mask is not None and not bool(attention_mask.all())
     mask = attention_mask if padded else None
-    graph = static_decoder(model, input_ids.device, rows, total_length, cfg)
+    graph = static_decoder(model, device, rows, total_length, cfg)
     if graph is not None:
         net: FastNetwork = graph.net
         cache = graph.cache_view(rows)
     else:
-        net = network_for(model, fuse_qkv=input_ids.device.type == "cuda")
-        cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=input_ids.device)
+        net = network_for(model, fuse_qkv=device.type == "cuda")
+        cache = KVCache.for_model(model.config, rows, total_length, dtype=model.dtype, device=device)
     if expand == 1:
-        captured = graph is not None and graph.capture and mask is None
+        captured = graph is not None and graph.capture and mask is None and inputs_embeds is None
         logits = graph.prefill(input_ids) if captured else None
         if logits is None:
-            logits = prefill(net, input_ids, mask, cache)
+            logits = prefill(net, input_ids, mask, cache, inputs_embeds=inputs_embeds)
     else:
-        tmp = KVCache.for_model(model.config, B, P, dtype=model.dtype, device=input_ids.device)
-        logits = prefill(net, input_ids, mask, tmp).repeat_interleave(expand, 0)
-        cache.kv[:, :, :, :, :P] = tmp.kv.repeat_interleave(expand, 2)
-        cache.length = P
-        cache.shared_prefix = P  # every row of an input starts from the same prompt
+        tmp = KVCache.for_model(model.config, B, S, dtype=model.dtype, device=device)
+        logits = prefill(net, input_ids, mask, tmp, inputs_embeds=inputs_embeds).repeat_interleave(expand, 0)
+        cache.kv[:, :, :, :, :S] = tmp.kv.repeat_interleave(expand, 2)
+        cache.length = S
+        cache.shared_prefix = S  # every row of an input starts from the same prompt
     if mask is not None:
-        key_mask = torch.ones(rows, total_length, dtype=torch.bool, device=input_ids.device)
-        key_mask[:, :P] = mask.bool().repeat_interleave(expand, 0)
+        key_mask = torch.ones(rows, total_length, dtype=torch.bool, device=device)
+        key_mask[:, :S] = mask.bool().repeat_interleave(expand, 0)
         next_position = mask.sum(1).repeat_interleave(expand, 0)
     else:
         key_mask = None
-        next_position = torch.full((rows,), P, dtype=torch.long, device=input_ids.device)
+        next_position = torch.full((rows,), S, dtype=torch.long, device=device)
     if graph is not None:
-        return logits, graph.start(rows, P, cache, next_position, key_mask)
+        return logits, graph.start(rows, S, cache, next_position, key_mask)
     return logits, DecodeState(cache, next_position.long(), key_mask, net)
 
 
@@ -78,43 +100,82 @@ def greedy_or_sample(
     max_new: int,
     streamer: Streamer | None,
     sync_each_step: bool,
-) -> torch.Tensor:
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    criteria: Sequence[StoppingCriterion] = (),
+    pad_finished: bool = True,
+) -> GenerateDecoderOnlyOutput:
+    """`input_ids` (B, P) start the returned sequences (P = 0 when generating from
+    `inputs_embeds` alone, as transformers returns only the new tokens then). A row stopped
+    by EOS or `criteria` continues with `pad` when `pad_finished` (transformers pads only when
+    an EOS criterion is present: without one a stopped row keeps its chosen tokens)."""
     B, P = input_ids.shape
+    S = P if inputs_embeds is None else inputs_embeds.shape[1]
     n = cfg.num_return_sequences if cfg.do_sample else 1
     rows = B * n
-    out = torch.full((rows, P + max_new), pad, dtype=torch.long, device=input_ids.device)
+    keep_scores = cfg.return_dict_in_generate and cfg.output_scores
+    keep_logits = cfg.return_dict_in_generate and cfg.output_logits
+    kept_scores: list[torch.Tensor] = []
+    kept_logits: list[torch.Tensor] = []
+
+    def result(sequences: torch.Tensor) -> GenerateDecoderOnlyOutput:
+        steps = sequences.shape[1] - P  # steps run past the last row's end are not reported
+        return GenerateDecoderOnlyOutput(
+            sequences=sequences,
+            scores=tuple(kept_scores[:steps]) if keep_scores else None,
+            logits=tuple(kept_logits[:steps]) if keep_logits else None,
+        )
+
+    device = input_ids.device
+    out = torch.full((rows, P + max_new), pad, dtype=torch.long, device=device)
     out[:, :P] = input_ids.repeat_interleave(n, 0)
     if max_new == 0:
-        return out
-    logits, state = start(model, input_ids, attention_mask, rows, P + max_new, cfg)
-    in_graph = (  # processors with host-side state stay on the per-step path below
+        return result(out)
+    logits, state = start(model, input_ids, attention_mask, rows, S + max_new, cfg, inputs_embeds=inputs_embeds)
+    # processors with host-side state (the caller's hooks among them: sync_each_step), and
+    # anything kept per step, stay on the per-step path below
+    in_graph = (
         state.graph is not None
         and not cfg.do_sample
         and not sync_each_step
         and cfg.repetition_penalty == 1.0
         and not cfg.no_repeat_ngram_size
         and cfg.bad_words_ids is None
+        and not criteria
+        and not (keep_scores or keep_logits)
+        and inputs_embeds is None
+        and pad_finished
     )
     if in_graph:
         min_new = (cfg.min_new_tokens or 0) if eos.numel() else 0
-        return state.graph.greedy(logits, out[:, :P], max_new=max_new, eos=eos, pad=pad, min_new=min_new)
-    unfinished = torch.ones(rows, dtype=torch.bool, device=out.device)
-    last_step = torch.full((rows,), max_new - 1, dtype=torch.long, device=out.device)
+        return result(state.graph.greedy(logits, out[:, :P], max_new=max_new, eos=eos, pad=pad, min_new=min_new))
+    unfinished = torch.ones(rows, dtype=torch.bool, device=device)
+    last_step = torch.full((rows,), max_new - 1, dtype=torch.long, device=device)
     if streamer is not None:
         streamer.put(out[:, :P].cpu())
     for step in range(max_new):
         cur = P + step
-        scores = apply_processors(procs, out[:, :cur], logits.float())
+        raw = logits.float()
+        scores = apply_processors(procs, out[:, :cur], raw)
+        # copies: a captured step's logits buffer is overwritten, and a processor may write in place
+        if keep_logits:
+            kept_logits.append(raw.clone())
+        if keep_scores:
+            kept_scores.append(scores.clone())
         if cfg.do_sample:
             tokens = torch.multinomial(scores.softmax(-1), num_samples=1).squeeze(1)
         else:
             tokens = scores.argmax(-1)
-        tokens = torch.where(unfinished, tokens, pad)
+        if pad_finished:
+            tokens = torch.where(unfinished, tokens, pad)
         out[:, cur] = tokens
         if streamer is not None:
             streamer.put(tokens.cpu())
-        if eos.numel():
-            just_done = unfinished & torch.isin(tokens, eos)
+        if eos.numel() or criteria:
+            done = torch.isin(tokens, eos) if eos.numel() else torch.zeros_like(unfinished)
+            if criteria:
+                done = done | stopped(criteria, out[:, : cur + 1], tuple(kept_scores) if keep_scores else None)
+            just_done = unfinished & done
             last_step = torch.where(just_done, step, last_step)
             unfinished &= ~just_done
         if step == max_new - 1:
@@ -126,7 +187,7 @@ def greedy_or_sample(
         streamer.end()
     # transformers stops at the step where the last row finished: trim to that length.
     length = P + int(torch.where(unfinished, max_new - 1, last_step).max()) + 1
-    return out[:, :length]
+    return result(out[:, :length])
 
 
 def beam_search(
@@ -138,22 +199,34 @@ def beam_search(
     eos: torch.Tensor,
     pad: int,
     max_new: int,
-) -> torch.Tensor:
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    criteria: Sequence[StoppingCriterion] = (),
+) -> GenerateBeamDecoderOnlyOutput:
     """transformers' vectorised beam search: keep 2·K candidates per step (so K can continue even
     when some end), move finished ones into a K-best list scored with the length penalty, stop
-    by its early-stopping rule."""
-    # One function of ~100 lines on purpose: it mirrors transformers' `_beam_search` step by step
+    by its early-stopping rule. `input_ids` (B, P) start the sequences (P = 0 with
+    `inputs_embeds` alone)."""
+    # One function of ~120 lines on purpose: it mirrors transformers' `_beam_search` step by step
     # (candidates, running beams, finished list, stopping rule), which is how parity is checked.
     B, P = input_ids.shape
+    S = P if inputs_embeds is None else inputs_embeds.shape[1]
     K = cfg.num_beams
+    R = cfg.num_return_sequences
     W = max(2, 1 + eos.numel()) * K  # candidates kept per step
     max_length = P + max_new
     device = input_ids.device
     lp, early = cfg.length_penalty, cfg.early_stopping
+    keep = cfg.return_dict_in_generate
+    keep_scores, keep_logits = keep and cfg.output_scores, keep and cfg.output_logits
+    kept_scores: list[torch.Tensor] = []
+    kept_logits: list[torch.Tensor] = []
     if max_new == 0:
-        return input_ids.repeat_interleave(cfg.num_return_sequences, 0)
+        return GenerateBeamDecoderOnlyOutput(sequences=input_ids.repeat_interleave(R, 0))
+    # transformers' fill of unwritten positions (its `pad_token_id or eos_token_id[0]`, -1 without EOS)
+    fill = (pad or int(eos[0])) if eos.numel() else -1
 
-    running = torch.full((B, K, max_length), pad, dtype=torch.long, device=device)
+    running = torch.full((B, K, max_length), fill, dtype=torch.long, device=device)
     running[:, :, :P] = input_ids[:, None, :]
     running_scores = torch.zeros(B, K, device=device)
     running_scores[:, 1:] = -1e9  # all beams start identical: only the first may expand
@@ -164,12 +237,20 @@ def beam_search(
     may_improve = torch.ones(B, 1, dtype=torch.bool, device=device)
     first_k = torch.arange(W, device=device) < K  # (W,)
     batch_offset = torch.arange(B, device=device)[:, None] * K  # (B, 1)
+    # beam_indices (only when returned): per beam and new token, the flat row it came from
+    running_from = torch.full((B, K, max_new), -1, dtype=torch.int32, device=device) if keep else None
+    finished_from = running_from.clone() if running_from is not None else None
 
-    logits, state = start(model, input_ids, attention_mask, B * K, max_length, cfg)
+    logits, state = start(model, input_ids, attention_mask, B * K, S + max_new, cfg, inputs_embeds=inputs_embeds)
     cur = P
     while True:
-        log_probs = F.log_softmax(logits.float(), dim=-1)
+        raw = logits.float()
+        log_probs = F.log_softmax(raw, dim=-1)
         log_probs = apply_processors(procs, running.view(B * K, -1)[:, :cur], log_probs)
+        if keep_logits:
+            kept_logits.append(raw.clone())  # copies: a captured step's buffer is overwritten
+        if keep_scores:
+            kept_scores.append(log_probs.clone())
         V = log_probs.shape[-1]
         flat = (log_probs.view(B, K, V) + running_scores[:, :, None]).view(B, K * V)
         if cfg.do_sample:
@@ -184,13 +265,19 @@ def beam_search(
         cand_seqs = running.gather(1, src[:, :, None].expand(-1, -1, max_length)).clone()  # (B, W, L)
         cand_seqs[:, :, cur] = tok
         ends = (torch.isin(tok, eos) if eos.numel() else torch.zeros_like(tok, dtype=torch.bool)) | (cur + 1 >= max_length)
+        if criteria:
+            seen = tuple(kept_scores) if keep_scores else None
+            ends = ends | stopped(criteria, cand_seqs.view(B * W, -1)[:, : cur + 1], seen).view(B, W)
+        if running_from is not None:
+            cand_from = running_from.gather(1, src[:, :, None].expand(-1, -1, max_new)).clone()  # (B, W, max_new)
+            cand_from[:, :, cur - P] = (src + batch_offset).int()
 
         # the K best candidates that did not end keep running
         alive_scores = cand_scores + ends.float() * -1e9
-        keep = torch.topk(alive_scores, K).indices  # (B, K)
-        running = cand_seqs.gather(1, keep[:, :, None].expand(-1, -1, max_length))
-        running_scores = alive_scores.gather(1, keep)
-        reorder = (src.gather(1, keep) + batch_offset).flatten()
+        keep_idx = torch.topk(alive_scores, K).indices  # (B, K)
+        running = cand_seqs.gather(1, keep_idx[:, :, None].expand(-1, -1, max_length))
+        running_scores = alive_scores.gather(1, keep_idx)
+        reorder = (src.gather(1, keep_idx) + batch_offset).flatten()
 
         # candidates that ended among the top K join the finished list if good enough
         just_ended = ends & first_k[None, :]
@@ -204,6 +291,9 @@ def beam_search(
         cand_len = torch.full((B, W), cur + 1 - P, dtype=torch.long, device=device)
         finished_len = torch.cat([finished_len, cand_len], 1).gather(1, best)
         is_finished = torch.cat([is_finished, just_ended], 1).gather(1, best)
+        if running_from is not None and finished_from is not None:
+            running_from = cand_from.gather(1, keep_idx[:, :, None].expand(-1, -1, max_new))
+            finished_from = torch.cat([finished_from, cand_from], 1).gather(1, best[:, :, None].expand(-1, -1, max_new))
 
         state.reorder(reorder)
         cur += 1
@@ -220,7 +310,12 @@ def beam_search(
             break
         logits = decode_step(running[:, :, cur - 1].flatten(), state)
 
-    R = cfg.num_return_sequences
     out = finished[:, :R].flatten(0, 1)
-    length = P + int(finished_len[:, :R].max())
-    return out[:, :length]
+    generated = int(finished_len[:, :R].max())
+    return GenerateBeamDecoderOnlyOutput(
+        sequences=out[:, : P + generated],
+        sequences_scores=finished_scores[:, :R].flatten() if keep_scores else None,
+        scores=tuple(kept_scores) if keep_scores else None,
+        logits=tuple(kept_logits) if keep_logits else None,
+        beam_indices=finished_from[:, :R].flatten(0, 1)[:, :generated] if finished_from is not None else None,
+    )

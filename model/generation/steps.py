@@ -36,15 +36,25 @@ class DecodeState:
         self.next_position.copy_(self.next_position[index])
 
 
-def prefill(net: FastNetwork, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
+def prefill(
+    net: FastNetwork,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    cache: KVCache,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Run the prompt through the network, filling the cache; logits of the last position (N, V).
-    Positions count only attended tokens (masks.positions_from_mask), as the model's forward."""
+    Positions count only attended tokens (masks.positions_from_mask), as the model's forward.
+    With `inputs_embeds` (N, S, C) the prompt is those embeddings (input_ids is not read)."""
+    prompt = input_ids if inputs_embeds is None else inputs_embeds
+    S = prompt.shape[1]
     if attention_mask is None:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+        positions = torch.arange(S, device=prompt.device)[None, :]
     else:
         positions = positions_from_mask(attention_mask)
-    attn_mask, is_causal = build_attention_mask(attention_mask, input_ids.shape[1], 0)
-    hidden = net.run(input_ids, positions, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+    attn_mask, is_causal = build_attention_mask(attention_mask, S, 0)
+    hidden = net.run(input_ids, positions, attn_mask=attn_mask, is_causal=is_causal, cache=cache, inputs_embeds=inputs_embeds)
     return net.logits(hidden[:, -1])
 
 

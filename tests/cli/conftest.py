@@ -12,15 +12,6 @@ from biogpt.model import BioGptConfig, BioGptForTokenClassification, BioGptToken
 from tests.helpers import tiny_lm, write_fairseq_dir
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train far faster on one thread (and are immune to a busy machine's contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-biogpt")

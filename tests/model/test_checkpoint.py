@@ -69,7 +69,11 @@ def test_transformers_loading_options_are_understood(tmp_path):
     ):
         loaded = BioGptForCausalLM.from_pretrained(tmp_path, **options)
         assert loaded.dtype == torch.float16 and loaded.device.type == "cpu", options
-        assert torch.equal(loaded(ids).logits, want(ids).logits), options
+        if options.get("attn_implementation") == "eager":  # the same attention written out: float16 rounding apart
+            assert loaded.config._attn_implementation == "eager"
+            assert torch.allclose(loaded(ids).logits.float(), want(ids).logits.float(), atol=2e-3), options
+        else:
+            assert torch.equal(loaded(ids).logits, want(ids).logits), options
     sdpa = BioGptForCausalLM.from_pretrained(tmp_path, attn_implementation="sdpa")
     assert sdpa.dtype == torch.float32
     with pytest.raises(TypeError, match="got dtype=.*and torch_dtype=.*pass one"):
@@ -367,7 +371,7 @@ def test_weights_only_save_needs_no_tokenizer_or_sacremoses(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
 
 
 # ------------------------------------------------------------------ atomic saving, corrupt files
@@ -408,7 +412,8 @@ def test_config_and_tokenizer_saved_alone_are_atomic(tmp_path):
     with pytest.raises(OutputError, match=r"vocab.json: file too large"):
         with file_size_limit(10_000):
             tokenizer.save_pretrained(tmp_path / "tok")
-    assert list((tmp_path / "tok").iterdir()) == [] and temporaries(tmp_path) == []
+    assert not (tmp_path / "tok").exists() and temporaries(tmp_path) == []  # the folder appears whole or not at all
+    (tmp_path / "tok").mkdir()  # save_vocabulary, as transformers', writes into an existing folder
     files = tokenizer.save_vocabulary(tmp_path / "tok")
     assert [Path(f).name for f in files] == ["vocab.json", "merges.txt"]
     config = tiny_lm().config
@@ -432,7 +437,7 @@ def test_saving_over_a_model_switches_single_and_sharded_weights_cleanly(tmp_pat
         shards = sorted(p.name for p in target.glob("model-*.safetensors"))
         assert len(shards) > 1 and (target / "model.safetensors.index.json").is_file()
         other.save_pretrained(target, tokenizer=False)  # single file where shards were
-        assert sorted(p.name for p in target.iterdir()) == ["NOTES.md", "config.json", "model.safetensors"]
+        assert sorted(p.name for p in target.iterdir()) == ["NOTES.md", "config.json", "generation_config.json", "model.safetensors"]
         assert _same_weights(BioGptForCausalLM.from_pretrained(target), other)
         model.save_pretrained(target, tokenizer=False, max_shard_size=40_000)  # and back
         assert not (target / "model.safetensors").exists()

@@ -59,5 +59,16 @@ def test_bad_config_file(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(ConfigError, match="model_type 'bert'"):
         BioGptConfig.from_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="divisible"):
-        BioGptConfig(hidden_size=30, num_attention_heads=4)
+
+
+
+def test_shapes_are_checked_when_a_model_is_built():
+    """transformers builds such configs (its config tests use hidden_size=37 with 16 heads) and
+    refuses only the model; so do we."""
+    from biogpt.model import BioGptModel
+
+    cfg = BioGptConfig(hidden_size=30, num_attention_heads=4, num_hidden_layers=1, vocab_size=10, intermediate_size=8)
+    assert cfg.hidden_size == 30
+    with pytest.raises(ConfigError, match="divisible") as info:
+        BioGptModel(cfg)
+    assert isinstance(info.value, ValueError)  # what transformers raises
