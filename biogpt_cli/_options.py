@@ -3,10 +3,12 @@ command spells and documents them the same way.
 
 Single options (`FORCE`, `DEVICE`, ...) are Typer defaults a command lists in its signature.
 Blocks of options that travel together are `FlagBlock`s: `RUN_FLAGS` (--keep-going, --errors,
---device, --dtype, --resume, --shard of the batch commands) and `TRAIN_FLAGS` (the
-hyper-parameters of every `biogpt train` command). A command takes a block as one parameter,
-`flags`, and receives the values packed in one object (`RunFlags`, `TrainFlags`); its --help
-lists them where that parameter stands. `RootGroup` is the `biogpt` group itself (fast --help).
+--device, --dtype, --resume, --shard of the batch commands), `TRAIN_FLAGS` (the
+hyper-parameters of every `biogpt train` command) and `GENERATIVE_FLAGS` (the task-data and
+dev-scoring options of `train re`, `train qa` and `train classify --generative`). A command
+takes a block as one parameter (`flags`, or the block's own name) and receives the values
+packed in one object (`RunFlags`, `TrainFlags`, `GenerativeFlags`); its --help lists them where
+that parameter stands. `RootGroup` is the `biogpt` group itself (fast --help).
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ class FlagBlock:
     `after`: the command's own options to list in among the block's (name → the block flag it
     follows)."""
 
-    def __init__(self, flags: tuple[Flag, ...], pack: Callable[..., Any]) -> None:
+    def __init__(self, flags: tuple[Flag, ...], pack: Callable[..., Any], *, param: str = "flags") -> None:
         self.flags = flags
         self.pack = pack
+        self.param = param  # the command's parameter the block stands for (one name per block, so blocks stack)
         self.names = frozenset(flag.name for flag in flags)
 
     def __call__(self, *, help: dict[str, str] | None = None, after: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
@@ -80,7 +83,7 @@ class FlagBlock:
             moved = {p.name: p for p in own if p.name in after}
             params: list[inspect.Parameter] = []
             for p in own:
-                if p.name == "flags":
+                if p.name == self.param:
                     for flag in self.flags:
                         params.append(parameter(flag))
                         params += [moved[name] for name, anchor in after.items() if anchor == flag.name]
@@ -89,7 +92,7 @@ class FlagBlock:
 
             @functools.wraps(fn)
             def command(**kwargs: Any) -> Any:
-                return fn(flags=self.pack(**{name: kwargs.pop(name) for name in self.names}), **kwargs)
+                return fn(**{self.param: self.pack(**{name: kwargs.pop(name) for name in self.names})}, **kwargs)
 
             # Typer reads the parameters from the signature and their types from the annotations
             command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -238,3 +241,27 @@ def _skip_flag_coercion(group: Any, ctx: Any) -> None:
             continue  # not typer's parameter, or already built
         if (getattr(param, "is_flag", False) and descriptor.annotation is bool) or (getattr(param, "count", False) and descriptor.annotation is int):
             param._runtime_param = PassThroughRuntimeParam(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation)
+
+
+# ============================================================================ train re / qa / classify --generative
+class GenerativeFlags(dict):
+    """The GENERATIVE_FLAGS values one command received (None: not given)."""
+
+    def given(self) -> dict[str, Any]:
+        """As biogpt.training's keyword options: --average-last K also saves a checkpoint per epoch."""
+        return {**self, "save_epochs": True if self["average_last"] else None}
+
+    def set_names(self) -> list[str]:
+        """The flags given, as typed (for "needs --generative" messages)."""
+        return [f"--{name.replace('_', '-')}" for name, value in self.items() if value is not None]
+
+
+GENERATIVE_FLAGS = FlagBlock((
+    Flag("recipe", Optional[str], ("--recipe",), "default (loss on the target, no prompt) or official, docs/TASK_FORMATS.md (default: default)."),
+    Flag("data_split", Optional[str], ("--data-split",), "The training split of the task's folder (default: train)."),
+    Flag("dev_split", Optional[str], ("--dev-split",), "The dev split of the task's folder (default: valid)."),
+    Flag("dev_limit", Optional[int], ("--dev-limit",), "Score only the first N dev examples, 0 no dev (default: all).", bounds={"min": 0}),
+    Flag("max_new_tokens", Optional[int], ("--max-new-tokens",), "Generation budget when scoring dev (default: the task's).", bounds={"min": 1}),
+    Flag("max_tokens", Optional[int], ("--max-tokens",), "Token budget per batch (default: none, -b decides; official: 1024).", bounds={"min": 1}),
+    Flag("average_last", Optional[int], ("--average-last",), "Save a checkpoint per epoch and average the last K into OUTDIR/model-average (default: no average; official: 5).", bounds={"min": 1}),
+), GenerativeFlags, param="generative_flags")

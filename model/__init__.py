@@ -22,6 +22,7 @@ _LAZY = {
     "ModelNotFoundError": ".errors",
     "OutputError": ".errors",
     "PathError": ".errors",
+    "ShapeMismatchError": ".errors",
     "UnsafeCheckpointError": ".errors",
     "VocabularyError": ".errors",
     "KVCache": ".kv_cache",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         ModelNotFoundError,
         OutputError,
         PathError,
+        ShapeMismatchError,
         UnsafeCheckpointError,
         VocabularyError,
     )

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -25,7 +26,9 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME, BioGptConfig
-from .errors import CheckpointError, ConfigError, InvalidOptionError, ModelNotFoundError, ModelPathError, PathError, VocabularyError
+from .errors import (
+    CheckpointError, ConfigError, InvalidOptionError, ModelNotFoundError, ModelPathError, PathError, ShapeMismatchError, VocabularyError,
+)
 from .fairseq_files import (
     EMBEDDINGS,
     FAIRSEQ_CHECKPOINTS,
@@ -41,6 +44,9 @@ from .safe_pickle import checkpoint_problem, safe_torch_load
 from .vocab_files import FAIRSEQ_DICT_FILE
 
 logger = logging.getLogger(__name__)
+# "Reinit due to size mismatch" goes where transformers writes it, so code (and transformers'
+# own tests) that capture or silence its loading report see ours too; a name, not an import
+loading_report = logging.getLogger("transformers.modeling_utils")
 
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
@@ -82,12 +88,17 @@ class CheckpointSource:
     config: BioGptConfig
     files: list[Path] = field(default_factory=list)
     extra_symbols: list[str] = field(default_factory=list)
-    fairseq_state: dict[str, torch.Tensor] | None = None
+    fairseq_state: dict[str, torch.Tensor] | None = None  # the tensors of "fairseq" and "state_dict" sources
     tokenizer_path: str | None = None
     subfolder: str = ""  # inside a hub repository (a local subfolder is already part of `name`)
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor, Path]]:
         """(transformers key, tensor, file) for every weight, one at a time."""
+        if self.kind == "state_dict":  # from_pretrained(None, config=, state_dict=)
+            assert self.fairseq_state is not None
+            for key, tensor in self.fairseq_state.items():
+                yield key, tensor, Path("state_dict")
+            return
         if self.kind == "fairseq":
             assert self.fairseq_state is not None
             for key, tensor in self.fairseq_state.items():
@@ -161,6 +172,8 @@ def resolve_checkpoint(
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool = False,
     subfolder: str = "",
+    token: str | bool | None = None,
+    force_download: bool = False,
 ) -> CheckpointSource:
     """The files of a model: a local folder (or fairseq .pt file), or a hub id through its cache.
     subfolder: transformers' option, the model's folder inside that folder or repository. A
@@ -188,7 +201,10 @@ def resolve_checkpoint(
             f"{PT_WEIGHTS} (Hugging Face), or {' / '.join(FAIRSEQ_CHECKPOINTS)} with dict.txt and "
             "bpecodes (fairseq)"
         )
-    common = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "subfolder": subfolder}
+    common = {
+        "revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "subfolder": subfolder,
+        "token": token, "force_download": force_download,
+    }
     config_file = resolve_file(name, CONFIG_NAME, **common)
     assert config_file is not None
     if config is None:
@@ -227,39 +243,65 @@ def _fairseq_source(ckpt_path: Path, directory: Path, config: BioGptConfig | Non
 
 
 # ============================================================================ loading into a model
+@dataclass
+class LoadingInfo:
+    """What a load left out, as transformers reports it (`output_loading_info=True`): keys the
+    model needed and the checkpoint lacked (newly initialised), checkpoint keys the model has no
+    use for, and (key, checkpoint shape, model shape) of tensors re-initialised because
+    `ignore_mismatched_sizes` allowed it."""
+
+    missing_keys: set[str] = field(default_factory=set)
+    unexpected_keys: set[str] = field(default_factory=set)
+    mismatched_keys: set[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=set)
+    error_msgs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"missing_keys": self.missing_keys, "unexpected_keys": self.unexpected_keys,
+                "mismatched_keys": self.mismatched_keys, "error_msgs": self.error_msgs}
+
+
 def load_into(
     model: torch.nn.Module,
     source: CheckpointSource,
     *,
     dtype: torch.dtype | str | None,
     device: torch.device | str | None,
-) -> None:
-    """Assign every tensor of `source` to the meta-built `model`, converting as it goes."""
+    ignore_mismatched_sizes: bool = False,
+    allow_missing: bool = False,
+) -> LoadingInfo:
+    """Assign every tensor of `source` to the meta-built `model`, converting as it goes.
+
+    A head the checkpoint lacks (a language model loaded as a classifier) is initialised with a
+    warning. Missing body weights raise CheckpointError unless `allow_missing` (the caller asked
+    for the loading report, as transformers always loads and reports); a tensor of another shape
+    raises ShapeMismatchError unless `ignore_mismatched_sizes` (then it is re-initialised)."""
     expected = dict(model.state_dict(keep_vars=True))
     prefix = getattr(model, "base_model_prefix", "")
     # a head model holds the body under the prefix ("biogpt"); the body itself does not
     has_prefix = bool(prefix) and isinstance(getattr(model, prefix, None), torch.nn.Module)
     tied = getattr(model.config, "tie_word_embeddings", False)
     loaded: set[str] = set()
-    unexpected: list[str] = []
+    info = LoadingInfo()
     # "auto": config.json's dtype, else the first floating-point tensor's (set below), so the
     # whole model has one dtype, as transformers 5 loads it
     target_dtype: torch.dtype | None = (
         config_dtype(source.config) if dtype == "auto" else (dtype or torch.float32)  # type: ignore[assignment]
     )
-    for key, tensor, path in source.tensors():
-        key = _adapt_key(key, has_prefix, prefix)
-        if key is None:
-            continue
-        if key not in expected:
-            unexpected.append(key)
+    for stored, tensor, path in source.tensors():
+        key = _adapt_key(stored, has_prefix, prefix)
+        if key is None or key not in expected:
+            info.unexpected_keys.add(stored)  # under the checkpoint's own name, as transformers reports it
             continue
         if tied and key.endswith("output_projection.weight"):
             loaded.add(key)  # shares the embedding matrix; checked below through it
             continue
         want = tuple(expected[key].shape)
         if tuple(tensor.shape) != want:
-            raise CheckpointError(_shape_message(path, key, tuple(tensor.shape), want, model.config))
+            if not ignore_mismatched_sizes:
+                raise ShapeMismatchError(_shape_message(path, key, tuple(tensor.shape), want, model.config))
+            info.mismatched_keys.add((key, tuple(tensor.shape), want))
+            loading_report.warning("%s: Reinit due to size mismatch - ckpt: %s vs model:%s", key, tuple(tensor.shape), want)
+            continue
         if tensor.is_floating_point():
             target_dtype = target_dtype or tensor.dtype
             tensor = tensor.to(device=device or "cpu", dtype=target_dtype)
@@ -267,23 +309,25 @@ def load_into(
             tensor = tensor.to(device=device or "cpu")
         _assign(model, key, tensor)
         loaded.add(key)
-    if unexpected:
-        logger.info("ignored %d checkpoint tensors the model does not use: %s", len(unexpected), ", ".join(unexpected[:5]))
-    missing = [k for k in expected if k not in loaded and not (tied and k.endswith("output_projection.weight"))]
+    if info.unexpected_keys:
+        logger.info("ignored %d checkpoint tensors the model does not use: %s", len(info.unexpected_keys), ", ".join(sorted(info.unexpected_keys)[:5]))
+    mismatched = [key for key, _, _ in info.mismatched_keys]
+    missing = [k for k in expected if k not in loaded and k not in mismatched and not (tied and k.endswith("output_projection.weight"))]
+    info.missing_keys.update(missing)
     head_missing = [k for k in missing if k.startswith(HEAD_KEYS)]
     body_missing = [k for k in missing if k not in head_missing]
-    if body_missing:
+    if body_missing and not allow_missing:
         raise CheckpointError(
             f"{source.name}: the checkpoint lacks {len(body_missing)} weights the model needs, e.g. "
             f"{', '.join(body_missing[:4])}"
         )
-    if head_missing:
-        logger.warning(
-            "%s: newly initialised (train before use): %s", source.name, ", ".join(head_missing)
-        )
-        _materialise(model, head_missing, device, target_dtype or torch.float32)
+    if missing:
+        logger.warning("%s: newly initialised (train before use): %s", source.name, ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
+    if missing or mismatched:
+        _materialise(model, missing + mismatched, device, target_dtype or torch.float32)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
+    return info
 
 
 def config_dtype(config: BioGptConfig) -> torch.dtype | None:
@@ -426,20 +470,27 @@ class PretrainedMixin(ModelMethodsMixin):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike[str],
+        pretrained_model_name_or_path: str | os.PathLike[str] | None,
         *,
         config: BioGptConfig | None = None,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
         dtype: str | torch.dtype | None = "auto",
         device: str | torch.device | None = None,
         subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        trust_remote_code: bool = False,
         torch_dtype: str | torch.dtype | None = None,
         device_map: Any = None,
         low_cpu_mem_usage: bool | None = None,
         attn_implementation: str | None = None,
         generation_config: Any = None,
+        adapter_kwargs: dict[str, Any] | None = None,
         **config_overrides: Any,
     ):
         """Load a Hugging Face directory or hub id, or a fairseq checkpoint directory/file.
@@ -447,23 +498,50 @@ class PretrainedMixin(ModelMethodsMixin):
         dtype: "auto" (the default, as in transformers 5) loads the checkpoint's dtype
         (config.json's "dtype", else its first floating-point tensor's); None loads float32
         (torch's default dtype); a torch dtype or its name, that one.
-        subfolder, revision, cache_dir, local_files_only: transformers' meanings.
+        subfolder, revision, cache_dir, local_files_only, token, force_download: transformers'
+        meanings. trust_remote_code is accepted and has nothing to allow: these classes are the
+        architecture, and no code is ever fetched from the hub.
         torch_dtype, device_map, low_cpu_mem_usage, attn_implementation: transformers' names, so
         its loading lines work unchanged (see `_transformers_loading_options`).
         generation_config: a GenerationConfig to use instead of the folder's generation_config.json.
+        state_dict: the weights to load instead of the folder's files; with
+        `pretrained_model_name_or_path=None` and `config=`, the model is built from those two alone.
+        output_loading_info: also return transformers' report, a dict of sets (`missing_keys`,
+        `unexpected_keys`, `mismatched_keys`) and `error_msgs`; missing weights are then
+        initialised and reported, as transformers loads, instead of refused.
+        ignore_mismatched_sizes: re-initialise a tensor whose shape differs from the model's (a
+        classifier loaded with another num_labels) instead of raising ShapeMismatchError.
         A missing model raises ModelPathError or ModelNotFoundError, both OSErrors (transformers'
         error for a checkpoint it cannot find).
         """
+        if torch.get_default_device().type == "meta":
+            # the model is built on the meta device anyway; under a meta default the loaded
+            # tensors would be placeholders too
+            raise RuntimeError(
+                "You are using `from_pretrained` with a meta device context manager or `torch.set_default_device('meta')`: "
+                "from_pretrained loads existing weights; to build an empty model on the meta device, call the class on a config"
+            )
+        name_or_path = pretrained_model_name_or_path
         if torch_dtype is not None and dtype == "auto":
             dtype = None  # torch_dtype= alone decides; dtype= and torch_dtype= together must agree
         dtype, device = _transformers_loading_options(
             dtype=dtype, device=device, torch_dtype=torch_dtype, device_map=device_map, attn_implementation=attn_implementation
         )
         del low_cpu_mem_usage  # always: the model is built on the meta device and filled tensor by tensor
-        source = resolve_checkpoint(
-            name_or_path, config=config, revision=revision, cache_dir=cache_dir,
-            local_files_only=local_files_only, subfolder=subfolder,
-        )
+        del trust_remote_code
+        del adapter_kwargs  # transformers' Auto classes pass it for a PEFT adapter folder; peft's PeftModel.from_pretrained loads those
+        hub = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token, "force_download": force_download}
+        config = copy.deepcopy(config)  # the overrides below change the model's config, not the caller's
+        if name_or_path is None:
+            if config is None or state_dict is None:
+                raise ValueError("from_pretrained(None, ...) needs both config= and state_dict=")
+            source = CheckpointSource("state_dict", "state_dict", config, fairseq_state=state_dict)
+        else:
+            source = resolve_checkpoint(name_or_path, config=config, subfolder=subfolder, **hub)
+        folder = source
+        if state_dict is not None and name_or_path is not None:  # the folder gives the config (and tokenizer); these the weights
+            source = CheckpointSource(source.name, "state_dict", source.config, tokenizer_path=source.tokenizer_path,
+                                      subfolder=source.subfolder, fairseq_state=state_dict)
         cfg = source.config
         for key, value in config_overrides.items():
             if key == "num_labels":
@@ -476,18 +554,17 @@ class PretrainedMixin(ModelMethodsMixin):
             cfg._attn_implementation = attn_implementation
         with torch.device("meta"), _skip_init():
             model = cls(cfg, init=False)  # type: ignore[call-arg]
-        load_into(model, source, dtype=parse_dtype(dtype), device=device)
+        info = load_into(model, source, dtype=parse_dtype(dtype), device=device,
+                         ignore_mismatched_sizes=ignore_mismatched_sizes, allow_missing=output_loading_info or name_or_path is None)
         model.eval()
-        model.name_or_path = str(name_or_path)  # type: ignore[attr-defined]
+        model.name_or_path = "" if name_or_path is None else str(name_or_path)  # type: ignore[attr-defined]
         model.tokenizer_source = (source.tokenizer_path, source.extra_symbols)  # type: ignore[attr-defined]
         model.weight_files = list(source.files)  # type: ignore[attr-defined]
         if model.can_generate() and generation_config is not None:
             model.generation_config = generation_config
-        elif model.can_generate() and source.kind == "hf":
-            model.generation_config = _read_generation_config(
-                source, cfg, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
-            )
-        return model
+        elif model.can_generate() and folder.kind == "hf":
+            model.generation_config = _read_generation_config(folder, cfg, **hub)
+        return (model, info.to_dict()) if output_loading_info else model
 
     def save_pretrained(
         self,
@@ -580,17 +657,14 @@ class PretrainedMixin(ModelMethodsMixin):
 
 
 def _read_generation_config(
-    source: CheckpointSource, config: BioGptConfig, *, revision: str | None, cache_dir: Any, local_files_only: bool
+    source: CheckpointSource, config: BioGptConfig, **hub: Any
 ) -> Any:
     """The model folder's generation_config.json, else the defaults from its config (as
     transformers: a folder without one generates with its config's special tokens)."""
     from .generation.config import GENERATION_CONFIG_NAME, GenerationConfig
     from .hub import resolve_file
 
-    found = resolve_file(
-        source.name, GENERATION_CONFIG_NAME, required=False, subfolder=source.subfolder,
-        revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
-    )
+    found = resolve_file(source.name, GENERATION_CONFIG_NAME, required=False, subfolder=source.subfolder, **hub)
     if found is None:
         return GenerationConfig.from_model_config(config)
     try:

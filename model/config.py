@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .files import write_text_atomic
+from .files import read_json_object, write_text_atomic
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "biogpt"
@@ -42,6 +42,12 @@ COMMON_DEFAULTS: dict[str, Any] = {
 class BioGptConfig:
     # transformers' class attribute (not a field, not in `extra`): peft and others branch on it
     model_type: ClassVar[str] = MODEL_TYPE
+    # transformers' class attributes that generic code reads on any config: a text model has no
+    # sub-configs (code walks `config.sub_configs` to reach nested ones) and, like transformers'
+    # BioGPT, no tensor- or pipeline-parallel plan (None: "this model has none").
+    sub_configs: ClassVar[dict[str, type]] = {}
+    base_model_tp_plan: ClassVar[dict[str, Any] | None] = None
+    base_model_pp_plan: ClassVar[dict[str, Any] | None] = None
     vocab_size: int = 42384
     hidden_size: int = 1024
     num_hidden_layers: int = 24
@@ -171,7 +177,13 @@ class BioGptConfig:
 
     @property
     def name_or_path(self) -> str:
-        return str(self.extra.get("_name_or_path", ""))
+        """Where the config was loaded from ("" if built); transformers' `_name_or_path`."""
+        return str(self.__dict__.get("_name_or_path", self.extra.get("_name_or_path", "")))
+
+    @name_or_path.setter
+    def name_or_path(self, value: str | os.PathLike[str]) -> None:
+        # kept as a string, as transformers does (it goes into JSON)
+        object.__setattr__(self, "_name_or_path", str(value))
 
     def get_text_config(self, *args: Any, **kwargs: Any) -> "BioGptConfig":
         """transformers' accessor for multimodal configs; a text model is its own."""
@@ -191,7 +203,20 @@ class BioGptConfig:
 
     # ----------------------------------------------------------------- JSON round trip
     @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "BioGptConfig":
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> Any:
+        """A config from config.json's dict; keyword overrides are applied. With
+        `return_unused_kwargs=True`, transformers' contract (its AutoConfig calls a registered
+        config class this way): (config, the overrides that are not config attributes), those
+        left unapplied."""
+        for internal in ("_from_auto", "_from_pipeline"):  # transformers' telemetry keywords
+            overrides.pop(internal, None)
+        if overrides.pop("return_unused_kwargs", False):
+            return cls._from_dict_with_unused(data, overrides)
+        num_labels = overrides.pop("num_labels", None)
+        if num_labels is not None:  # an override wins over the dict's id2label, as in transformers
+            config = cls.from_dict(data, **overrides)
+            config.num_labels = int(num_labels)
+            return config
         data = {**data, **overrides}
         model_type = data.get("model_type", MODEL_TYPE)
         if model_type != MODEL_TYPE:
@@ -208,6 +233,23 @@ class BioGptConfig:
         except TypeError as exc:  # a wrongly typed value
             raise ConfigError(f"invalid config: {exc}") from None
 
+    @classmethod
+    def _from_dict_with_unused(cls, data: dict[str, Any], overrides: dict[str, Any]) -> tuple["BioGptConfig", dict[str, Any]]:
+        # transformers' rule: the keywords every config takes go to the constructor, the others
+        # are applied only where the built config has the attribute, and the rest is returned
+        constructor = {"num_labels", "attn_implementation", "output_attentions", "torch_dtype", "dtype", "name_or_path"}
+        given = {k: v for k, v in overrides.items() if k in constructor and v != "auto"}
+        config = cls.from_dict(data, **given)
+        unused = {}
+        for key, value in overrides.items():
+            if key in given:
+                continue
+            if hasattr(config, key):
+                setattr(config, key, value)
+            else:
+                unused[key] = value
+        return config, unused
+
     def to_dict(self) -> dict[str, Any]:
         """Every key transformers writes (but its version), then our extra keys, sorted.
         id2label keeps int keys (JSON turns them into strings; from_dict turns them back)."""
@@ -220,6 +262,12 @@ class BioGptConfig:
         out.update(copy.deepcopy(self.extra))
         return dict(sorted(out.items()))
 
+    def to_diff_dict(self) -> dict[str, Any]:
+        """to_dict without the keys that hold transformers' PreTrainedConfig defaults (what its
+        `to_diff_dict` leaves out); the model's own keys are always kept. Code that rebuilds a
+        config with `type(config)(**config.to_diff_dict())` gets an equal config."""
+        return {k: v for k, v in self.to_dict().items() if k not in _BASE_DEFAULTS or v != _BASE_DEFAULTS[k]}
+
     def to_json_string(self, use_diff: bool = True) -> str:
         """config.json's text. `use_diff` is accepted for transformers' signature; the whole
         config is always written (what a reader needs, whatever its defaults)."""
@@ -228,16 +276,7 @@ class BioGptConfig:
     @classmethod
     def from_json_file(cls, path: str | os.PathLike[str]) -> "BioGptConfig":
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        data = read_json_object(path, what="config file", error=ConfigError)
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
@@ -257,18 +296,22 @@ class BioGptConfig:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike[str],
+        pretrained_model_name_or_path: str | os.PathLike[str],
         *,
         subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
         **overrides: Any,
     ) -> "BioGptConfig":
         """Load config.json from a directory (or its `subfolder`), a file, a hub id, or a preset
-        name; keyword overrides are applied as transformers applies them."""
+        name; keyword overrides are applied as transformers applies them. The hub options have
+        transformers' meanings."""
         from .hub import resolve_file
 
+        name_or_path = pretrained_model_name_or_path
         path = Path(name_or_path)
         if path.is_file():
             config = cls.from_json_file(path)
@@ -277,18 +320,29 @@ class BioGptConfig:
         elif path.is_dir():
             config = cls.from_json_file(path / subfolder / CONFIG_NAME)
         else:
-            filename = f"{subfolder}/{CONFIG_NAME}" if subfolder else CONFIG_NAME
-            config = cls.from_json_file(
-                resolve_file(
-                    str(name_or_path), filename, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
-                )
+            found = resolve_file(
+                str(name_or_path), CONFIG_NAME, subfolder=subfolder, revision=revision, cache_dir=cache_dir,
+                local_files_only=local_files_only, token=token, force_download=force_download,
             )
+            assert found is not None
+            config = cls.from_json_file(found)
         for key, value in overrides.items():
             setattr(config, key, value)
         return config
 
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(BioGptConfig))
+# transformers' PreTrainedConfig() values of the keys our to_dict writes (what to_diff_dict drops)
+_BASE_DEFAULTS: dict[str, Any] = {
+    **COMMON_DEFAULTS,
+    "return_dict": True,
+    "output_hidden_states": False,
+    "output_attentions": False,
+    "id2label": {0: "LABEL_0", 1: "LABEL_1"},
+    "label2id": {"LABEL_0": 0, "LABEL_1": 1},
+    "problem_type": None,
+    "classifier_dropout": None,  # read with a None default by the heads; unset is not written
+}
 _fields_init = BioGptConfig.__init__
 
 

@@ -35,6 +35,13 @@ class CheckpointError(BioGptError):
     """A checkpoint file is missing, unreadable, or does not fit the configuration."""
 
 
+class ShapeMismatchError(CheckpointError, RuntimeError):
+    """A checkpoint tensor's shape differs from the model's (a vocabulary or label count that
+    does not match the configuration). The message names the file, the key and both shapes.
+    Also a RuntimeError, which transformers raises for it (`ignore_mismatched_sizes=True`
+    re-initialises such tensors instead)."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A pickle asked to import something outside the allow-list; nothing was executed."""
 

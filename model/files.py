@@ -22,6 +22,7 @@ import codecs
 import errno
 import gzip
 import io
+import json
 import os
 import shutil
 import sys
@@ -126,6 +127,30 @@ def text_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
 def read_text(path: str | os.PathLike[str]) -> str:
     """A whole text file (gzip or not), lines joined by "\\n", UTF-8 checked with `file:line`."""
     return "".join(line + "\n" for _, line in text_lines(path))
+
+
+def read_json_object(path: str | os.PathLike[str], *, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A small JSON file that must hold one object (a model's config.json, generation_config.json).
+    Every failure is `error` naming the path and `what` the file is; these files are written by
+    programs, so the position of a syntax error is enough (no per-line UTF-8 report)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {reason(exc)}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to read") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def _read_reason(exc: BaseException) -> str:

@@ -51,12 +51,16 @@ def resolve_file(
     local_files_only: bool = False,
     required: bool = True,
     subfolder: str = "",
+    token: str | bool | None = None,
+    force_download: bool = False,
 ) -> Path | None:
     """Path of `filename` inside a local directory or a hub repository.
 
     Returns None when the file does not exist there and `required` is false, so callers can
     probe alternatives (model.safetensors, then an index, then pytorch_model.bin).
     subfolder: transformers' option, a folder inside the directory or repository ("" = its root).
+    token, force_download: huggingface_hub's (a private or gated repository's access token, or
+    True for the saved login; fetch again even when cached); a local directory ignores them.
     A missing folder or hub id raises ModelPathError / ModelNotFoundError, both OSErrors as in
     transformers.
     """
@@ -82,8 +86,8 @@ def resolve_file(
             f"{name_or_path}: loading from the hub needs huggingface_hub (pip install huggingface_hub)"
         ) from None
     if not local_files_only and not hf_constants.HF_HUB_OFFLINE:
-        cached = huggingface_hub.try_to_load_from_cache(str(name_or_path), in_repo, cache_dir=cache_dir, revision=revision)
-        if cached is None and hub_unreachable(str(name_or_path), in_repo, revision=revision):
+        cached = None if force_download else huggingface_hub.try_to_load_from_cache(str(name_or_path), in_repo, cache_dir=cache_dir, revision=revision)
+        if cached is None and hub_unreachable(str(name_or_path), in_repo, revision=revision, token=token):
             if not required:
                 return None
             raise ModelNotFoundError(
@@ -99,6 +103,8 @@ def resolve_file(
                 revision=revision,
                 cache_dir=cache_dir,
                 local_files_only=local_files_only,
+                token=token,
+                force_download=force_download,
             )
     except hf_errors.LocalEntryNotFoundError:
         # Offline (HF_HUB_OFFLINE=1, local_files_only, or no network) and not cached. When
@@ -127,7 +133,9 @@ def resolve_file(
     return Path(local)
 
 
-def hub_unreachable(repo_id: str, filename: str, *, revision: str | None = None, repo_type: str | None = None) -> bool:
+def hub_unreachable(
+    repo_id: str, filename: str, *, revision: str | None = None, repo_type: str | None = None, token: str | bool | None = None
+) -> bool:
     """Whether a file that is not cached cannot be fetched because the hub cannot be reached
     (the reason is then `unreachable_reason()`). repo_type: None (a model) or "dataset".
 
@@ -146,7 +154,7 @@ def hub_unreachable(repo_id: str, filename: str, *, revision: str | None = None,
             url = huggingface_hub.hf_hub_url(repo_id, filename, revision=revision, repo_type=repo_type)
             # one request (retry_on_errors=False), answered in a few seconds unless the user
             # gave a slow link more time (HF_HUB_ETAG_TIMEOUT, huggingface_hub's own default 10 s)
-            huggingface_hub.get_hf_file_metadata(url, timeout=float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or PROBE_TIMEOUT))
+            huggingface_hub.get_hf_file_metadata(url, token=token, timeout=float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or PROBE_TIMEOUT))
     except (hf_errors.HfHubHTTPError, hf_errors.EntryNotFoundError):
         return False  # it answered
     except Exception as exc:  # noqa: BLE001 - httpx's connection, timeout and TLS errors, OSError

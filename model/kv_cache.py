@@ -156,6 +156,20 @@ class KVCache:
         view.length, view.growable, view.shared_prefix, view.write_index = 0, False, 0, None
         return view
 
+    def detached(self, length: int) -> "KVCache":
+        """A growable copy of the first `length` positions that the caller owns: what generate
+        returns as `cache`. The search's own cache can be a view of a captured decoder's buffer,
+        which the next call overwrites, and (static decoding) keeps its length on the device,
+        so the length is given."""
+        copy = KVCache.__new__(KVCache)
+        copy.__dict__.update(self.__dict__)
+        copy.kv = self.kv[..., :length, :].clone()
+        copy.row_ids = torch.arange(copy.kv.shape[2], device=copy.kv.device)
+        copy.layer_ids = self.layer_ids.clone()
+        copy.length, copy.growable, copy.shared_prefix = length, True, 0
+        copy.write_index, copy.read_span = None, None
+        return copy
+
     def to_legacy(self) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
         """transformers' legacy format: per layer (keys, values), each (B, H, T, D)."""
         n = self.length

@@ -253,8 +253,7 @@ class BioGptModel(BioGptPreTrainedModel):
         self.layers = nn.ModuleList(BioGptDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.layer_norm = nn.LayerNorm(c, eps=LAYER_NORM_EPS)
         self.gradient_checkpointing = False
-        if init:
-            self.init_weights()
+        self._finish_construction(init=init)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed_tokens
@@ -355,10 +354,7 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         super().__init__(config)
         self.biogpt = BioGptModel(config, init=False)
         self.output_projection = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if init:
-            self.init_weights()
-        else:
-            self.tie_weights()
+        self._finish_construction(init=init)
 
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:
@@ -385,9 +381,13 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        shift_labels: torch.Tensor | None = None,
     ) -> CausalLMOutputWithCrossAttentions | tuple:
         """transformers' arguments, in its order (see BioGptModel.forward). `logits_to_keep`: the
-        last n positions (0: all) or the positions a tensor names."""
+        last n positions (0: all) or the positions a tensor names. `shift_labels`: the targets
+        already aligned with the positions (B, T), used instead of shifting `labels`: sequence-
+        and context-parallel trainers shift before they shard the sequence, as in transformers
+        (the loss is computed when `labels` is given)."""
         out = self.biogpt(
             input_ids,
             attention_mask=attention_mask,
@@ -408,8 +408,8 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         logits = self.output_projection(hidden)  # (B, T, V)
         loss = None
         if labels is not None:
-            # Next-token loss: position t predicts labels[t + 1]; -100 is ignored.
-            shifted = F.pad(labels, (0, 1), value=-100)[:, 1:]
+            # Next-token loss: position t predicts labels[t + 1] (or shift_labels[t]); -100 is ignored.
+            shifted = F.pad(labels, (0, 1), value=-100)[:, 1:] if shift_labels is None else shift_labels
             loss = F.cross_entropy(logits.float().flatten(0, 1), shifted.flatten(), ignore_index=-100)
         output = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
@@ -442,8 +442,7 @@ class BioGptForTokenClassification(BioGptPreTrainedModel):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        if init:
-            self.init_weights()
+        self._finish_construction(init=init)
 
     def forward(
         self,
@@ -491,8 +490,7 @@ class BioGptForSequenceClassification(BioGptPreTrainedModel):
         super().__init__(config)
         self.biogpt = BioGptModel(config, init=False)
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
-        if init:
-            self.init_weights()
+        self._finish_construction(init=init)
 
     def forward(
         self,

@@ -37,6 +37,115 @@ class ModelMethodsMixin:
     # the class default is a plain function; activation_checkpointing_enable sets the instance's.
     _gradient_checkpointing_func: Callable[..., Any] = staticmethod(_CHECKPOINT)
 
+    # transformers' PreTrainedModel class attributes, read by code that handles any transformers
+    # model: accelerate's device_map (`_no_split_modules`), the attention selection
+    # (`_supports_*`), loaders and savers (the `_keys_*` and fp32 sets). Only eager and SDPA
+    # attention exist here, so flash and flex are False.
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = False
+    # The lists are empty sets, the form transformers gives them on a built model (its post_init
+    # turns the class's None into set()), which is where code reads them.
+    _no_split_modules: frozenset[str] = frozenset({"BioGptDecoderLayer"})
+    _skip_keys_device_placement: frozenset[str] = frozenset()
+    _keep_in_fp32_modules: frozenset[str] = frozenset()
+    _keep_in_fp32_modules_strict: frozenset[str] = frozenset()
+    _keys_to_ignore_on_load_missing: frozenset[str] = frozenset()
+    _keys_to_ignore_on_load_unexpected: frozenset[str] = frozenset()
+    _keys_to_ignore_on_save: frozenset[str] = frozenset()
+    # None, unlike transformers' causal LM: a tied head is listed once in our state_dict (see
+    # state_dict below), so no state-dict key of it exists for code to untie or skip.
+    _tied_weights_keys: dict[str, str] | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def _from_config(
+        cls, config: BioGptConfig, *, dtype: Any = None, torch_dtype: Any = None, attn_implementation: str | None = None
+    ) -> Any:
+        """transformers' way to build a randomly initialised model from a config (AutoModel's
+        from_config calls it): `attn_implementation` is recorded on the config, and the model is
+        built in `dtype` (default: the config's, else torch's default), which the config records."""
+        if attn_implementation is not None:
+            _check_attn_implementation(attn_implementation)
+            config._attn_implementation = attn_implementation
+        dtype = dtype if dtype is not None else torch_dtype if torch_dtype is not None else config.dtype
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype.removeprefix("torch."))
+        config.dtype = dtype
+        if dtype is None:
+            return cls(config)  # type: ignore[call-arg]
+        # built directly in the dtype (no float32 copy first), as transformers does
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            return cls(config)  # type: ignore[call-arg]
+        finally:
+            torch.set_default_dtype(previous)
+
+    # ----------------------------------------------------------------- end of construction
+    def _finish_construction(self, *, init: bool) -> None:
+        """The last step of every constructor in modeling.py: initialise the weights (`init`), or
+        leave them to the caller (from_pretrained's loader fills them) and only tie the head;
+        then mark every module initialised, so that post_init leaves them alone, and honour a
+        config saved with `gradient_checkpointing: true` (transformers 4 wrote it) as
+        transformers does."""
+        if init:
+            self.init_weights()  # type: ignore[attr-defined]
+        else:
+            self.tie_weights()
+        for module in self.modules():  # type: ignore[attr-defined]
+            module._is_hf_initialized = True  # transformers' flag name, which its code reads too
+        self._backward_compatibility_gradient_checkpointing()
+
+    def post_init(self) -> None:
+        """transformers' post_init, which a subclass calls at the end of its __init__ after adding
+        modules (a new head): initialise the modules not initialised yet (only those added since
+        construction or loading; a resize marks what it adds), tie the head, apply a config's
+        `gradient_checkpointing`. Calling it again changes nothing."""
+        for module in self.modules():  # type: ignore[attr-defined]
+            if not getattr(module, "_is_hf_initialized", False):
+                self._init_weights(module)  # type: ignore[attr-defined]
+                module._is_hf_initialized = True
+        self.tie_weights()
+        self._backward_compatibility_gradient_checkpointing()
+
+    def _backward_compatibility_gradient_checkpointing(self) -> None:
+        if self.supports_gradient_checkpointing and getattr(self.config, "gradient_checkpointing", False):
+            self.activation_checkpointing_enable()
+            del self.config.gradient_checkpointing  # consumed: not written back to config.json
+
+    # ----------------------------------------------------------------- attention implementation
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        """Whether `set_attn_implementation` may switch attention after building: always, since
+        every attention layer reads `config._attn_implementation` on each call."""
+        return True
+
+    @classmethod
+    def _can_set_experts_implementation(cls) -> bool:
+        """transformers' switch for mixture-of-experts layers; BioGPT has none."""
+        return False
+
+    def set_attn_implementation(self, attn_implementation: str | dict[str, str]) -> None:
+        """Switch attention between "eager" (written out; gives `output_attentions` weights) and
+        "sdpa" (torch's scaled_dot_product_attention) on a built model, as transformers does.
+        A dict (transformers' per-sub-config form) uses its "" entry; a text model has no other.
+        Anything else raises ValueError, as in transformers."""
+        if isinstance(attn_implementation, dict):
+            attn_implementation = attn_implementation.get("", self.config._attn_implementation)
+        _check_attn_implementation(attn_implementation)
+        self.config._attn_implementation = attn_implementation
+        for module in self.modules():  # type: ignore[attr-defined]
+            config = getattr(module, "config", None)
+            if isinstance(config, BioGptConfig) and config is not self.config:
+                config._attn_implementation = attn_implementation  # a module holding its own copy
+
+    @property
+    def tp_plan(self) -> dict[str, str]:
+        """transformers' tensor-parallel plan; BioGPT has none there either."""
+        return dict(self.config.base_model_tp_plan or {})
+
     # ----------------------------------------------------------------- embeddings
     @property
     def base_model(self) -> nn.Module:
@@ -124,6 +233,7 @@ class ModelMethodsMixin:
             if new_head is not head:
                 self.set_output_embeddings(new_head)
         self.config.vocab_size = size
+        self.vocab_size = size  # transformers records it on the model too
         self.tie_weights()
         return embeddings
 
@@ -132,7 +242,11 @@ class ModelMethodsMixin:
     ) -> nn.Embedding:
         if pad_to_multiple_of is not None:
             if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1:
-                raise InvalidOptionError(f"pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r}")
+                # transformers' wording (code matches on it), then ours
+                raise InvalidOptionError(
+                    f"Asking to pad the embedding matrix to a multiple of `{pad_to_multiple_of}`, which is not and integer. "
+                    f"Please make sure to pass an integer (pad_to_multiple_of must be a positive integer, got {pad_to_multiple_of!r})"
+                )
             if new_num_tokens is None:
                 new_num_tokens = old.weight.shape[0]
             new_num_tokens = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
@@ -184,6 +298,7 @@ class ModelMethodsMixin:
             new.weight[:n] = old.weight[:n]
             if old.bias is not None:
                 new.bias[:n] = old.bias[:n]  # type: ignore[index]
+        new._is_hf_initialized = True  # its rows are the old head's and the added ones: post_init keeps them
         return new
 
     # ----------------------------------------------------------------- counting
@@ -284,6 +399,18 @@ class ModelMethodsMixin:
     @generation_config.setter
     def generation_config(self, value: Any) -> None:
         self.__dict__["_generation_config"] = value
+
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+def _check_attn_implementation(name: str) -> None:
+    if name not in ATTN_IMPLEMENTATIONS:
+        # transformers' message, so code matching on it keeps working
+        raise ValueError(
+            f'Specified `attn_implementation="{name}"` is not supported. The only possible arguments are '
+            '`attn_implementation="eager"` and `attn_implementation="sdpa"` (biogpt-cli implements no other).'
+        )
 
 
 def _init_added_rows_with_mean(old: torch.Tensor, new: torch.Tensor, old_num: int, added: int) -> None:

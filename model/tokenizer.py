@@ -14,8 +14,8 @@ microsoft/biogpt and microsoft/BioGPT-Large load with no network.
 Why one file of this length: it is one class, the slow-tokenizer API that code written for
 transformers calls (construction from vocab_file + merges_file, encode, __call__ with padding,
 truncation with overflow and stride, pre-split words, masks and "pt"/"np" tensors, pad() for the
-data collators, added and special tokens, decode, save/load); the vocabulary readers and the Moses
-rules, which stand alone, live in vocab_files.py and moses.py. Public methods that transformers
+data collators, added and special tokens, chat templates, decode, save/load); the vocabulary
+readers and the Moses rules, which stand alone, live in vocab_files.py and moses.py. Public methods that transformers
 lets callers pass positionally (pad, decode, add_tokens, ...) keep its parameter order, so code
 written for it runs unchanged; __call__'s options stay keyword-only, as everyone passes them.
 A plain call (no truncation or extra outputs) takes a short path (`_plain`) that gives the same
@@ -36,7 +36,7 @@ from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
-from .errors import VocabularyError
+from .errors import ModelPathError, VocabularyError
 from .files import atomic_directory, write_text_atomic
 from .moses import FastMosesTokenizer
 from .vocab_files import (
@@ -57,6 +57,8 @@ from .vocab_files import (
 )
 
 logger = logging.getLogger(__name__)
+# The logger transformers' tokenizers warn on (see _warn_if_too_long); a name only, no import.
+_HF_LOGGER = logging.getLogger("transformers.tokenization_utils_base")
 
 # sacremoses' escape_xml table: escaped form -> original character.
 _XML_ENTITIES: tuple[tuple[str, str], ...] = (
@@ -77,6 +79,9 @@ _MAX_CACHE = 500_000
 _SKIPPABLE = re.compile(r"[\s\x00-\x1f]")
 
 Offset = tuple[int, int]
+# Where transformers 5 saves chat templates (and looks for them first when loading).
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+CHAT_TEMPLATE_DIR = "additional_chat_templates"
 
 
 # transformers' "no limit" for model_max_length (its VERY_LARGE_INTEGER), and the bound above which
@@ -303,6 +308,12 @@ class BioGptTokenizer:
     ) -> None:
         import sacremoses  # imported here so `import biogpt.model` works without it
 
+        # transformers refuses a keyword that would shadow a method (from_pretrained passes every
+        # key of a tokenizer_config.json here: `add_special_tokens: true` there must not silently
+        # replace the method on the instance). Checked on the class, so no property runs yet.
+        for key in kwargs:
+            if callable(getattr(type(self), key, None)):
+                raise AttributeError(f"{key} conflicts with the method {key} in {type(self).__name__}")
         vocab = dict(vocab_file) if isinstance(vocab_file, dict) else read_vocab_json(vocab_file)
         merges = read_merges(merges_file) if isinstance(merges_file, (str, os.PathLike)) else list(merges_file)
         added_tokens: dict[str, int] = dict(kwargs.pop("added_tokens", None) or {})
@@ -329,6 +340,12 @@ class BioGptTokenizer:
             self._special_tokens_map[key] = None if value is None else str(getattr(value, "content", value))
         self._extra_special_tokens: list[str] = []
         self._read_options(kwargs)
+        # A Jinja template, or {name: template}; tokenizer_config.json stores several as a list of
+        # {"name", "template"} (transformers' format), turned back into the dict here.
+        chat_template = kwargs.pop("chat_template", None)
+        if isinstance(chat_template, (list, tuple)):
+            chat_template = {t["name"]: t["template"] for t in chat_template}
+        self.chat_template: str | dict[str, str] | None = chat_template
 
         self._moses = sacremoses.MosesTokenizer(lang="en")
         # Same tokens as self._moses (proved by tests/model/test_moses.py), memoised per chunk.
@@ -546,7 +563,7 @@ class BioGptTokenizer:
         # Leftmost match, longest token first: the semantics of transformers' added-token trie.
         alternatives = sorted(self.added_tokens_encoder, key=len, reverse=True)
         self._splitter = re.compile("|".join(re.escape(t) for t in alternatives)) if alternatives else None
-        self._strips = any(t.lstrip or t.rstrip for t in self._added_tokens.values())
+        self._flagged = any(t.lstrip or t.rstrip or t.single_word for t in self._added_tokens.values())
 
 
     # ----------------------------------------------------------------- BPE
@@ -600,7 +617,9 @@ class BioGptTokenizer:
 
     def _split_added(self, text: str, split_special: bool = False) -> list[tuple[str, int, bool]]:
         """(piece, start offset, is_added_token) in order; plain pieces go through Moses.
-        split_special: no added token is atomic (transformers' split_special_tokens)."""
+        split_special: no added token is atomic (transformers' split_special_tokens).
+        A piece's characters appear in `text` in order from its start, possibly with whitespace
+        between them that an lstrip/rstrip token removed (offsets are aligned on `text`)."""
         if split_special or self._splitter is None:
             return [(text, 0, False)] if text else []
         parts: list[tuple[str, int, bool]] = []
@@ -612,25 +631,42 @@ class BioGptTokenizer:
             pos = match.end()
         if pos < len(text):
             parts.append((text[pos:], pos, False))
-        if self._strips:
-            parts = self._apply_strips(parts)
+        if self._flagged:
+            parts = self._apply_flags(parts)
         return parts
 
-    def _apply_strips(self, parts: list[tuple[str, int, bool]]) -> list[tuple[str, int, bool]]:
-        """An added token with rstrip/lstrip eats the whitespace after/before it (transformers)."""
-        parts = list(parts)
-        for i, (piece, _, is_added) in enumerate(parts):
-            if not is_added:
+    def _apply_flags(self, parts: list[tuple[str, int, bool]]) -> list[tuple[str, int, bool]]:
+        """transformers' PythonBackend.tokenize, step for step: left to right, an added token with
+        rstrip/lstrip eats the whitespace after/before it, and a single_word token touching a
+        word (no space on that side) is not a token there: it joins that word, left side first,
+        and the joined text is tokenized as plain text. The neighbours are read before this
+        token's own strips, as transformers reads them."""
+        texts = [p[0] for p in parts]
+        starts = [p[1] for p in parts]
+        last = len(parts) - 1
+        for i in range(len(parts)):
+            if texts[i] not in self._added_tokens:  # transformers tests the piece's current text
                 continue
-            token = self._added_tokens[piece]
-            if token.rstrip and i + 1 < len(parts) and not parts[i + 1][2]:
-                right, start, _ = parts[i + 1]
+            token = self._added_tokens[texts[i]]
+            left = texts[i - 1] if i > 0 else ""
+            right = texts[i + 1] if i < last else ""
+            if token.rstrip and right:
                 stripped = right.lstrip()
-                parts[i + 1] = (stripped, start + len(right) - len(stripped), False)
-            if token.lstrip and i > 0 and not parts[i - 1][2]:
-                left, start, _ = parts[i - 1]
-                parts[i - 1] = (left.rstrip(), start, False)
-        return [p for p in parts if p[0]]
+                starts[i + 1] += len(right) - len(stripped)
+                texts[i + 1] = stripped
+            if token.lstrip and left:
+                texts[i - 1] = left.rstrip()
+            if token.single_word:
+                if left and left[-1] != " ":
+                    texts[i - 1] += texts[i]
+                    texts[i] = ""
+                elif right and right[0] != " ":
+                    texts[i + 1] = texts[i] + texts[i + 1]
+                    starts[i + 1] = starts[i]
+                    texts[i] = ""
+        # as transformers: whatever piece is now exactly an added token is one, the rest is text
+        encoder = self.added_tokens_encoder
+        return [(t, at, t in encoder) for t, at in zip(texts, starts) if t]
 
     def tokenize(self, text: str, *, split_special_tokens: bool | None = None, **kwargs: Any) -> list[str]:
         """Tokens (BPE pieces in vocab.json form) without special tokens added. Other keywords are
@@ -685,14 +721,16 @@ class BioGptTokenizer:
             ids.extend(chain.from_iterable(self._group_ids(groups)))
             if with_offsets:
                 words = [w for w in chain.from_iterable(groups) if w]
-                offsets.extend(self._offsets(piece, start, words))
+                # aligned on the whole text from the piece's start: a piece an lstrip/rstrip
+                # single_word token was joined to is not contiguous there (whitespace between)
+                offsets.extend(self._offsets(text, start, words))
         return ids, offsets
 
     # ----------------------------------------------------------------- offsets
-    def _offsets(self, text: str, base: int, words: list[str]) -> list[Offset]:
-        """Character span in `text` (shifted by `base`) of every BPE piece of `words`."""
+    def _offsets(self, text: str, start: int, words: list[str]) -> list[Offset]:
+        """Character span in `text` of every BPE piece of `words`, matched from `start` on."""
         spans: list[Offset] = []
-        pos = 0
+        pos = start
         for word in words:
             surface, char_of = _unescape(word)
             starts = _align(text, pos, surface)
@@ -700,14 +738,14 @@ class BioGptTokenizer:
                 surface, char_of = "-", [0, 0, 0]
                 starts = _align(text, pos, surface)
             if starts is None:  # a normalisation we do not model: zero-width spans, no advance
-                logger.debug("could not align Moses token %r at offset %d", word, base + pos)
-                spans.extend((base + pos, base + pos) for _ in self.bpe(word))
+                logger.debug("could not align Moses token %r at offset %d", word, pos)
+                spans.extend((pos, pos) for _ in self.bpe(word))
                 continue
             at = 0
             for piece in self.bpe(word):
                 length = len(piece) - 4 if piece.endswith("</w>") else len(piece)
                 first, last = char_of[at], char_of[at + length - 1] if length else char_of[at]
-                spans.append((base + starts[first], base + starts[last] + 1))
+                spans.append((starts[first], starts[last] + 1))
                 at += length
             pos = starts[-1] + 1
         return spans
@@ -833,10 +871,15 @@ class BioGptTokenizer:
         verbose: bool = True,
         split_special_tokens: bool | None = None,
         max_target_length: int | None = None,
+        **kwargs: Any,
     ) -> BatchEncoding:
         """Encode one text, a pair, or a batch, with transformers' (slow tokenizer) semantics for
         padding, truncation (with overflow and stride), pre-split words, masks and tensors.
-        Offsets (return_offsets_mapping) are ours: the slow reference has none."""
+        Offsets (return_offsets_mapping) are ours: the slow reference has none. Other keywords
+        (a seq2seq caller's src_lang, tgt_lang, ...) are accepted and unused, as transformers'
+        slow BioGptTokenizer does, so code written for several tokenizers runs unchanged."""
+        if kwargs:
+            logger.debug("keyword arguments not used by BioGptTokenizer: %s", sorted(kwargs))
         if (
             # The fast path: plain text(s), no truncation, lists out. It gives what the general
             # path gives, without its per-call bookkeeping (which would double the cost of a
@@ -853,6 +896,7 @@ class BioGptTokenizer:
         ):
             if isinstance(text, str) and (text_pair is None or isinstance(text_pair, str)):
                 out = self._plain(text, text_pair, add_special_tokens, return_offsets_mapping)
+                self._warn_if_too_long(len(out["input_ids"]), None, verbose)
                 return BatchEncoding(out, tensor_type=return_tensors, prepend_batch_axis=True) if return_tensors else out
             if (
                 isinstance(text, (list, tuple))
@@ -860,7 +904,9 @@ class BioGptTokenizer:
                 and all(type(t) is str for t in text)
                 and text
             ):
-                return self._plain_batch(text, add_special_tokens, return_offsets_mapping, padding, padding_side, return_tensors)
+                return self._plain_batch(
+                    text, add_special_tokens, return_offsets_mapping, padding, padding_side, return_tensors, verbose
+                )
         if text is None and text_target is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
         padding_strategy, truncation_strategy, max_length = self._strategies(
@@ -882,6 +928,7 @@ class BioGptTokenizer:
             return_offsets_mapping=return_offsets_mapping,
             return_length=return_length,
             split_special=self.split_special_tokens if split_special_tokens is None else split_special_tokens,
+            verbose=verbose,
         )
         encodings = self._encode_plus(text, text_pair, max_length=max_length, **options) if text is not None else None
         if text_target is None:
@@ -926,11 +973,13 @@ class BioGptTokenizer:
         padding: bool,
         padding_side: str | None,
         return_tensors: str | None,
+        verbose: bool = True,
     ) -> BatchEncoding:
         """A batch of texts with the default options, padded to the longest when asked."""
         sep = self.sep_token_id if add_special_tokens else None
         encoded = [self._plain_ids(t, None, sep, with_offsets) for t in texts]
         all_ids = [ids for ids, _ in encoded]
+        self._warn_if_too_long(max(map(len, all_ids)), None, verbose)
         columns: dict[str, list[Any]] = {"input_ids": all_ids, "attention_mask": [[1] * len(ids) for ids in all_ids]}
         if with_offsets:
             columns["offset_mapping"] = [offsets for _, offsets in encoded]
@@ -969,6 +1018,7 @@ class BioGptTokenizer:
         return_offsets_mapping: bool,
         return_length: bool,
         split_special: bool,
+        verbose: bool = True,
     ) -> BatchEncoding:
         """transformers' PythonBackend._encode_plus: a batch is encoded item by item, then padded."""
         is_batched = isinstance(text, (list, tuple)) and (
@@ -989,6 +1039,7 @@ class BioGptTokenizer:
             return_overflowing_tokens=return_overflowing_tokens,
             return_special_tokens_mask=return_special_tokens_mask,
             return_offsets_mapping=return_offsets_mapping,
+            verbose=verbose,
         )
         if not is_batched:
             first = self._input_ids(text, is_split_into_words, return_offsets_mapping, split_special)
@@ -1109,6 +1160,7 @@ class BioGptTokenizer:
             return_overflowing_tokens=return_overflowing_tokens,
             return_special_tokens_mask=return_special_tokens_mask,
             keep_overflow=not return_tensors,
+            verbose=verbose,
         )
         if padding_strategy != "do_not_pad" or return_attention_mask:
             out = self._pad(out, max_length, padding_strategy, pad_to_multiple_of, padding_side, return_attention_mask)
@@ -1130,6 +1182,7 @@ class BioGptTokenizer:
         return_special_tokens_mask: bool,
         keep_overflow: bool,
         return_offsets_mapping: bool = False,
+        verbose: bool = True,
     ) -> dict[str, Any]:
         """One sequence (or pair): truncate, add the separators, build the masks (no padding)."""
         ids, offsets = first
@@ -1154,6 +1207,7 @@ class BioGptTokenizer:
         else:
             sequence = ids + (pair_ids or [])
             spans = offsets + pair_offsets
+        self._warn_if_too_long(len(sequence), max_length, verbose)
         out: dict[str, Any] = {"input_ids": sequence}
         if return_token_type_ids:
             out["token_type_ids"] = (
@@ -1169,6 +1223,21 @@ class BioGptTokenizer:
         if return_offsets_mapping:
             out["offset_mapping"] = spans
         return out
+
+    def _warn_if_too_long(self, length: int, max_length: int | None, verbose: bool) -> None:
+        """transformers' warning, once per tokenizer, for an untruncated sequence the model cannot
+        take. Logged under transformers' logger name on purpose: code written for transformers
+        silences or captures it there (transformers.logging.set_verbosity_error(), assertLogs),
+        and logging by name needs no import of transformers."""
+        if max_length is None and length > self.model_max_length and verbose and self.model_max_length != 0:
+            key = "sequence-length-is-longer-than-the-specified-maximum"
+            if not self.deprecation_warnings.get(key, False):
+                _HF_LOGGER.warning(
+                    "Token indices sequence length is longer than the specified maximum sequence length "
+                    f"for this model ({length} > {self.model_max_length}). Running this sequence through the model "
+                    "will result in indexing errors"
+                )
+            self.deprecation_warnings[key] = True
 
     def truncate_sequences(
         self,
@@ -1449,6 +1518,93 @@ class BioGptTokenizer:
         return [result] if isinstance(result, str) else result
 
     # ----------------------------------------------------------------- saving
+    # ----------------------------------------------------------------- chat templates
+    def get_chat_template(self, chat_template: str | None = None, tools: list[dict[str, Any]] | None = None) -> str:
+        """The Jinja source to render: `chat_template` itself, or the template of that name when
+        the tokenizer holds several (else its "tool_use" one when tools are given, else "default")."""
+        if isinstance(self.chat_template, dict):
+            templates = self.chat_template
+            if chat_template is not None and chat_template in templates:
+                return templates[chat_template]
+            if chat_template is None:
+                if tools is not None and "tool_use" in templates:
+                    return templates["tool_use"]
+                if "default" in templates:
+                    return templates["default"]
+                raise ValueError(
+                    "This model has multiple chat templates with no default specified! Please either pass a chat "
+                    "template or the name of the template you wish to use to the `chat_template` argument. "
+                    f"Available template names are {sorted(templates)}."
+                )
+        elif chat_template is None:
+            if self.chat_template is None:
+                raise ValueError(
+                    "Cannot use chat template functions because tokenizer.chat_template is not set and no template "
+                    "argument was passed!"
+                )
+            return self.chat_template
+        return chat_template
+
+    def apply_chat_template(
+        self,
+        conversation: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]],
+        tools: list[dict[str, Any]] | None = None,
+        documents: list[dict[str, str]] | None = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        tokenize: bool = True,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = True,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """transformers' apply_chat_template: render one conversation (or a batch) with the Jinja
+        template (its sandbox options: trim_blocks, lstrip_blocks, loop controls, `tojson`,
+        `raise_exception`, `strftime_now`; the special tokens and extra keywords are template
+        variables), then optionally encode it without adding special tokens. Parameter order is
+        transformers', since callers pass the first ones positionally."""
+        if return_assistant_tokens_mask:
+            # needs the template's {% generation %} spans mapped to token offsets: not provided
+            raise ValueError("return_assistant_tokens_mask: the {% generation %} template tag is not supported; BioGPT has no chat format")
+        if continue_final_message and add_generation_prompt:
+            raise ValueError(
+                "continue_final_message and add_generation_prompt are not compatible. Use continue_final_message "
+                "when you want the model to continue the final message, and add_generation_prompt when you want "
+                "to add a header that will prompt it to start a new assistant message instead."
+            )
+        source = self.get_chat_template(chat_template, tools)
+        is_batched = isinstance(conversation, (list, tuple)) and bool(conversation) and isinstance(
+            conversation[0], (list, tuple)
+        )
+        conversations = list(conversation) if is_batched else [conversation]
+        variables = {**self.special_tokens_map, **kwargs}
+        template = _compile_chat_template(source)
+        rendered = [
+            _render_chat(
+                template, source, [dict(m) for m in chat], tools, documents,
+                add_generation_prompt, continue_final_message, variables,
+            )
+            for chat in conversations
+        ]
+        text: str | list[str] = rendered if is_batched else rendered[0]
+        if not tokenize:
+            return text
+        out = self(
+            text,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            add_special_tokens=False,
+            return_tensors=return_tensors,
+            **(tokenizer_kwargs or {}),
+        )
+        return out if return_dict else out["input_ids"]
+
     def save_vocabulary(self, save_directory: str | os.PathLike[str], filename_prefix: str | None = None) -> tuple[str, str]:
         directory = Path(save_directory)
         if not directory.is_dir():
@@ -1483,7 +1639,9 @@ class BioGptTokenizer:
         # its vocabulary); into an existing folder each is moved in, other files kept
         with atomic_directory(directory) as folder:
             written = self._write_files(folder, filename_prefix=filename_prefix)
-        return tuple(str(directory / Path(f).name) for f in written)
+            # where each file ends up (named chat templates sit in a subfolder)
+            final = tuple(str(directory / Path(f).relative_to(folder)) for f in written)
+        return final
 
     def _write_files(self, directory: Path, *, filename_prefix: str | None) -> tuple[str, ...]:
         prefix = f"{filename_prefix}-" if filename_prefix else ""
@@ -1510,9 +1668,13 @@ class BioGptTokenizer:
         config["added_tokens_decoder"] = {str(i): t.__getstate__() for i, t in self.added_tokens_decoder.items()}
         config["tokenizer_class"] = "BioGptTokenizer"
         config = {k: (str(getattr(v, "content", v)) if hasattr(v, "content") else v) for k, v in config.items()}
+        # Chat templates go to their own files, as transformers 5 saves them (and reads them first):
+        # the default one in chat_template.jinja, each other named one in additional_chat_templates/.
+        config.pop("chat_template", None)
+        template_files = self._write_chat_templates(directory, prefix)
         config_file = directory / f"{prefix}{TOKENIZER_CONFIG_FILE}"
         write_text_atomic(config_file, json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        files = [str(config_file)]
+        files = [str(config_file), *template_files]
         path = directory / f"{prefix}{SPECIAL_TOKENS_MAP_FILE}"
         write_text_atomic(path, json.dumps(self.special_tokens_map, indent=2) + "\n")
         files.append(str(path))
@@ -1524,6 +1686,27 @@ class BioGptTokenizer:
             write_text_atomic(path, text)
             files.append(str(path))
         return tuple(files)
+
+    def _write_chat_templates(self, directory: Path, prefix: str) -> list[str]:
+        templates = self.chat_template
+        if templates is None:
+            return []
+        if isinstance(templates, str):
+            templates = {"default": templates}
+        written: list[str] = []
+        named = directory / f"{prefix}{CHAT_TEMPLATE_DIR}"
+        for name, template in templates.items():
+            if name == "default":
+                path = directory / f"{prefix}{CHAT_TEMPLATE_FILE}"
+            else:
+                path = named / f"{name}.jinja"
+                # a name is a file name inside the folder, never a path out of it
+                if path.resolve().parent != named.resolve():
+                    raise ValueError(f"Invalid chat template name: {name!r}")
+                named.mkdir(exist_ok=True)
+            write_text_atomic(path, template)
+            written.append(str(path))
+        return written
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -1554,26 +1737,46 @@ class BioGptTokenizer:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike[str],
+        pretrained_model_name_or_path: str | os.PathLike[str],
         *,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
+        subfolder: str = "",
+        token: str | bool | None = None,
+        force_download: bool = False,
+        trust_remote_code: bool = False,
         extra_symbols: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> "BioGptTokenizer":
         """Load from a local directory (Hugging Face or fairseq files), a bundled vocabulary
         (microsoft/biogpt, microsoft/BioGPT-Large: no network), or a hub id.
 
+        revision, cache_dir, local_files_only, subfolder, token, force_download: transformers'
+        meanings; trust_remote_code is accepted and allows nothing (no code is fetched).
+
         extra_symbols: for fairseq vocabularies, the symbols after dict.txt's last entry (a
         loaded model's `tokenizer_source` has them); None counts them from the checkpoint in a
         fairseq directory (none for a bundled vocabulary)."""
         from .hub import resolve_file
 
-        name = str(name_or_path)
+        del trust_remote_code
+        name = str(pretrained_model_name_or_path)
         path = Path(name).expanduser()
+        subfolder = subfolder.strip("/")
+        if subfolder and path.is_dir():  # a local folder: the subfolder is simply the tokenizer's folder
+            path = path / subfolder
+            name, subfolder = str(path), ""
+            if not path.is_dir():
+                raise ModelPathError(f"{path}: no such subfolder in {path.parent}")
+        # as transformers: offline mode (HF_HUB_OFFLINE=1) forces local_files_only, which it then
+        # records in init_kwargs
+        local_files_only = bool(local_files_only) or _hub_offline()
         if path.is_dir():
             if (path / VOCAB_FILE).is_file() or (path / MERGES_FILE).is_file():
+                # the loader's own keys, which transformers' from_pretrained also leaves in
+                # init_kwargs (and so in a re-saved tokenizer_config.json)
+                kwargs = {"is_local": True, "local_files_only": local_files_only, "tokenizer_file": None, **kwargs}
                 return cls._from_hf_files(
                     path / VOCAB_FILE,
                     path / MERGES_FILE,
@@ -1581,6 +1784,7 @@ class BioGptTokenizer:
                     _maybe(path / ADDED_TOKENS_FILE),
                     name,
                     kwargs,
+                    chat_templates=_local_chat_templates(path),
                 )
             if (path / FAIRSEQ_DICT_FILE).is_file() or (path / FAIRSEQ_BPE_FILE).is_file():
                 if extra_symbols is None:
@@ -1594,7 +1798,7 @@ class BioGptTokenizer:
                 f"(Hugging Face) or {FAIRSEQ_DICT_FILE} + {FAIRSEQ_BPE_FILE} (fairseq)"
             )
         bundled = BUNDLED_VOCABULARIES.get(name.lower())
-        if bundled is not None and revision is None:
+        if bundled is not None and revision is None and not subfolder:
             folder, max_len = bundled
             kwargs.setdefault("model_max_length", max_len)
             kwargs.setdefault("name_or_path", name)
@@ -1604,13 +1808,21 @@ class BioGptTokenizer:
                 extra_symbols=extra_symbols or (),
                 **kwargs,
             )
-        common = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only}
+        common = {
+            "revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only,
+            "subfolder": subfolder, "token": token, "force_download": force_download,
+        }
         vocab_file = resolve_file(name, VOCAB_FILE, **common)
         merges_file = resolve_file(name, MERGES_FILE, **common)
         config_file = resolve_file(name, TOKENIZER_CONFIG_FILE, required=False, **common)
         added_file = resolve_file(name, ADDED_TOKENS_FILE, required=False, **common)
         assert vocab_file is not None and merges_file is not None
-        return cls._from_hf_files(vocab_file, merges_file, config_file, added_file, name, kwargs)
+        chat_file = resolve_file(name, CHAT_TEMPLATE_FILE, required=False, **common)
+        chat_templates = {"default": Path(chat_file).read_text(encoding="utf-8")} if chat_file else {}
+        kwargs = {"is_local": False, "local_files_only": local_files_only, "tokenizer_file": None, **kwargs}
+        return cls._from_hf_files(
+            vocab_file, merges_file, config_file, added_file, name, kwargs, chat_templates=chat_templates
+        )
 
     @classmethod
     def _from_hf_files(
@@ -1621,18 +1833,25 @@ class BioGptTokenizer:
         added_file: Path | None,
         name: str,
         kwargs: dict[str, Any],
+        *,
+        chat_templates: dict[str, str] | None = None,
     ) -> "BioGptTokenizer":
         """As transformers' loader: every key of tokenizer_config.json is a constructor keyword
         (special tokens by their content), added_tokens_decoder keeps ids and flags, and
-        added_tokens.json adds what the config does not list."""
+        added_tokens.json adds what the config does not list. Chat templates saved as .jinja
+        files win over a chat_template in the config (transformers' order)."""
         vocab = read_vocab_json(vocab_file)
         merges = read_merges(merges_file)
         config = read_json_object(config_file) if config_file else {}
         options: dict[str, Any] = {
             k: v for k, v in config.items()
             if k not in ("tokenizer_class", "auto_map", "added_tokens_decoder", "processor_class", "backend",
-                         "name_or_path", "special_tokens_map_file", "tokenizer_file", "chat_template")
+                         "name_or_path", "special_tokens_map_file", "tokenizer_file")
         }
+        if chat_templates:
+            options["chat_template"] = (
+                chat_templates["default"] if list(chat_templates) == ["default"] else dict(chat_templates)
+            )
         for key in SPECIAL_TOKENS_ATTRIBUTES:
             value = options.get(key)
             if isinstance(value, dict):
@@ -1646,6 +1865,13 @@ class BioGptTokenizer:
         saved: dict[int, Any] = {}
         for index, entry in (config.get("added_tokens_decoder") or {}).items():
             saved[int(index)] = entry if isinstance(entry, dict) else {"content": str(entry)}
+        # As transformers: a special token the config names by content that is also a saved added
+        # token is passed as that AddedToken (so init_kwargs hold it with its flags, as theirs do).
+        by_content = {str(e["content"]): e for e in saved.values() if "content" in e}
+        for key in SPECIAL_TOKENS_ATTRIBUTES:
+            value = options.get(key)
+            if isinstance(value, str) and value in by_content:
+                options[key] = _as_added_token(by_content[value])
         added: dict[str, int] = {}
         if added_file:
             known = {str(e["content"]) for e in saved.values()}
@@ -1661,7 +1887,118 @@ class BioGptTokenizer:
         )
 
 
+# --------------------------------------------------------------------- chat templates
+# Appended to the final message when continuing it, so the render can be cut right after it.
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+def _compile_chat_template(source: str) -> Any:
+    """A template in transformers' sandbox (immutable, no file system: a template from a model
+    folder is untrusted input). jinja2 is imported here so the rest of the tokenizer never pays
+    for it."""
+    from datetime import datetime
+
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
+               separators: Any = None, sort_keys: bool = False) -> str:
+        # Jinja's own tojson escapes HTML characters, which would change the rendered prompt
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(format: str) -> str:
+        return datetime.now().strftime(format)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env.from_string(source)
+
+
+def _render_chat(
+    template: Any,
+    source: str,
+    chat: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    documents: list[dict[str, str]] | None,
+    add_generation_prompt: bool,
+    continue_final_message: bool | str,
+    variables: dict[str, Any],
+) -> str:
+    """One conversation rendered; with continue_final_message, cut right after the final
+    message's text (transformers' rule: a tag is appended to it and the render is cut there)."""
+    final = ""
+    if continue_final_message:
+        if not chat:
+            raise ValueError("continue_final_message is set but the conversation is empty!")
+        field = continue_final_message if isinstance(continue_final_message, str) else "content"
+        final = chat[-1].get(field)
+        if final is None:
+            raise ValueError(f'continue_final_message is set but the final message has no "{field}" to continue!')
+        if field not in source:
+            raise ValueError(
+                f'continue_final_message is set to "{field}" but this is not an accepted field in the chat_template'
+            )
+        if isinstance(final, (list, tuple)):
+            blocks = [dict(b) for b in final]
+            for block in reversed(blocks):
+                if "text" in block:
+                    final = block["text"]
+                    block["text"] = block["text"] + _CONTINUE_TAG
+                    break
+            else:
+                raise ValueError(
+                    "continue_final_message is set but we could not find any text to continue in the final message!"
+                )
+            chat[-1][field] = blocks
+        else:
+            chat[-1][field] = final + _CONTINUE_TAG
+    rendered = template.render(
+        messages=chat, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt, **variables
+    )
+    if continue_final_message:
+        if final.strip() not in rendered or _CONTINUE_TAG.strip() not in rendered:
+            raise ValueError(
+                "continue_final_message is set but the final message does not appear in the chat after "
+                "applying the chat template! This can happen if the chat template deletes portions of "
+                "the final message. Please verify the chat template and final message in your chat to "
+                f"ensure they are compatible.Final message to continue: {final.strip()}\nRendered chat:\n{rendered}"
+            )
+        at = rendered.rindex(_CONTINUE_TAG.strip())
+        # the template kept the tag's trailing space: cut exactly; it trimmed it: drop the spacing
+        exact = rendered[at : at + len(_CONTINUE_TAG)] == _CONTINUE_TAG
+        rendered = rendered[:at] if exact else rendered[:at].rstrip()
+    return rendered
+
+
 # --------------------------------------------------------------------- loading helpers
+def _hub_offline() -> bool:
+    """huggingface_hub's offline switch (HF_HUB_OFFLINE), read where the hub code reads it."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # no hub library: nothing can be downloaded anyway
+        return True
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _local_chat_templates(directory: Path) -> dict[str, str]:
+    """chat_template.jinja as "default" and additional_chat_templates/NAME.jinja as NAME."""
+    templates: dict[str, str] = {}
+    default = directory / CHAT_TEMPLATE_FILE
+    if default.is_file():
+        templates["default"] = default.read_text(encoding="utf-8")
+    named = directory / CHAT_TEMPLATE_DIR
+    if named.is_dir():
+        for path in sorted(named.glob("*.jinja")):
+            templates[path.stem] = path.read_text(encoding="utf-8")
+    return templates
+
+
 def _maybe(path: Path) -> Path | None:
     return path if path.is_file() else None
 

@@ -11,13 +11,13 @@ checkpoint's learned prompt rows begin).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import VocabularyError
 
 logger = logging.getLogger(__name__)
@@ -54,14 +54,7 @@ def read_text(path: str | os.PathLike[str], what: str) -> str:
 
 
 def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any]:
-    text = read_text(path, "JSON file")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise VocabularyError(f"{path}: not valid JSON ({exc.msg.removesuffix(' at')} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise VocabularyError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+    return files.read_json_object(path, what="JSON file", error=VocabularyError)
 
 
 def read_vocab_json(path: str | os.PathLike[str]) -> dict[str, int]:

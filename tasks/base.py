@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -332,16 +332,23 @@ def read_jsonl(path: Path | str, error: type[Exception] = TaskDataError) -> Iter
     streaming. A line that is not a JSON object raises `error` (the caller's library error) naming
     `file:line`; bytes that are not UTF-8 raise InputDataError naming it too."""
     with open_input(path) as source:
-        for number, line in source.lines():
-            if not line.strip():
-                continue
-            try:
-                obj = parse_json_line(line)
-            except MalformedLine as exc:
-                raise error(f"{source.name}:{number}: {exc}") from None
-            if not isinstance(obj, dict):
-                raise error(f"{source.name}:{number}: expected a JSON object, found {type(obj).__name__}")
-            yield number, obj
+        yield from json_objects(source.lines(), name=source.name, error=error)
+
+
+def json_objects(
+    lines: Iterable[tuple[int, str]], *, name: str, error: type[Exception] = TaskDataError
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_jsonl`'s rule over numbered lines already read (blank lines skipped)."""
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            obj = parse_json_line(line)
+        except MalformedLine as exc:
+            raise error(f"{name}:{number}: {exc}") from None
+        if not isinstance(obj, dict):
+            raise error(f"{name}:{number}: expected a JSON object, found {type(obj).__name__}")
+        yield number, obj
 
 
 def require_mapping(obj: Any, path: Path, what: str) -> dict[str, Any]:

@@ -361,3 +361,15 @@ def collate(rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         labels[i, : len(r["labels"])] = torch.tensor(r["labels"])
         mask[i, : len(r["input_ids"])] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def invoke(app, *args, code: int = 0) -> str:
+    """Run a Typer app's command in-process; an unexpected exception propagates (its traceback,
+    not a bare exit code), a different exit code fails with the output. Returns stdout."""
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == code, result.output
+    return result.stdout

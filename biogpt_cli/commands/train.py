@@ -2,7 +2,8 @@
 
 Every subcommand resolves its hyper-parameters the same way: built-in defaults, then
 `--config cfg.json`, then the flags actually given on the command line (flags win). The shared
-flags are declared once (`_options.TRAIN_FLAGS`); each command adds its own. The result is
+flags are declared once (`_options.TRAIN_FLAGS`, and `GENERATIVE_FLAGS` for the commands that
+fine-tune the causal LM on a task); each command adds its own. The result is
 written to OUTDIR/model-best and OUTDIR/model-last (loadable directories with
 training_config.json), OUTDIR/metrics.jsonl and OUTDIR/checkpoints/step-N.
 """
@@ -16,7 +17,7 @@ import typer
 
 from .. import _common
 from .._common import UserError
-from .._options import TRAIN_FLAGS, TrainFlags
+from .._options import GENERATIVE_FLAGS, TRAIN_FLAGS, GenerativeFlags, TrainFlags
 
 train_app = typer.Typer(
     help="Train or fine-tune a model: NER, classification, language model, relation extraction, question answering.\n\n"
@@ -70,6 +71,15 @@ def ner(
 
 @train_app.command("classify")
 @TRAIN_FLAGS()
+@GENERATIVE_FLAGS(help={
+    "recipe": "--generative: default or official, docs/TASK_FORMATS.md (default: default).",
+    "data_split": "--generative: the training split (default: train).",
+    "dev_split": "--generative: the dev split (default: valid).",
+    "dev_limit": "--generative: score the first N dev examples, 0 none (default: all).",
+    "max_new_tokens": "--generative: generation budget when scoring dev (default: the task's).",
+    "max_tokens": "--generative: token budget per batch (default: none, -b decides; official: 1024).",
+    "average_last": "--generative: save a checkpoint per epoch and average the last K into OUTDIR/model-average (default: no average).",
+})
 def classify(
     train_file: Path = typer.Argument(..., help="JSONL: {'text','label'} or {'text','labels':[...]} (multi-label); with --generative the task's data."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
@@ -77,12 +87,7 @@ def classify(
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
     task_name: Optional[str] = typer.Option(None, "--task", "-t", help="With --generative: the task whose data TRAIN_FILE is (default: hoc)."),
     generative: bool = typer.Option(False, "--generative", help="Fine-tune the causal LM to generate the labels (HoC recipe) instead of a head."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="--generative: default or official, docs/TASK_FORMATS.md (default: default)."),
-    data_split: Optional[str] = typer.Option(None, "--data-split", help="--generative: the training split (default: train)."),
-    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="--generative: the dev split (default: valid)."),
-    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="--generative: score the first N dev examples, 0 none (default: all)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="--generative: generation budget when scoring dev (default: the task's)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="--generative: token budget per batch (default: none, -b decides; official: 1024)."),
+    generative_flags: GenerativeFlags = None,  # type: ignore[assignment]  # GENERATIVE_FLAGS stand here
 ) -> None:
     """Document classification head (single- or multi-label); the result works with `biogpt classify -m`.
 
@@ -97,13 +102,11 @@ def classify(
     if task_name is not None and not generative:
         raise UserError("--task needs --generative (the head model reads JSONL documents)")
     if generative:
-        given = flags.given(dev=_dev(dev), task=task_name or "hoc", recipe=recipe, data_split=data_split, dev_split=dev_split,
-                            dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens)
+        given = flags.given(dev=_dev(dev), task=task_name or "hoc", **generative_flags.given())
         train_generative("classify", task_name or "hoc", train_file, output, config_file=flags.config_file, display=_display(), **given)
         return
-    for flag, value in (("--recipe", recipe), ("--data-split", data_split), ("--dev-split", dev_split), ("--dev-limit", dev_limit), ("--max-tokens", max_tokens)):
-        if value is not None:
-            raise UserError(f"{flag} needs --generative")
+    if generative_flags.set_names():
+        raise UserError(f"{generative_flags.set_names()[0]} needs --generative")
     train_classify(train_file, output, config_file=flags.config_file, display=_display(), **flags.given(dev=_dev(dev)))
 
 
@@ -130,20 +133,15 @@ RE_TASKS = ("bc5cdr", "kd-dti", "kd_dti", "ddi", "custom", "cdr", "dti")
 
 @train_app.command("re")
 @TRAIN_FLAGS(after={"average_last": "warmup_steps"})
+@GENERATIVE_FLAGS(after={"dev": "dev_split"})
 def re_(
     data_arg: Optional[Path] = typer.Argument(None, help="The task's data: folder (train.json, valid.json) or file; or --data."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
     task_name: Optional[str] = typer.Option(None, "--task", "-t", help="bc5cdr, kd-dti, ddi, or custom (no default; custom with --template)."),
     data_opt: Optional[Path] = typer.Option(None, "--data", help="The task's data, as the argument (default: the argument)."),
     template: Optional[str] = typer.Option(None, "--template", help="Your relation schema: a clause with {head}, {tail} and {relation}; data: JSONL {'text','relations':[{'head','tail','relation'}]} (default: the task's own)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="default (loss on the target, no prompt) or official, docs/TASK_FORMATS.md (default: default)."),
-    data_split: Optional[str] = typer.Option(None, "--data-split", help="The training split of the task's folder (default: train)."),
-    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="The dev split of the task's folder (default: valid)."),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data if not in the training folder (default: --dev-split of the folder)."),
-    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="Score only the first N dev examples, 0 no dev (default: all)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget when scoring dev (default: the task's)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (default: none, -b decides; official: 1024)."),
-    average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (default: no average; official: 5)."),
+    generative_flags: GenerativeFlags = None,  # type: ignore[assignment]  # GENERATIVE_FLAGS stand here
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
 ) -> None:
     """Relation extraction as generation (BC5CDR, KD-DTI, DDI, or your own schema); the result
@@ -156,30 +154,21 @@ def re_(
     name = task_name or ("custom" if template else None)
     if name is not None and name.lower() not in RE_TASKS:
         raise UserError(f"--task {name}: train re takes bc5cdr, kd-dti, ddi or custom (--template)")
-    given = flags.given(
-        dev=_dev(dev), task=task_name, template=template, recipe=recipe, data_split=data_split, dev_split=dev_split,
-        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, average_last=average_last,
-        save_epochs=True if average_last else None,
-    )
+    given = flags.given(dev=_dev(dev), task=task_name, template=template, **generative_flags.given())
     train_generative("re", name, data_opt or data_arg, output, config_file=flags.config_file, display=_display(), **given)
 
 
 @train_app.command("qa")
 @TRAIN_FLAGS(after={"average_last": "warmup_steps"})
+@GENERATIVE_FLAGS(after={"dev": "dev_split"})
 def qa_(
     data_arg: Optional[Path] = typer.Argument(None, help="ori_pqal.json or its folder; or --data."),
     output: Path = typer.Option(..., "--output", "-o", help="Output directory."),
     task_name: str = typer.Option("pubmedqa", "--task", "-t", help="The question-answering task."),
     data_opt: Optional[Path] = typer.Option(None, "--data", help="The task's data, as the argument (default: the argument)."),
     setting: Optional[str] = typer.Option(None, "--setting", help="PubMedQA setting: reasoning-required or reasoning-free (default: the task's)."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="default (loss on the target, no prompt) or official, docs/TASK_FORMATS.md (default: default)."),
-    data_split: Optional[str] = typer.Option(None, "--data-split", help="The training split of the task's folder (default: train)."),
-    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="The dev split of the task's folder (default: valid)."),
     dev: Optional[Path] = typer.Option(None, "--dev", help="Dev data if not in the training folder (default: --dev-split of the folder)."),
-    dev_limit: Optional[int] = typer.Option(None, "--dev-limit", min=0, help="Score only the first N dev examples, 0 no dev (default: all)."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget when scoring dev (default: the task's)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Token budget per batch (default: none, -b decides; official: 1024)."),
-    average_last: Optional[int] = typer.Option(None, "--average-last", min=1, help="Save a checkpoint per epoch and average the last K into OUTDIR/model-average (default: no average; official: 5)."),
+    generative_flags: GenerativeFlags = None,  # type: ignore[assignment]  # GENERATIVE_FLAGS stand here
     flags: TrainFlags = None,  # type: ignore[assignment]  # TRAIN_FLAGS stand here
 ) -> None:
     """Question answering as generation (PubMedQA); the result works with `biogpt qa -m`.
@@ -188,11 +177,7 @@ def qa_(
     """
     from biogpt.training import train_generative
 
-    given = flags.given(
-        dev=_dev(dev), task=task_name, setting=setting, recipe=recipe, data_split=data_split, dev_split=dev_split,
-        dev_limit=dev_limit, max_new_tokens=max_new_tokens, max_tokens=max_tokens, average_last=average_last,
-        save_epochs=True if average_last else None,
-    )
+    given = flags.given(dev=_dev(dev), task=task_name, setting=setting, **generative_flags.given())
     train_generative("qa", task_name, data_opt or data_arg, output, config_file=flags.config_file, display=_display(), **given)
 
 

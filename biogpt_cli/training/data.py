@@ -17,7 +17,7 @@ from typing import Any
 
 from biogpt.model.errors import InputDataError
 from biogpt.model.files import text_lines
-from biogpt.tasks.base import MalformedLine, parse_json_line, read_jsonl
+from biogpt.tasks.base import json_objects, read_jsonl
 
 Span = tuple[int, int, str]
 
@@ -106,13 +106,7 @@ def corpus_texts(path: Path) -> list[str]:
     if not all(line.lstrip().startswith("{") for _, line in lines):
         return [line for _, line in lines]
     texts = []
-    for number, line in lines:
-        try:
-            row = parse_json_line(line)
-        except MalformedLine as exc:
-            raise InputDataError(f"{path}:{number}: {exc}") from None
-        if not isinstance(row, dict):
-            raise InputDataError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+    for _, row in json_objects(lines, name=str(path), error=InputDataError):
         if row.get("text"):
             texts.append(str(row["text"]))
     return texts

@@ -14,6 +14,7 @@ from .config import GenerationConfig
 from .output import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from .processors import LogitsProcessor, build_processors
 from .search import StoppingCriterion, beam_search, greedy_or_sample
+from .step_outputs import beam_step_outputs, step_outputs
 from .streamer import Streamer
 
 logger = logging.getLogger("biogpt.model.generation")
@@ -21,23 +22,20 @@ logger = logging.getLogger("biogpt.model.generation")
 DEFAULT_NEW_TOKENS = 20  # transformers 5: with no length given, 20 new tokens (its global max_length)
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(GenerationConfig))  # generate()'s keyword options
-# transformers' per-step outputs this generate() does not keep: asking is one clear TypeError.
-_NOT_RETURNED = ("output_attentions", "output_hidden_states")
+# transformers' per-step model outputs: not search options, so not GenerationConfig fields here;
+# recomputed after the search when asked for (step_outputs.py).
+_STEP_OUTPUTS = ("output_attentions", "output_hidden_states")
 
 GenerateOutput = GenerateDecoderOnlyOutput | GenerateBeamDecoderOnlyOutput
 
 
-def _transformers_only_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _transformers_only_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
+    """(the search options, which per-step outputs were asked for)."""
     kwargs = dict(kwargs)
     if not kwargs.pop("use_cache", True):
         logger.info("use_cache=False: decoding always runs over a key/value cache here (the same tokens, faster)")
-    asked = [name for name in _NOT_RETURNED if kwargs.pop(name, False)]
-    if asked:
-        raise TypeError(
-            f"generate() does not return {', '.join(asked)}; return_dict_in_generate=True gives sequences, "
-            "scores (output_scores) and logits (output_logits)"
-        )
-    return kwargs
+    asked = {name: bool(kwargs.pop(name, False)) for name in _STEP_OUTPUTS}
+    return kwargs, asked
 
 
 def _set_options(config: Any, *, ours_by_default: bool) -> dict[str, Any]:
@@ -113,12 +111,17 @@ def generate(
     (biogpt.model.fast)."""
     # ~90 lines of transformers' argument handling (precedence, eos/pad defaults, length limits,
     # checks) before the search is chosen: kept in one place so it reads as transformers' does.
-    kwargs = _transformers_only_options(kwargs)
+    kwargs, step_options = _transformers_only_options(kwargs)
     unknown = sorted(set(kwargs) - set(_CONFIG_FIELDS))
     if unknown:
         raise TypeError(f"generate() got unexpected keyword arguments: {', '.join(unknown)}")
     cfg, default_max_length = _resolve_config(model, generation_config, kwargs)
     cfg.validate()
+    # transformers keeps them only in the dict output; so does this generate
+    want_attentions = step_options["output_attentions"] and cfg.return_dict_in_generate
+    want_hidden = step_options["output_hidden_states"] and cfg.return_dict_in_generate
+    # beam search reorders its beams: each step's context is recorded for step_outputs
+    histories: list[torch.Tensor] | None = [] if (want_attentions or want_hidden) and cfg.num_beams > 1 else None
     config = model.config
     eos_ids = cfg.eos_token_id if cfg.eos_token_id is not None else config.eos_token_id
     eos_list = [] if eos_ids is None else ([eos_ids] if isinstance(eos_ids, int) else list(eos_ids))
@@ -180,8 +183,9 @@ def generate(
     with torch.inference_mode():
         if cfg.num_beams > 1:
             out: GenerateOutput = beam_search(
-                model, input_ids, attention_mask, cfg, procs, eos, pad, max_new, inputs_embeds=inputs_embeds, criteria=criteria
-            )
+                model, input_ids, attention_mask, cfg, procs, eos, pad, max_new,
+                inputs_embeds=inputs_embeds, criteria=criteria, histories=histories,
+            )  # fmt: skip
         else:
             # the caller's hooks run on the host each step: the path that synchronises per step
             sync = streamer is not None or prefix_allowed_tokens_fn is not None or bool(logits_processor) or bool(criteria)
@@ -191,4 +195,35 @@ def generate(
                 model, input_ids, attention_mask, cfg, procs, eos, pad, max_new, streamer, sync,
                 inputs_embeds=inputs_embeds, criteria=criteria, pad_finished=pad_finished,
             )  # fmt: skip
+    # transformers' generate runs under no_grad, so it returns ordinary tensors, which a training
+    # forward may take (RL fine-tuning scores its samples with gradients) or code may write in
+    # place. Ours ran under inference_mode (faster); the ids and the cache leave it as copies.
+    out.sequences = out.sequences.clone()
+    if out.cache is not None:
+        out.cache.kv = out.cache.kv.clone()
+    if histories is not None and max_new == 0:  # no step ran
+        out.attentions, out.hidden_states = (() if want_attentions else None), (() if want_hidden else None)
+    elif histories is not None:
+        with torch.no_grad():
+            out.attentions, out.hidden_states = beam_step_outputs(
+                model,
+                input_ids,
+                histories,
+                attention_mask,
+                num_beams=cfg.num_beams,
+                inputs_embeds=inputs_embeds,
+                attentions=want_attentions,
+                hidden_states=want_hidden,
+            )
+    elif want_attentions or want_hidden:
+        with torch.no_grad():
+            out.attentions, out.hidden_states = step_outputs(
+                model,
+                out.sequences,
+                attention_mask,
+                prompt_length=P,
+                inputs_embeds=inputs_embeds,
+                attentions=want_attentions,
+                hidden_states=want_hidden,
+            )
     return out if cfg.return_dict_in_generate else out.sequences

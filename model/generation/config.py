@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InvalidOptionError
+from ..files import read_json_object
 
 DECODE_KERNELS = ("auto", "torch", "triton")
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -161,14 +162,7 @@ class GenerationConfig:
     @classmethod
     def from_json_file(cls, path: str | os.PathLike[str]) -> "GenerationConfig":
         path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: generation config not found") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not a JSON generation config ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        data = read_json_object(path, what="generation config", error=ConfigError)
         try:
             return cls.from_dict(data)
         except ConfigError as exc:
@@ -177,23 +171,26 @@ class GenerationConfig:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike[str],
+        pretrained_model_name: str | os.PathLike[str],
         config_file_name: str = GENERATION_CONFIG_NAME,
         *,
         subfolder: str = "",
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
     ) -> "GenerationConfig":
-        """generation_config.json of a model folder or hub id (or that file itself)."""
+        """generation_config.json of a model folder or hub id (or that file itself); the hub
+        options have transformers' meanings."""
         from ..hub import resolve_file
 
-        path = Path(name_or_path)
+        path = Path(pretrained_model_name)
         if path.is_file():
             return cls.from_json_file(path)
         found = resolve_file(
-            str(name_or_path), config_file_name, subfolder=subfolder, revision=revision,
-            cache_dir=cache_dir, local_files_only=local_files_only,
+            str(pretrained_model_name), config_file_name, subfolder=subfolder, revision=revision,
+            cache_dir=cache_dir, local_files_only=local_files_only, token=token, force_download=force_download,
         )
         assert found is not None
         return cls.from_json_file(found)

@@ -118,12 +118,18 @@ def greedy_or_sample(
     kept_scores: list[torch.Tensor] = []
     kept_logits: list[torch.Tensor] = []
 
+    state: DecodeState | None = None
+
     def result(sequences: torch.Tensor) -> GenerateDecoderOnlyOutput:
         steps = sequences.shape[1] - P  # steps run past the last row's end are not reported
+        # transformers returns the cache with the dict output: every fed position (all but the
+        # last token), as a copy the caller owns
+        cache = state.cache.detached(S + steps - 1) if cfg.return_dict_in_generate and state is not None else None
         return GenerateDecoderOnlyOutput(
             sequences=sequences,
             scores=tuple(kept_scores[:steps]) if keep_scores else None,
             logits=tuple(kept_logits[:steps]) if keep_logits else None,
+            cache=cache,
         )
 
     device = input_ids.device
@@ -202,11 +208,13 @@ def beam_search(
     *,
     inputs_embeds: torch.Tensor | None = None,
     criteria: Sequence[StoppingCriterion] = (),
+    histories: list[torch.Tensor] | None = None,
 ) -> GenerateBeamDecoderOnlyOutput:
     """transformers' vectorised beam search: keep 2·K candidates per step (so K can continue even
     when some end), move finished ones into a K-best list scored with the length penalty, stop
     by its early-stopping rule. `input_ids` (B, P) start the sequences (P = 0 with
-    `inputs_embeds` alone)."""
+    `inputs_embeds` alone). `histories`, when given, receives each decode step's running beams
+    (B·K, length), for the per-step attentions and hidden states (step_outputs.py)."""
     # One function of ~120 lines on purpose: it mirrors transformers' `_beam_search` step by step
     # (candidates, running beams, finished list, stopping rule), which is how parity is checked.
     B, P = input_ids.shape
@@ -308,6 +316,8 @@ def beam_search(
         open_beams = not (all_finished and early is True)
         if not (improvable and open_beams and not all_ended):
             break
+        if histories is not None:
+            histories.append(running.view(B * K, -1)[:, :cur].clone())
         logits = decode_step(running[:, :, cur - 1].flatten(), state)
 
     out = finished[:, :R].flatten(0, 1)
@@ -318,4 +328,6 @@ def beam_search(
         scores=tuple(kept_scores) if keep_scores else None,
         logits=tuple(kept_logits) if keep_logits else None,
         beam_indices=finished_from[:, :R].flatten(0, 1)[:, :generated] if finished_from is not None else None,
+        # as transformers: the running beams' cache (rows batch × num_beams), every fed position
+        cache=state.cache.detached(S + cur - P - 1) if keep else None,
     )

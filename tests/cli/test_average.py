@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 import typer
-from typer.testing import CliRunner
 
 from biogpt._common import UserError
 from biogpt.commands import average
 from biogpt.training import TrainingError, averaging
 from biogpt.model import BioGptForCausalLM
 
-from tests.helpers import tiny_lm
+from tests.helpers import invoke, tiny_lm
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +22,6 @@ def app() -> typer.Typer:
     average.register(app)
     app.command("noop", hidden=True)(lambda: None)  # keep subcommand routing with one command
     return app
-
-
-def invoke(app, *args, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == code, result.output
-    return result
 
 
 def _save(tmp: Path, name: str, seed: int) -> Path:

@@ -22,31 +22,15 @@ import pytest
 import torch
 import typer
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from biogpt.commands import train
 from biogpt.training.seeding import seed_everything
-from tests.helpers import FIXTURES, ROOT
+from tests.helpers import FIXTURES, ROOT, invoke
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TASKS = FIXTURES / "tasks"
 NER = FIXTURES / "ner" / "bc5cdr_titles.jsonl"
 TEMPLATE = "the relation between {head} and {tail} is {relation}"
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-    train.register(app)
-    return app
-
-
-def _invoke(app: typer.Typer, *args: Any) -> None:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
 
 
 def _disturb_rngs() -> None:
@@ -111,12 +95,12 @@ COMMON = ["--max-steps", "2", "-b", "2", "--device", "cpu", "--no-cuda-graph"]
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
-def test_same_seed_same_weights_from_scratch(app: typer.Typer, tmp_path: Path, command: str) -> None:
+def test_same_seed_same_weights_from_scratch(train_cli: typer.Typer, tmp_path: Path, command: str) -> None:
     args = COMMANDS[command](tmp_path)
     runs = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         _disturb_rngs()
-        _invoke(app, "train", *args, "--from-scratch", "tiny", "--seed", seed, *COMMON, "-o", tmp_path / name)
+        invoke(train_cli, "train", *args, "--from-scratch", "tiny", "--seed", seed, *COMMON, "-o", tmp_path / name)
         runs[name] = _weights(tmp_path / name)
     assert _bit_identical(runs["a"], runs["b"]) == []
     differ = _bit_identical(runs["a"], runs["c"])
@@ -124,7 +108,7 @@ def test_same_seed_same_weights_from_scratch(app: typer.Typer, tmp_path: Path, c
 
 
 @pytest.mark.parametrize("kind, head", [("classify", "score.weight"), ("ner", "classifier.weight")])
-def test_a_new_head_on_a_pretrained_model_follows_the_seed(app: typer.Typer, tmp_path: Path, model_dir: Path, kind: str, head: str) -> None:
+def test_a_new_head_on_a_pretrained_model_follows_the_seed(train_cli: typer.Typer, tmp_path: Path, model_dir: Path, kind: str, head: str) -> None:
     """A tiny pretrained language model fine-tuned into a classifier or tagger: its head is not in
     the checkpoint, so it is drawn; with the same seed it is drawn the same."""
     assert head not in load_file(str(model_dir / "model.safetensors"))
@@ -132,15 +116,15 @@ def test_a_new_head_on_a_pretrained_model_follows_the_seed(app: typer.Typer, tmp
     runs = {}
     for name, seed in (("a", 11), ("b", 11), ("c", 12)):
         _disturb_rngs()
-        _invoke(app, "train", kind, data, "-m", model_dir, "--seed", seed, *COMMON, "-o", tmp_path / name)
+        invoke(train_cli, "train", kind, data, "-m", model_dir, "--seed", seed, *COMMON, "-o", tmp_path / name)
         runs[name] = _weights(tmp_path / name)
     assert head in runs["a"]
     assert _bit_identical(runs["a"], runs["b"]) == []
     assert head in _bit_identical(runs["a"], runs["c"])
 
 
-def test_the_seed_and_determinism_are_recorded(app: typer.Typer, tmp_path: Path) -> None:
-    _invoke(app, "train", "classify", _classify_file(tmp_path), "--from-scratch", "tiny", "--seed", "5", *COMMON, "-o", tmp_path / "r")
+def test_the_seed_and_determinism_are_recorded(train_cli: typer.Typer, tmp_path: Path) -> None:
+    invoke(train_cli, "train", "classify", _classify_file(tmp_path), "--from-scratch", "tiny", "--seed", "5", *COMMON, "-o", tmp_path / "r")
     config = json.loads((tmp_path / "r" / "model-last" / "training_config.json").read_text())
     assert config["seed"] == 5 and config["deterministic"] is False
 

@@ -12,36 +12,18 @@ import typer
 from typer.testing import CliRunner
 
 from biogpt.model.errors import InputDataError, InvalidOptionError
-from biogpt.commands import classify as classify_cmd
-from biogpt.commands import data, generate, tag, train
 from biogpt.heads import encode_words, merge_entities, tag_text, windows, word_tags
 from biogpt.training import TrainingError
 from biogpt.training.data import ner_documents
 from biogpt.training.features import ner_features
 from biogpt.training.jobs import ner_score
 from biogpt.training.options import resolve_options
-from tests.helpers import FIXTURES, ROOT
+from tests.helpers import FIXTURES, ROOT, invoke
 
 FIXTURE = FIXTURES / "ner" / "bc5cdr_titles.jsonl"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-    for module in (train, tag, data, classify_cmd, generate):
-        module.register(app)
-    return app
-
-
-def invoke(app: typer.Typer, *args: str) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def _jsonl(text: str) -> list[dict]:
@@ -61,10 +43,10 @@ PUBTATOR = """111|t|Lidocaine-induced cardiac asystole.
 """
 
 
-def test_ner_from_pubtator(app: typer.Typer, tmp_path: Path) -> None:
+def test_ner_from_pubtator(train_cli: typer.Typer, tmp_path: Path) -> None:
     src = tmp_path / "x.PubTator.txt"
     src.write_text(PUBTATOR, encoding="utf-8")
-    rows = _jsonl(invoke(app, "data", "ner-from-pubtator", src))
+    rows = _jsonl(invoke(train_cli, "data", "ner-from-pubtator", src))
     assert [r["id"] for r in rows] == ["111", "222"]
     for row in rows:
         assert row["entities"]
@@ -72,13 +54,13 @@ def test_ner_from_pubtator(app: typer.Typer, tmp_path: Path) -> None:
             assert row["text"][e["start"] : e["end"]] in ("Lidocaine", "lidocaine", "cardiac asystole", "Sulpiride")
     assert rows[0]["text"] == "Lidocaine-induced cardiac asystole. Intravenous lidocaine was given."
     out = tmp_path / "o.jsonl"
-    invoke(app, "data", "ner-from-pubtator", src, "-o", out, "--type", "Disease")
+    invoke(train_cli, "data", "ner-from-pubtator", src, "-o", out, "--type", "Disease")
     assert [e["label"] for r in _jsonl(out.read_text()) for e in r["entities"]] == ["Disease"]
 
 
-def test_ner_from_pubtator_on_bc5cdr(app: typer.Typer, tmp_path: Path, shared_data: Path) -> None:
+def test_ner_from_pubtator_on_bc5cdr(train_cli: typer.Typer, tmp_path: Path, shared_data: Path) -> None:
     out = tmp_path / "train.jsonl"
-    invoke(app, "data", "ner-from-pubtator", shared_data / "BC5CDR" / "CDR_TrainingSet.PubTator.txt", "-o", out)
+    invoke(train_cli, "data", "ner-from-pubtator", shared_data / "BC5CDR" / "CDR_TrainingSet.PubTator.txt", "-o", out)
     rows = _jsonl(out.read_text())
     assert len(rows) == 500
     fixture = {r["id"]: r for r in _jsonl(FIXTURE.read_text())}
@@ -136,10 +118,10 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ NER end to end
-def test_train_ner_from_scratch_learns_bc5cdr_titles(app: typer.Typer, tmp_path: Path) -> None:
+def test_train_ner_from_scratch_learns_bc5cdr_titles(train_cli: typer.Typer, tmp_path: Path) -> None:
     """Proof it learns: a tiny model from scratch reaches F1 1.0 on the sample it saw."""
     out = tmp_path / "run"
-    invoke(app, "train", "ner", FIXTURE, "--dev", FIXTURE, "-o", out, "--from-scratch", "tiny", "--epochs", "20",
+    invoke(train_cli, "train", "ner", FIXTURE, "--dev", FIXTURE, "-o", out, "--from-scratch", "tiny", "--epochs", "20",
            "--lr", "3e-3", "-b", "2", "--dropout", "0", "--warmup-steps", "10", "--patience", "5", "--device", "cpu")
     best = out / "model-best"
     config = json.loads((best / "config.json").read_text())
@@ -151,7 +133,7 @@ def test_train_ner_from_scratch_learns_bc5cdr_titles(app: typer.Typer, tmp_path:
     assert max(e["f1"] for e in evals) == 1.0
 
     gold = {r["id"]: r for r in _jsonl(FIXTURE.read_text())}
-    tagged = _jsonl(invoke(app, "tag", "-m", best, "--device", "cpu", FIXTURE))
+    tagged = _jsonl(invoke(train_cli, "tag", "-m", best, "--device", "cpu", FIXTURE))
     assert [r["id"] for r in tagged] == list(gold)
     for record in tagged:
         text = gold[record["id"]]["text"]
@@ -159,7 +141,7 @@ def test_train_ner_from_scratch_learns_bc5cdr_titles(app: typer.Typer, tmp_path:
         for e in record["entities"]:
             assert text[e["start"] : e["end"]] == e["text"] and 0 < e["score"] <= 1
 
-    pubtator = invoke(app, "tag", "-m", best, "--device", "cpu", "--format", "pubtator", FIXTURE)
+    pubtator = invoke(train_cli, "tag", "-m", best, "--device", "cpu", "--format", "pubtator", FIXTURE)
     assert "227508\t0\t8\tNaloxone\tChemical" in pubtator
 
     # a long document (many times the model's 128 positions) is tagged in windows, nothing cut off
@@ -176,16 +158,16 @@ def test_train_ner_from_scratch_learns_bc5cdr_titles(app: typer.Typer, tmp_path:
     assert ner_score(model, tok, docs)["f1"] == 1.0
 
 
-def test_train_ner_resume_and_existing_output(app: typer.Typer, tmp_path: Path) -> None:
+def test_train_ner_resume_and_existing_output(train_cli: typer.Typer, tmp_path: Path) -> None:
     base = ["train", "ner", FIXTURE, "--from-scratch", "tiny", "-b", "2", "--lr", "1e-3", "--device", "cpu", "--dropout", "0.1"]
     full = tmp_path / "full"
-    invoke(app, *base, "-o", full, "--max-steps", "6")
+    invoke(train_cli, *base, "-o", full, "--max-steps", "6")
     part = tmp_path / "part"
-    invoke(app, *base, "-o", part, "--max-steps", "3", "--save-steps", "3")
+    invoke(train_cli, *base, "-o", part, "--max-steps", "3", "--save-steps", "3")
     assert (part / "checkpoints" / "step-3" / "trainer_state.pt").is_file()
     with pytest.raises(TrainingError, match="--resume"):
-        invoke(app, *base, "-o", part, "--max-steps", "6")
-    invoke(app, *base, "-o", part, "--max-steps", "6", "--resume")
+        invoke(train_cli, *base, "-o", part, "--max-steps", "6")
+    invoke(train_cli, *base, "-o", part, "--max-steps", "6", "--resume")
 
     def losses(d: Path) -> list[float]:
         return [r["loss"] for r in _jsonl((d / "metrics.jsonl").read_text()) if "loss" in r]
@@ -193,20 +175,20 @@ def test_train_ner_resume_and_existing_output(app: typer.Typer, tmp_path: Path) 
     # max-steps changes the schedule's length: compare with a resume that keeps the same total
     again = tmp_path / "again"
     # (epoch-end checkpoints are on by default and only the newest two are kept: keep step-3 here)
-    invoke(app, *base, "-o", again, "--max-steps", "6", "--save-steps", "3", "--save-total-limit", "10")
-    invoke(app, *base, "-o", again, "--max-steps", "6", "--resume-from", again / "checkpoints" / "step-3")
+    invoke(train_cli, *base, "-o", again, "--max-steps", "6", "--save-steps", "3", "--save-total-limit", "10")
+    invoke(train_cli, *base, "-o", again, "--max-steps", "6", "--resume-from", again / "checkpoints" / "step-3")
     assert losses(again) == losses(full)
     assert len(losses(part)) == 6
 
 
 # ------------------------------------------------------------------------------ classify and lm
-def test_train_classify_then_existing_classify_command(app: typer.Typer, tmp_path: Path) -> None:
+def test_train_classify_then_existing_classify_command(train_cli: typer.Typer, tmp_path: Path) -> None:
     train_file = tmp_path / "c.jsonl"
     rows = [{"text": f"cisplatin caused nephrotoxicity case {i}", "label": "adverse"} for i in range(6)]
     rows += [{"text": f"the weather was sunny on day {i}", "label": "other"} for i in range(6)]
     train_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
-    invoke(app, "train", "classify", train_file, "--dev", train_file, "-o", out, "--from-scratch", "tiny",
+    invoke(train_cli, "train", "classify", train_file, "--dev", train_file, "-o", out, "--from-scratch", "tiny",
            "--epochs", "15", "--lr", "3e-3", "-b", "4", "--dropout", "0", "--device", "cpu")
     config = json.loads((out / "model-best" / "config.json").read_text())
     assert config["problem_type"] == "single_label_classification"
@@ -214,19 +196,19 @@ def test_train_classify_then_existing_classify_command(app: typer.Typer, tmp_pat
     assert {"accuracy", "f1_macro", "f1_micro"} <= set(evals[-1]) and max(e["accuracy"] for e in evals) == 1.0
     docs = tmp_path / "docs.txt"
     docs.write_text("cisplatin caused nephrotoxicity case 1\nthe weather was sunny on day 2\n")
-    result = _jsonl(invoke(app, "classify", "-m", out / "model-best", "--device", "cpu", "--input-format", "lines", docs))
+    result = _jsonl(invoke(train_cli, "classify", "-m", out / "model-best", "--device", "cpu", "--input-format", "lines", docs))
     assert [r["labels"] for r in result] == [["adverse"], ["other"]]
 
 
-def test_train_classify_multilabel(app: typer.Typer, tmp_path: Path) -> None:
+def test_train_classify_multilabel(train_cli: typer.Typer, tmp_path: Path) -> None:
     f = tmp_path / "m.jsonl"
     f.write_text("".join(json.dumps({"text": f"doc {i}", "labels": ["a", "b"][: 1 + i % 2]}) + "\n" for i in range(4)))
     out = tmp_path / "run"
-    invoke(app, "train", "classify", f, "--dev", f, "-o", out, "--from-scratch", "tiny", "--max-steps", "2", "--device", "cpu")
+    invoke(train_cli, "train", "classify", f, "--dev", f, "-o", out, "--from-scratch", "tiny", "--max-steps", "2", "--device", "cpu")
     assert json.loads((out / "model-last" / "config.json").read_text())["problem_type"] == "multi_label_classification"
 
 
-def test_train_classify_multilabel_through_the_graph_branch(app: typer.Typer, tmp_path: Path, monkeypatch) -> None:
+def test_train_classify_multilabel_through_the_graph_branch(train_cli: typer.Typer, tmp_path: Path, monkeypatch) -> None:
     """The CLI's default on a GPU (captured steps; emulated here, tests/helpers.py), and --no-cuda-graph."""
     from tests.helpers import emulate_graph_trainer
 
@@ -234,36 +216,36 @@ def test_train_classify_multilabel_through_the_graph_branch(app: typer.Typer, tm
     f.write_text("".join(json.dumps({"text": f"doc {i}", "labels": ["a", "b"][: 1 + i % 2]}) + "\n" for i in range(4)))
     with monkeypatch.context() as patch:
         steps = emulate_graph_trainer(patch)
-        invoke(app, "train", "classify", f, "-o", tmp_path / "g", "--from-scratch", "tiny", "--max-steps", "6", "--device", "cpu")
+        invoke(train_cli, "train", "classify", f, "-o", tmp_path / "g", "--from-scratch", "tiny", "--max-steps", "6", "--device", "cpu")
     (step,) = steps
     assert {shape for key in step.graphs for _, shape, _ in key[1:]} == {(4, 64), (4, 2)}  # ids/mask padded, the 2 labels not
     summary = [r["summary"] for r in _jsonl((tmp_path / "g" / "metrics.jsonl").read_text()) if "summary" in r][-1]
     assert summary["cuda_graph"]["replayed_batches"] == 3 and summary["cuda_graph"]["shapes"] == 1
     assert json.loads((tmp_path / "g" / "model-last" / "training_config.json").read_text())["cuda_graph"] is True
-    invoke(app, "train", "classify", f, "-o", tmp_path / "e", "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu", "--no-cuda-graph")
+    invoke(train_cli, "train", "classify", f, "-o", tmp_path / "e", "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu", "--no-cuda-graph")
     assert json.loads((tmp_path / "e" / "model-last" / "training_config.json").read_text())["cuda_graph"] is False
 
 
-def test_train_lm_then_generate(app: typer.Typer, tmp_path: Path) -> None:
+def test_train_lm_then_generate(train_cli: typer.Typer, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("Naloxone reverses the antihypertensive effect of clonidine.\n" * 20)
     out = tmp_path / "run"
-    invoke(app, "train", "lm", corpus, "--dev", corpus, "-o", out, "--from-scratch", "tiny", "--block-size", "32",
+    invoke(train_cli, "train", "lm", corpus, "--dev", corpus, "-o", out, "--from-scratch", "tiny", "--block-size", "32",
            "--epochs", "4", "--lr", "3e-3", "-b", "4", "--dropout", "0", "--device", "cpu")
     evals = [r["eval"] for r in _jsonl((out / "metrics.jsonl").read_text()) if "eval" in r]
     assert evals[-1]["perplexity"] < evals[0]["perplexity"]
-    text = invoke(app, "generate", "-m", out / "model-best", "--prompt", "Naloxone reverses", "--max-new-tokens", "5", "--device", "cpu")
+    text = invoke(train_cli, "generate", "-m", out / "model-best", "--prompt", "Naloxone reverses", "--max-new-tokens", "5", "--device", "cpu")
     assert "Naloxone" in text
 
 
-def test_fine_tune_ner_from_a_pretrained_directory(app: typer.Typer, tmp_path: Path, tokenizer) -> None:
+def test_fine_tune_ner_from_a_pretrained_directory(train_cli: typer.Typer, tmp_path: Path, tokenizer) -> None:
     """-m DIR: a causal LM's body with a freshly initialised token-classification head."""
     from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptForTokenClassification
 
     torch.manual_seed(0)
     BioGptForCausalLM(BioGptConfig.from_preset("tiny", vocab_size=len(tokenizer))).save_pretrained(tmp_path / "lm", tokenizer=tokenizer)
     out = tmp_path / "run"
-    invoke(app, "train", "ner", FIXTURE, "-o", out, "-m", tmp_path / "lm", "--max-steps", "3", "--device", "cpu")
+    invoke(train_cli, "train", "ner", FIXTURE, "-o", out, "-m", tmp_path / "lm", "--max-steps", "3", "--device", "cpu")
     model = BioGptForTokenClassification.from_pretrained(out / "model-last")
     assert model.config.id2label[0] == "O" and model.config.num_labels == 5
 
@@ -346,10 +328,10 @@ def test_option_ranges_are_checked_before_anything_loads(tmp_path, given, messag
     assert resolve_options(None, {"lr": 1e-4, "dropout": 0.0, "warmup_steps": 0})["lr"] == 1e-4
 
 
-def test_train_output_that_is_a_file_is_refused(app, tmp_path):
+def test_train_output_that_is_a_file_is_refused(train_cli, tmp_path):
     data = tmp_path / "ner.jsonl"
     data.write_text(json.dumps({"tokens": ["Aspirin", "helps"], "tags": ["B-Chemical", "O"]}) + "\n")
-    result = CliRunner().invoke(app, ["train", "ner", str(data), "-o", str(data), "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu"])
+    result = CliRunner().invoke(train_cli, ["train", "ner", str(data), "-o", str(data), "--from-scratch", "tiny", "--max-steps", "1", "--device", "cpu"])
     assert isinstance(result.exception, TrainingError) and "is a file; training writes a directory" in str(result.exception)
     assert data.read_text().startswith('{"tokens"')
 
@@ -385,15 +367,15 @@ def test_from_scratch_defaults_yield_to_flags_and_config(tmp_path):
     assert resolve_options(None, {"model": "x"})["lr"] == 5e-5  # fine-tuning keeps its defaults
 
 
-def test_a_hard_killed_run_resumes_from_its_last_epoch_checkpoint(app: typer.Typer, tmp_path: Path) -> None:
+def test_a_hard_killed_run_resumes_from_its_last_epoch_checkpoint(train_cli: typer.Typer, tmp_path: Path) -> None:
     """No --save-steps: the default epoch-end checkpoints (newest two kept) are enough to resume."""
     out = tmp_path / "run"
     base = ["train", "ner", FIXTURE, "--from-scratch", "tiny", "-b", "4", "--device", "cpu", "-o", out]
-    invoke(app, *base, "--epochs", "3")
+    invoke(train_cli, *base, "--epochs", "3")
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert len(kept) == 2
     shutil.rmtree(out / "model-last")  # as if killed before the end
-    invoke(app, *base, "--epochs", "3", "--resume")
+    invoke(train_cli, *base, "--epochs", "3", "--resume")
 
 
 def test_train_on_a_full_disk_is_one_line_and_leaves_no_half_model(tmp_path: Path) -> None:

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
-from typer.testing import CliRunner
 
 from biogpt._common import UserError
-from biogpt.commands import average, extract_relations, train
 from biogpt.training import averaging
 from biogpt.training.features import generative_features, token_budget_batches
 from biogpt.training.recipes import add_prompt_tokens, learned_tokens
@@ -21,7 +18,7 @@ from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
 from biogpt.tasks import get_task
 from biogpt.tasks.custom import CustomRelationTask
 from biogpt.tasks.runner import PromptRecipe, read_recipe
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, invoke
 
 TASKS = FIXTURES / "tasks"
 LEARNED = [f"learned{i}" for i in range(1, 10)]
@@ -31,26 +28,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def app() -> typer.Typer:
-    app = typer.Typer()
-    for module in (train, average, extract_relations):
-        module.register(app)
-    return app
-
-
-@pytest.fixture(scope="module")
 def tokenizer() -> BioGptTokenizer:
     from biogpt import DEFAULT_MODEL
 
     return BioGptTokenizer.from_pretrained(DEFAULT_MODEL)
-
-
-def invoke(app: typer.Typer, *args) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def reload(directory: Path, task: str):
@@ -107,9 +88,9 @@ def test_token_budget_batches() -> None:
 
 
 # ------------------------------------------------------------------ end to end
-def test_train_re_official_recipe_saves_prompt_and_averages(app, tmp_path) -> None:
+def test_train_re_official_recipe_saves_prompt_and_averages(train_cli, tmp_path) -> None:
     out = tmp_path / "re"
-    invoke(app, "train", "re", "--task", "bc5cdr", TASKS / "BC5CDR", "--data-split", "test", "--dev-split", "test",
+    invoke(train_cli, "train", "re", "--task", "bc5cdr", TASKS / "BC5CDR", "--data-split", "test", "--dev-split", "test",
            "--dev-limit", "2", "--max-new-tokens", "4", "--recipe", "official", "--from-scratch", "tiny", "--epochs", "2",
            "--grad-accum", "2", "--max-tokens", "256", "-o", out)
     for name in ("model-best", "model-last", "model-average"):
@@ -130,36 +111,41 @@ def test_train_re_official_recipe_saves_prompt_and_averages(app, tmp_path) -> No
         assert torch.allclose(avg[key], (a[key].double() + b[key].double()).div(2).float(), atol=0, rtol=0)
 
 
-def test_train_re_default_recipe_ddi(app, tmp_path) -> None:
+def test_train_re_default_recipe_ddi(train_cli, tmp_path) -> None:
     out = tmp_path / "ddi"
-    invoke(app, "train", "re", "--task", "ddi", "--data", TASKS / "DDI", "--dev-limit", "0", "--from-scratch", "tiny",
+    invoke(train_cli, "train", "re", "--task", "ddi", "--data", TASKS / "DDI", "--dev-limit", "0", "--from-scratch", "tiny",
            "--max-steps", "2", "--batch-size", "2", "-o", out)
     model, tok, recipe = reload(out / "model-best", "ddi")
     assert recipe.task == "ddi" and recipe.prompt_tokens == [] and recipe.max_source_positions == 640
     assert model.config.vocab_size == len(tok)
 
 
-def test_train_qa_pubmedqa_setting(app, tmp_path) -> None:
+def test_train_qa_pubmedqa_setting(train_cli, tmp_path) -> None:
     data = tmp_path / "pqa.json"  # not ori_pqal.json: used whole as the split
     data.write_text((TASKS / "PubMedQA" / "ori_pqal.json").read_text())
     out = tmp_path / "qa"
-    invoke(app, "train", "qa", "--task", "pubmedqa", data, "--setting", "reasoning-free", "--recipe", "official",
+    invoke(train_cli, "train", "qa", "--task", "pubmedqa", data, "--setting", "reasoning-free", "--recipe", "official",
            "--from-scratch", "tiny", "--max-steps", "2", "--grad-accum", "1", "--dev-limit", "2", "--max-new-tokens", "4",
            "--epochs", "1", "-o", out)
     _, _, recipe = reload(out / "model-best", "pubmedqa")
     assert recipe.setting == "reasoning-free" and recipe.prompt_tokens == LEARNED and recipe.max_source_positions == 900
 
 
-def test_train_classify_hoc_generative_and_head_path_guard(app, tmp_path) -> None:
+def test_train_classify_hoc_generative_and_head_path_guard(train_cli, tmp_path) -> None:
     out = tmp_path / "hoc"
-    invoke(app, "train", "classify", TASKS / "HoC", "--task", "hoc", "--generative", "--recipe", "official",
+    invoke(train_cli, "train", "classify", TASKS / "HoC", "--task", "hoc", "--generative", "--recipe", "official",
            "--from-scratch", "tiny", "--max-steps", "2", "--grad-accum", "2", "-o", out)
     _, _, recipe = reload(out / "model-best", "hoc")
     assert recipe.task == "hoc" and recipe.prompt_tokens == ["learned1"] and recipe.max_source_positions == 900
     config = json.loads((out / "model-best" / "training_config.json").read_text())
     assert config["max_steps"] == 2 and config["warmup_steps"] == 1000
     with pytest.raises(UserError, match="--generative"):
-        invoke(app, "train", "classify", TASKS / "HoC" / "train.tsv", "--task", "hoc", "--from-scratch", "tiny", "-o", tmp_path / "x")
+        invoke(train_cli, "train", "classify", TASKS / "HoC" / "train.tsv", "--task", "hoc", "--from-scratch", "tiny", "-o", tmp_path / "x")
+    # every option of the generative block (one declaration for re, qa and classify) says so
+    for flag, value in (("--recipe", "official"), ("--max-new-tokens", "4"), ("--average-last", "2"), ("--dev-limit", "0")):
+        with pytest.raises(UserError, match=f"^{flag} needs --generative$"):
+            invoke(train_cli, "train", "classify", TASKS / "HoC" / "train.tsv", flag, value, "--from-scratch", "tiny", "-o", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 # ------------------------------------------------------------------ user schemas
@@ -180,17 +166,17 @@ def test_custom_template_parse_and_score() -> None:
     assert scores["precision"] == 1.0 and scores["recall"] == 0.5
 
 
-def test_train_re_custom_template_then_extract(app, tmp_path) -> None:
+def test_train_re_custom_template_then_extract(train_cli, tmp_path) -> None:
     data = tmp_path / "my.jsonl"
     rows = [{"text": f"Drug{i} treats disease{i}.", "relations": [{"head": f"drug{i}", "tail": f"disease{i}", "relation": "treats"}]} for i in range(6)]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "custom"
-    invoke(app, "train", "re", "--data", data, "--template", TEMPLATE, "--dev", data, "--dev-split", "train", "--dev-limit", "2",
+    invoke(train_cli, "train", "re", "--data", data, "--template", TEMPLATE, "--dev", data, "--dev-split", "train", "--dev-limit", "2",
            "--max-new-tokens", "4", "--from-scratch", "tiny", "--max-steps", "2", "--epochs", "1", "-o", out)
     stored = json.loads((out / "model-best" / "config.json").read_text())["biogpt_task"]
     assert stored["task"] == "custom" and stored["template"] == TEMPLATE
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"id": "d1", "text": "Drug1 treats disease1."}) + "\n")
-    text = invoke(app, "extract-relations", docs, "-m", out / "model-best", "--max-new-tokens", "4", "--device", "cpu")
+    text = invoke(train_cli, "extract-relations", docs, "-m", out / "model-best", "--max-new-tokens", "4", "--device", "cpu")
     [record] = [json.loads(l) for l in text.splitlines() if l.strip()]
     assert record["id"] == "d1" and isinstance(record["relations"], list)

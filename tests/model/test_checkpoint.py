@@ -13,8 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import biogpt.model
 from biogpt.model import (
     BioGptForCausalLM,
+    BioGptForSequenceClassification,
+    BioGptForTokenClassification,
+    BioGptModel,
     BioGptTokenizer,
     CheckpointError,
     ModelNotFoundError,
@@ -23,7 +27,7 @@ from biogpt.model import (
 from biogpt.model.errors import PathError
 from biogpt.model.safe_pickle import safe_torch_load
 
-from tests.helpers import ROOT, tiny_lm, write_fairseq_dir
+from tests.helpers import ROOT, tiny_config, tiny_lm, write_fairseq_dir
 
 LEARNED = [f"learned{i}" for i in range(1, 10)]
 
@@ -158,6 +162,79 @@ def test_unreachable_hub_is_one_quick_error_and_asked_once(tmp_path, monkeypatch
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kwargs: str(snapshot / kwargs["filename"]))
     assert hub.resolve_file("someorg/cached", "config.json", cache_dir=tmp_path) == snapshot / "config.json"
     assert len(asked) == 1
+
+
+def test_token_and_force_download_reach_every_hub_request(tmp_path, monkeypatch):
+    """transformers' `token=` (a private or gated repository) and `force_download=` are passed
+    to every file the load fetches (config, weights, generation config); force_download skips
+    the cache lookup, so a cached file is fetched again; trust_remote_code is accepted."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from biogpt.model import hub
+
+    repo = tmp_path / "repo"
+    tiny_lm().save_pretrained(repo, tokenizer=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_UNREACHABLE", [])
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # reachable
+    looked_up: list[str] = []
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo_id, filename, **kw: looked_up.append(filename))
+    fetched: list[tuple[str, object, bool]] = []
+
+    def download(*, repo_id, filename, token=None, force_download=False, **kwargs):
+        fetched.append((filename, token, force_download))
+        found = repo / filename
+        if not found.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(filename)
+        return str(found)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    model = BioGptForCausalLM.from_pretrained("someorg/private", token="hf_secret", force_download=True, trust_remote_code=True)
+    names = [name for name, _, _ in fetched]
+    assert {"config.json", "model.safetensors", "generation_config.json"} <= set(names)
+    assert all(token == "hf_secret" and force for _, token, force in fetched)
+    assert looked_up == []  # no cache shortcut when a fresh download is asked for
+    ids = ids_batch(model.config.vocab_size)
+    assert torch.equal(model(ids).logits, BioGptForCausalLM.from_pretrained(repo)(ids).logits)
+
+    fetched.clear()
+    BioGptForCausalLM.from_pretrained("someorg/private")
+    assert all(token is None and not force for _, token, force in fetched) and looked_up
+
+
+def test_tokenizer_takes_the_hub_options_and_a_subfolder(tmp_path, monkeypatch):
+    """BioGptTokenizer.from_pretrained(subfolder=, token=, force_download=) as transformers': the
+    files are looked up inside the subfolder of a local folder or of a hub repository."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from biogpt.model import hub
+
+    repo = tmp_path / "repo"
+    BioGptTokenizer.from_pretrained("microsoft/biogpt").save_pretrained(repo / "tok")
+    local = BioGptTokenizer.from_pretrained(repo, subfolder="tok")
+    assert len(local) == 42384 and local("aspirin")["input_ids"] == BioGptTokenizer.from_pretrained("microsoft/biogpt")("aspirin")["input_ids"]
+    with pytest.raises(OSError, match="no such subfolder"):
+        BioGptTokenizer.from_pretrained(repo, subfolder="nope")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_UNREACHABLE", [])
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)
+    fetched: list[tuple[str, object, object, bool]] = []
+
+    def download(*, repo_id, filename, subfolder=None, token=None, force_download=False, **kwargs):
+        fetched.append((filename, subfolder, token, force_download))
+        found = repo / (subfolder or "") / filename
+        if not found.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(filename)
+        return str(found)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    remote = BioGptTokenizer.from_pretrained("someorg/private", subfolder="tok", token="hf_secret", force_download=True)
+    assert len(remote) == len(local)
+    assert {"vocab.json", "merges.txt"} <= {name for name, *_ in fetched}
+    assert all(sub == "tok" and token == "hf_secret" and force for _, sub, token, force in fetched)
 
 
 # ------------------------------------------------------------------ fairseq
@@ -620,3 +697,94 @@ def test_pubmedqa_offline_is_one_quick_line_exit_1(tmp_path, monkeypatch, capsys
     ]
     assert len(asked) == 1 and "datasets/qiaojin/PubMedQA" in asked[0]
     assert constants.HF_HUB_OFFLINE is False
+
+
+# ------------------------------------------------------------------ transformers' loading options
+def _hf(name: str):
+    import transformers
+
+    return getattr(transformers, name)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_loading_info_matches_transformers(tmp_path, tied):
+    """output_loading_info=True returns (model, report) with transformers' keys and sets: a
+    model's own folder reports nothing (a bare body from an untied language model: the head,
+    unexpected); a bare body loaded into a head reports the head as
+    missing; a folder whose weights hold none of the model's reports every parameter (loaded
+    and initialised, as transformers does, instead of refused as without the report)."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "lm"
+    tiny_lm(tie_word_embeddings=tied).save_pretrained(folder, tokenizer=False)
+    for name in ("BioGptForCausalLM", "BioGptModel"):
+        ours = getattr(biogpt.model, name).from_pretrained(folder, output_loading_info=True)[1]
+        theirs = _hf(name).from_pretrained(folder, output_loading_info=True)[1]
+        assert ours == theirs, name
+    assert ours["missing_keys"] == set() and ours["unexpected_keys"] == ({"output_projection.weight"} if not tied else set())
+
+    body = tmp_path / "body"
+    BioGptModel(tiny_config(tie_word_embeddings=tied)).save_pretrained(body, tokenizer=False)
+    for name in ("BioGptForSequenceClassification", "BioGptForTokenClassification"):
+        ours = getattr(biogpt.model, name).from_pretrained(body, output_loading_info=True)[1]
+        theirs = _hf(name).from_pretrained(body, output_loading_info=True)[1]
+        assert ours["missing_keys"] == theirs["missing_keys"] and ours["missing_keys"], name
+
+    save_file({"tensor": torch.tensor([1, 2])}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match="lacks"):
+        BioGptForCausalLM.from_pretrained(folder)
+    model, info = BioGptForCausalLM.from_pretrained(folder, output_loading_info=True)
+    theirs = _hf("BioGptForCausalLM").from_pretrained(folder, output_loading_info=True)[1]
+    assert info["missing_keys"] == {name for name, _ in model.named_parameters()}
+    assert info["unexpected_keys"] == theirs["unexpected_keys"]
+    assert not any(p.is_meta for p in model.parameters())
+    assert model.output_projection.weight is model.biogpt.embed_tokens.weight or not tied
+
+
+def test_from_pretrained_none_with_config_and_state_dict(tmp_path):
+    """from_pretrained(None, config=, state_dict=) builds the model from those two, and a folder
+    with state_dict= takes its config from the folder and its weights from the dict."""
+    model = tiny_lm(seed=3)
+    again = BioGptForCausalLM.from_pretrained(None, config=model.config, state_dict=model.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key
+    model.save_pretrained(tmp_path / "lm", tokenizer=False)
+    other = tiny_lm(seed=4)
+    mixed = BioGptForCausalLM.from_pretrained(pretrained_model_name_or_path=tmp_path / "lm", state_dict=other.state_dict())
+    assert torch.equal(mixed.biogpt.embed_tokens.weight, other.biogpt.embed_tokens.weight)
+    with pytest.raises(ValueError, match="needs both config= and state_dict="):
+        BioGptForCausalLM.from_pretrained(None, config=model.config)
+
+
+def test_ignore_mismatched_sizes_reinitialises_as_transformers(tmp_path, caplog):
+    """A classifier of 3 labels loaded with num_labels=42: a ShapeMismatchError (a RuntimeError,
+    as transformers raises) naming the key, or with ignore_mismatched_sizes=True a new `score`
+    of 42 rows reported in mismatched_keys as transformers reports it (and logged where
+    transformers logs it); the caller's config object is not changed."""
+    config = tiny_config(num_labels=3, pad_token_id=1)
+    BioGptForSequenceClassification(config).save_pretrained(tmp_path / "cls", tokenizer=False)
+    with pytest.raises(RuntimeError, match="score.weight"):
+        BioGptForSequenceClassification.from_pretrained(tmp_path / "cls", num_labels=42)
+    with caplog.at_level("WARNING", logger="transformers.modeling_utils"):
+        model, info = BioGptForSequenceClassification.from_pretrained(
+            tmp_path / "cls", num_labels=42, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    assert "Reinit due to size mismatch" in caplog.text
+    theirs = _hf("BioGptForSequenceClassification").from_pretrained(
+        tmp_path / "cls", num_labels=42, ignore_mismatched_sizes=True, output_loading_info=True
+    )[1]
+    assert info["mismatched_keys"] == theirs["mismatched_keys"] == {("score.weight", (3, config.hidden_size), (42, config.hidden_size))}
+    assert model(torch.tensor([[5, 6, 7]])).logits.shape == (1, 42)
+
+    small = tiny_config(vocab_size=10)
+    body = BioGptModel.from_pretrained(tmp_path / "cls", config=small, ignore_mismatched_sizes=True)
+    assert body.embed_tokens.weight.shape[0] == 10 and small.vocab_size == 10
+    assert body(torch.tensor([[1, 2, 9]])).last_hidden_state.shape == (1, 3, small.hidden_size)
+
+
+def test_from_pretrained_refuses_a_meta_default_device(tmp_path):
+    """transformers refuses from_pretrained under `with torch.device("meta")` (the weights would
+    be placeholders): the same RuntimeError."""
+    tiny_lm().save_pretrained(tmp_path / "lm", tokenizer=False)
+    with torch.device("meta"), pytest.raises(RuntimeError, match="meta device context manager"):
+        BioGptForCausalLM.from_pretrained(tmp_path / "lm")

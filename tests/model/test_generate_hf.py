@@ -246,7 +246,10 @@ def test_only_what_is_asked_for_is_kept(diverse):
     assert torch.equal(ours.generate(ids, max_new_tokens=4, output_scores=True), out.sequences)
     # read as transformers' ModelOutput: by key, by position over what is set, as a tuple
     assert out["sequences"] is out.sequences and out[0] is out.sequences
-    assert "scores" not in out and list(out.keys()) == ["sequences"] and out.to_tuple() == (out.sequences,)
+    # what is set, as transformers: the sequences and the cache (every fed position)
+    assert list(want.keys()) == ["sequences", "cache"]
+    assert "scores" not in out and list(out.keys()) == ["sequences", "cache"]
+    assert out.to_tuple() == (out.sequences, out.cache) and out.cache.get_seq_length() == want.cache.get_seq_length()
     with pytest.raises(KeyError):
         out["scores"]
 
@@ -308,3 +311,97 @@ def test_kept_steps_are_copies_of_the_static_steps_buffers(diverse, options):
     assert_same_steps(static, eager, "logits")
     assert_same_steps(static, eager, "scores")
     assert not torch.equal(static.logits[0], static.logits[-1])
+
+
+# ------------------------------------------------------------------ attentions, hidden states, cache
+def attended(x, mask, *, step, prompt):
+    """The entries of one step's (B, H, Q, K) attentions or (B, Q, C) hidden states that belong
+    to attended tokens: what a padded position holds is not specified (its own query row is
+    masked out), and the two models' positions for it differ on purpose."""
+    rows = []
+    for b in range(x.shape[0]):
+        keys = torch.cat([mask[b].bool(), torch.ones(x.shape[-1] - mask.shape[1] if x.dim() == 4 else 0, dtype=torch.bool)])
+        queries = mask[b].bool() if step == 0 else torch.ones(1, dtype=torch.bool)
+        rows.append(x[b][:, queries][:, :, keys] if x.dim() == 4 else x[b][queries])
+    return rows
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(do_sample=False),
+        dict(do_sample=True, top_k=20, num_return_sequences=2),
+        dict(num_beams=3),  # per step the running beams', whose histories the search reorders
+        dict(num_beams=2, do_sample=True, num_return_sequences=2),
+    ],
+)
+def test_attentions_and_hidden_states_per_step_match_transformers(tmp_path, attention, options):
+    ours = diverse_lm()
+    ref = reference(ours, tmp_path)
+    ours.set_attn_implementation(attention)
+    ref.set_attn_implementation(attention)
+    ids, mask = make_batch(1000, B=3, P=6)
+    kw = dict(max_new_tokens=4, return_dict_in_generate=True, output_attentions=True, output_hidden_states=True, **options)
+    torch.manual_seed(0)
+    want = ref.generate(ids, attention_mask=mask, **kw)
+    torch.manual_seed(0)
+    got = ours.generate(ids, attention_mask=mask, **kw)
+    assert torch.equal(got.sequences, want.sequences)
+    rows = options.get("num_beams", options.get("num_return_sequences", 1))
+    mask = mask.repeat_interleave(rows, 0)
+    for name in ("attentions", "hidden_states"):
+        g, w = getattr(got, name), getattr(want, name)
+        assert len(g) == len(w) == 4, name  # one entry per generated token
+        for step, (layers_g, layers_w) in enumerate(zip(g, w)):
+            # SDPA gives no weights: each step's tuple is empty, as in transformers 5
+            assert len(layers_g) == len(layers_w) == (0 if name == "attentions" and attention == "sdpa" else len(layers_w))
+            for a, b in zip(layers_g, layers_w):
+                assert a.shape == b.shape, (name, step)
+                for x, y in zip(attended(a, mask, step=step, prompt=6), attended(b, mask, step=step, prompt=6)):
+                    torch.testing.assert_close(x, y, **TOL, msg=f"{name}[{step}]")
+
+
+def test_attentions_and_hidden_states_only_in_the_dict_output(diverse):
+    ours, _ = diverse
+    ids, _ = make_batch(1000, B=2, P=5, padded=False)
+    plain = ours.generate(ids, max_new_tokens=3, output_attentions=True, output_hidden_states=True)
+    assert torch.equal(plain, ours.generate(ids, max_new_tokens=3))
+    out = ours.generate(ids, max_new_tokens=3, return_dict_in_generate=True, output_hidden_states=True)
+    assert out.attentions is None and len(out.hidden_states) == 3
+    assert [h.shape for h in out.hidden_states[0]] == [(2, 5, ours.config.hidden_size)] * (ours.config.num_hidden_layers + 1)
+    assert [h.shape for h in out.hidden_states[2]] == [(2, 1, ours.config.hidden_size)] * (ours.config.num_hidden_layers + 1)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_beams=2)])
+def test_the_cache_is_returned_as_transformers_returns_it(diverse, options):
+    ours, ref = diverse
+    ids, mask = make_batch(1000, B=3, P=6)
+    kw = dict(max_new_tokens=4, return_dict_in_generate=True, **options)
+    got, want = ours.generate(ids, attention_mask=mask, **kw), ref.generate(ids, attention_mask=mask, **kw)
+    assert torch.equal(got.sequences, want.sequences)
+    # every fed position: all but the last token (greedy), the running beams' (beam search)
+    assert got.cache.get_seq_length() == want.cache.get_seq_length()
+    keys = mask.repeat_interleave(options.get("num_beams", 1), 0).bool()
+    for layer, (k, v) in enumerate(got.cache.to_legacy()):
+        for row in range(k.shape[0]):
+            real = torch.cat([keys[row], torch.ones(k.shape[2] - keys.shape[1], dtype=torch.bool)])
+            torch.testing.assert_close(k[row][:, real], want.cache.layers[layer].keys[row][:, real], **TOL)
+            torch.testing.assert_close(v[row][:, real], want.cache.layers[layer].values[row][:, real], **TOL)
+
+
+def test_generate_returns_ordinary_tensors_that_continue_and_train(tmp_path):
+    """transformers' generate runs under no_grad: its results feed a forward with gradients (RL
+    fine-tuning scores its own samples) and continue from the returned cache."""
+    ours = diverse_lm()
+    ids, _ = make_batch(1000, B=2, P=5, padded=False)
+    out = ours.generate(ids, max_new_tokens=4, return_dict_in_generate=True)
+    assert not out.sequences.is_inference() and not out.cache.kv.is_inference()
+    ours.train()
+    loss = ours(out.sequences, labels=out.sequences).loss  # raised for inference tensors before
+    loss.backward()
+    ours.eval()
+    with torch.no_grad():
+        full = ours(out.sequences).logits[:, -1]
+        step = ours(out.sequences[:, -1:], cache=out.cache).logits[:, -1]
+    torch.testing.assert_close(step, full, **TOL)

@@ -523,3 +523,61 @@ def test_torch_compile_cpu_inference_and_training():
     assert abs(losses[0] - losses[1]) < 1e-5
     for p, q in zip(eager.parameters(), other.parameters()):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------------------ config class attributes
+def test_config_class_attributes_generic_code_reads(impl):
+    """What code written for any transformers config reads: no sub-configs, no parallel plans."""
+    assert impl.Config.sub_configs == {} and impl.Config().sub_configs == {}
+    assert impl.Config.base_model_tp_plan is None and impl.Config().base_model_pp_plan is None
+
+
+def test_config_to_diff_dict_rebuilds_an_equal_config(impl):
+    config = impl.Config(vocab_size=99, hidden_size=32, num_labels=3, type_vocab_size=16)
+    diff = config.to_diff_dict()
+    # the model's own keys stay; transformers' PreTrainedConfig defaults go
+    assert diff["vocab_size"] == 99 and diff["hidden_size"] == 32 and diff["type_vocab_size"] == 16
+    assert diff["model_type"] == "biogpt" and len(diff["id2label"]) == 3
+    assert "return_dict" not in diff and "output_attentions" not in diff and "architectures" not in diff
+    assert "problem_type" not in diff
+    assert impl.Config(**diff).to_dict() == config.to_dict()
+
+
+def test_our_to_diff_dict_keeps_what_transformers_keeps():
+    kwargs = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2)
+    theirs = transformers.BioGptConfig(**kwargs).to_diff_dict()
+    ours = ours_module.BioGptConfig(**kwargs).to_diff_dict()
+    theirs.pop("transformers_version")
+    assert ours == theirs
+
+
+def test_config_name_or_path_is_settable(impl, tmp_path):
+    config = impl.Config()
+    assert config.name_or_path == ""
+    config.name_or_path = tmp_path  # kept as a string, as transformers does
+    assert config.name_or_path == str(tmp_path)
+
+
+def test_config_from_dict_return_unused_kwargs(impl):
+    """transformers' contract, which its AutoConfig relies on for a registered config class:
+    (config, the keywords that are not config attributes), those left unapplied."""
+    data = impl.Config(vocab_size=99, hidden_size=32).to_dict()
+    config, unused = impl.Config.from_dict(
+        data, return_unused_kwargs=True, num_labels=4, hidden_dropout_prob=0.3, not_a_key=1, _from_auto=True
+    )
+    assert unused == {"not_a_key": 1}
+    assert config.num_labels == 4 and config.hidden_dropout_prob == 0.3 and config.vocab_size == 99
+    assert not hasattr(config, "not_a_key") and not hasattr(config, "return_unused_kwargs")
+    plain = impl.Config.from_dict(data, num_labels=4)  # without it: the config alone
+    assert isinstance(plain, impl.Config) and plain.num_labels == 4  # the keyword wins over the dict's id2label
+
+
+def test_autoconfig_reads_a_folder_through_our_config_class(tmp_path, monkeypatch):
+    """With our class standing in for transformers' (as a registration does), AutoConfig's
+    from_pretrained(return_unused_kwargs=True) path builds ours."""
+    import transformers.models.biogpt as hf_biogpt
+
+    ours_module.BioGptConfig(vocab_size=99, hidden_size=32).save_pretrained(tmp_path)
+    monkeypatch.setattr(hf_biogpt, "BioGptConfig", ours_module.BioGptConfig)
+    config, unused = transformers.AutoConfig.from_pretrained(tmp_path, return_unused_kwargs=True, num_labels=42, foo=1)
+    assert isinstance(config, ours_module.BioGptConfig) and config.num_labels == 42 and unused == {"foo": 1}

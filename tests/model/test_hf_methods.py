@@ -470,3 +470,141 @@ def test_generation_config_survives_copy():
     model.generation_config.max_new_tokens = 4
     clone = copy.deepcopy(model)
     assert clone.generation_config.max_new_tokens == 4 and clone.generation_config is not model.generation_config
+
+
+# ============================================================================ transformers' model attributes
+@both
+@classes
+def test_attributes_generic_code_reads(impl, name):
+    """What accelerate, peft and code written for any transformers model read on a built model."""
+    model = build(impl, name)
+    assert model._supports_sdpa is True
+    # ours keeps a decoder layer on one device under device_map="auto" (transformers' BioGPT
+    # declares none, and accelerate may then split a layer's modules across devices)
+    assert set(model._no_split_modules) == ({"BioGptDecoderLayer"} if impl == "ours" else set())
+    for attr in ("_keep_in_fp32_modules", "_keep_in_fp32_modules_strict", "_keys_to_ignore_on_load_missing",
+                 "_keys_to_ignore_on_load_unexpected", "_keys_to_ignore_on_save"):  # fmt: skip
+        assert len(getattr(model, attr)) == 0, attr
+    assert model.tp_plan == {}
+    assert type(model)._can_set_attn_implementation() is True
+    assert type(model)._can_set_experts_implementation() is False
+
+
+@both
+@classes
+def test_set_attn_implementation_switches_a_built_model(impl, name):
+    torch.manual_seed(0)
+    model = build(impl, name)
+    assert model.config._attn_implementation == "sdpa"
+    sdpa = main_output(model(IDS))
+    model.set_attn_implementation("eager")
+    assert model.config._attn_implementation == "eager"
+    out = model(IDS, output_attentions=True)
+    assert len(out.attentions) == CONFIG["num_hidden_layers"] and out.attentions[0].shape == (2, 4, 6, 6)
+    torch.testing.assert_close(main_output(out), sdpa, atol=1e-5, rtol=1e-5)
+    model.set_attn_implementation("sdpa")
+    assert model(IDS, output_attentions=True).attentions == ()
+    with pytest.raises(ValueError, match='Specified `attn_implementation="foo"` is not supported'):
+        model.set_attn_implementation("foo")
+
+
+@both
+def test_from_config_records_attention_and_dtype(impl):
+    cls = getattr(ours if impl == "ours" else transformers, "BioGptForCausalLM")
+    config = ours_config() if impl == "ours" else theirs_config()
+    model = cls._from_config(config, attn_implementation="eager")
+    assert model.config._attn_implementation == "eager" and model.dtype == torch.float32
+    assert len(model(IDS, output_attentions=True).attentions) == CONFIG["num_hidden_layers"]
+    half = cls._from_config(ours_config() if impl == "ours" else theirs_config(), dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.config.dtype == torch.bfloat16
+    assert torch.get_default_dtype() == torch.float32  # restored
+
+
+@both
+@classes
+def test_resize_records_the_vocab_size_on_the_model(impl, name):
+    model = build(impl, name)
+    model.resize_token_embeddings(120)
+    assert model.vocab_size == 120 == model.config.vocab_size
+
+
+@both
+def test_pad_to_multiple_of_must_be_an_integer_with_transformers_message(impl):
+    model = build(impl, "BioGptForCausalLM")
+    with pytest.raises(ValueError, match="Asking to pad the embedding matrix to a multiple of `1.3`, which is not and integer"):
+        model.resize_token_embeddings(120, pad_to_multiple_of=1.3)
+
+
+def test_shift_labels_replace_the_shift_as_in_transformers(tmp_path):
+    """Sequence-parallel trainers shift the targets before sharding and pass them as
+    `shift_labels`; the loss trains against those, not against `labels` shifted again."""
+    mine, theirs = pair(tmp_path)
+    labels = IDS.clone()
+    shifted = torch.tensor([[5, 6, 7, 9, 11, -100], [-100, 3, 3, 4, 8, -100]])
+    with torch.no_grad():
+        got = mine(IDS, labels=labels, shift_labels=shifted).loss
+        want = theirs(IDS, labels=labels, shift_labels=shifted).loss
+        plain = mine(IDS, labels=labels).loss
+        other_labels = mine(IDS, labels=torch.zeros_like(labels), shift_labels=shifted).loss
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, plain)  # the given targets were used
+    torch.testing.assert_close(other_labels, got)  # labels then only switch the loss on
+
+
+# ============================================================================ post_init
+def with_extra_head(impl: str):
+    """A subclass that adds a module and calls post_init, as transformers' docs teach."""
+    base = getattr(ours if impl == "ours" else transformers, "BioGptForCausalLM")
+
+    class WithExtraHead(base):
+        def __init__(self, config, **kwargs):
+            super().__init__(config, **kwargs)
+            self.extra = nn.Linear(config.hidden_size, 5)
+            self.post_init()
+
+    return WithExtraHead
+
+
+@both
+def test_post_init_initialises_only_what_was_added(impl):
+    torch.manual_seed(0)
+    cls = with_extra_head(impl)
+    model = cls(ours_config() if impl == "ours" else theirs_config())
+    # the added module gets the model's init (normal, std initializer_range; zero bias), not torch's
+    assert model.extra.weight.std() < 0.05 and torch.equal(model.extra.bias, torch.zeros(5))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.post_init()  # again: nothing is initialised twice
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@both
+def test_post_init_after_loading_keeps_the_loaded_weights(tmp_path, impl):
+    mine, theirs = pair(tmp_path)
+    model = mine if impl == "ours" else theirs
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.post_init()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    loaded = (ours if impl == "ours" else transformers).BioGptForCausalLM.from_pretrained(tmp_path / "pair-BioGptForCausalLM-0")
+    loaded.post_init()
+    assert all(torch.equal(before[k], v) for k, v in loaded.state_dict().items())
+
+
+@both
+def test_post_init_keeps_a_resized_untied_head(impl):
+    model = build(impl, "BioGptForCausalLM", tie_word_embeddings=False)
+    model.resize_token_embeddings(120)
+    head = model.get_output_embeddings().weight.clone()
+    model.post_init()
+    assert torch.equal(model.get_output_embeddings().weight, head)
+
+
+@both
+@classes
+def test_a_config_saved_with_gradient_checkpointing_turns_it_on(impl, name):
+    """transformers 4 wrote `gradient_checkpointing: true` into configs; building a model from
+    one turns checkpointing on and consumes the key (it is not written back)."""
+    config = ours_config(num_labels=3) if impl == "ours" else theirs_config(num_labels=3)
+    config.gradient_checkpointing = True
+    model = getattr(ours if impl == "ours" else transformers, name)(config)
+    assert model.is_activation_checkpointing
+    assert "gradient_checkpointing" not in model.config.to_dict()

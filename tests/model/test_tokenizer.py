@@ -258,3 +258,20 @@ def test_missing_and_malformed_vocabulary(tmp_path):
     (fs / "bpecodes").unlink()
     with pytest.raises(VocabularyError, match=r"bpecodes: BPE merges file not found"):
         BioGptTokenizer.from_pretrained(fs)
+
+
+def test_offsets_around_single_word_and_strip_tokens(hf_vocab_dir):
+    """An lstrip + single_word added token touching a word is tokenized with that word (as in
+    transformers); the joined piece is not contiguous in the text (the stripped newline sits
+    inside it), and every span still points at the characters it came from."""
+    from biogpt.model.tokenizer import AddedToken
+
+    tok = BioGptTokenizer.from_pretrained(hf_vocab_dir)
+    tok.add_tokens([AddedToken("<x>", single_word=True, lstrip=True, rstrip=True)])
+    for text in ("aspirin\n<x>therapy", "aspirin <x> therapy", "<x>\ttherapy", "aspirin<x>"):
+        enc = tok(text, return_offsets_mapping=True, add_special_tokens=False)
+        spans = enc["offset_mapping"]
+        assert spans == sorted(spans) and all(a < b for a, b in spans)
+        covered = {i for a, b in spans for i in range(a, b)}
+        assert covered == {i for i, ch in enumerate(text) if not ch.isspace()}
+        assert ("<x>" in tok.convert_ids_to_tokens(enc["input_ids"])) == (text == "aspirin <x> therapy")

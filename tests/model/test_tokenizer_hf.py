@@ -472,3 +472,190 @@ def test_plain_path_equals_general_path(tokenizer: BioGptTokenizer, tricky_strin
             other = tokenizer(text, texts[-1], return_offsets_mapping=True, add_special_tokens=add, return_length=True)
             other.pop("length")
             assert one == other
+
+
+# ------------------------------------------------------------------ added-token flags
+FLAG_TEXTS = [
+    "{a}low", "low{a}", "low{a}er", "low {a} er", "low {a}er", "low{a} er", "low\n{a}\tnewer",
+    " {a} ", "{a}{b}low", "lo{a}w{b}er", "low  {a}  {b}  er", "{a} {b}", "{a}{a}{a}", "low {a}lower{b} newer",
+]
+
+
+@pytest.mark.parametrize("single_word", [False, True])
+@pytest.mark.parametrize("strip", ["none", "lstrip", "rstrip", "both"])
+def test_added_token_flags_split_as_transformers(pair: Any, single_word: bool, strip: str) -> None:
+    """single_word, lstrip and rstrip applied where transformers' slow tokenizer applies them
+    (a single_word token touching a word is not a token there: it is tokenized with that word),
+    with a second, plain added token next to it; ids, tokens and decoding compared whole."""
+    ours, ref, texts = pair
+    flags = {"single_word": single_word, "lstrip": strip in ("lstrip", "both"), "rstrip": strip in ("rstrip", "both")}
+    assert ours.add_tokens([AddedToken("<a>", **flags), "<b>"]) == ref.add_tokens(
+        [transformers.AddedToken("<a>", **flags), "<b>"]
+    )
+    for template in FLAG_TEXTS + [f"{{a}}{texts[0]}{{b}} {texts[1]}{{a}}"]:
+        text = template.format(a="<a>", b="<b>")
+        both(ours, ref, lambda tok: tok.tokenize(text))
+        both(ours, ref, lambda tok: tok(text))
+        both(ours, ref, lambda tok: tok.decode(tok(text)["input_ids"]))
+        # ours only: offsets stay on the original characters, whitespace a strip removed skipped
+        encoded = ours(text, return_offsets_mapping=True, add_special_tokens=False)
+        assert encoded["input_ids"] == ours(text, add_special_tokens=False)["input_ids"]
+        for token, (start, end) in zip(ours.convert_ids_to_tokens(encoded["input_ids"]), encoded["offset_mapping"]):
+            assert 0 <= start <= end <= len(text)
+            if token in ("<a>", "<b>"):
+                assert text[start:end] == token
+
+
+def test_added_token_flags_survive_save_and_load(tiny_dir: Path, tmp_path: Path) -> None:
+    """The flags are saved in added_tokens_decoder and applied again after loading, by both."""
+    ours = BioGptTokenizer(str(tiny_dir / "vocab.json"), str(tiny_dir / "merges.txt"))
+    ours.add_tokens([AddedToken("<a>", single_word=True, rstrip=True)])
+    ours.save_pretrained(tmp_path)
+    text = "low<a>er <a> newer"
+    reloaded = [BioGptTokenizer.from_pretrained(tmp_path), transformers.BioGptTokenizer.from_pretrained(str(tmp_path))]
+    assert reloaded[0].tokenize(text) == reloaded[1].tokenize(text) == ours.tokenize(text)
+    assert reloaded[0](text) == reloaded[1](text).data
+
+
+# ------------------------------------------------------------------ loading, keywords, warnings
+def test_init_kwargs_after_from_pretrained(vocab: tuple[str, Path], tmp_path: Path) -> None:
+    """init_kwargs of a tokenizer loaded from a local folder: transformers' keys, loader's ones
+    included (is_local, local_files_only, tokenizer_file), with or without extra keywords."""
+    _, directory = vocab
+    for options in ({}, {"model_max_length": 42, "padding_side": "left"}):
+        ours = BioGptTokenizer.from_pretrained(directory, **options)
+        ref = transformers.BioGptTokenizer.from_pretrained(str(directory), **options)
+        assert ours.init_kwargs == ref.init_kwargs
+    # and re-saved, both write the loader's keys into tokenizer_config.json
+    ours.save_pretrained(tmp_path / "ours")
+    ref.save_pretrained(str(tmp_path / "ref"))
+    configs = [json.loads((tmp_path / side / "tokenizer_config.json").read_text()) for side in ("ours", "ref")]
+    for key in ("is_local", "local_files_only"):
+        assert configs[0][key] == configs[1][key]
+    assert "tokenizer_file" not in configs[0] and "tokenizer_file" not in configs[1]
+
+    def flags(init_kwargs: dict[str, Any]) -> dict[str, Any]:
+        # a saved special token comes back as an AddedToken (its flags compared, not its class)
+        return {k: v.__getstate__() if hasattr(v, "content") else v for k, v in init_kwargs.items()}
+
+    for side in ("ours", "ref"):  # a saved folder, whoever saved it: the same init_kwargs
+        loaded = [
+            BioGptTokenizer.from_pretrained(tmp_path / side),
+            transformers.BioGptTokenizer.from_pretrained(str(tmp_path / side)),
+        ]
+        assert flags(loaded[0].init_kwargs) == flags(loaded[1].init_kwargs)
+        assert all(hasattr(loaded[0].init_kwargs[k], "content") for k in ("bos_token", "eos_token", "pad_token"))
+
+
+@pytest.mark.parametrize("key", ["add_special_tokens", "get_vocab", "encode"])
+def test_keyword_naming_a_method_is_refused(tiny_dir: Path, key: str) -> None:
+    for cls in (BioGptTokenizer, transformers.BioGptTokenizer):
+        with pytest.raises(AttributeError, match=f"{key} conflicts with the method {key}"):
+            cls.from_pretrained(str(tiny_dir), **{key: True})
+
+
+def test_unused_call_keywords_and_targets(pair: Any) -> None:
+    """A seq2seq caller's keywords (src_lang, ...) are accepted and unused; targets become labels."""
+    ours, ref, texts = pair
+    call = dict(text_target=texts[:2], max_length=3, max_target_length=5, src_lang="en_XX", return_tensors="pt")
+    both(ours, ref, lambda tok: tok(texts[:2], **call))
+    both(ours, ref, lambda tok: tok(texts[0], tgt_lang="ro_RO"))
+
+
+def test_too_long_sequence_warns_once_under_transformers_logger(
+    pair: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """transformers' warning for an untruncated sequence longer than model_max_length: same
+    message, same logger name, once per tokenizer; none when truncating or with verbose=False."""
+    ours, ref, texts = pair
+    text = " ".join(texts * 20)
+    messages: list[list[str]] = []
+    for tok in (ours, ref):
+        tok.model_max_length = 10
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="transformers"):
+            tok(text, verbose=False)
+            tok(text, max_length=10, truncation=True)
+            tok([text, texts[0]], padding=True)
+            tok(text)
+            tok(text, text)
+        messages.append([r.getMessage() for r in caplog.records if r.name.startswith("transformers")])
+    assert messages[0] == messages[1]
+    assert len(messages[0]) == 1 and messages[0][0].startswith("Token indices sequence length is longer")
+
+
+# ------------------------------------------------------------------ chat templates
+CHAT = [
+    {"role": "system", "content": "system message"},
+    {"role": "user", "content": "low lower"},
+    {"role": "assistant", "content": "newer wider "},
+]
+TEMPLATES = {
+    "plain": "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + eos_token }}{% endfor %}",
+    "generation": (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] | trim }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    ),
+    "controls": (
+        "{%- for m in messages %}{{- m.role }}{%- if loop.first %}{%- continue %}{%- endif %}"
+        "{{- ' ' + m.content | tojson }}{%- endfor %}"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
+def test_apply_chat_template(pair: Any, name: str) -> None:
+    """Rendering (and encoding the render without special tokens) as transformers does, for one
+    conversation and a batch, with a generation prompt and with the final message continued."""
+    ours, ref, _ = pair
+    template = TEMPLATES[name]
+    for options in (
+        {"tokenize": False},
+        {"tokenize": False, "add_generation_prompt": True},
+        {"tokenize": True, "return_dict": False},
+        {"tokenize": True, "return_dict": True},
+        {"tokenize": True, "padding": True, "return_tensors": "pt"},
+    ):
+        both(ours, ref, lambda tok: tok.apply_chat_template(CHAT, chat_template=template, **options))
+        both(ours, ref, lambda tok: tok.apply_chat_template([CHAT, CHAT[:2]], chat_template=template, **options))
+    both(ours, ref, lambda tok: tok.apply_chat_template(CHAT, chat_template=template, tokenize=False,
+                                                       continue_final_message=True))
+    both(ours, ref, lambda tok: tok.apply_chat_template(CHAT, chat_template=template, continue_final_message=True,
+                                                       add_generation_prompt=True))
+    both(ours, ref, lambda tok: tok.apply_chat_template(CHAT, tokenize=False))  # no template at all
+    for tok in (ours, ref):
+        tok.chat_template = {"default": TEMPLATES["plain"], "other": template}
+    both(ours, ref, lambda tok: tok.apply_chat_template(CHAT, tokenize=False))
+    both(ours, ref, lambda tok: tok.apply_chat_template(CHAT, chat_template="other", tokenize=False))
+
+
+def test_chat_templates_saved_and_loaded_as_transformers(tiny_dir: Path, tmp_path: Path) -> None:
+    """Templates go to chat_template.jinja and additional_chat_templates/NAME.jinja, never into
+    tokenizer_config.json; a .jinja file wins over a template left in the config; each
+    implementation loads the other's folder with the same templates."""
+    files = (str(tiny_dir / "vocab.json"), str(tiny_dir / "merges.txt"))
+    ours, ref = BioGptTokenizer(*files), transformers.BioGptTokenizer(*files)
+    for templates in (TEMPLATES["plain"], {"default": TEMPLATES["plain"], "second": TEMPLATES["generation"]}):
+        saved: dict[str, set[str]] = {}
+        for side, tok in (("ours", ours), ("ref", ref)):
+            tok.chat_template = templates
+            folder = tmp_path / f"{side}-{len(templates)}"
+            written = tok.save_pretrained(str(folder))
+            relative = (str(Path(f).relative_to(folder)) for f in written)
+            saved[side] = {f for f in relative if "chat_template" in f}
+            assert "chat_template" not in json.loads((folder / "tokenizer_config.json").read_text())
+            for cls in (BioGptTokenizer, transformers.BioGptTokenizer):
+                assert cls.from_pretrained(str(folder)).chat_template == templates
+        assert saved["ours"] == saved["ref"]
+    # a template in the config loses to the file, and a config-only template (a list) loads
+    folder = tmp_path / f"ours-{len(templates)}"
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["chat_template"] = [{"name": "default", "template": "config"}, {"name": "x", "template": "x"}]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    for cls in (BioGptTokenizer, transformers.BioGptTokenizer):
+        assert cls.from_pretrained(str(folder)).chat_template == templates
+    for path in (folder / "chat_template.jinja", *(folder / "additional_chat_templates").iterdir()):
+        path.unlink()
+    (folder / "additional_chat_templates").rmdir()
+    for cls in (BioGptTokenizer, transformers.BioGptTokenizer):
+        assert cls.from_pretrained(str(folder)).chat_template == {"default": "config", "x": "x"}
