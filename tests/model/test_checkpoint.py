@@ -605,7 +605,7 @@ def test_cli_model_paths_and_corrupt_weights_are_one_line(tmp_path):
 
 
 def test_generate_with_a_classifier_is_a_usage_error(tmp_path):
-    from biogpt.model import BioGptConfig, BioGptForSequenceClassification, BioGptForTokenClassification
+    from biogpt.model import BioGptConfig
 
     from tests.helpers import biogpt
 

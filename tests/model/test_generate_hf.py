@@ -12,7 +12,7 @@ import torch
 
 from biogpt.model.generation import GenerationConfig
 
-from tests.helpers import diverse_lm, eos_heavy_lm, make_batch, tiny_lm
+from tests.helpers import diverse_lm, eos_heavy_lm, make_batch
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
