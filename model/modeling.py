@@ -381,13 +381,22 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        shift_labels: torch.Tensor | None = None,
+        **loss_kwargs: Any,
     ) -> CausalLMOutputWithCrossAttentions | tuple:
         """transformers' arguments, in its order (see BioGptModel.forward). `logits_to_keep`: the
-        last n positions (0: all) or the positions a tensor names. `shift_labels`: the targets
-        already aligned with the positions (B, T), used instead of shifting `labels`: sequence-
-        and context-parallel trainers shift before they shard the sequence, as in transformers
-        (the loss is computed when `labels` is given)."""
+        last n positions (0: all) or the positions a tensor names. `shift_labels` (in
+        `loss_kwargs`, where transformers takes it): the targets already aligned with the
+        positions (B, T), used instead of shifting `labels`: sequence- and context-parallel
+        trainers shift before they shard the sequence (the loss is computed when `labels` is
+        given). `num_items_in_batch` (the Trainer passes it to a forward that takes keyword
+        arguments): the loss is the sum over the batch's target tokens divided by it, so that
+        gradient accumulation weighs every token alike, as transformers' causal-LM loss. Neither
+        is a named parameter, on purpose: the Trainer takes every forward parameter whose name
+        holds "label" for a label column and computes no eval loss when one is absent."""
+        shift_labels = loss_kwargs.pop("shift_labels", None)
+        num_items_in_batch = loss_kwargs.pop("num_items_in_batch", None)
+        if loss_kwargs:
+            raise TypeError(f"forward() got unexpected keyword arguments: {', '.join(sorted(loss_kwargs))}")
         out = self.biogpt(
             input_ids,
             attention_mask=attention_mask,
@@ -410,7 +419,11 @@ class BioGptForCausalLM(BioGptPreTrainedModel):
         if labels is not None:
             # Next-token loss: position t predicts labels[t + 1] (or shift_labels[t]); -100 is ignored.
             shifted = F.pad(labels, (0, 1), value=-100)[:, 1:] if shift_labels is None else shift_labels
-            loss = F.cross_entropy(logits.float().flatten(0, 1), shifted.flatten(), ignore_index=-100)
+            flat = (logits.float().flatten(0, 1), shifted.flatten().to(logits.device))
+            if num_items_in_batch is None:
+                loss = F.cross_entropy(*flat, ignore_index=-100)
+            else:
+                loss = F.cross_entropy(*flat, ignore_index=-100, reduction="sum") / num_items_in_batch
         output = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states, attentions=out.attentions
         )

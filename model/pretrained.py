@@ -142,6 +142,17 @@ class ModelMethodsMixin:
                 config._attn_implementation = attn_implementation  # a module holding its own copy
 
     @property
+    def loss_type(self) -> str | None:
+        """transformers' name of the loss this class computes, from the class name as transformers
+        derives it. Its Trainer reads it: for "ForCausalLM" it counts the target tokens of a
+        batch (num_items_in_batch) without the first position, which the shifted loss never
+        predicts."""
+        for name in ("ForCausalLM", "ForSequenceClassification", "ForTokenClassification"):
+            if type(self).__name__.endswith(name):
+                return name
+        return None
+
+    @property
     def tp_plan(self) -> dict[str, str]:
         """transformers' tensor-parallel plan; BioGPT has none there either."""
         return dict(self.config.base_model_tp_plan or {})

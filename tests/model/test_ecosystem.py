@@ -110,12 +110,17 @@ def test_trainer_trains_evaluates_saves_and_resumes(tok, tmp_path: Path) -> None
 
     metrics = trainer.evaluate()
     assert math.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
-    # the Trainer's eval loss is the mean of its batches' losses: our own loss on the same batch
-    batch = trainer.data_collator(_features(tok)[:4])
-    with torch.no_grad():
-        model.eval()
-        first = float(model(**batch).loss)
-    assert first == pytest.approx(float(trainer.evaluate(eval_dataset=_features(tok)[:4])["eval_loss"]), rel=1e-5)
+    # the Trainer passes num_items_in_batch (its count of target tokens) to a forward that takes
+    # keyword arguments and uses the loss as given: the same eval loss as transformers' own
+    # class on the same weights under the same Trainer
+    import transformers
+
+    model.save_pretrained(tmp_path / "trained", tokenizer=tok)
+    theirs = transformers.BioGptForCausalLM.from_pretrained(tmp_path / "trained")
+    subset = _features(tok)[:4]
+    ours_loss = trainer.evaluate(eval_dataset=subset)["eval_loss"]
+    their_loss = _trainer(theirs, tok, tmp_path / "theirs").evaluate(eval_dataset=subset)["eval_loss"]
+    assert ours_loss == pytest.approx(their_loss, rel=1e-5)
 
     # save_model: the weights, the tied head included, load back into our class
     trainer.save_model(str(tmp_path / "saved"))
@@ -241,3 +246,30 @@ def test_state_dict_lists_a_tied_head_once_and_loads_strictly(tok) -> None:
     fresh.load_state_dict({**state, "output_projection.weight": state["biogpt.embed_tokens.weight"]})
     untied = tiny_lm(0, vocab_size=len(tok), tie_word_embeddings=False)
     assert "output_projection.weight" in untied.state_dict()
+
+
+def test_trainer_sees_the_same_forward_as_transformers(tok) -> None:
+    """What the Trainer reads off a model's forward: its label columns (`find_labels`: only
+    `labels`, so an eval batch without `shift_labels` still gets its loss), whether it takes loss
+    keyword arguments (then it passes `num_items_in_batch` and uses the loss as given), and the
+    loss type (a causal LM's token count skips position 0). The loss with `num_items_in_batch`
+    and with `shift_labels` equals transformers' on the same weights."""
+    import transformers
+    from transformers import DataCollatorForLanguageModeling
+    from transformers.utils.generic import find_labels
+
+    model = _model(tok)
+    theirs = transformers.BioGptForCausalLM(transformers.BioGptConfig(**model.config.to_dict()))
+    theirs.load_state_dict(model.state_dict(), strict=False)
+    theirs.tie_weights()
+    assert find_labels(type(model)) == find_labels(type(theirs)) == ["labels"]
+    assert model.loss_type == theirs.loss_type == "ForCausalLM"
+    batch = DataCollatorForLanguageModeling(tok, mlm=False)(_features(tok))
+    shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[:, 1:].contiguous()
+    with torch.no_grad():
+        for extra in ({}, {"num_items_in_batch": torch.tensor(7)}, {"shift_labels": shifted}):
+            ours = model.eval()(**batch, **extra).loss
+            ref = theirs.eval()(**batch, **extra).loss
+            assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), extra
+    with pytest.raises(TypeError, match="num_item_in_batch"):
+        model(**batch, num_item_in_batch=3)
