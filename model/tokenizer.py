@@ -28,6 +28,7 @@ import copy
 import json
 import logging
 import os
+import sys
 import re
 import warnings
 from collections.abc import Mapping, Sequence, Sized
@@ -1978,12 +1979,13 @@ def _render_chat(
 
 # --------------------------------------------------------------------- loading helpers
 def _hub_offline() -> bool:
-    """huggingface_hub's offline switch (HF_HUB_OFFLINE), read where the hub code reads it."""
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # no hub library: nothing can be downloaded anyway
-        return True
-    return bool(constants.HF_HUB_OFFLINE)
+    """huggingface_hub's offline switch (HF_HUB_OFFLINE): its constant once the hub library is
+    loaded (where the hub code reads it), else the variable as it parses it. Not imported for
+    this: loading a bundled vocabulary or a local folder never needs huggingface_hub."""
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        return bool(constants.HF_HUB_OFFLINE)
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 def _local_chat_templates(directory: Path) -> dict[str, str]:
