@@ -6,7 +6,7 @@ import typer
 
 
 def register_all(app: typer.Typer) -> None:
-    from . import average, classify, convert, data, extract_relations, generate, info, merge, models, qa, tag, train
+    from . import average, classify, convert, data, embed, extract_relations, generate, info, merge, models, qa, serve, tag, train
     from . import eval as eval_cmd
 
     generate.register(app)
@@ -15,6 +15,7 @@ def register_all(app: typer.Typer) -> None:
     qa.register(app)
     classify.register(app)
     tag.register(app)
+    embed.register(app)
     train.register(app)
     data.register(app)
     merge.register(app)
@@ -22,3 +23,4 @@ def register_all(app: typer.Typer) -> None:
     convert.register(app)
     info.register(app)
     models.register(app)
+    serve.register(app)
