@@ -64,7 +64,7 @@ def generate_continuous(
     limits = _limits(model, prompts, max_new_tokens)
     config = model.config
     device = model.device
-    eos_list = _eos(eos_token_id if eos_token_id is not None else config.eos_token_id)
+    eos_list = eos_ids(eos_token_id if eos_token_id is not None else config.eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (config.pad_token_id if config.pad_token_id is not None else 0)
     every = refill_every or (EOS_CHECK_EVERY if device.type == "cuda" else 1)
 
@@ -73,7 +73,7 @@ def generate_continuous(
     # Inference mode only around the work, never across a `yield`: the caller's code between
     # completions must not run in it.
     with torch.inference_mode():
-        decoder = _decoder(model, device, min(rows, n_prompts), capacity, cuda_graph)
+        decoder = build_decoder(model, device, min(rows, n_prompts), capacity, cuda_graph)
         slots = _Slots(model, decoder, prompts, limits, eos_list, pad, max_prefill_tokens)
         slots.fill(list(range(decoder.rows)))
     step = 0
@@ -107,13 +107,14 @@ def _limits(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Seque
     return limits
 
 
-def _eos(value: int | Sequence[int] | None) -> list[int]:
+def eos_ids(value: int | Sequence[int] | None) -> list[int]:
+    """An eos_token_id setting (one id, several, or none) as a list."""
     if value is None:
         return []
     return [value] if isinstance(value, int) else list(value)
 
 
-def _decoder(model, device: torch.device, rows: int, capacity: int, cuda_graph: bool | None) -> StaticDecoder:
+def build_decoder(model, device: torch.device, rows: int, capacity: int, cuda_graph: bool | None) -> StaticDecoder:
     """The bucket's static step shared with `generate` (captured on a GPU; cuda_graph=True on a
     CPU shares the eager one, as generate does), or a private eager one."""
     rows_b = bucket(rows, GRAPH_ROW_BUCKETS, 64)
@@ -178,7 +179,7 @@ class _Slots:
             return
         for group in _prefill_groups(taken, self.prompts, self.max_prefill_tokens):
             slots_g = [s for s, _ in group]
-            width = _prefill_into(self.model, self.dec, slots_g, [self.prompts[i] for _, i in group], self.pad, self.scores)
+            width = prefill_into(self.model, self.dec, slots_g, [self.prompts[i] for _, i in group], self.pad, self.scores)
             for s in slots_g:
                 self.slot_column[s] = width
         index = torch.tensor([s for s, _ in taken], device=self.device)
@@ -248,7 +249,7 @@ def _prefill_groups(taken: list[tuple[int, int]], prompts: Sequence[Sequence[int
     return groups
 
 
-def _prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Sequence[int]], pad: int, scores: torch.Tensor) -> int:
+def prefill_into(model, dec: StaticDecoder, slots: list[int], prompts: list[Sequence[int]], pad: int, scores: torch.Tensor) -> int:
     """Prefill `prompts` (left-padded together) and move their keys and values into `slots` of the
     decoder's cache; set those rows' positions, write positions and key masks, and their first
     scores. Returns the padded width (the column of their first decode step)."""

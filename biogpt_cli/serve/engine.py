@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biogpt.model.continuous import _decoder, _eos, _prefill_into
+from biogpt.model.continuous import build_decoder, eos_ids, prefill_into
 from biogpt.model.generation.processors import (
     LogitsProcessor,
     apply_processors,
@@ -386,7 +386,7 @@ class Engine:
         self.model, self.max_rows, self.max_queue = model, max_rows, max_queue
         self.max_positions: int = config.max_position_embeddings
         self.vocab_size: int = config.vocab_size
-        self.eos = _eos(eos_token_id if eos_token_id is not None else config.eos_token_id)
+        self.eos = eos_ids(eos_token_id if eos_token_id is not None else config.eos_token_id)
         self.pad = pad_token_id if pad_token_id is not None else (config.pad_token_id if config.pad_token_id is not None else 0)
         self.cuda_graph = cuda_graph
         self.max_prefill_tokens = max_prefill_tokens
@@ -558,7 +558,7 @@ class Engine:
         model = self.model
         device = model.device
         with torch.inference_mode():
-            dec = _decoder(model, device, self.max_rows, self.capacity, self.cuda_graph)
+            dec = build_decoder(model, device, self.max_rows, self.capacity, self.cuda_graph)
             # The engine's decoder is its own: a generate() between two steps (run_exclusive)
             # must build another, not reset this one's rows in flight.
             store = decoders_of(model)
@@ -674,7 +674,7 @@ class Engine:
         assert self._dec is not None and self._scores is not None
         device = self._dec.tokens.device
         with torch.inference_mode():
-            width = _prefill_into(self.model, self._dec, slots, [r.prompt for r in batch], self.pad, self._scores)
+            width = prefill_into(self.model, self._dec, slots, [r.prompt for r in batch], self.pad, self._scores)
             for slot, request in zip(slots, batch):
                 p = request.params
                 stops = frozenset(([] if p.ignore_eos else self.eos) + list(p.stop_token_ids))

@@ -378,14 +378,14 @@ def test_shutdown_without_drain_aborts(model):
 
 
 def test_a_failing_prefill_fails_only_its_request(model, monkeypatch):
-    real = engine_module._prefill_into
+    real = engine_module.prefill_into
 
     def failing(model_, dec, slots, prompts, pad, scores):
         if any(p[-1] == 999 for p in prompts):
             raise IndexError("injected")
         return real(model_, dec, slots, prompts, pad, scores)
 
-    monkeypatch.setattr(engine_module, "_prefill_into", failing)
+    monkeypatch.setattr(engine_module, "prefill_into", failing)
     prompts = prompts_of(model.config.vocab_size, [5, 5, 5], seed=20)
     prompts[1][-1] = 999
     engine = started(model, max_rows=3)
