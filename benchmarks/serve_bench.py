@@ -43,7 +43,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import re
 import signal
 import statistics
@@ -54,9 +53,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
+
+from .run import environment  # the machine line every benchmark table starts with
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_TEST = Path(os.environ.get("BIOGPT_SHARED", ROOT.parent / "shared")) / "data" / "BC5CDR" / "test.json"
@@ -482,22 +482,6 @@ def load_test(url: str, prompts: Sequence[str], clients: int, new_tokens: int, *
 
 
 # ---------------------------------------------------------------------------------------- report
-def environment() -> str:
-    import torch
-    import transformers
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"transformers {transformers.__version__}, Python {platform.python_version()}, {date.today().isoformat()}")
-
-
 def command_line(args: argparse.Namespace) -> str:
     return ("python -m benchmarks.serve_bench" + (" --quick" if args.quick else "") + (" --tiny" if args.tiny else "")
             + (f" --repeats {args.repeats}" if args.repeats != 1 else "")

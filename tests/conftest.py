@@ -79,3 +79,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny language model over the real vocabulary, saved with its tokenizer (the command
+    line's and the server's tests load it as users load a model folder)."""
+    from biogpt.model import BioGptTokenizer
+    from tests.helpers import tiny_lm
+
+    path = tmp_path_factory.mktemp("tiny-biogpt")
+    tiny_lm(vocab_size=42384).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tagger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny token classifier (O, B-Chemical, I-Chemical) over the real vocabulary."""
+    from biogpt.model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
+
+    torch.manual_seed(0)
+    cfg = BioGptConfig.from_preset("tiny", id2label={0: "O", 1: "B-Chemical", 2: "I-Chemical"})
+    path = tmp_path_factory.mktemp("tagger")
+    BioGptForTokenClassification(cfg).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    return path

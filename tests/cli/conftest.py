@@ -1,32 +1,14 @@
-"""Models the command-line tests run: a tiny language model with the real vocabulary, a tiny
-tagger, and a fairseq folder laid out as Microsoft's fine-tuned checkpoints are."""
+"""Models the command-line tests run besides tests/conftest.py's tiny language model and tagger:
+a fairseq folder laid out as Microsoft's fine-tuned checkpoints are."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 import typer
 
-from biogpt.model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
 from tests.helpers import tiny_lm, write_fairseq_dir
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-biogpt")
-    tiny_lm(vocab_size=42384).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tagger(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = BioGptConfig.from_preset("tiny", id2label={0: "O", 1: "B-Chemical", 2: "I-Chemical"})
-    path = tmp_path_factory.mktemp("tagger")
-    BioGptForTokenClassification(cfg).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -123,29 +123,6 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    from biogpt.model import BioGptTokenizer
-    from tests.helpers import tiny_lm
-
-    path = tmp_path_factory.mktemp("tiny-biogpt")
-    tiny_lm(vocab_size=42384).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tagger(tmp_path_factory) -> Path:
-    import torch
-
-    from biogpt.model import BioGptConfig, BioGptForTokenClassification, BioGptTokenizer
-
-    torch.manual_seed(0)
-    cfg = BioGptConfig.from_preset("tiny", id2label={0: "O", 1: "B-Chemical", 2: "I-Chemical"})
-    path = tmp_path_factory.mktemp("tagger")
-    BioGptForTokenClassification(cfg).save_pretrained(path, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
-    return path
-
-
-@pytest.fixture(scope="module")
 def server(model_dir, tagger):
     live = LiveServer("-m", f"tiny={model_dir}", "-m", f"ner={tagger}", "--max-num-seqs", "4")
     yield live
