@@ -38,8 +38,10 @@ TEXTS = [
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tok() -> BioGptTokenizer:
+    # one per test: transformers' text-generation pipeline sets `padding_side = "left"` on the
+    # tokenizer it is given, and left padding changes the collated batches of the tests after it
     return BioGptTokenizer.from_pretrained("microsoft/biogpt")
 
 
@@ -264,6 +266,7 @@ def test_trainer_sees_the_same_forward_as_transformers(tok) -> None:
     theirs.tie_weights()
     assert find_labels(type(model)) == find_labels(type(theirs)) == ["labels"]
     assert model.loss_type == theirs.loss_type == "ForCausalLM"
+    assert tok.padding_side == "right"
     batch = DataCollatorForLanguageModeling(tok, mlm=False)(_features(tok))
     shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[:, 1:].contiguous()
     with torch.no_grad():
@@ -271,5 +274,20 @@ def test_trainer_sees_the_same_forward_as_transformers(tok) -> None:
             ours = model.eval()(**batch, **extra).loss
             ref = theirs.eval()(**batch, **extra).loss
             assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-6), extra
+    # Left padding: our positions come from the attention mask, transformers 5.24's bare forward
+    # counts columns (docs/TRANSFORMERS.md, deliberate differences); with the mask's positions
+    # given to both, the logits of the real tokens agree again. (Not the loss: a left-padded LM
+    # batch labels its first real token, predicted from a pad column, whose logits differ by
+    # design: see build_attention_mask.)
+    tok.padding_side = "left"
+    batch = DataCollatorForLanguageModeling(tok, mlm=False)(_features(tok))
+    real = batch["attention_mask"].bool()
+    assert not real[:, 0].all()
+    positions = batch["attention_mask"].cumsum(1) * batch["attention_mask"] - 1  # pads: -1, as ours
+    with torch.no_grad():
+        ours = model(**batch)
+        assert torch.equal(ours.logits, model(**batch, position_ids=positions).logits)
+        ref = theirs(**batch, position_ids=positions)
+    assert torch.allclose(ours.logits[real], ref.logits[real], rtol=1e-5, atol=1e-5)
     with pytest.raises(TypeError, match="num_item_in_batch"):
         model(**batch, num_item_in_batch=3)
