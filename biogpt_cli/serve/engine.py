@@ -10,11 +10,19 @@ model/continuous.py does for a batch job), and every row carries its own samplin
 own random generator and its own stream of events.
 
 What a request gets:
-- greedy (temperature 0, no penalties): exactly the tokens `model.generate(ids,
-  max_new_tokens=N, do_sample=False)` gives it alone (each row attends only to its own keys, and
-  the step always runs the same number of rows whatever the load);
+- greedy (temperature 0, no penalties): the tokens `model.generate(ids, max_new_tokens=N,
+  do_sample=False)` gives it alone (each row attends only to its own keys);
 - sampled with a seed: the same tokens whatever else runs (a torch.Generator per request, and
-  the per-row processing below reads nothing of the other rows);
+  the per-row processing below reads nothing of the other rows).
+Both up to float rounding: a row's logits depend, in the last bits (~1e-6 relative), on how many
+rows its prefill and its steps ran with (the kernels block their sums by batch size), so two
+candidates closer than that may swap; exact ties aside, tokens are equal.
+
+Rows: busy rows are kept first (a row freed in the middle takes the last busy row, keys and all:
+`_compact`), and a step runs only the row bucket holding them (`StaticDecoder.rows_for`): on a
+CPU a step's cost grows with its rows, so one client on a server sized for 32 pays for one row,
+not 32. A captured step on a GPU runs all its rows (its shapes are fixed) and costs about the same
+with few rows as with many.
 - its scores pass through `row_processors` (order written there), then argmax or a draw; the
   logprobs reported are the log-softmax of those processed scores: the distribution the token
   was taken from (temperature, top-k and top-p included).
@@ -60,7 +68,12 @@ logger = logging.getLogger("biogpt.serve")
 
 T = TypeVar("T")
 
-DEFAULT_PREFILL_TOKENS = 4096  # padded prompt tokens of one prefill pass (activation memory)
+# Padded prompt tokens of one prefill pass, by default. On a GPU the bound is activation memory.
+# On a CPU a prompt pass is compute-bound from a few hundred tokens on: batching more prompts
+# into it saves nothing per prompt and their padding is paid in full (BENCHMARKS.md, Serving),
+# so abstracts go alone and only short prompts share a pass.
+PREFILL_TOKENS_GPU = 4096
+PREFILL_TOKENS_CPU = 512
 # Below this a temperature is greedy (as vLLM): dividing by it would overflow the scores.
 MIN_TEMPERATURE = 1e-5
 
@@ -376,7 +389,7 @@ class Engine:
         eos_token_id: int | list[int] | None = None,
         pad_token_id: int | None = None,
         cuda_graph: bool | None = None,
-        max_prefill_tokens: int = DEFAULT_PREFILL_TOKENS,
+        max_prefill_tokens: int | None = None,
     ) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {max_rows}")
@@ -389,7 +402,8 @@ class Engine:
         self.eos = eos_ids(eos_token_id if eos_token_id is not None else config.eos_token_id)
         self.pad = pad_token_id if pad_token_id is not None else (config.pad_token_id if config.pad_token_id is not None else 0)
         self.cuda_graph = cuda_graph
-        self.max_prefill_tokens = max_prefill_tokens
+        cpu = model.device.type == "cpu"
+        self.max_prefill_tokens = max_prefill_tokens or (PREFILL_TOKENS_CPU if cpu else PREFILL_TOKENS_GPU)
         self.capacity = -(-self.max_positions // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP
         self._cond = threading.Condition()
         self._waiting: collections.deque[_Request | _Job] = collections.deque()
@@ -722,9 +736,10 @@ class Engine:
         dec, scores = self._dec, self._scores
         assert dec is not None and scores is not None
         with torch.inference_mode():
-            greedy = scores.argmax(-1).tolist()  # one host synchronisation for every greedy row
+            busy_end = 1 + max((i for i, row in enumerate(self._rows) if row is not None), default=-1)
+            greedy = scores[:busy_end].argmax(-1).tolist()  # one host synchronisation for every greedy row
             tokens = [self.pad] * dec.rows
-            for i, row in enumerate(self._rows):
+            for i, row in enumerate(self._rows[:busy_end]):
                 if row is None:
                     continue
                 # a row is freed before its final event is sent: whoever reads that event sees
@@ -742,17 +757,19 @@ class Engine:
                     row.request.end("abort")  # cancelled meanwhile (no-op after a final event)
                 else:
                     tokens[i] = event.token_id  # type: ignore[assignment]
+            self._compact(tokens)
             live = [i for i, row in enumerate(self._rows) if row is not None]
             if not live:
                 return
+            n = dec.rows_for(len(live))  # live == range(len(live)) after _compact
             # rows without a request repeat their column and position instead of advancing: what
             # they compute is never read, and they never run past the cache
-            idle = [int(r is None) for r in self._rows] + [1] * (dec.rows - self.max_rows)  # the bucket's spare rows too
+            idle = [int(r is None) for r in self._rows[:n]] + [1] * (n - min(n, self.max_rows))  # the bucket's spare rows too
             frozen = torch.tensor(idle, device=dec.tokens.device)
             span = max(self._rows[i].column for i in live) + 1  # type: ignore[union-attr]
             dec.tokens.copy_(torch.tensor(tokens, device=dec.tokens.device))
             try:
-                logits = dec.run_step(span)
+                logits = dec.run_step(span, rows=n)
             except Exception as exc:  # not one request's fault: every row in it fails
                 failed = [self._rows[i] for i in live]
                 for i in live:
@@ -760,11 +777,37 @@ class Engine:
                 for row in failed:
                     self._fail(row.request, exc)  # type: ignore[union-attr]
                 return
-            scores.copy_(logits)
-            dec.write_pos -= frozen
-            dec.positions -= frozen
+            scores[:n].copy_(logits[:n])
+            dec.write_pos[:n] -= frozen
+            dec.positions[:n] -= frozen
             for i in live:
                 self._rows[i].column += 1  # type: ignore[union-attr]
+
+    def _compact(self, tokens: list[int]) -> None:
+        """Move the last busy rows into the free rows before them, so that the busy rows are the
+        first ones and a step can run only those. A move copies the row's keys and values written
+        so far (its columns before `column`), its key mask, positions and next token; its scores
+        were consumed by this step's choice."""
+        dec = self._dec
+        assert dec is not None
+        free = [i for i, row in enumerate(self._rows) if row is None]
+        while free:
+            last = max((i for i, row in enumerate(self._rows) if row is not None), default=-1)
+            hole = free[0]
+            if last < hole:
+                return
+            free.pop(0)
+            row = self._rows[last]
+            assert row is not None
+            kv = dec.cache.kv
+            kv[:, :, hole, :, : row.column] = kv[:, :, last, :, : row.column]
+            dec.key_mask[hole] = dec.key_mask[last]
+            dec.write_pos[hole] = dec.write_pos[last]
+            dec.positions[hole] = dec.positions[last]
+            tokens[hole] = tokens[last]
+            self._rows[hole], self._rows[last] = row, None
+            free.append(last)
+            free.sort()
 
     def _abort_all(self) -> None:
         """End everything still queued or running (the engine stops)."""

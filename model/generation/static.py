@@ -110,6 +110,7 @@ class StaticDecoder:
         self.prefill_graphs: dict[int, tuple] = {}  # padded prompt length -> (graph, body, ids, last, out)
         self.span_graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.span_logits: dict[int, torch.Tensor] = {}  # each span graph's output buffer
+        self.row_caches: dict[int, KVCache] = {}  # views over the first rows (eager steps of fewer rows)
         self.logits: torch.Tensor | None = None
         self.step_fn: Callable[..., torch.Tensor] = self._step
         self.compiled_layers: list = []  # (compiled layer, its cache view) with compile_step="layers"
@@ -139,28 +140,49 @@ class StaticDecoder:
             logger.debug("captured a decode step for %d rows x %d positions in %.3f s", rows, capacity, self.capture_seconds)
 
     # ---------------------------------------------------------------- the step
-    def _step(self, span: int | None = None) -> torch.Tensor:
-        """The step; attention reads the first `span` columns of the cache (all by default)."""
+    def _step(self, span: int | None = None, rows: int | None = None) -> torch.Tensor:
+        """The step; attention reads the first `span` columns of the cache (all by default).
+        `rows`: only the first rows step (an eager decoder; see `rows_for`)."""
         if self.fused is not None:
             return self._fused_step(span)
         S = span or self.capacity
-        allowed = self.key_mask[:, :S] & (self.key_index[None, :S] <= self.write_pos[:, None])  # (N, S): written keys only
+        n = rows or self.rows
+        cache = self.cache if n == self.rows else self._cache_of_first(n)
+        write_pos, positions = self.write_pos[:n], self.positions[:n]  # views: the updates below reach every buffer
+        allowed = self.key_mask[:n, :S] & (self.key_index[None, :S] <= write_pos[:, None])  # (n, S): written keys only
         # additive mask in the model's dtype, built once per step (a boolean one is converted
         # by attention in every layer)
-        bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (N, S)
-        self.cache.read_span = S
+        bias = torch.where(allowed, self.mask_zero, self.mask_neg_inf)  # (n, S)
+        cache.read_span = S
         hidden = self.net.run(
-            self.tokens[:, None],
-            self.positions[:, None],
-            attn_mask=bias[:, None, None, :],  # (N, 1, 1, S)
+            self.tokens[:n, None],
+            positions[:, None],
+            attn_mask=bias[:, None, None, :],  # (n, 1, 1, S)
             is_causal=False,
-            cache=self.cache,
+            cache=cache,
             layers=self.compiled_layers or None,
         )
-        logits = self.net.logits(hidden[:, -1])  # (N, V)
-        self.write_pos += 1
-        self.positions += 1
+        logits = self.net.logits(hidden[:, -1])  # (n, V)
+        write_pos += 1
+        positions += 1
         return logits
+
+    def _cache_of_first(self, rows: int) -> KVCache:
+        """The static-decoding cache over the first `rows` rows: the same memory, written at
+        those rows' write positions."""
+        view = self.row_caches.get(rows)
+        if view is None:
+            view = self.row_caches[rows] = self.cache.first_rows(rows)
+            view.write_index = self.write_pos[:rows]
+        return view
+
+    def rows_for(self, busy: int) -> int:
+        """How many of the first rows a step runs to serve the first `busy`: the row bucket
+        holding them on an eager decoder (a step's cost grows with its rows: a CPU computes
+        every one), all rows on a captured, fused or compiled one, whose shapes are fixed."""
+        if self.graph is not None or self.fused is not None or self.compiled_layers or self.step_fn != self._step:
+            return self.rows
+        return min(self.rows, bucket(max(busy, 1), GRAPH_ROW_BUCKETS, 64))
 
     def _fused_step(self, span: int | None = None) -> torch.Tensor:
         """`_step` with the fused Triton kernels (fast.fused.FusedStep): the same state in and
@@ -171,15 +193,22 @@ class StaticDecoder:
         self.write_pos += 1
         return logits
 
-    def run_step(self, span: int | None = None) -> torch.Tensor:
+    def run_step(self, span: int | None = None, *, rows: int | None = None) -> torch.Tensor:
         """One step on the tokens already in `self.tokens`: logits (rows, V), valid until the next
         step (on a GPU, the graph's own output buffer).
+
+        `rows` (a value of `rows_for`): only the first `rows` rows step; the others' buffers and
+        cache are left as they are.
 
         `span`: no row attends beyond this many cache columns in this step. Attention then reads
         only the first columns (rounded up to GRAPH_LENGTH_STEP, one graph per rounded span,
         captured on first use): with many rows, reading the whole cache of every row costs more
         than reading the weights."""
         S = self.capacity if span is None else min(self.capacity, -(-span // GRAPH_LENGTH_STEP) * GRAPH_LENGTH_STEP)
+        if rows is not None and rows != self.rows:
+            if rows != self.rows_for(rows):
+                raise ValueError(f"a step of {rows} rows: this decoder steps {self.rows_for(rows)} for them")
+            return self._step(S, rows)
         if self.graph is None:
             return self.step_fn(S)
         if S == self.capacity:

@@ -6,21 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from biogpt.model.continuous import generate_continuous
+from biogpt.model.continuous import build_decoder, generate_continuous, prefill_into
 
 from tests.helpers import EOS, LENGTHS, alone, diverse_lm, finished, prompts_of, tiny_lm
-
-
-
-
-# Tokens that the model's greedy continuations of these prompts reach at many different steps
-# (found by decoding without an end token): used as end tokens, outputs end at varied lengths.
-
-
-
-
-
-
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +213,31 @@ def test_benchmark_job_helpers_count_the_same_useful_tokens():
     assert run_static(static, prompts, targets, 4, "cpu") == sum(targets)
     assert seen == [max(targets[i : i + 4]) for i in range(0, 12, 4)]
     assert run_continuous(model, prompts, targets, 4) == sum(targets)
+
+
+def test_a_step_of_the_first_rows_equals_those_rows_of_a_full_step(model):
+    """StaticDecoder.run_step(rows=n), the serving engine's step at low load: the first n rows'
+    logits equal those of a step of every row (float rounding: the kernels block by batch size),
+    their write positions and positions advance, and the other rows' buffers and cache are left
+    as they were. Only a row bucket may be asked for."""
+    with torch.inference_mode():
+        dec = build_decoder(model, torch.device("cpu"), 8, 128, False)
+        assert (dec.rows, dec.rows_for(0), dec.rows_for(1), dec.rows_for(3), dec.rows_for(8)) == (8, 1, 1, 4, 8)
+        scores = torch.zeros(dec.rows, model.config.vocab_size)
+        prompts = prompts_of(model.config.vocab_size, LENGTHS[:8])
+        prefill_into(model, dec, list(range(8)), prompts, 1, scores)
+        dec.tokens.copy_(scores.argmax(-1))
+        state = [t.clone() for t in (dec.write_pos, dec.positions, dec.cache.kv)]
+        full = dec.run_step(32).clone()
+        for n in (1, 2, 4):
+            for buffer, saved in zip((dec.write_pos, dec.positions, dec.cache.kv), state):
+                buffer.copy_(saved)
+            part = dec.run_step(32, rows=n)
+            assert part.shape == (n, model.config.vocab_size)
+            torch.testing.assert_close(part, full[:n], rtol=1e-5, atol=1e-5)
+            assert torch.equal(dec.write_pos[:n], state[0][:n] + 1) and torch.equal(dec.positions[:n], state[1][:n] + 1)
+            assert torch.equal(dec.write_pos[n:], state[0][n:]) and torch.equal(dec.positions[n:], state[1][n:])
+            assert torch.equal(dec.cache.kv[:, :, n:], state[2][:, :, n:])
+            assert not torch.equal(dec.cache.kv[:, :, :n], state[2][:, :, :n])  # this step's keys written
+        with pytest.raises(ValueError, match="steps 4"):
+            dec.run_step(32, rows=3)

@@ -506,3 +506,34 @@ def test_on_a_gpu_the_captured_step_serves_the_same_tokens():
     for p, events in zip(prompts, greedy):
         assert tokens(events) == alone(model, p, 20)
     assert tokens(solo) == tokens(mixed)
+
+
+def test_busy_rows_are_kept_first_and_a_step_runs_only_their_bucket(model, monkeypatch):
+    """Requests ending in the middle of the rows hand their rows to the last busy ones (keys and
+    all), and each step runs the smallest row bucket holding the busy rows: 8 requests of
+    staggered lengths on 8 rows step 8, then 4, 2, 1 rows as they end. Every request still gets
+    generate's tokens for it alone."""
+    from biogpt.model.generation.static import StaticDecoder
+
+    steps: list[tuple[int, int]] = []  # (rows stepped, rows busy)
+    run_step = StaticDecoder.run_step
+
+    def recording(self, span=None, *, rows=None):
+        steps.append((rows, engine.stats()["rows_busy"]))
+        return run_step(self, span, rows=rows)
+
+    monkeypatch.setattr(StaticDecoder, "run_step", recording)
+    prompts = prompts_of(model.config.vocab_size, [6, 9, 4, 12, 7, 5, 10, 8], seed=21)
+    limits = [3, 25, 6, 20, 1, 12, 30, 9]  # short ones first and in the middle: rows move
+    engine = started(model, max_rows=8)
+    try:
+        jobs = [(p, SamplingParams(max_tokens=n, ignore_eos=True, **GREEDY)) for p, n in zip(prompts, limits)]
+        got = asyncio.run(run_all(engine, jobs))
+    finally:
+        engine.shutdown()
+    for (p, params), events in zip(jobs, got):
+        assert tokens(events) == alone(model, p, params.max_tokens, eos_token_id=[]), p
+    stepped = [rows for rows, _ in steps]
+    assert all(rows in (1, 2, 4, 8) and busy <= rows for rows, busy in steps)
+    assert stepped[0] == 8 and stepped[-1] == 1 and stepped == sorted(stepped, reverse=True)
+    assert {8, 4, 2, 1} <= set(stepped)
