@@ -36,7 +36,7 @@ def serve(
     max_num_seqs: int = typer.Option(8, "--max-num-seqs", min=1, help="Requests decoded together per model: the rows of its continuous batch."),
     max_queue: int = typer.Option(256, "--max-queue", min=0, help="Requests waiting for a row, per model; one more is answered 429 with Retry-After (0: no waiting)."),
     max_tokens_cap: Optional[int] = typer.Option(None, "--max-tokens-cap", min=1, help="Largest max_tokens a request may ask for; more is a 400 (default: the model's positions)."),
-    request_timeout: float = typer.Option(600.0, "--request-timeout", min=0.001, help="Seconds a request may run before it ends with an error; also bounds the drain at a stop."),
+    request_timeout: float = typer.Option(600.0, "--request-timeout", min=0.001, help="Seconds one request may take in all, however many documents or choices it holds: past it the request answers 408 (a stream ends with an error event) and its work not yet run is dropped. Also bounds the drain at a stop."),
     max_body_bytes: int = typer.Option(MAX_BODY_BYTES, "--max-body-bytes", min=1, help="Largest request body in bytes; a larger one is answered 413."),
     allowed_origins: Optional[list[str]] = typer.Option(None, "--allowed-origins", help="Web origins browsers may call from (CORS), repeatable or comma-separated, * for any (default: none, CORS off)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="BIOGPT_API_KEY", help="Require `Authorization: Bearer KEY` on every endpoint but /health (default: $BIOGPT_API_KEY, else no key)."),

@@ -1,8 +1,9 @@
 """Prometheus metrics of one app, in its own CollectorRegistry (two apps in one process, as
 tests build them, do not share or clash).
 
-Counters and histograms are updated by app.py as requests go; the engine gauges (queue depth,
-rows busy) are read from `Engine.stats()` when /metrics is scraped, so they are never stale.
+Counters and histograms are updated as requests go (middleware.py, the endpoints); the engine
+gauges (queue depth, rows busy) are read from `Engine.stats()` when /metrics is scraped, so
+they are never stale.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every body forbids unknown fields: a misspelt option (`max_token`) is a 400 naming it, never a
 silent default. Field defaults are OpenAI's (Completions API: `max_tokens` 16, `temperature` 1,
 `top_p` 1, `n` 1); the extra fields are the options BioGPT's `generate` has and OpenAI lacks.
-Checks that need the model (prompt length, token ids in the vocabulary) are in app.py.
+Checks that need the model (prompt length, token ids in the vocabulary) are in the endpoints.
 """
 
 from __future__ import annotations

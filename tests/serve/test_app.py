@@ -324,6 +324,75 @@ def test_request_timeout_cancels_and_answers_408(lm, tokenizer):
         assert engine.stats() == {"queue_depth": 0, "rows_busy": 0, "max_rows": 4}
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_the_engine_aborts_says_abort_not_length(tokenizer, stream):
+    # a stop without drain (or a drain past its timeout) ends the requests in flight
+    # unfinished: their choice says "abort", as vLLM's does, never "length"
+    import threading
+
+    app, engine = build(tiny_lm(vocab_size=42384, max_position_embeddings=1024), tokenizer, cap=1000)
+    answers = []
+    with TestClient(app) as c:
+        body = {"prompt": [2, 5], "max_tokens": 1000, "ignore_eos": True, "temperature": 0, "stream": stream}
+        asking = threading.Thread(target=lambda: answers.append(c.post("/v1/completions", json=body)))
+        asking.start()
+        deadline = time.time() + 30
+        while not engine.stats()["rows_busy"] and time.time() < deadline:
+            time.sleep(0.005)
+        engine.shutdown(drain=False)
+        asking.join(30)
+    (r,) = answers
+    assert r.status_code == 200, r.text
+    if stream:
+        chunks = [e for e in sse(r.text) if e["choices"]]
+        reasons = [ch["choices"][0]["finish_reason"] for ch in chunks if ch["choices"][0]["finish_reason"]]
+        assert reasons == ["abort"] and chunks[-1]["choices"][0]["finish_reason"] == "abort"
+    else:
+        (choice,) = r.json()["choices"]
+        assert choice["finish_reason"] == "abort"
+        assert r.json()["usage"]["completion_tokens"] < 1000
+
+
+@pytest.mark.parametrize("model", ["tagger", "tiny"])  # a head model (worker thread), an engine's model (run_exclusive)
+def test_request_timeout_bounds_a_whole_task_request(lm, tokenizer, monkeypatch, model):
+    # thirty documents of 0.1 s each against a 1 s limit: the request answers 408 at the limit
+    # (not one limit per document), and the documents not yet run never run
+    import biogpt.commands.extract_relations as extract_relations
+    import biogpt.heads as heads_module
+
+    calls = []
+
+    def slow(real):
+        def run(*args, **kwargs):
+            calls.append(1)
+            time.sleep(0.1)
+            return real(*args, **kwargs)
+        return run
+
+    monkeypatch.setattr(heads_module, "tag_text", slow(heads_module.tag_text))
+    monkeypatch.setattr(extract_relations, "relations_record", slow(extract_relations.relations_record))
+    app, engine = build(lm, tokenizer, timeout=1.0)
+    docs = [f"Aspirin induced ulcers in patient {i}." for i in range(30)]
+    with TestClient(app) as c:
+        start = time.time()
+        if model == "tagger":
+            r = c.post("/v1/tag", json={"model": "tagger", "input": docs})
+        else:
+            r = c.post("/v1/extract-relations", json={"task": "bc5cdr", "input": docs, "max_new_tokens": 2})
+        is_error(r, 408, code="request_timeout")
+        assert time.time() - start < 3
+        time.sleep(0.5)  # the document running at the limit ends; no other starts
+        ran = len(calls)
+        time.sleep(0.5)
+        assert len(calls) == ran < len(docs)
+        if model == "tiny":
+            assert engine.stats()["queue_depth"] == 0
+        # the model is free again
+        ok = c.post("/v1/tag", json={"model": "tagger", "input": "Aspirin."}) if model == "tagger" else \
+            c.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 2})
+        assert ok.status_code == 200, ok.text
+
+
 # ---------------------------------------------------------------------------- other endpoints
 def test_health_models_and_draining(lm, tokenizer):
     app, _ = build(lm, tokenizer)

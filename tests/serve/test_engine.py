@@ -535,5 +535,8 @@ def test_busy_rows_are_kept_first_and_a_step_runs_only_their_bucket(model, monke
         assert tokens(events) == alone(model, p, params.max_tokens, eos_token_id=[]), p
     stepped = [rows for rows, _ in steps]
     assert all(rows in (1, 2, 4, 8) and busy <= rows for rows, busy in steps)
-    assert stepped[0] == 8 and stepped[-1] == 1 and stepped == sorted(stepped, reverse=True)
-    assert {8, 4, 2, 1} <= set(stepped)
+    # the scheduler may start on the first request before the others are queued: rows grow to 8,
+    # then shrink as requests end
+    peak = stepped.index(8)
+    assert stepped[peak:] == sorted(stepped[peak:], reverse=True) and stepped[-1] == 1
+    assert {8, 4, 2, 1} <= set(stepped[peak:])
