@@ -34,6 +34,7 @@ def serve(
     dtype: str = opts.DTYPE,
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: weight-only int8 linear layers, fast CPU decoding (default: none)."),
     max_num_seqs: int = typer.Option(8, "--max-num-seqs", min=1, help="Requests decoded together per model: the rows of its continuous batch."),
+    max_num_batched_tokens: Optional[int] = typer.Option(None, "--max-num-batched-tokens", min=1, help="Padded prompt tokens of one prefill pass: waiting prompts are prefilled together up to this (default: 512 on a CPU, where a pass is compute-bound and padding costs in full; 4096 on a GPU)."),
     max_queue: int = typer.Option(256, "--max-queue", min=0, help="Requests waiting for a row, per model; one more is answered 429 with Retry-After (0: no waiting)."),
     max_tokens_cap: Optional[int] = typer.Option(None, "--max-tokens-cap", min=1, help="Largest max_tokens a request may ask for; more is a 400 (default: the model's positions)."),
     request_timeout: float = typer.Option(600.0, "--request-timeout", min=0.001, help="Seconds one request may take in all, however many documents or choices it holds: past it the request answers 408 (a stream ends with an error event) and its work not yet run is dropped. Also bounds the drain at a stop."),
@@ -61,7 +62,7 @@ def serve(
         raise UserError("--api-key is empty: give the key clients must send, or leave the option out")
     models = parse_model_specs(model_specs, served_model_name=served_model_name)
     options = ServeOptions(
-        max_num_seqs=max_num_seqs, max_queue=max_queue, max_tokens_cap=max_tokens_cap, request_timeout=request_timeout,
+        max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, max_queue=max_queue, max_tokens_cap=max_tokens_cap, request_timeout=request_timeout,
         max_body_bytes=max_body_bytes, allowed_origins=origins(allowed_origins), api_key=api_key,
         allow_unauthenticated=allow_unauthenticated, cuda_graph=cuda_graph,
     )

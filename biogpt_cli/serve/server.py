@@ -149,7 +149,7 @@ def url_of(sock: socket.socket) -> str:
 
 # ------------------------------------------------------------------ models
 def load_served_model(spec: ModelSpec, *, device: str, dtype: str, quantize: str | None, max_num_seqs: int,
-                      max_queue: int, cuda_graph: bool | None) -> ServedModel:
+                      max_queue: int, cuda_graph: bool | None, max_num_batched_tokens: int | None = None) -> ServedModel:
     """One model, its kind read from its config (a tagger or classifier head serves /v1/tag or
     /v1/classify; anything else loads as a causal LM, with its Engine, not started yet)."""
     from .._taskrun import model_card
@@ -178,7 +178,7 @@ def load_served_model(spec: ModelSpec, *, device: str, dtype: str, quantize: str
         model, tokenizer = load_causal_lm(spec.path, device=device, dtype=dtype, quantize=quantize)
         model.eval()
         engine = Engine(model, max_rows=max_num_seqs, max_queue=max_queue, eos_token_id=model.config.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id, cuda_graph=cuda_graph)
+                        pad_token_id=tokenizer.pad_token_id, cuda_graph=cuda_graph, max_prefill_tokens=max_num_batched_tokens)
     logger.info("%s: loaded %s as a %s model in %.1f s", spec.name, spec.path, kind, time.perf_counter() - started)
     return ServedModel(name=spec.name, model=model, tokenizer=tokenizer, engine=engine, kind=kind, task=task, created=int(time.time()))
 
@@ -256,6 +256,7 @@ class ServeOptions:
     """The server's limits and security settings (the command's flags, see commands/serve.py)."""
 
     max_num_seqs: int = 8
+    max_num_batched_tokens: int | None = None  # None: the engine's default for the device
     max_queue: int = 256
     max_tokens_cap: int | None = None  # None: the largest model's positions
     request_timeout: float = 600.0
@@ -292,6 +293,7 @@ def serve(
             served[spec.name] = load_served_model(
                 spec, device=device, dtype=dtype, quantize=quantize, max_num_seqs=options.max_num_seqs,
                 max_queue=options.max_queue, cuda_graph=options.cuda_graph,
+                max_num_batched_tokens=options.max_num_batched_tokens,
             )
             if served[spec.name].engine is not None:
                 served[spec.name].engine.start()

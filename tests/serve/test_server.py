@@ -79,9 +79,19 @@ def test_serving_every_interface_without_a_key_is_refused_in_one_line(tmp_path):
 def test_serve_help_names_vllms_flags():
     out = biogpt("serve", "--help")
     assert out.returncode == 0, out.stderr
-    for flag in ("--served-model-name", "--max-num-seqs", "--api-key", "--max-queue", "--request-timeout", "--max-body-bytes",
+    for flag in ("--served-model-name", "--max-num-seqs", "--max-num-batched-tokens", "--api-key", "--max-queue", "--request-timeout", "--max-body-bytes",
                  "--allowed-origins", "--allow-unauthenticated", "--quantize", "--device", "--dtype", "BIOGPT_API_KEY"):
         assert flag in out.stdout, flag
+
+
+def test_max_num_batched_tokens_reaches_the_engine(model_dir):
+    """--max-num-batched-tokens bounds one prefill pass; by default 512 padded tokens on a CPU."""
+    from biogpt.serve.server import ModelSpec, load_served_model
+
+    spec = ModelSpec("tiny", str(model_dir))
+    common = dict(device="cpu", dtype="float32", quantize=None, max_num_seqs=2, max_queue=4, cuda_graph=None)
+    assert load_served_model(spec, **common).engine.max_prefill_tokens == 512
+    assert load_served_model(spec, **common, max_num_batched_tokens=64).engine.max_prefill_tokens == 64
 
 
 # ------------------------------------------------------------------ live servers
