@@ -30,7 +30,11 @@ import typer
 INPUTS = typer.Argument(None, show_default=False, help="Files or folders of documents, plain or gzip; - for stdin (default: stdin when piped).")
 OUTPUT = typer.Option(None, "--output", "-o", help="Write to FILE (default: stdout).")
 FORCE = typer.Option(False, "--force", help="Overwrite an existing --output file.")
-INPUT_FORMAT = typer.Option("auto", "--input-format", help="auto (from each file's name and first bytes), lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml or pubmed-xml.")
+INPUT_FORMAT = typer.Option("auto", "--input-format", help="auto (from each file's name and first bytes), lines, paragraphs, jsonl, pubtator, bioc-json, bioc-xml, pubmed-xml or jats (PMC .nxml, .tar.gz bundles).")
+INCLUDE = typer.Option(None, "--include", help="JATS: also read tables, references and/or formulas, comma-separated (default: none of them).")
+SECTIONS = typer.Option(None, "--sections", help="JATS: keep only these section types, comma-separated: introduction, methods, results, discussion, conclusion, other (default: all; title and abstract always stay).")
+KEEP_GOING_HELP = "Skip failing documents instead of stopping; count them."
+KEEP_GOING = typer.Option(False, "--keep-going", help=KEEP_GOING_HELP)
 TEXT_KEY = typer.Option("text", "--text-key", help="JSONL: the field holding the text (if absent: title + abstract).")
 ID_KEY = typer.Option(None, "--id-key", help="JSONL: the field holding the id (default: id, else pmid, else FILE:LINE).")
 LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N documents (default: all).")
@@ -38,6 +42,13 @@ BATCH_SIZE = typer.Option(8, "--batch-size", "-b", min=1, help="Documents decode
 MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Token budget of one batch or refill, in padded prompt tokens (default: no budget, -b decides).")
 NUM_BEAMS = typer.Option(None, "--num-beams", min=1, help="Beam width (default: the task's, 1 as in the official scripts).")
 MAX_NEW_TOKENS = typer.Option(None, "--max-new-tokens", min=1, help="Generation budget per document (default: the task's).")
+LONG_DOCUMENTS = typer.Option(
+    "auto", "--long-documents",
+    help="How a document longer than the model's positions is read: truncate (one input, cut with '...' by the official "
+         "recipe), passages (title + abstract as one input, then each passage; a passage too long split at sentences with "
+         "a small overlap), windows (overlapping token windows over the whole text), or auto: truncate when the document "
+         "is title/abstract or plain text and fits, passages otherwise.")
+MIN_SUPPORT = typer.Option(1, "--min-support", min=1, help="Keep a relation only when at least N units (passages, pieces or windows) of its document found it.")
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps."
 DTYPE_HELP = "auto, float32, bfloat16 or float16."
 DEVICE = typer.Option("auto", "--device", help=DEVICE_HELP)
@@ -115,7 +126,7 @@ class RunFlags:
 
 
 RUN_FLAGS = FlagBlock((
-    Flag("keep_going", bool, ("--keep-going",), "Skip failing documents instead of stopping; count them.", default=False),
+    Flag("keep_going", bool, ("--keep-going",), KEEP_GOING_HELP, default=False),
     Flag("errors", Optional[Path], ("--errors",), "With --keep-going: write every failure here as JSONL (default: the first few and a count, on stderr)."),
     Flag("device", str, ("--device",), DEVICE_HELP, default="auto"),
     Flag("dtype", str, ("--dtype",), DTYPE_HELP, default="auto"),

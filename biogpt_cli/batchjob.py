@@ -139,6 +139,10 @@ class BatchJob:
                 for record in records:
                     self.writer.write(record)
                 bar.advance()
+            self.writer.close()  # a footer (BioC's collection) after the last record
+            tail = getattr(self.sink, "flush_tail", None)  # a journalled output: the footer is no item
+            if tail is not None:
+                tail()
         except BaseException:
             self.run.abandon()
             raise

@@ -6,12 +6,20 @@ Words are the tokenizer's Moses tokens (a BPE piece ending in `</w>` ends a word
 tag of a word is read on its first piece, exactly as it was trained. A document longer than the
 model's positions is read in half-overlapping windows, each piece's probabilities averaged over
 the windows that hold it, so nothing is cut off.
+
+A document with passages (a full-text article) is read by `--long-documents`
+(biogpt_cli.longdocs): `tag_document` and `classify_document` state what each mode means for a
+head model.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .longdocs import Budget
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +108,9 @@ def merge_entities(text: str, words: list[tuple[int, int, int]], tags: list[str]
     return out
 
 
-def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
-    """Entities of one document (character offsets into `text`)."""
+def tag_text(model: Any, tokenizer: Any, text: str, *, truncate: bool = False) -> list[dict[str, Any]]:
+    """Entities of one document (character offsets into `text`). `truncate`: only the first
+    window is read (the words after it are left untagged)."""
     import torch
 
     from biogpt.model.fast.network import hidden_states
@@ -111,7 +120,11 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
         return []
     size = model.config.max_position_embeddings
     spans = windows(len(ids), size)
-    if len(spans) > 1:
+    if truncate and len(spans) > 1:
+        logger.info("document of %d pieces: only its first window tagged (--long-documents truncate)", len(ids))
+        spans = spans[:1]
+        words = [w for w in words if w[0] < spans[0][1]]
+    elif len(spans) > 1:
         logger.info("document of %d pieces tagged in %d overlapping windows", len(ids), len(spans))
     total = torch.zeros(len(ids), model.config.num_labels)
     count = torch.zeros(len(ids), 1)
@@ -132,7 +145,10 @@ def tag_text(model: Any, tokenizer: Any, text: str) -> list[dict[str, Any]]:
     return merge_entities(text, words, tags, scores)
 
 
-def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: float = 0.5) -> dict[str, Any]:
+def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: float = 0.5, truncate: bool = False) -> dict[str, Any]:
+    """Labels of one text and a probability per label. A text longer than the model's positions
+    is read in half-overlapping windows whose probabilities are averaged (`truncate`: only the
+    first window)."""
     import torch
 
     from biogpt.model.fast.network import hidden_states
@@ -142,6 +158,9 @@ def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: floa
     windows = [ids] if len(ids) <= size else [
         ids[:1] + ids[start : start + size - 1] for start in range(1, max(len(ids) - size + 2, 2), (size - 1) // 2)
     ]
+    if truncate and len(windows) > 1:
+        logger.info("document of %d tokens: only its first window classified (--long-documents truncate)", len(ids))
+        windows = windows[:1]
     if len(windows) > 1:
         logger.warning("document of %d tokens classified in %d overlapping windows", len(ids), len(windows))
     probs = []
@@ -158,3 +177,124 @@ def classify_with_head(model: Any, tokenizer: Any, text: str, *, threshold: floa
     else:
         chosen = [labels[int(p.argmax())]]
     return {"labels": chosen, "scores": {labels[i]: round(float(p[i]), 6) for i in range(len(p))}}
+
+
+# ============================================================================ long documents
+def head_budget(model: Any, tokenizer: Any) -> Budget:
+    """How much text one unit of a head model may hold: its positions less the leading </s>."""
+    from .longdocs import Budget
+
+    def tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return Budget(model.config.max_position_embeddings - 1, tokens)
+
+
+def owned_spans(units: Sequence[Any]) -> list[tuple[int, int]]:
+    """[start, end) of the document each unit answers for: consecutive units that overlap (the
+    sentence overlap of a split passage) share their overlap at its middle, so a mention seen in
+    both is kept once, from the unit that read it with more context around it."""
+    bounds = [[u.offset, u.end] for u in units]
+    for a, b in zip(bounds, bounds[1:]):
+        if b[0] < a[1]:
+            a[1] = b[0] = (b[0] + a[1]) // 2
+    return [(s, e) for s, e in bounds]
+
+
+def tag_document(model: Any, tokenizer: Any, text: str, passages: Sequence[dict[str, Any]], *, mode: str = "auto") -> list[dict[str, Any]]:
+    """Entities of one document with offsets into `text`, read by `mode`:
+
+    - `auto`: a document that is title/abstract or plain text is read whole (half-overlapping
+      windows when long, as `tag_text`); a document with more passages as `passages`.
+    - `passages`: each unit of `longdocs.plan_units` (title + abstract, then each passage, a
+      long one split at sentences) tagged alone, its entities moved to document offsets; an
+      entity then never straddles a passage boundary, and carries its `passage` (index in
+      `passages`) and `section`.
+    - `windows`: half-overlapping windows over the whole text.
+    - `truncate`: only the first window (the rest of the document is not tagged).
+    """
+    from .longdocs import MODES, plan_units
+
+    if mode not in MODES:
+        raise ValueError(f"unknown long-document mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode in ("windows", "truncate"):
+        return tag_text(model, tokenizer, text, truncate=mode == "truncate")
+    # the windows read a long whole document completely: `auto` needs no fit check
+    units = plan_units(text, passages, mode=mode, budget=head_budget(model, tokenizer), fits=lambda: True)
+    if len(units) == 1 and units[0].kind == "document":
+        return tag_text(model, tokenizer, text)
+    entities: list[dict[str, Any]] = []
+    for unit, (own_start, own_end) in zip(units, owned_spans(units)):
+        for entity in tag_text(model, tokenizer, unit.text):
+            start, end = entity["start"] + unit.offset, entity["end"] + unit.offset
+            if not own_start <= start < own_end or (entities and start < entities[-1]["end"]):
+                continue
+            home = passage_at(passages, start)
+            entities.append({**entity, "start": start, "end": end, "passage": home,
+                             "section": str(passages[home].get("section", "")) if home is not None else ""})
+    logger.debug("document of %d characters tagged in %d units", len(text), len(units))
+    return entities
+
+
+def passage_at(passages: Sequence[dict[str, Any]], offset: int) -> int | None:
+    """The index of the passage holding character `offset`, or None."""
+    for index, p in enumerate(passages):
+        if p["offset"] <= offset < p["offset"] + len(p["text"]):
+            return index
+    return None
+
+
+def classify_document(
+    model: Any, tokenizer: Any, text: str, passages: Sequence[dict[str, Any]], *, mode: str = "auto", threshold: float = 0.5
+) -> dict[str, Any]:
+    """Labels of one document, read by `mode`:
+
+    - `auto`: a title/abstract or plain-text document that fits the model in one input is
+      classified whole (today's record); otherwise as `passages`.
+    - `passages`: each unit of `longdocs.plan_units` classified alone, the labels aggregated by
+      `aggregate_labels` (record keys `units`, `label_support`, `scores_mean`, `scores_max`).
+    - `windows`: half-overlapping windows over the whole text, probabilities averaged.
+    - `truncate`: only the first window.
+    """
+    from .longdocs import MODES, plan_units
+
+    if mode not in MODES:
+        raise ValueError(f"unknown long-document mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode in ("windows", "truncate"):
+        return classify_with_head(model, tokenizer, text, threshold=threshold, truncate=mode == "truncate")
+    budget = head_budget(model, tokenizer)
+    units = plan_units(text, passages, mode=mode, budget=budget, fits=lambda: budget.tokens(text) <= budget.room)
+    if len(units) == 1 and units[0].kind == "document":
+        return classify_with_head(model, tokenizer, text, threshold=threshold)
+    per_unit = [classify_with_head(model, tokenizer, unit.text, threshold=threshold) for unit in units]
+    return aggregate_labels(per_unit, multi_label=model.config.problem_type == "multi_label_classification")
+
+
+def aggregate_labels(per_unit: Sequence[dict[str, Any]], *, multi_label: bool) -> dict[str, Any]:
+    """One document's labels from its units' records ({"labels", "scores"?}).
+
+    Multi-label (heads with per-label probabilities, and generative tasks such as HoC): a label
+    is the document's when any unit assigns it; `scores` is then each label's highest unit
+    probability (the probability the rule acted on). Single-label heads: the label with the
+    highest mean probability over the units; `scores` is the mean. Either way, where units have
+    probabilities, `scores_mean` and `scores_max` give both, and `label_support` counts the units
+    that assigned each label (labels no unit assigned are left out)."""
+    support: dict[str, int] = {}
+    for result in per_unit:
+        for label in result["labels"]:
+            support[label] = support.get(label, 0) + 1
+    out: dict[str, Any] = {}
+    scored = [r["scores"] for r in per_unit if r.get("scores")]
+    if scored:
+        names = list(scored[0])
+        mean = {k: round(sum(s[k] for s in scored) / len(scored), 6) for k in names}
+        peak = {k: max(s[k] for s in scored) for k in names}
+        if multi_label:
+            labels = [k for k in names if k in support]
+        else:
+            labels = [max(names, key=lambda k: mean[k])]
+        out = {"labels": labels, "scores": peak if multi_label else mean, "scores_mean": mean, "scores_max": peak}
+        support = {k: support[k] for k in names if k in support}  # the head's label order
+    else:  # a generative task: labels only
+        out = {"labels": list(support)}
+    return {**out, "units": len(per_unit), "label_support": support}

@@ -10,7 +10,13 @@ naming `file:line` and the problem, and so does a file that cannot be read as te
 no files (`PathError`), an unknown --input-format or --format (`InvalidOptionError`).
 Everything streams: memory stays flat on huge inputs.
 
-Writers (`WRITERS`: jsonl, tsv, pubtator, text) write and flush one record at a time.
+Every reader yields documents as passages (`fields["passages"]`, `fields["meta"]`) by the one
+text rule of biogpt_cli.documents. XML (PubMed, BioC, JATS) is parsed by defusedxml's parser:
+a file declaring entities (billion laughs, external entities) is refused as one BadRecord, and
+no DTD or external resource is ever fetched (the DOCTYPE of PubMed and JATS files only names it).
+
+Writers (`WRITERS`: jsonl, tsv, pubtator, text, bioc-json, bioc-xml) write and flush one record
+at a time; `close()` after the last one writes a footer where the format has one (BioC).
 """
 
 from __future__ import annotations
@@ -28,35 +34,25 @@ from typing import Any, TextIO
 from biogpt.model.errors import InputDataError, InvalidOptionError, PathError
 from biogpt.model.files import Input, not_utf8_message
 
+from .writer import Writer  # its own module: the BioC writers (biogpt_cli/bioc.py) build on it, and io registers them
+
+from .documents import BadRecord, Item, Record  # noqa: F401  (the reader API: io.Record ...)
+from .documents import Passage, join_passages, passages_fit, section_type_of, text_passage, title_abstract_passages
+from .safexml import iterparse_stream
+
 logger = logging.getLogger(__name__)
 
 
 # ==================================================================================== records
 @dataclass
-class Record:
-    id: str
-    text: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    location: str = ""  # file:line where the record starts
-
-
-@dataclass
-class BadRecord:
-    """An input record that cannot be processed; `location` is file:line (or the record id)."""
-
-    location: str
-    message: str
-    id: str | None = None
-
-
-Item = Record | BadRecord
-
-
-@dataclass
 class ReadOptions:
     text_key: str = "text"
     id_key: str | None = None
     text_flag: str = "--text-key"  # the command's flag that names text_key, for messages
+    # JATS: optional parts kept ("tables", "references", "formulas"), and the section types kept
+    # (None: all; title and abstract are always kept)
+    include: frozenset[str] = field(default=frozenset(), kw_only=True)
+    sections: frozenset[str] | None = field(default=None, kw_only=True)
 
 
 Reader = Callable[["Source", ReadOptions], Iterator[Item]]
@@ -95,7 +91,7 @@ def read_lines(source: Source, opts: ReadOptions) -> Iterator[Item]:
         if isinstance(text, BadRecord):
             yield text
         elif text.strip():
-            yield Record(f"{source.name}:{number}", text, location=f"{source.name}:{number}")
+            yield Record(f"{source.name}:{number}", text, {"passages": text_passage(text)}, f"{source.name}:{number}")
 
 
 @reader("paragraphs")
@@ -104,6 +100,11 @@ def read_paragraphs(source: Source, opts: ReadOptions) -> Iterator[Item]:
     buf: list[str] = []
     start = 0
     bad: BadRecord | None = None
+
+    def record() -> Record:
+        text = " ".join(b for b in buf if b)
+        return Record(f"{source.name}:{start}", text, {"passages": text_passage(text)}, f"{source.name}:{start}")
+
     for number, text in source.text_lines():
         if isinstance(text, BadRecord):
             bad = bad or text
@@ -116,10 +117,10 @@ def read_paragraphs(source: Source, opts: ReadOptions) -> Iterator[Item]:
                 start = number
             buf.append(text.strip())
         elif buf:
-            yield bad or Record(f"{source.name}:{start}", " ".join(b for b in buf if b), location=f"{source.name}:{start}")
+            yield bad or record()
             buf, bad = [], None
     if buf:
-        yield bad or Record(f"{source.name}:{start}", " ".join(b for b in buf if b), location=f"{source.name}:{start}")
+        yield bad or record()
 
 
 def document_text(title: str, abstract: str) -> str:
@@ -162,14 +163,23 @@ def read_jsonl(source: Source, opts: ReadOptions) -> Iterator[Item]:
         value = obj.get(opts.text_key)
         if isinstance(value, str):
             text = value
+            passages = text_passage(text)
         elif value is None and opts.text_key == "text" and ("title" in obj or "abstract" in obj):
-            text = document_text(str(obj.get("title") or ""), str(obj.get("abstract") or ""))
+            title, abstract = str(obj.get("title") or ""), str(obj.get("abstract") or "")
+            text = document_text(title, abstract)
+            passages = title_abstract_passages(title, abstract)
         else:
             found = ", ".join(list(obj)[:8]) or "none"
             what = "is not a string" if value is not None else "is missing"
             yield BadRecord(where, f"field {opts.text_key!r} {what} (fields: {found}); pass {opts.text_flag}", rid)
             continue
-        yield Record(rid, text, obj, where)
+        fields = dict(obj)
+        # a line of `biogpt data passages` (or any JSONL whose passages fit its text) keeps them
+        if not (isinstance(obj.get("passages"), list) and passages_fit(text, obj["passages"])):
+            fields["passages"] = passages
+        if not isinstance(obj.get("meta"), dict) and any(obj.get(k) is not None for k in ("pmid", "pmcid", "doi")):
+            fields["meta"] = {k: None if obj.get(k) is None else str(obj[k]) for k in ("pmid", "pmcid", "doi")}
+        yield Record(rid, text, fields, where)
 
 
 @reader("pubtator")
@@ -203,31 +213,103 @@ def read_pubtator(source: Source, opts: ReadOptions) -> Iterator[Item]:
                 "entities": [{"start": m.start, "end": m.end, "text": m.text, "label": m.type, "id": m.id} for m in doc.mentions],
                 "relations": [{"type": r.type, "head": r.head, "tail": r.tail} for r in doc.relations],
                 "location": where,
+                "passages": title_abstract_passages(doc.title, doc.abstract),
+                "meta": {"pmid": doc.pmid, "pmcid": None, "doi": None},
             }
             yield Record(doc.pmid, document_text(doc.title, doc.abstract), fields, where)
     report_pubtator_problems(source.name, skipped=skipped, duplicates=duplicates, first_lines=seen, kept="every copy is processed")
 
 
+# BioC passage types (infon "type"; NCBI's PMC BioC and ours) -> the passage types of biogpt_cli.documents
+_BIOC_TYPES = {"title": "title", "front": "title", "paragraph": "paragraph", "fig_caption": "fig_caption",
+               "table_caption": "table_caption", "table": "table", "ref": "reference", "reference": "reference", "text": "text"}
+_BIOC_HEADING = re.compile(r"title_(\d+)")  # NCBI's section headings: title_1, title_2 ...
+
+
 def _bioc_record(doc: dict[str, Any], where: str) -> Item:
+    """A BioC document as passages by the text rule (biogpt_cli.documents): the file's own
+    offsets are not trusted to lay out the text (they are honoured exactly when they follow the
+    rule, as in the files our writers make); its annotations become `entities` at document
+    offsets, moved with their passage."""
     rid = str(doc.get("id") or where)
-    passages = doc.get("passages") or []
-    if not isinstance(passages, list) or not all(isinstance(p, dict) for p in passages):
+    raw = doc.get("passages") or []
+    if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
         return BadRecord(where, "BioC document whose 'passages' is not a list of objects", rid)
-    parts: list[str] = []
-    fields: dict[str, Any] = {"passages": passages}
-    for p in passages:
+    fields: dict[str, Any] = {}
+    kept: list[tuple[Passage, dict[str, Any]]] = []
+    headings: list[str] = []
+    meta = _bioc_meta(doc.get("infons"))
+    for p in raw:
         text = p.get("text") or ""
         infons = p.get("infons") if isinstance(p.get("infons"), dict) else {}
         if not isinstance(text, str):
             return BadRecord(where, "BioC passage whose 'text' is not a string", rid)
+        meta = {k: meta[k] or v for k, v in _bioc_meta(infons).items()}
         kind = str(infons.get("type", "")).lower()
         if kind in ("title", "front") and "title" not in fields:
             fields["title"] = text
         elif kind.startswith("abstract"):
             fields["abstract"] = (fields.get("abstract", "") + " " + text).strip()
-        if text:
-            parts.append(text)
-    return Record(rid, " ".join(parts), fields, where)
+        heading = _BIOC_HEADING.fullmatch(kind)
+        if heading:  # a heading starts a (sub)section: the section path follows it
+            headings = headings[: int(heading.group(1)) - 1] + [" ".join(text.split())]
+        ptype = "abstract" if kind.startswith("abstract") else _BIOC_TYPES.get(kind, "paragraph")
+        section = str(infons.get("section") or ("" if ptype in ("title", "abstract") else " > ".join(headings)))
+        stype = ptype if ptype in ("title", "abstract") else (
+            section_type_of(str(infons.get("section_type") or "")) or section_type_of(section) or "other")
+        if text:  # today's rule: empty passages are left out of the text
+            kept.append((Passage(ptype, text, section, stype), p))
+    text, passages = join_passages((passage for passage, _ in kept), collapse_space=False)
+    fields["passages"] = passages
+    if any(meta.values()):
+        fields["meta"] = meta
+    entities, skipped = [], 0
+    for (_, p), placed in zip(kept, passages):
+        for ann in p.get("annotations") or []:
+            found = _bioc_entities(ann, p.get("offset"), placed, text)
+            skipped += found is None
+            entities += found or []
+    if entities or skipped:
+        fields["entities"] = sorted(entities, key=lambda e: (e["start"], e["end"]))
+    if skipped:
+        logger.warning("%s: %d BioC annotations whose locations do not fit their passage skipped", where, skipped)
+    return Record(rid, text, fields, where)
+
+
+def _bioc_meta(infons: Any) -> dict[str, str | None]:
+    """pmid, pmcid, doi from BioC infons (ours: pmid/pmcid/doi; NCBI's: article-id_pmid ...)."""
+    infons = infons if isinstance(infons, dict) else {}
+
+    def get(*keys: str) -> str | None:
+        value = next((infons[k] for k in keys if infons.get(k)), None)
+        return None if value is None else str(value).strip()
+
+    pmcid = get("pmcid", "article-id_pmc", "article-id_pmcid")
+    if pmcid and not pmcid.upper().startswith("PMC"):
+        pmcid = f"PMC{pmcid}"
+    return {"pmid": get("pmid", "article-id_pmid"), "pmcid": pmcid, "doi": get("doi", "article-id_doi")}
+
+
+def _bioc_entities(ann: Any, file_offset: Any, placed: dict[str, Any], text: str) -> list[dict[str, Any]] | None:
+    """An annotation's locations as entities at document offsets (a location is relative to
+    the document in the file's layout: moved by where its passage now starts), or None when a
+    location does not fall inside its passage."""
+    if not isinstance(ann, dict) or not isinstance(file_offset, int):
+        return None
+    infons = ann.get("infons") if isinstance(ann.get("infons"), dict) else {}
+    label = str(infons.get("type", ""))
+    ident = str(next((infons[k] for k in ("identifier", "Identifier", "MESH", "NCBI Gene") if infons.get(k)), ""))
+    out = []
+    for loc in ann.get("locations") or []:
+        start, length = (loc.get("offset"), loc.get("length")) if isinstance(loc, dict) else (None, None)
+        if not isinstance(start, int) or not isinstance(length, int) or length < 0:
+            return None
+        local = start - file_offset
+        if local < 0 or local + length > len(placed["text"]):
+            return None
+        begin = placed["offset"] + local
+        out.append({"start": begin, "end": begin + length, "text": text[begin : begin + length], "label": label, "id": ident})
+    return out
 
 
 @reader("bioc-json")
@@ -300,25 +382,7 @@ def _stream_json_array(stream: TextIO, key: str, name: str) -> Iterator[Any]:
 
 def _iterparse(source: Source, tag: str) -> Iterator[ET.Element]:
     """Complete `tag` elements, freed after use (flat memory on baseline-sized files)."""
-    parser = ET.XMLPullParser(events=("start", "end"))
-    root: ET.Element | None = None
-    try:
-        while True:
-            chunk = source.stream.read(1 << 16)
-            if not chunk:
-                break
-            parser.feed(chunk)
-            for event, elem in parser.read_events():
-                if event == "start" and root is None:
-                    root = elem
-                elif event == "end" and elem.tag == tag:
-                    yield elem
-                    elem.clear()
-                    if root is not None:
-                        root.clear()
-        parser.close()
-    except ET.ParseError as exc:
-        raise InputDataError(f"{source.name}: malformed XML ({exc})") from None
+    yield from iterparse_stream(source.stream, source.name, tag)
 
 
 @reader("bioc-xml")
@@ -326,10 +390,22 @@ def read_bioc_xml(source: Source, opts: ReadOptions) -> Iterator[Item]:
     for index, elem in enumerate(_iterparse(source, "document")):
         passages = []
         for p in elem.findall("passage"):
-            infons = {i.get("key", ""): (i.text or "") for i in p.findall("infon")}
-            offset = (p.findtext("offset") or "0").strip()
-            passages.append({"infons": infons, "offset": int(offset) if offset.isascii() and offset.isdigit() else 0, "text": p.findtext("text") or ""})
-        yield _bioc_record({"id": elem.findtext("id"), "passages": passages}, f"{source.name}:document {index + 1}")
+            annotations = [
+                {"infons": _bioc_infons(a), "text": a.findtext("text") or "",
+                 "locations": [{"offset": _bioc_int(loc.get("offset")), "length": _bioc_int(loc.get("length"))} for loc in a.findall("location")]}
+                for a in p.findall("annotation")
+            ]
+            passages.append({"infons": _bioc_infons(p), "offset": _bioc_int(p.findtext("offset")), "text": p.findtext("text") or "", "annotations": annotations})
+        yield _bioc_record({"id": elem.findtext("id"), "infons": _bioc_infons(elem), "passages": passages}, f"{source.name}:document {index + 1}")
+
+
+def _bioc_infons(elem: ET.Element) -> dict[str, str]:
+    return {i.get("key", ""): (i.text or "") for i in elem.findall("infon")}
+
+
+def _bioc_int(value: str | None) -> int | None:
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 @reader("pubmed-xml")
@@ -350,8 +426,25 @@ def read_pubmed_xml(source: Source, opts: ReadOptions) -> Iterator[Item]:
             if text:
                 sections.append({"label": part.get("Label"), "text": text})
         abstract = " ".join(s["text"] for s in sections)
-        fields = {"pmid": pmid, "title": title, "abstract": abstract, "sections": sections}
-        yield Record(pmid, document_text(title, abstract), fields, where)
+        # one abstract passage per AbstractText, its Label as section: joined by the text rule
+        # they give exactly document_text(title, abstract), today's text and offsets
+        text, passages = join_passages(
+            [Passage("title", title, "", "title")] + [Passage("abstract", s["text"], s["label"] or "", "abstract") for s in sections]
+        )
+        ids = {i.get("IdType"): (i.text or "").strip() for i in elem.findall("PubmedData/ArticleIdList/ArticleId")}
+        doi = next((e.text.strip() for e in article.findall("ELocationID") if e.get("EIdType") == "doi" and e.text), None) or ids.get("doi")
+        pmcid = ids.get("pmc") or None
+        meta = {"pmid": pmid, "pmcid": pmcid if not pmcid or pmcid.startswith("PMC") else f"PMC{pmcid}", "doi": doi or None}
+        fields = {"pmid": pmid, "title": title, "abstract": abstract, "sections": sections, "passages": passages, "meta": meta}
+        yield Record(pmid, text, fields, where)
+
+
+@reader("jats")
+def read_jats(source: Source, opts: ReadOptions) -> Iterator[Item]:
+    """PMC Open Access JATS articles (biogpt_cli.jats)."""
+    from .jats import read_jats as read  # only here: keeps CLI start-up light
+
+    yield from read(source.stream, source.name, include=opts.include, sections=opts.sections)
 
 
 # ==================================================================================== detection
@@ -362,6 +455,8 @@ def detect_format(path: str, head: bytes) -> str:
     text = head.lstrip(codecs.BOM_UTF8).lstrip().decode("utf-8", errors="replace")
     if name.endswith((".jsonl", ".ndjson")):
         return "jsonl"
+    if name.endswith(".nxml"):
+        return "jats"
     if name.endswith((".pubtator", ".pubtator.txt")) or re.match(r"^[^|\n\t]+\|[ta]\|", text):
         return "pubtator"
     if text.startswith("<"):
@@ -369,7 +464,9 @@ def detect_format(path: str, head: bytes) -> str:
             return "pubmed-xml"
         if re.search(r"<collection\b", text):
             return "bioc-xml"
-        raise InputDataError(f"{path}: an XML file that is neither PubMed nor BioC XML; pass --input-format")
+        if re.search(r"<(!DOCTYPE\s+)?(article|pmc-articleset)\b", text):
+            return "jats"
+        raise InputDataError(f"{path}: an XML file that is neither PubMed, BioC nor JATS XML; pass --input-format")
     if text.startswith("{"):
         first = text.split("\n", 1)[0]
         try:
@@ -419,6 +516,13 @@ def read_inputs(
 
 
 def _read_one(path: str, input_format: str, opts: ReadOptions) -> Iterator[Item]:
+    if input_format in ("auto", "jats") and path.lower().endswith((".tar.gz", ".tgz", ".tar")):
+        # a PMC OA bundle: tarfile reads (and un-gzips) it member by member; the package's
+        # opener would refuse a tar's NUL-padded headers as binary
+        from .jats import read_bundle
+
+        yield from read_bundle(path, include=opts.include, sections=opts.sections)
+        return
     try:
         source = Source(path)
     except InputDataError as exc:
@@ -439,20 +543,6 @@ def _without_location(message: str, name: str) -> str:
 
 
 # ==================================================================================== writers
-class Writer:
-    """Writes one output record (a dict) at a time and flushes it."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, record: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def _emit(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
-
-
 class JsonlWriter(Writer):
     def write(self, record: dict[str, Any]) -> None:
         self._emit(json.dumps(record, ensure_ascii=False) + "\n")
@@ -505,7 +595,21 @@ class TextWriter(Writer):
         self._emit(str(record.get("text", "")) + "\n")
 
 
-WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "tsv": TsvWriter, "pubtator": PubtatorWriter, "text": TextWriter}
+def _bioc_writer(name: str) -> Callable[[TextIO], Writer]:
+    """A BioC writer, imported on use (biogpt_cli.bioc is needed only by those two formats)."""
+
+    def make(stream: TextIO) -> Writer:
+        from . import bioc
+
+        return getattr(bioc, name)(stream)
+
+    return make
+
+
+WRITERS: dict[str, Callable[[TextIO], Writer]] = {
+    "jsonl": JsonlWriter, "tsv": TsvWriter, "pubtator": PubtatorWriter, "text": TextWriter,
+    "bioc-json": _bioc_writer("BiocJsonWriter"), "bioc-xml": _bioc_writer("BiocXmlWriter"),
+}
 
 
 def make_writer(fmt: str, stream: TextIO, *, allowed: Iterable[str] | None = None) -> Writer:

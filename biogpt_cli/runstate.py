@@ -255,6 +255,18 @@ class RecordSink:
             failure = output_failure(self.name, exc)
             raise type(failure)(f"{failure} (what was finished is kept; rerun with --resume to continue)") from exc
 
+    def flush_tail(self) -> None:
+        """What a writer wrote after the last item (BioC's footer) goes to the file without a
+        journal entry: a resume truncates the output to its last item, whose writer then
+        continues the documents and writes the footer again."""
+        try:
+            if self._buffer:
+                self._file.write("".join(self._buffer).encode("utf-8"))
+                self._buffer.clear()
+                self._file.flush()
+        except OSError as exc:
+            raise output_failure(self.name, exc) from exc
+
     def seal(self) -> None:
         """The output's bytes on disk before it is renamed to its final name."""
         try:
@@ -467,9 +479,12 @@ class RunState:
         return self.sink
 
     def adopt(self, writer: Any) -> Any:
-        """A resumed TSV output already has its header: the writer must not repeat it."""
+        """A resumed TSV output already has its header: the writer must not repeat it; nor
+        must a collection writer (BioC) its header, and it continues the documents."""
         if self._existing_header is not None and hasattr(writer, "columns") and writer.columns is None:
             writer.columns = self._existing_header.split("\t")
+        if self._existing_header is not None and hasattr(writer, "continues"):
+            writer.continues = True
         return writer
 
     def failure_log(self, *, keep_going: bool, errors: Path | None = None, force: bool = False) -> FailureLog:

@@ -88,6 +88,17 @@ class SourceCuts:
             )
 
 
+def source_cap(recipe: PromptRecipe, *, limit: int | None = None) -> int | None:
+    """The most source tokens `encode_source` keeps: the recipe's max_source_positions, and
+    within `limit` positions room for `</s>` and the prompt tokens too (None: no cap). Long-document
+    planning (biogpt_cli.longdocs) sizes its units by it, so a unit that fits is never cut."""
+    cap = recipe.max_source_positions
+    if limit is not None:
+        room = limit - 1 - len(recipe.prompt_tokens)
+        cap = room if cap is None else min(cap, room)
+    return cap
+
+
 def encode_source(
     tokenizer: Any, source: str, recipe: PromptRecipe, *, limit: int | None = None, cuts: SourceCuts | None = None
 ) -> list[int]:
@@ -95,10 +106,7 @@ def encode_source(
     about here, or counted in `cuts` for the caller's one summary line."""
     ids = list(tokenizer(source, add_special_tokens=False)["input_ids"])
     prompt = [tokenizer.convert_tokens_to_ids(t) for t in recipe.prompt_tokens]
-    cap = recipe.max_source_positions
-    if limit is not None:
-        room = limit - 1 - len(prompt)
-        cap = room if cap is None else min(cap, room)
+    cap = source_cap(recipe, limit=limit)
     if cap is not None and len(ids) > cap:
         if cuts is not None:
             cuts.add(len(ids), cap)

@@ -34,30 +34,70 @@ def _is_reasoning_free(setting: str | None) -> bool:
         return False
 
 
+def context_document(context: str | list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A question's context as a document: its parts (a list context: PubMedQA's labelled
+    abstract sections) joined by one space as the recipe joins them, each part a "text"
+    passage at its offset."""
+    parts = [context] if isinstance(context, str) else [str(part) for part in context]
+    text, passages = "", []
+    for part in (" ".join(str(part).split()) for part in parts):
+        if not part:
+            continue
+        text += " " if text else ""
+        passages.append({"type": "text", "section": "", "section_type": "other", "offset": len(text), "text": part})
+        text += part
+    return text, passages
+
+
 def answer_question(
     task: Any, model: Any, tokenizer: Any, recipe: Any, record: Record, *, context_key: str, long_answer_key: str,
-    setting: str | None, generate: bool,
+    setting: str | None, generate: bool, long_documents: str = "auto",
 ) -> dict[str, Any]:
-    from biogpt.tasks.runner import candidate_probabilities, encode_source, generate_outputs
+    """The answer, with a probability per label. A context too long for the model is read in
+    units (--long-documents): each unit answers on its own and the most confident one decides
+    (longdocs.pick_answer): its label and probabilities are the record's, `evidence` says
+    where it stands in the context and `units` how many were read."""
+    from biogpt.tasks.runner import candidate_probabilities, encode_source, generate_outputs, source_cap
+
+    from ..longdocs import Budget, pick_answer, plan_units
 
     context = record.fields.get(context_key, record.fields.get("CONTEXTS"))
     if context is None:
         raise ValueError(f"no {context_key!r} field")
     long_answer = str(record.fields.get(long_answer_key, record.fields.get("LONG_ANSWER", "")) or "")
-    source = task.source_for_question(record.text, context, long_answer=long_answer, setting=setting or recipe.setting)
+
+    def source_of(part: str | list[Any]) -> str:
+        return task.source_for_question(record.text, part, long_answer=long_answer, setting=setting or recipe.setting)
+
+    def tokens(source: str) -> int:
+        return len(tokenizer(source, add_special_tokens=False)["input_ids"])
+
     room = model.config.max_position_embeddings - 24
-    input_ids = encode_source(tokenizer, source, recipe, limit=room)
+    cap = source_cap(recipe, limit=room) or room
+    around = tokens(source_of(""))  # the question, the long answer and the prompt's words
+    text, passages = context_document(context)
+    budget = Budget(max(cap - around, 8), lambda part: tokens(source_of(part)) - around)
+    # an empty context has no passage to read: today's input, whatever the mode
+    units = plan_units(text, passages, mode=long_documents if passages else "truncate", budget=budget, fits=lambda: tokens(source_of(context)) <= cap)
     labels, targets = zip(*task.answer_candidates())
-    probs = candidate_probabilities(model, tokenizer, input_ids, targets)
-    best = max(range(len(labels)), key=lambda i: probs[i])
+    answers, inputs = [], []
+    for unit in units:
+        input_ids = encode_source(tokenizer, source_of(context if unit.kind == "document" else unit.text), recipe, limit=room)
+        answers.append(dict(zip(labels, candidate_probabilities(model, tokenizer, input_ids, targets))))
+        inputs.append(input_ids)
+    chosen = pick_answer(answers)
+    probs = answers[chosen]
     out: dict[str, Any] = {
         "id": record.id,
         "question": record.text,
-        "answer": labels[best],
-        "probabilities": {label: round(p, 6) for label, p in zip(labels, probs)},
+        "answer": max(labels, key=lambda label: probs[label]),
+        "probabilities": {label: round(p, 6) for label, p in probs.items()},
     }
+    if len(units) > 1 or units[0].kind != "document":
+        out["evidence"] = units[chosen].describe()
+        out["units"] = len(units)
     if generate:
-        generated = generate_outputs(model, tokenizer, [input_ids], task=task, decoding={})[0]
+        generated = generate_outputs(model, tokenizer, [inputs[chosen]], task=task, decoding={})[0]
         parsed = task.parse(generated.output)
         out["output"] = generated.output
         out["generated_answer"] = None if parsed.failed else parsed.value
@@ -81,10 +121,15 @@ def qa(
     output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or tsv."),
     output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
+    long_documents: str = opts.LONG_DOCUMENTS,
     limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Answer yes/no/maybe questions about an abstract, with a probability for each answer.
+
+    A context too long for the model (--long-documents) is read in units; each unit answers and
+    the most confident one (the highest probability of its best label) gives the answer and the
+    probabilities, its place in the context under `evidence`.
 
     \b
     Example: biogpt qa --question "Do statins reduce mortality?" --context "..."
@@ -94,6 +139,10 @@ def qa(
     from ..batchjob import BatchJob
     from ..io import BadRecord, ReadOptions, Record, read_inputs
 
+    from ..longdocs import MODES
+
+    if long_documents not in MODES:
+        raise UserError(f"--long-documents {long_documents}: expected {', '.join(MODES)}")
     task = get_task("pubmedqa")
     if setting is not None and setting not in ("reasoning-required", "reasoning-free"):
         raise UserError(f"--setting {setting}: expected reasoning-required or reasoning-free")
@@ -110,7 +159,8 @@ def qa(
     items = job.select(items, limit)
     name, model, tokenizer, recipe = load_task_model(task, model_name, device=job.device(), dtype=flags.dtype)
     job.open(output_format, allowed=("jsonl", "tsv"))
-    meta = provenance(model, name, task="pubmedqa", setting=setting or recipe.setting or "reasoning-required", prompt=recipe.to_dict())
+    meta = provenance(model, name, task="pubmedqa", setting=setting or recipe.setting or "reasoning-required", prompt=recipe.to_dict(),
+                      long_documents=long_documents)
     # reasoning-free models were fine-tuned with each question's long answer in the input;
     # without one the prompt ends "answer: ." and the answers degrade: said once per run
     warn_missing_long_answer = _is_reasoning_free(setting or recipe.setting)
@@ -125,11 +175,12 @@ def qa(
             warn_missing_long_answer = False
         try:
             result = answer_question(task, model, tokenizer, recipe, item, context_key=context_key,
-                                     long_answer_key=long_answer_key, setting=setting, generate=generate)
+                                     long_answer_key=long_answer_key, setting=setting, generate=generate, long_documents=long_documents)
         except ValueError as exc:
             return BadRecord(item.location or item.id, f"{exc}; pass --context-key", item.id)
         if output_format == "tsv":
-            return [{k: v for k, v in result.items() if k != "probabilities"} | {f"p_{k}": v for k, v in result["probabilities"].items()}]
+            kept = {k: v for k, v in result.items() if k not in ("probabilities", "evidence", "units")}
+            return [kept | {f"p_{k}": v for k, v in result["probabilities"].items()}]
         return [{**result, "provenance": meta}]
 
     job.write_all(items, render)

@@ -1,7 +1,8 @@
 """`biogpt tag`: named entities from a token-classification model (trained by `biogpt train ner`).
 
 Entities are character spans into the input text, read with biogpt.heads (the same encoding
-`biogpt train ner` trains on; long documents in overlapping windows)."""
+`biogpt train ner` trains on). A document with passages (a full-text article) is read by
+--long-documents (heads.tag_document): entities always carry document offsets."""
 
 from __future__ import annotations
 
@@ -20,12 +21,30 @@ if TYPE_CHECKING:
 
 def pubtator_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]:
     """A PubTator document: the title on `|t|`, the abstract on `|a|` when the input had them
-    (PubTator input, JSONL title/abstract), mention offsets into `title + " " + abstract`."""
+    (PubTator input, JSONL title/abstract), mention offsets into `title + " " + abstract`.
+    A full-text document (passages after its title and abstract) is written as its title and
+    abstract lines with every mention at its document offset: PubTator has no passages, and
+    the text rule puts title and abstract first, so their offsets are PubTator's."""
     from biogpt.tasks.pubtator import title_abstract_lines
 
-    title, abstract, shift = title_abstract_lines(item.text, item.fields.get("title"), item.fields.get("abstract"))
+    from ..documents import passages_of
+    from ..longdocs import whole_document
+
+    text = item.text
+    if not whole_document(passages_of(item)):
+        text = text.split("\n\n", 1)[0]  # title + abstract: later passages follow a blank line
+    title, abstract, shift = title_abstract_lines(text, item.fields.get("title"), item.fields.get("abstract"))
     moved = [{**e, "start": e["start"] + shift, "end": e["end"] + shift} for e in entities]
     return {"id": item.id, "title": title, "abstract": abstract, "entities": moved}
+
+
+def bioc_record(item: Any, entities: list[dict[str, Any]]) -> dict[str, Any]:
+    """The document as BioC: its passages with the entities as annotations (document offsets)."""
+    from ..bioc import bioc_document
+    from ..documents import passages_of
+
+    meta = item.fields.get("meta") if isinstance(item.fields.get("meta"), dict) else {}
+    return bioc_document(item.id, passages_of(item), mentions=entities, infons={k: v for k, v in meta.items() if v is not None})
 
 
 def load_tagger(name: str, *, device: str = "auto", dtype: str = "auto") -> tuple[Any, Any]:
@@ -51,31 +70,52 @@ def tag(
     input_format: str = opts.INPUT_FORMAT,
     text_key: str = opts.TEXT_KEY,
     id_key: Optional[str] = opts.ID_KEY,
-    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl or pubtator."),
+    output_format: str = typer.Option("jsonl", "--format", "-f", help="jsonl, pubtator (title and abstract lines, mentions at document offsets), bioc-json or bioc-xml (passages, entities as annotations)."),
     output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
+    include: Optional[str] = opts.INCLUDE,
+    sections: Optional[str] = opts.SECTIONS,
+    long_documents: str = opts.LONG_DOCUMENTS,
     limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
     """Tag named entities: one JSONL record per document with character-offset entities.
 
+    --long-documents: auto reads a title/abstract or plain-text document whole (overlapping
+    windows when it is long) and a full-text article by passages; passages tags each unit
+    (title + abstract, then each passage, a long one split at sentences) alone, entities then
+    carry their passage index and section and never straddle a passage boundary; windows reads
+    overlapping windows over the whole text; truncate tags only the first window. Offsets are
+    always into the document text.
+
+    \b
     Example: biogpt tag -m ner-run/model-best abstracts.jsonl --format pubtator
+    Example: biogpt tag -m ner-run/model-best PMC/ --format bioc-json -o tagged.bioc.json
     """
     # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
     from ..batchjob import BatchJob
-    from ..heads import tag_text
+    from ..documents import passage_options, passages_of
+    from ..heads import tag_document
     from ..io import ReadOptions, read_inputs
+    from ..longdocs import MODES
 
+    if long_documents not in MODES:
+        raise UserError(f"--long-documents {long_documents}: expected {', '.join(MODES)}")
+    if output_format.startswith("bioc") and flags.shard is not None:
+        raise UserError(f"--format {output_format} writes one collection; --shard is for jsonl and pubtator (merged by `biogpt merge`)")
+    read_options = ReadOptions(text_key, id_key, **passage_options(include, sections))
     job = BatchJob.start("tag", flags, inputs=inputs, output=output, output_format=output_format, force=force)
     model, tokenizer = load_tagger(model_name, device=job.device(), dtype=flags.dtype)
-    items = job.select(read_inputs(job.inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
-    job.open(output_format, allowed=("jsonl", "pubtator"))
-    meta = provenance(model, model_name)
+    items = job.select(read_inputs(job.inputs, input_format=input_format, options=read_options), limit)
+    job.open(output_format, allowed=("jsonl", "pubtator", "bioc-json", "bioc-xml"))
+    meta = provenance(model, model_name, long_documents=long_documents)
 
     def render(item: Record) -> list[dict[str, Any]]:
-        entities = tag_text(model, tokenizer, item.text)
+        entities = tag_document(model, tokenizer, item.text, passages_of(item), mode=long_documents)
         if output_format == "pubtator":
             return [pubtator_record(item, entities)]
+        if output_format.startswith("bioc"):
+            return [bioc_record(item, entities)]
         return [{"id": item.id, "entities": entities, "provenance": meta}]
 
     job.write_all(items, render)

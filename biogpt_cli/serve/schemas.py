@@ -12,6 +12,9 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from ..documents import PASSAGE_TYPES, SECTION_TYPES
+from ..longdocs import MODES
+
 # a prompt / an embeddings input: a string, strings, token ids, or lists of token ids
 TextOrTokens = Union[StrictStr, list[StrictStr], list[StrictInt], list[list[StrictInt]]]
 
@@ -64,14 +67,31 @@ class EmbeddingRequest(Body):
     user: str | None = None
 
 
+# how a document longer than the model's positions is read (the CLI's --long-documents)
+LongDocuments = Literal[MODES]  # type: ignore[valid-type]
+
+
+class Passage(Body):
+    """A passage of a document (biogpt_cli.documents' shape): its text is the document text at
+    `offset` (Unicode code points); the endpoints check that and name the passage when not."""
+
+    type: Literal[PASSAGE_TYPES] = "text"  # type: ignore[valid-type]
+    section: str = ""
+    section_type: Literal[SECTION_TYPES] = "other"  # type: ignore[valid-type]
+    offset: StrictInt = Field(ge=0)
+    text: StrictStr
+
+
 class Document(Body):
     """A document of the task endpoints, as the CLI reads a JSONL record (text, or title +
-    abstract joined with one space so character offsets hold)."""
+    abstract joined with one space so character offsets hold), optionally with its passages
+    (as `biogpt data passages` writes them), which long documents are read by."""
 
     id: str | None = None
     text: str | None = None
     title: str | None = None
     abstract: str | None = None
+    passages: list[Passage] | None = None
 
 
 class Question(Body):
@@ -93,6 +113,7 @@ class RelationsRequest(Body):
     constrained: bool = False
     num_beams: int | None = Field(None, ge=1, le=16)
     max_new_tokens: int | None = Field(None, ge=1)
+    long_documents: LongDocuments = "auto"
 
 
 class QaRequest(Body):
@@ -103,6 +124,7 @@ class QaRequest(Body):
     input: Question | list[Question]
     setting: Literal["reasoning-required", "reasoning-free"] | None = None
     generate: bool = False
+    long_documents: LongDocuments = "auto"
 
 
 class TagRequest(Body):
@@ -110,6 +132,7 @@ class TagRequest(Body):
 
     model: str | None = None
     input: StrictStr | Document | list[Union[StrictStr, Document]]
+    long_documents: LongDocuments = "auto"
 
 
 class ClassifyRequest(Body):
@@ -121,6 +144,7 @@ class ClassifyRequest(Body):
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     num_beams: int | None = Field(None, ge=1, le=16)
     max_new_tokens: int | None = Field(None, ge=1)
+    long_documents: LongDocuments = "auto"
 
 
 def error_body(message: str, *, type: str, param: str | None = None, code: str | int | None = None) -> dict[str, Any]:

@@ -65,3 +65,97 @@ def test_cli_refuses_in_one_line_with_exit_code_2(tagger, model_dir, tmp_path, k
     result = biogpt("classify", "-m", str(model), str(docs), "--max-new-tokens", "2")
     assert result.returncode == 2 and result.stdout == "", result.stderr
     assert result.stderr.count("\n") == 1 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- long documents (issue 29)
+PMC = Path(__file__).parents[1] / "fixtures" / "pmc" / "pntd.0002065.nxml"
+
+
+@pytest.fixture(scope="module")
+def heads_dir(tmp_path_factory) -> dict[str, Path]:
+    """Tiny classification heads over the real vocabulary: multi-label (a, b, c) and single-label."""
+    import torch
+
+    from biogpt.model import BioGptForSequenceClassification, BioGptTokenizer
+
+    tok = BioGptTokenizer.from_pretrained("microsoft/biogpt")
+    torch.manual_seed(0)
+    out = {}
+    for name, extra in (("multi", {"id2label": {0: "a", 1: "b", 2: "c"}, "problem_type": "multi_label_classification"}),
+                        ("single", {"id2label": {0: "neg", 1: "pos"}})):
+        out[name] = tmp_path_factory.mktemp(name)
+        BioGptForSequenceClassification(BioGptConfig.from_preset("tiny", **extra)).save_pretrained(out[name], tokenizer=tok)
+    return out
+
+
+def test_multi_label_any_unit_assigns_and_single_label_takes_the_highest_mean():
+    from biogpt.heads import aggregate_labels
+
+    units = [{"labels": ["a"], "scores": {"a": 0.9, "b": 0.1, "c": 0.2}},
+             {"labels": [], "scores": {"a": 0.3, "b": 0.2, "c": 0.1}},
+             {"labels": ["c"], "scores": {"a": 0.4, "b": 0.1, "c": 0.6}}]
+    out = aggregate_labels(units, multi_label=True)
+    assert out["labels"] == ["a", "c"] and out["label_support"] == {"a": 1, "c": 1} and out["units"] == 3
+    assert out["scores"] == out["scores_max"] == {"a": 0.9, "b": 0.2, "c": 0.6}
+    assert out["scores_mean"] == {"a": pytest.approx(1.6 / 3, abs=1e-6), "b": pytest.approx(0.4 / 3, abs=1e-6), "c": pytest.approx(0.3, abs=1e-6)}
+    # single-label: one confident unit outweighs two lukewarm ones (the mean, not a vote)
+    single = [{"labels": ["x"], "scores": {"x": 0.99, "y": 0.01}}] + [{"labels": ["y"], "scores": {"x": 0.45, "y": 0.55}}] * 2
+    out = aggregate_labels(single, multi_label=False)
+    assert out["labels"] == ["x"] and out["label_support"] == {"x": 1, "y": 2} and out["scores"] == out["scores_mean"]
+    # a generative task (HoC): labels only, any unit's
+    out = aggregate_labels([{"labels": ["p"]}, {"labels": []}, {"labels": ["q", "p"]}], multi_label=True)
+    assert out == {"labels": ["p", "q"], "units": 3, "label_support": {"p": 2, "q": 1}}
+
+
+def _article():
+    from biogpt.documents import passages_of
+    from biogpt.io import ReadOptions, read_inputs
+
+    (record,) = list(read_inputs([str(PMC)], input_format="auto", options=ReadOptions()))
+    return record, passages_of(record)
+
+
+def test_a_label_only_one_late_passage_assigns_is_the_documents(heads_dir, monkeypatch):
+    import biogpt.heads as heads
+
+    from biogpt.model import BioGptForSequenceClassification
+
+    model, tokenizer = heads.load_head(BioGptForSequenceClassification, str(heads_dir["multi"]), device="cpu")
+    record, passages = _article()
+    seen = []
+
+    def constructed(model, tok, text, *, threshold=0.5, truncate=False):
+        seen.append(text)
+        late = passages[-1]["text"].startswith(text)  # the last passage (its first piece, if split)
+        return {"labels": ["c"] if late else ["b"], "scores": {"a": 0.1, "b": 0.6, "c": 0.9 if late else 0.2}}
+
+    monkeypatch.setattr(heads, "classify_with_head", constructed)
+    out = heads.classify_document(model, tokenizer, record.text, passages, mode="auto")
+    assert out["units"] == len(seen) > 10 and out["labels"] == ["b", "c"] and out["label_support"]["c"] == 1
+
+
+def test_classify_reads_a_pmc_article_by_passages_and_a_short_text_as_today(heads_dir, tmp_path):
+    result = biogpt("-q", "classify", "-m", str(heads_dir["multi"]), str(PMC))
+    assert result.returncode == 0, result.stderr
+    (out,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out["units"] > 10 and out["provenance"]["long_documents"] == "auto"
+    assert out["labels"] == [k for k, p in out["scores_max"].items() if p >= 0.5] == list(out["label_support"])
+    fewer = biogpt("-q", "classify", "-m", str(heads_dir["multi"]), str(PMC), "--sections", "discussion")
+    assert fewer.returncode == 0, fewer.stderr
+    assert 1 < json.loads(fewer.stdout)["units"] < out["units"]  # title + abstract, then the discussion's passages
+    docs = tmp_path / "short.txt"
+    docs.write_text("Tumour cells evade apoptosis.\n")
+    for model in heads_dir.values():
+        result = biogpt("-q", "classify", "-m", str(model), str(docs))
+        assert result.returncode == 0, result.stderr
+        assert set(json.loads(result.stdout)) == {"id", "labels", "scores", "provenance"}  # today's record
+
+
+def test_hoc_reads_a_pmc_article_by_passages(model_dir):
+    result = biogpt("-q", "classify", "--task", "hoc", "-m", str(model_dir), str(PMC), "--max-new-tokens", "2")
+    assert result.returncode == 0, result.stderr
+    (out,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out["units"] > 10 and len(out["output"].split("\n")) == out["units"] and isinstance(out["label_support"], dict)
+    truncated = biogpt("-q", "classify", "--task", "hoc", "-m", str(model_dir), str(PMC), "--max-new-tokens", "2", "--long-documents", "truncate")
+    assert truncated.returncode == 0, truncated.stderr
+    assert "units" not in json.loads(truncated.stdout)

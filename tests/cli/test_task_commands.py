@@ -161,13 +161,17 @@ def test_classify_generative_hoc_and_head_model(finetuned, tmp_path):
     head.save_pretrained(tmp_path / "clf", tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
     long = tmp_path / "long.txt"
     long.write_text("short text\n" + " ".join(["protein"] * 300) + "\n")
-    result = biogpt("classify", str(long), "-m", str(tmp_path / "clf"))
-    assert result.returncode == 0, result.stderr
-    recs = jsonl(result.stdout)
-    for r in recs:
-        assert len(r["labels"]) == 1 and r["labels"][0] in ("negative", "positive", "neutral")
-        assert math.isclose(sum(r["scores"].values()), 1.0, abs_tol=1e-4)
-    assert "overlapping windows" in result.stderr  # the 300-word document exceeds 128 positions
+    # the 300-word document exceeds 128 positions: read in units by default (--long-documents
+    # auto), in today's overlapping windows with --long-documents windows
+    for mode in ("auto", "windows"):
+        result = biogpt("classify", str(long), "-m", str(tmp_path / "clf"), "--long-documents", mode)
+        assert result.returncode == 0, result.stderr
+        recs = jsonl(result.stdout)
+        for r in recs:
+            assert len(r["labels"]) == 1 and r["labels"][0] in ("negative", "positive", "neutral")
+            assert math.isclose(sum(r["scores"].values()), 1.0, abs_tol=1e-4)
+        assert "units" not in recs[0] and (recs[1].get("units", 1) > 1) == (mode == "auto")
+        assert ("overlapping windows" in result.stderr) == (mode == "windows")
 
 
 # ------------------------------------------------------------------ eval -m

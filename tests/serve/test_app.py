@@ -476,6 +476,55 @@ def test_task_endpoints(client):
     is_error(client.post("/v1/tag", json={"model": "tagger", "input": []}), 400, param="input")
 
 
+def test_long_documents_through_the_task_endpoints(client):
+    """A full-text article with its passages (as `biogpt data passages` writes them) read by
+    passages: entities at document offsets from late passages, relations merged over units."""
+    from pathlib import Path
+
+    from biogpt.documents import passages_of
+    from biogpt.io import ReadOptions, read_inputs
+
+    pmc = Path(__file__).parents[1] / "fixtures" / "pmc" / "pntd.0002065.nxml"
+    (record,) = list(read_inputs([str(pmc)], input_format="auto", options=ReadOptions()))
+    passages = passages_of(record)
+    doc = {"id": record.id, "text": record.text, "passages": passages}
+    r = client.post("/v1/tag", json={"model": "tagger", "input": doc, "long_documents": "passages"})
+    assert r.status_code == 200, r.text
+    (tagged,) = r.json()["data"]
+    entities = tagged["entities"]
+    assert tagged["provenance"]["long_documents"] == "passages"
+    assert entities and all(record.text[e["start"] : e["end"]] == e["text"] for e in entities)
+    assert max(e["passage"] for e in entities) >= len(passages) - 3
+    # a passage whose text is not at its offset, a passage out of order, an unknown mode: 400s naming them
+    moved = {**doc, "passages": [passages[0], {**passages[1], "offset": passages[1]["offset"] + 1}]}
+    err = is_error(client.post("/v1/tag", json={"model": "tagger", "input": [doc, moved]}), 400, param="input")
+    assert err["message"].startswith("input[1].passages[1].offset")
+    swapped = {**doc, "passages": [passages[1], passages[0]]}
+    assert "input.passages[1].offset" in is_error(client.post("/v1/tag", json={"model": "tagger", "input": swapped}), 400)["message"]
+    is_error(client.post("/v1/tag", json={"model": "tagger", "input": doc, "long_documents": "pages"}), 400, param="long_documents")
+
+    parts = ["Aspirin and ulcers.", "Aspirin induced gastric ulcers in rats.", "Cisplatin caused nephrotoxicity.",
+             "Famotidine was associated with delirium."]
+    text = f"{parts[0]} {parts[1]}\n\n{parts[2]}\n\n{parts[3]}"
+    small = {"id": "d1", "text": text, "passages": [
+        {"type": "title", "offset": 0, "text": parts[0]}, {"type": "abstract", "offset": len(parts[0]) + 1, "text": parts[1]},
+        {"type": "paragraph", "section": "Results", "section_type": "results", "offset": text.index(parts[2]), "text": parts[2]},
+        {"type": "paragraph", "section": "Discussion", "section_type": "discussion", "offset": text.index(parts[3]), "text": parts[3]}]}
+    r = client.post("/v1/extract-relations", json={"task": "bc5cdr", "input": small, "max_new_tokens": 4, "long_documents": "passages"})
+    assert r.status_code == 200, r.text
+    (found,) = r.json()["data"]
+    assert [(u["type"], u["offset"], u["section"]) for u in found["units"]] == \
+        [("title_abstract", 0, ""), ("paragraph", text.index(parts[2]), "Results"), ("paragraph", text.index(parts[3]), "Discussion")]
+    assert found["output"] == "\n".join(u["output"] for u in found["units"])
+    for rel in found["relations"]:
+        assert rel["support"] == len(rel["evidence"]) and all(text[s:e].lower() == rel["head"]["text"].lower() for s, e in rel["head"]["spans"])
+    whole = client.post("/v1/extract-relations", json={"task": "bc5cdr", "input": small, "max_new_tokens": 4, "long_documents": "truncate"})
+    assert set(whole.json()["data"][0]) == {"id", "relations", "output", "failed", "provenance"}  # today's record
+    qa = client.post("/v1/qa", json={"input": {"question": "Does aspirin cause ulcers?", "context": parts[1:]}, "long_documents": "passages"})
+    assert qa.status_code == 200, qa.text
+    assert qa.json()["data"][0]["units"] == 3
+
+
 def test_api_key_on_every_endpoint_but_health(lm, tokenizer):
     app, _ = build(lm, tokenizer, api_key=KEY)
     with TestClient(app) as c:
