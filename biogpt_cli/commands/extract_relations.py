@@ -189,6 +189,8 @@ def extract_relations(
     output: Optional[Path] = opts.OUTPUT,
     force: bool = opts.FORCE,
     long_documents: str = opts.LONG_DOCUMENTS,
+    include: Optional[str] = opts.INCLUDE,
+    sections: Optional[str] = opts.SECTIONS,
     min_support: int = opts.MIN_SUPPORT,
     num_beams: Optional[int] = opts.NUM_BEAMS,
     max_new_tokens: Optional[int] = opts.MAX_NEW_TOKENS,
@@ -205,6 +207,7 @@ def extract_relations(
 
     # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
     from ..batchjob import BatchJob, Prepared
+    from ..documents import passage_options
     from ..io import BadRecord, ReadOptions, Record, read_inputs
     from ..longdocs import MODES, TaskUnits, UnitItem, by_document, supported
 
@@ -221,7 +224,8 @@ def extract_relations(
     if output_format == "pubtator" and entities is None:
         logger.warning("--format pubtator without --entities: no CID lines (they name MeSH ids; pass --entities NAME2MESH.json)")
     job = BatchJob.start("extract-relations", flags, inputs=inputs, output=output, output_format=output_format, force=force)
-    items = job.select(read_inputs(job.inputs, input_format=input_format, options=ReadOptions(text_key, id_key)), limit)
+    read_options = ReadOptions(text_key, id_key, **passage_options(include, sections))
+    items = job.select(read_inputs(job.inputs, input_format=input_format, options=read_options), limit)
     name, model, tokenizer, recipe = load_task_model(task, model_name, device=job.device(), dtype=flags.dtype)
     decoding = decoding_options(num_beams, max_new_tokens)
     room = max(model.config.max_position_embeddings - decoding.get("max_new_tokens", task.decoding.max_new_tokens), 8)

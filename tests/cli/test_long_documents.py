@@ -301,6 +301,18 @@ def test_a_pmc_article_is_read_whole_and_written_as_bioc(finetuned, tmp_path):
         assert back.text[entity["start"] : entity["end"]] == entity["text"]
 
 
+def test_sections_keep_only_those_units_of_an_article(finetuned, tmp_path):
+    """--sections reaches extract-relations' reader: the units read are the title and abstract
+    and the methods passages, nothing else."""
+    out = tmp_path / "methods.jsonl"
+    result = biogpt("extract-relations", str(PMC), "--task", "bc5cdr", "-m", str(finetuned), "--max-new-tokens", "4",
+                    "-b", "32", "--sections", "methods", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = {u["section_type"] for u in record["units"]}
+    assert "methods" in kinds and kinds <= {"title", "abstract", "methods"}
+
+
 @pytest.mark.parametrize("writer_class", [BiocJsonWriter, BiocXmlWriter])
 def test_a_resumed_collection_continues_without_a_second_header(writer_class, tmp_path):
     """What --resume does: the output holds the header and the finished documents; the new
