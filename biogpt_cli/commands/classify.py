@@ -92,8 +92,8 @@ def classify(
     """
     # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
     from ..batchjob import BatchJob, Prepared
-    from ..documents import passage_options, passages_of
-    from ..heads import aggregate_labels, classify_document, load_head
+    from ..documents import passage_options
+    from ..heads import aggregate_labels, classify_documents, load_head
     from ..io import BadRecord, ReadOptions, Record, read_inputs
     from ..longdocs import MODES, TaskUnits, UnitItem, by_document
 
@@ -113,20 +113,26 @@ def classify(
             return [{"id": result["id"], "labels": "|".join(result["labels"])}]
         return [{**result, "provenance": meta}]
 
-    if task is None:  # a classification head: one forward pass per unit (windows if long)
+    if task is None:  # a classification head: the inputs (units, windows) of many documents share batches
         from biogpt.model import BioGptForSequenceClassification
 
         model, tokenizer = load_head(BioGptForSequenceClassification, model_name, device=device, dtype=dtype)
         job.open(output_format, allowed=("jsonl", "tsv"))
         head_meta = provenance(model, model_name, threshold=threshold, long_documents=long_documents)
 
-        def render_head(item: Record) -> list[dict[str, Any]] | BadRecord:
-            if not item.text.strip():
-                return BadRecord(item.location or item.id, "empty document", item.id)
-            result = classify_document(model, tokenizer, item.text, passages_of(item), mode=long_documents, threshold=threshold)
-            return record({"id": item.id, **result}, head_meta)
+        def documents(stream: Any) -> Any:
+            """The documents to classify; an empty one is a bad record (nothing to label)."""
+            for item in stream:
+                empty = not isinstance(item, BadRecord) and not item.text.strip()
+                yield BadRecord(item.location or item.id, "empty document", item.id) if empty else item
 
-        job.write_all(items, render_head)
+        def render_head(result: tuple[Record, dict[str, Any]]) -> list[dict[str, Any]]:
+            item, labels = result
+            return record({"id": item.id, **labels}, head_meta)
+
+        results = classify_documents(model, tokenizer, documents(items), mode=long_documents, threshold=threshold,
+                                     batch_size=batch_size, max_tokens=max_tokens)
+        job.write_all(results, render_head)
         return
     from biogpt.tasks.runner import SourceCuts, encode_source
 

@@ -76,6 +76,8 @@ def tag(
     include: Optional[str] = opts.INCLUDE,
     sections: Optional[str] = opts.SECTIONS,
     long_documents: str = opts.LONG_DOCUMENTS,
+    batch_size: int = opts.BATCH_SIZE,
+    max_tokens: Optional[int] = opts.MAX_TOKENS,
     limit: Optional[int] = opts.LIMIT,
     flags: RunFlags = None,  # type: ignore[assignment]  # RUN_FLAGS stand here
 ) -> None:
@@ -86,7 +88,8 @@ def tag(
     (title + abstract, then each passage, a long one split at sentences) alone, entities then
     carry their passage index and section and never straddle a passage boundary; windows reads
     overlapping windows over the whole text; truncate tags only the first window. Offsets are
-    always into the document text.
+    always into the document text. The model inputs (windows, units) of many documents share
+    length-sorted batches: -b inputs, at most --max-tokens padded tokens, one forward pass each.
 
     \b
     Example: biogpt tag -m ner-run/model-best abstracts.jsonl --format pubtator
@@ -94,8 +97,8 @@ def tag(
     """
     # imported here, not at the top: `biogpt --help` loads every command module (README, "Start-up time")
     from ..batchjob import BatchJob
-    from ..documents import passage_options, passages_of
-    from ..heads import tag_document
+    from ..documents import passage_options
+    from ..heads import tag_documents
     from ..io import ReadOptions, read_inputs
     from ..longdocs import MODES
 
@@ -110,15 +113,15 @@ def tag(
     job.open(output_format, allowed=("jsonl", "pubtator", "bioc-json", "bioc-xml"))
     meta = provenance(model, model_name, long_documents=long_documents)
 
-    def render(item: Record) -> list[dict[str, Any]]:
-        entities = tag_document(model, tokenizer, item.text, passages_of(item), mode=long_documents)
+    def render(result: tuple[Record, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        item, entities = result
         if output_format == "pubtator":
             return [pubtator_record(item, entities)]
         if output_format.startswith("bioc"):
             return [bioc_record(item, entities)]
         return [{"id": item.id, "entities": entities, "provenance": meta}]
 
-    job.write_all(items, render)
+    job.write_all(tag_documents(model, tokenizer, items, mode=long_documents, batch_size=batch_size, max_tokens=max_tokens), render)
 
 
 def register(app: typer.Typer) -> None:

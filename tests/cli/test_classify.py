@@ -124,12 +124,12 @@ def test_a_label_only_one_late_passage_assigns_is_the_documents(heads_dir, monke
     record, passages = _article()
     seen = []
 
-    def constructed(model, tok, text, *, threshold=0.5, truncate=False):
-        seen.append(text)
-        late = passages[-1]["text"].startswith(text)  # the last passage (its first piece, if split)
+    def constructed(model, reading, probs, *, threshold=0.5):
+        seen.append(reading.text)
+        late = passages[-1]["text"].startswith(reading.text)  # the last passage (its first piece, if split)
         return {"labels": ["c"] if late else ["b"], "scores": {"a": 0.1, "b": 0.6, "c": 0.9 if late else 0.2}}
 
-    monkeypatch.setattr(heads, "classify_with_head", constructed)
+    monkeypatch.setattr(heads, "classify_labels", constructed)
     out = heads.classify_document(model, tokenizer, record.text, passages, mode="auto")
     assert out["units"] == len(seen) > 10 and out["labels"] == ["b", "c"] and out["label_support"]["c"] == 1
 
@@ -159,3 +159,70 @@ def test_hoc_reads_a_pmc_article_by_passages(model_dir):
     truncated = biogpt("-q", "classify", "--task", "hoc", "-m", str(model_dir), str(PMC), "--max-new-tokens", "2", "--long-documents", "truncate")
     assert truncated.returncode == 0, truncated.stderr
     assert "units" not in json.loads(truncated.stdout)
+
+
+# ---------------------------------------------------------------------------- shared batches (issue 29)
+SHORT = "Tumour cells evade apoptosis.\nAngiogenesis sustains the growth of solid tumours in mice.\nInvasion.\n"
+# batched rows are padded (a masked attention pass): scores, rounded to 6 digits, may differ by float rounding
+SCORE_TOLERANCE = 1e-5
+
+
+def _same_labels(a: dict, b: dict) -> None:
+    assert a["labels"] == b["labels"] and a.get("label_support") == b.get("label_support") and a.get("units") == b.get("units")
+    for key in ("scores", "scores_mean", "scores_max"):
+        assert (key in a) == (key in b)
+        if key in a:
+            assert list(a[key]) == list(b[key]) and list(a[key].values()) == pytest.approx(list(b[key].values()), abs=SCORE_TOLERANCE)
+
+
+def _inputs(tmp_path) -> tuple[Path, list]:
+    from biogpt.io import ReadOptions, read_inputs
+
+    short = tmp_path / "short.txt"
+    short.write_text(SHORT)
+    return short, list(read_inputs([str(short), str(PMC)], input_format="auto", options=ReadOptions()))
+
+
+@pytest.mark.parametrize("kind", ["multi", "single"])
+def test_classify_in_shared_batches_equals_one_input_at_a_time_and_classify_document(heads_dir, tmp_path, kind):
+    import biogpt.heads as heads
+    from biogpt.documents import passages_of
+    from biogpt.model import BioGptForSequenceClassification
+
+    short, records = _inputs(tmp_path)
+    runs = {}
+    for b in ("1", "16"):
+        result = biogpt("-q", "classify", "-m", str(heads_dir[kind]), str(short), str(PMC), "--long-documents", "passages", "-b", b)
+        assert result.returncode == 0, result.stderr
+        runs[b] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["id"] for r in runs["1"]] == [r["id"] for r in runs["16"]] == [r.id for r in records]  # input order
+    assert runs["1"][-1]["units"] > 10
+    model, tokenizer = heads.load_head(BioGptForSequenceClassification, str(heads_dir[kind]), device="cpu")
+    for one, many, record in zip(runs["1"], runs["16"], records):
+        _same_labels(one, many)
+        _same_labels(one, heads.classify_document(model, tokenizer, record.text, passages_of(record), mode="passages"))
+
+
+def test_classify_documents_runs_many_inputs_per_forward_pass(heads_dir, tmp_path, monkeypatch):
+    import biogpt.heads as heads
+    from biogpt.model import BioGptForSequenceClassification
+
+    model, tokenizer = heads.load_head(BioGptForSequenceClassification, str(heads_dir["multi"]), device="cpu")
+    _, records = _inputs(tmp_path)
+    calls: list[int] = []
+    real = heads.classify_batch
+
+    def counted(model, inputs):
+        calls.append(len(inputs))
+        return real(model, inputs)
+
+    monkeypatch.setattr(heads, "classify_batch", counted)
+    alone = list(heads.classify_documents(model, tokenizer, records, mode="passages", batch_size=1))
+    inputs = len(calls)
+    assert set(calls) == {1} and inputs > 10
+    calls.clear()
+    shared = list(heads.classify_documents(model, tokenizer, records, mode="passages", batch_size=16))
+    assert sum(calls) == inputs and len(calls) < inputs / 4 and max(calls) == 16
+    assert [r.id for r, _ in shared] == [r.id for r, _ in alone] == [r.id for r in records]
+    for (_, a), (_, b) in zip(alone, shared):
+        _same_labels(a, b)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from biogpt.commands.tag import pubtator_record
 from biogpt.io import Record
 
@@ -126,10 +128,11 @@ def test_split_passage_overlap_keeps_each_word_once(tokenizer, monkeypatch):
 
     import biogpt.heads as heads
 
-    def every_word(model, tok, text, **kwargs):
-        return [{"start": m.start(), "end": m.end(), "text": m.group(), "label": "X", "score": 1.0} for m in re.finditer(r"\S+", text)]
+    def every_word(model, reading, probs):
+        return [{"start": m.start(), "end": m.end(), "text": m.group(), "label": "X", "score": 1.0} for m in re.finditer(r"\S+", reading.text)]
 
-    monkeypatch.setattr(heads, "tag_text", every_word)
+    monkeypatch.setattr(heads, "tag_batch", lambda model, inputs: [None] * len(inputs))  # no model: every_word decides
+    monkeypatch.setattr(heads, "tag_entities", every_word)
     body = " ".join(f"Sentence {i} names aspirin and ulcers." for i in range(40))
     title = "A title."
     text = f"{title}\n\n{body}"
@@ -150,3 +153,72 @@ def test_tag_refuses_an_unknown_mode_and_bad_sections_in_one_line(tagger):
         result = biogpt("tag", "-m", str(tagger), str(PMC), *args)
         assert result.returncode == 2 and result.stdout == "" and needle in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- shared batches (issue 29)
+SHORT = "Aspirin induced ulcers.\nCisplatin caused nephrotoxicity in rats treated for ten days.\nNaloxone reversed it.\n"
+# batched rows are padded (a masked attention pass): scores, rounded to 6 digits, may differ by float rounding
+SCORE_TOLERANCE = 1e-5
+
+
+def _spans(entities: list[dict]) -> list[tuple]:
+    return [(e["start"], e["end"], e["text"], e["label"], e.get("passage"), e.get("section")) for e in entities]
+
+
+def _same_entities(a: list[dict], b: list[dict]) -> None:
+    assert _spans(a) == _spans(b)
+    assert [e["score"] for e in a] == pytest.approx([e["score"] for e in b], abs=SCORE_TOLERANCE)
+
+
+def test_tag_in_shared_batches_equals_one_input_at_a_time_and_tag_document(tagger, tmp_path):
+    from biogpt.commands.tag import load_tagger
+    from biogpt.documents import passages_of
+    from biogpt.heads import tag_document
+
+    short = tmp_path / "short.txt"
+    short.write_text(SHORT)
+    runs = {b: _jsonl(biogpt("-q", "tag", "-m", str(tagger), str(short), str(PMC), "--long-documents", "passages", "-b", b))
+            for b in ("1", "16")}
+    records = _records(short) + [_article()[0]]
+    assert [r["id"] for r in runs["1"]] == [r["id"] for r in runs["16"]] == [r.id for r in records]  # input order
+    model, tokenizer = load_tagger(str(tagger), device="cpu")
+    for one, many, record in zip(runs["1"], runs["16"], records):
+        alone = tag_document(model, tokenizer, record.text, passages_of(record), mode="passages")
+        _same_entities(one["entities"], many["entities"])
+        _same_entities(one["entities"], alone)
+    assert runs["1"][-1]["entities"] and {e["passage"] for e in runs["1"][-1]["entities"]} != {0}  # the article's units ran
+
+
+def test_tag_documents_runs_many_inputs_per_forward_pass(tagger, tmp_path, monkeypatch):
+    import biogpt.heads as heads
+    from biogpt.commands.tag import load_tagger
+
+    model, tokenizer = load_tagger(str(tagger), device="cpu")
+    short = tmp_path / "short.txt"
+    short.write_text(SHORT)
+    records = _records(short) + [_article()[0]]
+    calls: list[list[list[int]]] = []
+    real = heads.tag_batch
+
+    def counted(model, inputs):
+        calls.append(list(inputs))
+        return real(model, inputs)
+
+    monkeypatch.setattr(heads, "tag_batch", counted)
+    results = {}
+    for batch_size, max_tokens in ((1, None), (16, None), (16, 600)):
+        calls.clear()
+        results[batch_size, max_tokens] = list(heads.tag_documents(model, tokenizer, records, mode="passages",
+                                                                   batch_size=batch_size, max_tokens=max_tokens))
+        sizes = [len(c) for c in calls]
+        if batch_size == 1:
+            inputs = len(sizes)
+            assert set(sizes) == {1} and inputs > 20  # the article's units, each a pass
+        else:
+            assert sum(sizes) == inputs and len(sizes) < inputs / 4 and max(sizes) <= batch_size
+        if max_tokens is not None:  # a batch of more than one input keeps to the padded-token budget
+            assert all(len(c) == 1 or len(c) * max(map(len, c)) <= max_tokens for c in calls) and max(sizes) < 16
+    assert [r.id for r, _ in results[1, None]] == [r.id for r in records]
+    for key in ((16, None), (16, 600)):
+        for (_, a), (_, b) in zip(results[1, None], results[key]):
+            _same_entities(a, b)

@@ -369,7 +369,7 @@ def test_request_timeout_bounds_a_whole_task_request(lm, tokenizer, monkeypatch,
             return real(*args, **kwargs)
         return run
 
-    monkeypatch.setattr(heads_module, "tag_text", slow(heads_module.tag_text))
+    monkeypatch.setattr(heads_module, "tag_batch", slow(heads_module.tag_batch))  # one pass per short document
     monkeypatch.setattr(extract_relations, "relations_record", slow(extract_relations.relations_record))
     app, engine = build(lm, tokenizer, timeout=1.0)
     docs = [f"Aspirin induced ulcers in patient {i}." for i in range(30)]
