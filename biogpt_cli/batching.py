@@ -7,10 +7,19 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass
+class Prepared:
+    """An input item (a Record, or a task Example) with its model input's token ids."""
+
+    item: Any
+    input_ids: list[int]
 
 
 def plan_batches(

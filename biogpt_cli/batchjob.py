@@ -18,26 +18,17 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from . import _common
 from ._common import FailureLog, UserError, inputs_or_stdin, progress
 from ._options import RunFlags
-from .batching import limited, run_in_batches, run_windows, window_size
+from .batching import Prepared, limited, run_in_batches, run_windows, window_size  # Prepared: batching's, here for the commands
 from .io import BadRecord, Item, Writer, make_writer
 from .runstate import RunState
 
 logger = logging.getLogger("biogpt")
-
-
-@dataclass
-class Prepared:
-    """An input item (a Record, or a task Example) with its model input's token ids."""
-
-    item: Any
-    input_ids: list[int]
 
 
 def prepare_all(items: Iterable[Item], encode: Callable[[Any], list[int]]) -> Iterator[Prepared | BadRecord]:

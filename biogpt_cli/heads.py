@@ -21,7 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .io import BadRecord
+    from .documents import BadRecord
     from .longdocs import Budget
 
 logger = logging.getLogger(__name__)
@@ -394,9 +394,10 @@ def run_documents(
     the model inputs of many documents sharing length-sorted batches of at most `batch_size`
     inputs and `max_tokens` padded tokens (batching.run_in_batches: a window of upcoming inputs
     at a time, so memory stays bounded and results stream). Bad records pass through."""
-    from .batching import run_in_batches
-    from .batchjob import Prepared
-    from .io import BadRecord
+    # never batchjob or io here: training scores its dev set with these functions and stays
+    # free of the command line (tests/cli/test_trainer.py)
+    from .batching import Prepared, run_in_batches
+    from .documents import BadRecord
     from .longdocs import by_document
 
     def inputs() -> Iterator[Any]:
