@@ -283,6 +283,47 @@ def test_qa_reads_a_long_context_in_units_and_the_most_confident_answers(finetun
     assert truncated.returncode == 0 and "units" not in json.loads(truncated.stdout)
 
 
+def test_qa_scores_the_units_of_many_questions_in_shared_batches_as_one_at_a_time(finetuned):
+    """The batched path (answer_questions) against each question alone (answer_question) and
+    the scorer against full-vocabulary teacher forcing; tolerance 1e-5 (padding and batch size
+    change only float rounding)."""
+    import torch
+
+    from biogpt._taskrun import load_task_model
+    from biogpt.commands.qa import answer_question, answer_questions
+    from biogpt.io import BadRecord
+    from biogpt.tasks.runner import candidate_probabilities_batch, token_logprobs
+
+    task = get_task("pubmedqa")
+    _, model, tokenizer, recipe = load_task_model(task, str(finetuned), device="cpu", dtype="float32")
+    long_context = ["Statins reduced mortality in sepsis."] + [
+        " ".join(f"Sentence {i}.{j} is about other matters, e.g. weather in Fig. {j}." for j in range(12)) for i in range(4)]
+    records = [
+        Record("long", "Do statins reduce mortality?", {"context": long_context}),
+        Record("short", "Is aspirin an analgesic?", {"context": "Aspirin relieves pain."}),
+        Record("none", "A question without a context?", {}),
+        Record("list", "Does famotidine cause delirium?", {"context": ["Famotidine was given.", "Delirium followed in two cases."]}),
+    ]
+    options = dict(context_key="context", long_answer_key="long_answer", setting="reasoning-required", generate=False)
+    batched = list(answer_questions(task, model, tokenizer, recipe, records, batch_size=5, **options))
+    assert [r.id if isinstance(r, BadRecord) else r[0].id for r in batched] == ["long", "short", "none", "list"]
+    assert isinstance(batched[2], BadRecord) and "no 'context' field" in batched[2].message
+    for (record, got), alone in zip([batched[i] for i in (0, 1, 3)], [records[i] for i in (0, 1, 3)]):
+        want = answer_question(task, model, tokenizer, recipe, alone, **options)
+        assert got.keys() == want.keys() and got.get("evidence") == want.get("evidence") and got.get("units") == want.get("units")
+        for label, p in want["probabilities"].items():
+            assert math.isclose(got["probabilities"][label], p, abs_tol=1e-5)
+    assert batched[0][1]["units"] > 4
+
+    inputs = [tokenizer("</s> a short prompt", add_special_tokens=False)["input_ids"],
+              tokenizer("</s> a longer prompt about famotidine and delirium in patients", add_special_tokens=False)["input_ids"]]
+    targets = [target for _, target in task.answer_candidates()]
+    for source, got in zip(inputs, candidate_probabilities_batch(model, tokenizer, inputs, targets)):
+        seqs = [source + tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in targets]
+        totals = torch.tensor([sum(lp[len(source) - 1:]) for lp in token_logprobs(model, seqs, tokenizer.pad_token_id)])
+        assert torch.allclose(torch.tensor(got), torch.softmax(totals, 0), atol=1e-5)
+
+
 PMC = Path(__file__).parents[1] / "fixtures" / "pmc" / "pntd.0002065.nxml"
 
 
