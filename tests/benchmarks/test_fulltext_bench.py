@@ -14,7 +14,7 @@ def test_inputs_repeat_the_three_articles(tmp_path):
 
 
 def test_the_table_states_both_modes_and_their_ratio():
-    args = argparse.Namespace(size="tiny", device="cpu", copies=1, max_new_tokens=8)
+    args = argparse.Namespace(size="tiny", device="cpu", copies=1, max_new_tokens=8, constrained=True)
     results = {
         "truncate": {"documents": 3, "units": 3, "relations": 3, "seconds": 2.0, "units_per_s": 1.5, "relations_per_s": 1.5},
         "passages": {"documents": 3, "units": 30, "relations": 12, "seconds": 10.0, "units_per_s": 3.0, "relations_per_s": 1.2},
@@ -23,3 +23,5 @@ def test_the_table_states_both_modes_and_their_ratio():
     assert "| truncate | 3 | 3 | 3 | 2.0 | 1.50 | 1.50 |" in text
     assert "| passages | 3 | 30 | 12 | 10.0 | 3.00 | 1.20 |" in text
     assert "10.0× the model inputs in 5.0× the wall time; inputs/s 2.00× truncation's" in text
+    assert "--max-new-tokens 8 --constrained`" in text
+    assert "relations written: 4.0× truncation's; relations/s 0.80× truncation's" in text
