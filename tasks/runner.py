@@ -256,27 +256,28 @@ def candidate_probabilities_batch(
     answers = sum(len(t) for t in targets)
     width = max(len(s) for s in inputs) + answers
     device = model.device
-    ids = torch.full((len(inputs), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
-    positions = torch.full((len(inputs), width), -1, dtype=torch.long, device=device)  # padding: -1, as masks.positions_from_mask
+    # built on the host and moved once: a row's pieces are many small writes
+    ids = torch.full((len(inputs), width), tokenizer.pad_token_id, dtype=torch.long)
+    positions = torch.full((len(inputs), width), -1, dtype=torch.long)  # padding: -1, as masks.positions_from_mask
     # every query may see itself, so padding rows never softmax over nothing (build_attention_mask)
-    allowed = torch.eye(width, dtype=torch.bool, device=device).repeat(len(inputs), 1, 1)
-    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+    allowed = torch.eye(width, dtype=torch.bool).repeat(len(inputs), 1, 1)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
     at = []  # per row and candidate: the columns whose hidden states predict its tokens
     for row, source in enumerate(inputs):
         n = len(source)
-        ids[row, :n] = torch.tensor(list(source), device=device)
-        positions[row, :n] = torch.arange(n, device=device)
+        ids[row, :n] = torch.tensor(list(source))
+        positions[row, :n] = torch.arange(n)
         allowed[row, :n, :n] = causal[:n, :n]
         start = n
         for target in targets:
             end = start + len(target)
-            ids[row, start:end] = torch.tensor(target, device=device)
-            positions[row, start:end] = torch.arange(n, n + len(target), device=device)
+            ids[row, start:end] = torch.tensor(target)
+            positions[row, start:end] = torch.arange(n, n + len(target))
             allowed[row, start:end, :n] = True
             allowed[row, start:end, start:end] = causal[: len(target), : len(target)]
             at.append([n - 1, *range(start, end - 1)])  # the prompt's last token predicts the first
             start = end
-    hidden = network_for(model).run(ids, positions, attn_mask=allowed[:, None], is_causal=False, cache=None)
+    hidden = network_for(model).run(ids.to(device), positions.to(device), attn_mask=allowed[:, None].to(device), is_causal=False, cache=None)
     longest = max(len(t) for t in targets)
     rows = torch.arange(len(inputs), device=device).repeat_interleave(len(targets))
     columns = torch.tensor([c + [c[-1]] * (longest - len(c)) for c in at], device=device)
