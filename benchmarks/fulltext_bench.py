@@ -29,16 +29,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLES = ROOT / "tests" / "fixtures" / "pmc"
 MODES = ("truncate", "passages")
 
 
-def make_model(directory: Path, size: str) -> None:
+def random_model(size: str) -> Any:
+    """A seeded random-weight causal LM over the real vocabulary, without dropout: the 347M
+    shapes, or the tiny preset with 1,024 positions (room for a whole abstract)."""
     import torch
 
-    from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
+    from biogpt.model import BioGptConfig, BioGptForCausalLM
 
     torch.manual_seed(0)
     if size == "347m":
@@ -46,7 +49,13 @@ def make_model(directory: Path, size: str) -> None:
     else:
         config = BioGptConfig.from_preset("tiny", vocab_size=42384, max_position_embeddings=1024, hidden_dropout_prob=0.0,
                                           attention_probs_dropout_prob=0.0)
-    BioGptForCausalLM(config).save_pretrained(directory, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
+    return BioGptForCausalLM(config).eval()
+
+
+def make_model(directory: Path, size: str) -> None:
+    from biogpt.model import BioGptTokenizer
+
+    random_model(size).save_pretrained(directory, tokenizer=BioGptTokenizer.from_pretrained("microsoft/biogpt"))
 
 
 def inputs(work: Path, copies: int) -> Path:

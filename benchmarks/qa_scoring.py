@@ -30,19 +30,13 @@ FIXTURE = ROOT / "tests" / "fixtures" / "tasks" / "PubMedQA" / "ori_pqal.json"
 
 def load(size: str, device: str) -> tuple[Any, Any, Any, Any]:
     """The task, a random-weight causal LM of `size` over the real vocabulary, its tokenizer, its recipe."""
-    import torch
-
-    from biogpt.model import BioGptConfig, BioGptForCausalLM, BioGptTokenizer
+    from biogpt.model import BioGptTokenizer
     from biogpt.tasks import get_task
     from biogpt.tasks.runner import read_recipe
 
-    torch.manual_seed(0)
-    if size == "347m":
-        config = BioGptConfig(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    else:
-        config = BioGptConfig.from_preset("tiny", vocab_size=42384, max_position_embeddings=1024, hidden_dropout_prob=0.0,
-                                          attention_probs_dropout_prob=0.0)
-    model = BioGptForCausalLM(config).to(device).eval()
+    from .fulltext_bench import random_model
+
+    model = random_model(size).to(device)
     tokenizer = BioGptTokenizer.from_pretrained("microsoft/biogpt")
     task = get_task("pubmedqa")
     return task, model, tokenizer, read_recipe(model, tokenizer, task)

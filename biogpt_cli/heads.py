@@ -322,35 +322,35 @@ class _Ready:
 
 def plan_tag(model: Any, tokenizer: Any, text: str, passages: Sequence[dict[str, Any]], *, mode: str = "auto") -> DocumentPlan:
     """The tagger's readings of one document by `mode` (see `tag_document`)."""
-    from .longdocs import MODES, plan_units
-
-    if mode not in MODES:
-        raise ValueError(f"unknown long-document mode {mode!r}; expected one of {', '.join(MODES)}")
-    size = model.config.max_position_embeddings
-    if mode in ("windows", "truncate"):
-        return DocumentPlan(text, passages, None, [tag_reading(tokenizer, text, size=size, truncate=mode == "truncate")])
     # the windows read a long whole document completely: `auto` needs no fit check
-    units = plan_units(text, passages, mode=mode, budget=head_budget(model, tokenizer), fits=lambda: True)
-    if len(units) == 1 and units[0].kind == "document":
-        return DocumentPlan(text, passages, None, [tag_reading(tokenizer, text, size=size)])
-    logger.debug("document of %d characters tagged in %d units", len(text), len(units))
-    return DocumentPlan(text, passages, units, [tag_reading(tokenizer, u.text, size=size) for u in units])
+    return _plan(model, tokenizer, text, passages, mode=mode, read=tag_reading, whole_fits=lambda budget: True)
 
 
 def plan_classify(model: Any, tokenizer: Any, text: str, passages: Sequence[dict[str, Any]], *, mode: str = "auto") -> DocumentPlan:
     """The classifier's readings of one document by `mode` (see `classify_document`)."""
+    return _plan(model, tokenizer, text, passages, mode=mode, read=classify_reading,
+                 whole_fits=lambda budget: budget.tokens(text) <= budget.room)
+
+
+def _plan(
+    model: Any, tokenizer: Any, text: str, passages: Sequence[dict[str, Any]], *, mode: str,
+    read: Callable[..., Reading], whole_fits: Callable[[Budget], bool],
+) -> DocumentPlan:
+    """One reading of the whole text (windows, truncate, or `auto` when `whole_fits`), else one
+    `read` per unit of `longdocs.plan_units`."""
     from .longdocs import MODES, plan_units
 
     if mode not in MODES:
         raise ValueError(f"unknown long-document mode {mode!r}; expected one of {', '.join(MODES)}")
     size = model.config.max_position_embeddings
     if mode in ("windows", "truncate"):
-        return DocumentPlan(text, passages, None, [classify_reading(tokenizer, text, size=size, truncate=mode == "truncate")])
+        return DocumentPlan(text, passages, None, [read(tokenizer, text, size=size, truncate=mode == "truncate")])
     budget = head_budget(model, tokenizer)
-    units = plan_units(text, passages, mode=mode, budget=budget, fits=lambda: budget.tokens(text) <= budget.room)
+    units = plan_units(text, passages, mode=mode, budget=budget, fits=lambda: whole_fits(budget))
     if len(units) == 1 and units[0].kind == "document":
-        return DocumentPlan(text, passages, None, [classify_reading(tokenizer, text, size=size)])
-    return DocumentPlan(text, passages, units, [classify_reading(tokenizer, u.text, size=size) for u in units])
+        return DocumentPlan(text, passages, None, [read(tokenizer, text, size=size)])
+    logger.debug("document of %d characters read in %d units", len(text), len(units))
+    return DocumentPlan(text, passages, units, [read(tokenizer, u.text, size=size) for u in units])
 
 
 def document_entities(model: Any, plan: DocumentPlan, probs: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:

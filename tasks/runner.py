@@ -277,12 +277,13 @@ def candidate_probabilities_batch(
             allowed[row, start:end, start:end] = causal[: len(target), : len(target)]
             at.append([n - 1, *range(start, end - 1)])  # the prompt's last token predicts the first
             start = end
-    hidden = network_for(model).run(ids.to(device), positions.to(device), attn_mask=allowed[:, None].to(device), is_causal=False, cache=None)
+    net = network_for(model)
+    hidden = net.run(ids.to(device), positions.to(device), attn_mask=allowed[:, None].to(device), is_causal=False, cache=None)
     longest = max(len(t) for t in targets)
     rows = torch.arange(len(inputs), device=device).repeat_interleave(len(targets))
     columns = torch.tensor([c + [c[-1]] * (longest - len(c)) for c in at], device=device)
     picked = hidden[rows[:, None], columns]  # (inputs x candidates, longest, C)
-    logp = F.log_softmax(network_for(model).logits(picked).float(), dim=-1)
+    logp = F.log_softmax(net.logits(picked).float(), dim=-1)
     wanted = torch.tensor([t + [0] * (longest - len(t)) for _ in inputs for t in targets], device=device)
     valid = torch.tensor([[1.0] * len(t) + [0.0] * (longest - len(t)) for _ in inputs for t in targets], device=device)
     totals = (logp.gather(2, wanted[:, :, None]).squeeze(-1) * valid).sum(1).view(len(inputs), len(targets))

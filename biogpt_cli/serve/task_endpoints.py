@@ -52,11 +52,8 @@ async def extract_relations(ctx: Context, body: RelationsRequest) -> dict[str, A
 
     def run(record: Any) -> Generator[None, None, Answer]:
         units = reading.plan(record, body.long_documents)
-        results = []
-        for unit in units:
-            if results:
-                yield  # the model goes back to the running completions between units
-            results.append((unit, (None, generation.output(reading.source(record, unit.kind, unit.text), constrained=body.constrained))))
+        results = yield from _each_unit(units, lambda unit: (unit, (None, generation.output(
+            reading.source(record, unit.kind, unit.text), constrained=body.constrained))))
         with torch.inference_mode():
             if len(units) == 1 and units[0].kind == "document":  # today's record, unchanged
                 return relations_record(task, record, results[0][1][1], model=served.model, tokenizer=served.tokenizer, entities=body.entities)
@@ -159,11 +156,7 @@ async def _classify_generative(ctx: Context, served: ServedModel, task: Any, rec
 
     def run(record: Any) -> Generator[None, None, Answer]:
         units = reading.plan(record, body.long_documents)
-        per_unit = []
-        for unit in units:
-            if per_unit:
-                yield  # the model goes back to the running completions between units
-            per_unit.append(parsed_of(record, unit))
+        per_unit = yield from _each_unit(units, lambda unit: parsed_of(record, unit))
         if len(units) == 1 and units[0].kind == "document":  # today's record, unchanged
             return {"id": record.id, **per_unit[0]}
         merged = aggregate_labels(per_unit, multi_label=True)
@@ -199,6 +192,17 @@ async def _run_record(ctx: Context, served: ServedModel, run: Run, record: Any) 
         done, answer = await ctx.run_model(served, lambda: _step(steps))
         if done:
             return answer
+
+
+def _each_unit(units: list[Any], run: Callable[[Any], Any]) -> Generator[None, None, list[Any]]:
+    """`run` on each unit in order, yielding between units: the model goes back to the running
+    completions between them (a `Run` generator's stretches, see `_run_record`)."""
+    results: list[Any] = []
+    for unit in units:
+        if results:
+            yield
+        results.append(run(unit))
+    return results
 
 
 def _step(steps: Generator[None, None, Answer]) -> tuple[bool, Answer | None]:
