@@ -231,19 +231,13 @@ def token_logprobs(model: Any, sequences: Sequence[Sequence[int]], pad: int) -> 
     return [logp[i, : len(s) - 1].tolist() for i, s in enumerate(sequences)]
 
 
-def candidate_probabilities(
-    model: Any, tokenizer: Any, input_ids: Sequence[int], candidates: Sequence[str]
-) -> list[float]:
-    """P(candidate | input) normalised over the candidates: each full target (with its final
-    end-of-sequence) scored teacher-forced, in one batched forward pass."""
-    return candidate_probabilities_batch(model, tokenizer, [input_ids], candidates)[0]
-
-
 @torch.inference_mode()
 def candidate_probabilities_batch(
     model: Any, tokenizer: Any, inputs: Sequence[Sequence[int]], candidates: Sequence[str]
 ) -> list[list[float]]:
-    """`candidate_probabilities` of many inputs in one forward pass, a row per input.
+    """P(candidate | input) normalised over the candidates, for each input: each full target
+    (with its final end-of-sequence) scored teacher-forced, all inputs in one forward pass, a
+    row per input.
 
     A row holds its prompt once, followed by every candidate, each candidate attending to the
     prompt and to itself only (a tree-shaped attention mask; positions continue the prompt in
